@@ -1,0 +1,69 @@
+"""edgeseg: train a U-Net, export it to ONNX Runtime / OpenVINO / TensorRT, run it anywhere.
+
+Importing the package is cheap: torch and the runtimes load only when a name that needs them is
+first used (``edgeseg.UNet``, ``edgeseg.train``, ...).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# name -> module that defines it; resolved on first attribute access (PEP 562).
+_LAZY = {
+    "UNet": "edgeseg.models.unet",
+    "UNetConfig": "edgeseg.models.unet",
+    "Checkpoint": "edgeseg.models.checkpoint",
+    "Normalization": "edgeseg.models.checkpoint",
+    "load_checkpoint": "edgeseg.models.checkpoint",
+    "save_checkpoint": "edgeseg.models.checkpoint",
+    "train": "edgeseg.training",
+    "TrainConfig": "edgeseg.training",
+    "TrainResult": "edgeseg.training",
+    "evaluate_checkpoint": "edgeseg.evaluate",
+    "ConfusionMatrix": "edgeseg.metrics",
+    "SegMetrics": "edgeseg.metrics",
+    "FolderDataset": "edgeseg.data",
+    "SyntheticDataset": "edgeseg.data",
+}
+
+__all__ = [
+    "Checkpoint",
+    "ConfusionMatrix",
+    "FolderDataset",
+    "Normalization",
+    "SegMetrics",
+    "SyntheticDataset",
+    "TrainConfig",
+    "TrainResult",
+    "UNet",
+    "UNetConfig",
+    "__version__",
+    "evaluate_checkpoint",
+    "load_checkpoint",
+    "save_checkpoint",
+    "train",
+]
+
+if TYPE_CHECKING:
+    from edgeseg.data import FolderDataset, SyntheticDataset
+    from edgeseg.evaluate import evaluate_checkpoint
+    from edgeseg.metrics import ConfusionMatrix, SegMetrics
+    from edgeseg.models.checkpoint import Checkpoint, Normalization, load_checkpoint, save_checkpoint
+    from edgeseg.models.unet import UNet, UNetConfig
+    from edgeseg.training import TrainConfig, TrainResult, train
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'edgeseg' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,272 @@
+"""The `edgeseg` command line. Thin: parse options, call the library, print results.
+
+Errors the user can fix are one line on stderr with exit code 2; runtime failures exit 1; a
+traceback is shown only with --debug (or EDGESEG_DEBUG=1).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from edgeseg import __version__
+from edgeseg.errors import EdgesegError, InputError
+
+try:  # typer >= 0.22 vendors click; older releases depend on it
+    from typer import TyperException as _CliException
+except ImportError:  # pragma: no cover
+    from click import ClickException as _CliException  # type: ignore[no-redef]
+
+app = typer.Typer(
+    name="edgeseg",
+    help="Train U-Net segmentation models and deploy them to edge runtimes.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"edgeseg {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """Train U-Net segmentation models and deploy them to edge runtimes."""
+
+
+def _write_json(path: Path | None, data: dict[str, Any]) -> None:
+    if path is not None:
+        from edgeseg._io import write_json
+
+        write_json(path, data)
+
+
+def _existing_dir(path: Path | None, flag: str) -> None:
+    if path is not None and not path.is_dir():
+        raise InputError(f"{flag} folder '{path}' does not exist (expected DIR/images and DIR/masks)")
+
+
+JsonOpt = Annotated[Path | None, typer.Option("--json", help="Also write a machine-readable summary here.")]
+
+
+@app.command()
+def train(
+    data: Annotated[
+        Path | None, typer.Option(help="Dataset folder (images/ + masks/). Default: built-in synthetic data.")
+    ] = None,
+    val_data: Annotated[
+        Path | None, typer.Option(help="Validation folder. Default: a seeded split of --data.")
+    ] = None,
+    classes: Annotated[
+        int | None, typer.Option(help="Number of classes. Default: classes.txt or max mask id + 1.")
+    ] = None,
+    img_size: Annotated[
+        str | None,
+        typer.Option(help="Training size N or WxH, e.g. 256 or 480x352. Default: the data's size."),
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Epochs (default 15).")] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 16,
+    lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate (AdamW, cosine decay).")] = 3e-3,
+    ignore_index: Annotated[
+        int | None,
+        typer.Option(help="Mask id of unlabelled pixels, skipped by loss and metrics (e.g. 11 for CamVid)."),
+    ] = None,
+    model: Annotated[str, typer.Option(help="Architecture (only 'unet').")] = "unet",
+    depth: Annotated[
+        int, typer.Option(min=1, max=6, help="Downsamplings; sizes must divide by 2**depth.")
+    ] = 4,
+    width: Annotated[int, typer.Option(min=1, help="Channels of the first level.")] = 16,
+    upsample: Annotated[str, typer.Option(help="transpose or bilinear.")] = "transpose",
+    augment: Annotated[
+        bool, typer.Option(help="Flips, 90° rotations, scale/crop, brightness/contrast.")
+    ] = True,
+    seed: Annotated[int, typer.Option(help="Seed for init, split, shuffling and augmentation.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
+    workers: Annotated[int, typer.Option(min=0, help="Data-loading worker processes.")] = 0,
+    resume: Annotated[Path | None, typer.Option(help="Continue a run from its last.pt.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Run folder. Default: runs/train (runs/train2, ... if taken).")
+    ] = None,
+    exist_ok: Annotated[bool, typer.Option(help="Overwrite checkpoints already in --out.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress output.")] = False,
+    json_path: JsonOpt = None,
+) -> None:
+    """Train a U-Net (single process, or DDP under torchrun)."""
+    from edgeseg.data import parse_img_size
+
+    if model != "unet":
+        raise InputError(f"unknown --model '{model}'; available: unet")
+    if upsample not in ("transpose", "bilinear"):
+        raise InputError(f"--upsample must be 'transpose' or 'bilinear', got '{upsample}'")
+    _existing_dir(data, "--data")
+    _existing_dir(val_data, "--val-data")
+    from edgeseg.training import TrainConfig
+    from edgeseg.training import train as run_training
+
+    overrides: dict[str, Any] = {"epochs": epochs} if epochs is not None else {}
+    cfg = TrainConfig(
+        data=str(data) if data else None,
+        val_data=str(val_data) if val_data else None,
+        classes=classes,
+        img_size=parse_img_size(img_size) if img_size else None,
+        batch_size=batch_size,
+        lr=lr,
+        ignore_index=ignore_index,
+        depth=depth,
+        width=width,
+        upsample=upsample,
+        augment=augment,
+        seed=seed,
+        device=device,
+        workers=workers,
+        resume=str(resume) if resume else None,
+        out=str(out) if out else None,
+        exist_ok=exist_ok,
+        quiet=quiet,
+    )
+    result = run_training(cfg, **overrides)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    summary = {
+        "run_dir": str(result.run_dir),
+        "best_checkpoint": str(result.best_checkpoint),
+        "last_checkpoint": str(result.last_checkpoint),
+        "best_miou": result.best_miou,
+        "best_epoch": result.best_epoch,
+        "seconds": round(result.seconds, 1),
+    }
+    typer.echo(
+        f"best val mIoU {result.best_miou:.4f} (epoch {result.best_epoch}) -> {result.best_checkpoint}"
+    )
+    _write_json(json_path, summary)
+
+
+@app.command("eval")
+def eval_(
+    model: Annotated[Path, typer.Argument(help="Checkpoint (.pt) to score.")],
+    data: Annotated[Path, typer.Option(help="Dataset folder (images/ + masks/).")],
+    ignore_index: Annotated[int | None, typer.Option(help="Override the checkpoint's ignore label.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 8,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
+    json_path: JsonOpt = None,
+) -> None:
+    """Score a model on a labelled folder: mIoU, per-class IoU, Dice, pixel accuracy."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from edgeseg.evaluate import evaluate_checkpoint
+    from edgeseg.models.checkpoint import load_checkpoint
+
+    _existing_dir(data, "--data")
+    ckpt = load_checkpoint(model)
+    report = evaluate_checkpoint(ckpt, data, ignore_index=ignore_index, batch_size=batch_size, device=device)
+    m = report.metrics
+    table = Table(
+        title=f"{model} on {data} ({report.images} images at {report.img_size[0]}x{report.img_size[1]})"
+    )
+    table.add_column("class")
+    table.add_column("IoU", justify="right")
+    table.add_column("Dice", justify="right")
+    for name, iou, dice in zip(report.class_names, m.iou_per_class, m.dice_per_class, strict=True):
+        table.add_row(name, _fmt(iou), _fmt(dice))
+    console = Console()
+    console.print(table)
+    console.print(f"mIoU {m.miou:.4f}   Dice {m.dice:.4f}   pixel accuracy {m.pixel_accuracy:.4f}")
+    _write_json(json_path, {"model": str(model), **report.to_dict()})
+
+
+def _fmt(v: float) -> str:
+    return "-" if v != v else f"{v:.4f}"  # NaN: class absent from truth and prediction
+
+
+@app.command()
+def info(
+    model: Annotated[Path, typer.Argument(help="Checkpoint (.pt).")],
+    json_path: JsonOpt = None,
+) -> None:
+    """Show what a model file holds: architecture, classes, input, normalisation, training."""
+    from edgeseg.models.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(model)
+    meta = ckpt.meta()
+    cfg, norm, tr = meta["model"], meta["normalization"], meta["training"]
+    w, h = meta["img_size"]
+    lines = [
+        f"{model}: edgeseg checkpoint (edgeseg {meta['edgeseg_version']})",
+        f"  model      UNet(in_channels={cfg['in_channels']}, classes={cfg['classes']}, "
+        f"depth={cfg['depth']}, width={cfg['width']}, upsample={cfg['upsample']})",
+        f"  classes    {', '.join(meta['class_names'])}"
+        + (f"  (ignore id {meta['ignore_index']})" if meta["ignore_index"] is not None else ""),
+        f"  input      {w}x{h} {norm['color_order']}, mean {norm['mean']}, std {norm['std']}, "
+        f"resize {norm['resize']}",
+    ]
+    if tr:
+        lines.append(
+            f"  training   {tr.get('data')}: epoch {tr.get('epoch')}/{tr.get('epochs')}, "
+            f"best val mIoU {tr.get('best_miou', float('nan')):.4f} at epoch {tr.get('best_epoch')}"
+        )
+    typer.echo("\n".join(lines))
+    _write_json(json_path, meta)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `edgeseg` console script; returns the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    first_cmd = next((i for i, a in enumerate(args) if not a.startswith("-")), len(args))
+    debug = "--debug" in args[:first_cmd] or os.environ.get("EDGESEG_DEBUG") == "1"
+    try:
+        rv = app(args=args, prog_name="edgeseg", standalone_mode=False)
+        return rv if isinstance(rv, int) else 0
+    except EdgesegError as exc:
+        if debug:
+            raise
+        _error(str(exc))
+        return exc.exit_code
+    except _CliException as exc:
+        if debug:
+            raise
+        exit_code = getattr(exc, "exit_code", 2)
+        cmd = next((a for a in args if not a.startswith("-")), None)
+        hint = f" (see 'edgeseg {cmd} --help')" if cmd in _command_names() else " (see 'edgeseg --help')"
+        _error(exc.format_message().replace("\n", " ") + hint)
+        return exit_code
+    except KeyboardInterrupt:
+        _error("interrupted; files already completed were kept, nothing half-written was left")
+        return 130
+    except (typer.Abort, EOFError):
+        _error("aborted")
+        return 1
+    except MemoryError:
+        _error("out of memory; try a smaller --batch-size or --img-size")
+        return 1
+    except Exception as exc:  # an unexpected failure: still one line, the traceback on --debug
+        if debug:
+            raise
+        _error(f"{type(exc).__name__}: {exc} (run again with --debug for the traceback)")
+        return 1
+
+
+def _command_names() -> set[str]:
+    return {c.name or c.callback.__name__.rstrip("_") for c in app.registered_commands if c.callback}
+
+
+def _error(msg: str) -> None:
+    line = " ".join(msg.split("\n")[0].split()) if msg else "failed"
+    print(f"edgeseg: error: {line}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

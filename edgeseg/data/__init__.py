@@ -1,0 +1,54 @@
+"""Datasets, image I/O and transforms on numpy arrays.
+
+This package imports only numpy and Pillow (never torch), so the ONNX Runtime / OpenVINO inference
+path can use it in processes without torch.
+"""
+
+from __future__ import annotations
+
+from edgeseg.data.folder import FolderDataset, read_class_names
+from edgeseg.data.imageio import (
+    IMAGE_SUFFIXES,
+    parse_img_size,
+    read_image,
+    read_mask,
+    resize_image,
+    resize_mask,
+)
+from edgeseg.data.split import DatasetView, SegmentationDataset, split_indices
+from edgeseg.data.synthetic import SYNTHETIC_CLASSES, SyntheticDataset, render_scene
+from edgeseg.data.transforms import (
+    DEFAULT_MEAN_GRAY,
+    DEFAULT_MEAN_RGB,
+    DEFAULT_STD_GRAY,
+    DEFAULT_STD_RGB,
+    Augment,
+    AugmentConfig,
+    default_normalization,
+    normalize,
+)
+
+__all__ = [
+    "DEFAULT_MEAN_GRAY",
+    "DEFAULT_MEAN_RGB",
+    "DEFAULT_STD_GRAY",
+    "DEFAULT_STD_RGB",
+    "IMAGE_SUFFIXES",
+    "SYNTHETIC_CLASSES",
+    "Augment",
+    "AugmentConfig",
+    "DatasetView",
+    "FolderDataset",
+    "SegmentationDataset",
+    "SyntheticDataset",
+    "default_normalization",
+    "normalize",
+    "parse_img_size",
+    "read_class_names",
+    "read_image",
+    "read_mask",
+    "render_scene",
+    "resize_image",
+    "resize_mask",
+    "split_indices",
+]

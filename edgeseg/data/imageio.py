@@ -1,0 +1,197 @@
+"""Reading and resizing images and masks with Pillow and numpy only.
+
+Everything here returns plain numpy arrays: images as uint8 HxWxC (C is 1 or 3, RGB order), masks as
+HxW integer class ids. Sizes are (width, height) tuples, as Pillow and the CLI use them; arrays are
+indexed [row, col]. Any file that cannot be decoded raises `InputError` naming the file, because a bad
+file in a user's data folder is something the user fixes, not a crash.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from edgeseg.errors import InputError
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "parse_img_size",
+    "read_image",
+    "read_mask",
+    "resize_image",
+    "resize_mask",
+]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+# Single-band modes whose samples do not fit uint8 and need scaling before use as an image.
+_SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+_GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "F"} | _SIXTEEN_BIT_MODES)
+_MASK_INT_MODES = frozenset({"1", "L", "P", "I"} | _SIXTEEN_BIT_MODES)
+
+
+def _open_loaded(path: Path, what: str) -> Image.Image:
+    """Open and fully decode `path`; any failure becomes an InputError naming the file."""
+    if not path.is_file():
+        raise InputError(f"cannot read {what} '{path}': file not found")
+    try:
+        with Image.open(path) as img:
+            # load() inside the try: Image.open only reads the header, so a truncated file would
+            # otherwise pass here and fail later far from its name.
+            img.load()
+            return img
+    except Exception as exc:
+        raise InputError(
+            f"cannot read {what} '{path}': truncated or not an image "
+            f"(re-export or remove it; {type(exc).__name__}: {exc})"
+        ) from exc
+
+
+def _to_uint8_gray(img: Image.Image) -> np.ndarray:
+    """A single-band image of any depth as HxW uint8."""
+    if img.mode in ("L", "1"):
+        return np.asarray(img.convert("L"), dtype=np.uint8)
+    if img.mode in ("LA", "La"):
+        return np.asarray(img.getchannel(0), dtype=np.uint8)
+    arr = np.asarray(img)
+    if img.mode in _SIXTEEN_BIT_MODES:
+        # Full-range 16-bit -> 8-bit with rounding; a fixed scale (not per-image stretching) keeps
+        # brightness comparable across the images of one dataset.
+        return ((arr.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    if img.mode == "I":
+        arr = arr.astype(np.int64)
+        if arr.min() >= 0 and arr.max() <= 255:
+            return arr.astype(np.uint8)
+        if arr.min() >= 0 and arr.max() <= 65535:
+            return ((arr + 128) // 257).astype(np.uint8)
+        return _stretch(arr.astype(np.float64))
+    # Mode "F": float TIFFs are most often 0..1 intensities; anything else is stretched to its range.
+    arr = np.nan_to_num(arr.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    if arr.min() >= 0.0 and arr.max() <= 1.0:
+        return np.rint(arr * 255.0).astype(np.uint8)
+    return _stretch(arr)
+
+
+def _stretch(arr: np.ndarray) -> np.ndarray:
+    lo, hi = float(arr.min()), float(arr.max())
+    if hi <= lo:
+        return np.zeros(arr.shape, dtype=np.uint8)
+    return np.rint((arr - lo) * (255.0 / (hi - lo))).astype(np.uint8)
+
+
+def read_image(path: str | os.PathLike[str], channels: int | None = None) -> np.ndarray:
+    """Read an image file as uint8 HxWxC in RGB order.
+
+    Gray-like files (L, 1, LA, 16-bit, 32-bit int, float) give C=1, everything else (RGB, RGBA,
+    palette, CMYK, ...) gives C=3; alpha is dropped. `channels=1` forces grayscale (Pillow's "L"
+    luma), `channels=3` forces RGB. Raises `InputError` naming the file if it cannot be decoded.
+    """
+    if channels not in (None, 1, 3):
+        raise InputError(f"channels must be 1 or 3; got {channels!r}")
+    path = Path(path)
+    img = _open_loaded(path, "image")
+    if img.mode in _GRAY_MODES:
+        arr = _to_uint8_gray(img)
+        if channels == 3:
+            return np.ascontiguousarray(np.repeat(arr[:, :, None], 3, axis=2))
+        return arr[:, :, None]
+    rgb = img.convert("RGB")
+    if channels == 1:
+        return np.asarray(rgb.convert("L"), dtype=np.uint8)[:, :, None]
+    return np.asarray(rgb, dtype=np.uint8)
+
+
+def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a mask file as an HxW array of integer class ids (uint8, uint16 or int32 as stored).
+
+    Single-channel masks (L, 1, I;16, I) are taken as is; for palette PNGs the palette index is the
+    class id. An RGB(A) mask whose three channels are equal is read from one channel; a colour-coded
+    mask raises `InputError`, since mapping colours to ids needs a table the folder does not carry.
+    """
+    path = Path(path)
+    img = _open_loaded(path, "mask")
+    if img.mode in _MASK_INT_MODES:
+        arr = np.asarray(img)
+        if arr.dtype == bool:
+            arr = arr.astype(np.uint8)
+        if arr.dtype.kind == "i" and arr.size and arr.min() < 0:
+            raise InputError(f"mask '{path}' holds negative values; masks must hold class ids 0..N-1")
+        return arr
+    if img.mode in ("LA", "La"):
+        return np.asarray(img.getchannel(0), dtype=np.uint8)
+    if img.mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        if not np.all(np.isfinite(arr)) or np.any(arr != np.rint(arr)) or (arr.size and arr.min() < 0):
+            raise InputError(f"mask '{path}' holds non-integer values; masks must hold class ids 0..N-1")
+        return arr.astype(np.int32)
+    if img.mode in ("RGB", "RGBA", "RGBX", "RGBa"):
+        rgb = np.asarray(img)[:, :, :3]
+        if np.array_equal(rgb[:, :, 0], rgb[:, :, 1]) and np.array_equal(rgb[:, :, 0], rgb[:, :, 2]):
+            return np.ascontiguousarray(rgb[:, :, 0])
+    raise InputError(
+        f"mask '{path}' is a colour image (mode {img.mode}); masks must hold class ids in one channel "
+        "(save them as 8-bit grayscale or palette PNGs whose values are the class ids)"
+    )
+
+
+def resize_image(img: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
+    """Resize an HxW or HxWxC image to `size_wh` = (width, height) with bilinear filtering.
+
+    Returns the input unchanged when it already has that size; keeps the channel axis (also C=1) and
+    the dtype (uint8 via Pillow's L/RGB modes, other dtypes per channel in float).
+    """
+    width, height = size_wh
+    if img.shape[:2] == (height, width):
+        return img
+    if img.dtype == np.uint8 and (img.ndim == 2 or img.shape[2] in (1, 3)):
+        plane = img if img.ndim == 2 else (img[:, :, 0] if img.shape[2] == 1 else img)
+        out = np.asarray(Image.fromarray(plane).resize((width, height), Image.Resampling.BILINEAR))
+        return out[:, :, None] if img.ndim == 3 and img.shape[2] == 1 else out
+    planes = img[:, :, None] if img.ndim == 2 else img
+    resized = [
+        np.asarray(
+            Image.fromarray(planes[:, :, c].astype(np.float32)).resize(
+                (width, height), Image.Resampling.BILINEAR
+            )
+        )
+        for c in range(planes.shape[2])
+    ]
+    out = np.stack(resized, axis=2)
+    if np.issubdtype(img.dtype, np.integer):
+        info = np.iinfo(img.dtype)
+        out = np.clip(np.rint(out), info.min, info.max)
+    out = out.astype(img.dtype)
+    return out[:, :, 0] if img.ndim == 2 else out
+
+
+def resize_mask(mask: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
+    """Resize an HxW (or HxWx1) mask to `size_wh` = (width, height) with nearest-neighbour sampling.
+
+    Done with numpy index arithmetic so any integer dtype (also ids > 255) survives; the sampling uses
+    pixel centres, the same convention as Pillow's bilinear resize of the matching image.
+    """
+    width, height = size_wh
+    src_h, src_w = mask.shape[:2]
+    if (src_h, src_w) == (height, width):
+        return mask
+    rows = np.minimum(((np.arange(height) + 0.5) * (src_h / height)).astype(np.intp), src_h - 1)
+    cols = np.minimum(((np.arange(width) + 0.5) * (src_w / width)).astype(np.intp), src_w - 1)
+    return np.ascontiguousarray(mask[rows[:, None], cols[None, :]])
+
+
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*(?:[xX,]\s*(\d+)\s*)?$")
+
+
+def parse_img_size(text: str) -> tuple[int, int]:
+    """Parse an --img-size value: "256" -> (256, 256); "480x352", "480X352", "480,352" -> (480, 352)."""
+    match = _SIZE_RE.match(str(text))
+    if match:
+        width = int(match.group(1))
+        height = int(match.group(2)) if match.group(2) is not None else width
+        if width > 0 and height > 0:
+            return width, height
+    raise InputError(f"--img-size must be N or WxH, e.g. 256 or 480x352; got '{text}'")

@@ -1,0 +1,157 @@
+"""Checkpoints: one file with the model config, weights, preprocessing and training summary.
+
+The file is written by ``torch.save`` but holds only tensors and plain containers of str/int/float,
+and it is always read with ``torch.load(weights_only=True)``: a file that would need to unpickle
+Python objects (and so could run code) is refused, never loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import warnings
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from edgeseg._io import atomic_path
+from edgeseg.errors import InputError
+from edgeseg.models.unet import UNet, UNetConfig
+
+FORMAT = "edgeseg.checkpoint"
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """How raw pixels become the network's input: x = (pixel / 255 - mean) / std, channel-wise."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    color_order: str = "RGB"  # order of the network's input channels ("GRAY" for one channel)
+    resize: str = "stretch"  # how a frame of another size is brought to the input size
+
+    @property
+    def channels(self) -> int:
+        return len(self.mean)
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the rebuilt model plus everything needed to feed it."""
+
+    model_config: UNetConfig
+    class_names: list[str]
+    normalization: Normalization
+    img_size: tuple[int, int]  # (width, height) the model was trained at
+    ignore_index: int | None = None
+    training: dict[str, Any] = field(default_factory=dict)  # summary: epochs, best mIoU, data, seed...
+    state_dict: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    train_state: dict[str, Any] | None = field(default=None, repr=False)  # optimizer etc. for --resume
+    path: Path | None = None
+
+    def meta(self) -> dict[str, Any]:
+        """The JSON-serialisable description (no tensors)."""
+        from edgeseg import __version__
+
+        return {
+            "edgeseg_version": __version__,
+            "model": self.model_config.to_dict(),
+            "class_names": list(self.class_names),
+            "normalization": asdict(self.normalization),
+            "img_size": list(self.img_size),
+            "ignore_index": self.ignore_index,
+            "training": self.training,
+        }
+
+    def build_model(self, device: str | torch.device = "cpu") -> UNet:
+        """A `UNet` with the checkpoint's weights, in eval mode."""
+        model = UNet.from_config(self.model_config)
+        model.load_state_dict(self.state_dict)
+        return model.to(device).eval()
+
+
+def save_checkpoint(path: str | Path, ckpt: Checkpoint, model: torch.nn.Module | None = None) -> Path:
+    """Write `ckpt` (weights taken from `model` when given) atomically to `path`."""
+    state = model.state_dict() if model is not None else ckpt.state_dict
+    payload: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        # JSON keeps the metadata readable by any tool and free of pickled objects.
+        "meta": json.dumps(ckpt.meta()),
+        "state_dict": {k: v.detach().cpu() for k, v in state.items()},
+    }
+    if ckpt.train_state is not None:
+        payload["train_state"] = ckpt.train_state
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return path
+
+
+def load_checkpoint(path: str | Path, *, with_train_state: bool = False) -> Checkpoint:
+    """Read a checkpoint written by `save_checkpoint`; refuses anything that needs unpickling code."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"checkpoint '{path}' does not exist")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about foreign pickle protocols; we refuse them anyway
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise InputError(
+            f"refusing to load '{path}': it holds pickled Python objects that could run code when "
+            f"loaded; edgeseg reads only its own checkpoints (tensors + JSON). Re-save the weights "
+            f"with edgeseg.save_checkpoint from a trusted environment ({first_line(exc)})"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise InputError(
+            f"cannot read checkpoint '{path}': not a PyTorch file or truncated ({first_line(exc)})"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise InputError(
+            f"'{path}' is a PyTorch file but not an edgeseg checkpoint (no '{FORMAT}' header); "
+            f"train with 'edgeseg train' or wrap the weights with edgeseg.save_checkpoint"
+        )
+    if payload.get("version", 0) > VERSION:
+        raise InputError(
+            f"checkpoint '{path}' has format version {payload['version']}, newer than this edgeseg "
+            f"understands ({VERSION}); upgrade edgeseg"
+        )
+    try:
+        meta = json.loads(payload["meta"])
+        norm = meta["normalization"]
+        ckpt = Checkpoint(
+            model_config=UNetConfig.from_dict(meta["model"]),
+            class_names=list(meta["class_names"]),
+            normalization=Normalization(
+                mean=tuple(norm["mean"]),
+                std=tuple(norm["std"]),
+                color_order=norm.get("color_order", "RGB"),
+                resize=norm.get("resize", "stretch"),
+            ),
+            img_size=(int(meta["img_size"][0]), int(meta["img_size"][1])),
+            ignore_index=meta.get("ignore_index"),
+            training=meta.get("training", {}),
+            state_dict=payload["state_dict"],
+            train_state=payload.get("train_state") if with_train_state else None,
+            path=path,
+        )
+    except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
+        raise InputError(f"checkpoint '{path}' is damaged: its metadata is incomplete ({exc})") from None
+    # Catch mismatched weights now, with the file named, rather than at first use.
+    try:
+        UNet.from_config(ckpt.model_config).load_state_dict(ckpt.state_dict)
+    except RuntimeError as exc:
+        raise InputError(
+            f"checkpoint '{path}' is damaged: weights do not match its model config ({first_line(exc)})"
+        ) from None
+    return ckpt
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,56 @@
+"""Shared fixtures: small datasets written to tmp folders, and the real sample data when present."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+CAMVID = Path(__file__).resolve().parents[2] / "shared" / "data" / "camvid-mini"
+
+
+def make_dataset(
+    root: Path,
+    n: int = 8,
+    size: tuple[int, int] = (32, 32),
+    *,
+    gray: bool = False,
+    binary_255: bool = False,
+    classes: int = 3,
+    seed: int = 0,
+) -> Path:
+    """Write `n` images with masks that are learnable from the image (class = brightness band)."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    k = 2 if binary_255 else classes
+    for i in range(n):
+        mask = np.zeros((h, w), np.uint8)
+        for _ in range(3):
+            c = int(rng.integers(1, k))
+            x0, y0 = rng.integers(0, w // 2), rng.integers(0, h // 2)
+            mask[y0 : y0 + h // 3, x0 : x0 + w // 3] = c
+        level = (mask.astype(np.float32) * (200 / max(1, k - 1)) + 20 + rng.normal(0, 6, (h, w))).clip(0, 255)
+        if gray:
+            Image.fromarray(level.astype(np.uint8), "L").save(root / "images" / f"img{i:03d}.png")
+        else:
+            rgb = np.stack([level, 255 - level, level * 0.5], axis=-1).astype(np.uint8)
+            Image.fromarray(rgb, "RGB").save(root / "images" / f"img{i:03d}.png")
+        stored = (mask * 255).astype(np.uint8) if binary_255 else mask
+        Image.fromarray(stored, "L").save(root / "masks" / f"img{i:03d}.png")
+    return root
+
+
+@pytest.fixture
+def tiny_data(tmp_path: Path) -> Path:
+    return make_dataset(tmp_path / "tiny")
+
+
+@pytest.fixture
+def camvid() -> Path:
+    if not (CAMVID / "train" / "images").is_dir():
+        pytest.skip(f"sample data not found at {CAMVID}")
+    return CAMVID

@@ -1,0 +1,136 @@
+"""End to end through the command line: train -> eval -> info, resume, and bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgeseg.cli import main
+from tests.conftest import make_dataset
+
+TINY = ["--img-size", "32", "--depth", "2", "--width", "4", "--batch-size", "4", "--quiet"]
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    rc = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_train_then_eval_reports_the_same_miou(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    train_dir = make_dataset(tmp_path / "train", n=8)
+    val_dir = make_dataset(tmp_path / "val", n=4, seed=1)
+    run = tmp_path / "run"
+    rc, out, err = run_cli(
+        ["train", "--data", train_dir, "--val-data", val_dir, "--epochs", "2", "--out", run,
+         "--json", tmp_path / "train.json", *TINY],
+        capsys,
+    )  # fmt: skip
+    assert rc == 0, err
+    for name in ("best.pt", "last.pt", "metrics.json", "curves.png", "samples.png"):
+        assert (run / name).is_file(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2]
+    best = metrics["epochs"][metrics["best_epoch"] - 1]
+    assert best["miou"] == metrics["best_miou"]
+    summary = json.loads((tmp_path / "train.json").read_text())
+    assert summary["best_checkpoint"] == str(run / "best.pt")
+
+    rc, out, err = run_cli(["eval", run / "best.pt", "--data", val_dir, "--json", tmp_path / "e.json"], capsys)
+    assert rc == 0, err
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert report["miou"] == pytest.approx(metrics["best_miou"], abs=1e-12)
+    assert report["images"] == 4 and set(report["iou_per_class"]) == {"class0", "class1", "class2"}
+    assert f"mIoU {metrics['best_miou']:.4f}" in out
+
+    rc, out, err = run_cli(["info", run / "best.pt"], capsys)
+    assert rc == 0 and "UNet(in_channels=3, classes=3, depth=2, width=4" in out and "32x32 RGB" in out
+
+
+def test_resume_continues_from_last_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    data = make_dataset(tmp_path / "d", n=8)
+    run = tmp_path / "run"
+    assert run_cli(["train", "--data", data, "--epochs", "1", "--out", run, *TINY], capsys)[0] == 0
+    first = json.loads((run / "metrics.json").read_text())["epochs"]
+    rc, _, err = run_cli(["train", "--resume", run / "last.pt", "--epochs", "2"], capsys)
+    assert rc == 0, err
+    epochs = json.loads((run / "metrics.json").read_text())["epochs"]
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    assert epochs[0] == first[0]  # the finished epoch is kept, not retrained
+    rc, _, err = run_cli(["train", "--resume", run / "best.pt"], capsys)
+    assert rc == 2 and "resume from last.pt" in err
+
+
+def test_existing_run_is_not_overwritten(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    data = make_dataset(tmp_path / "d", n=6)
+    run = tmp_path / "run"
+    assert run_cli(["train", "--data", data, "--epochs", "1", "--out", run, *TINY], capsys)[0] == 0
+    before = (run / "best.pt").read_bytes()
+    rc, _, err = run_cli(["train", "--data", data, "--epochs", "1", "--out", run, *TINY], capsys)
+    assert rc == 2 and "already holds checkpoints" in err
+    assert (run / "best.pt").read_bytes() == before
+
+
+def test_grayscale_binary_0_255_trains_out_of_the_box(tmp_path: Path):
+    from edgeseg import load_checkpoint, train
+
+    data = make_dataset(tmp_path / "gray", n=16, gray=True, binary_255=True)
+    result = train(data=data, img_size=(32, 32), epochs=8, depth=2, width=8, batch_size=4,
+                   out=str(tmp_path / "run"), quiet=True)  # fmt: skip
+    ckpt = load_checkpoint(result.best_checkpoint)
+    assert ckpt.model_config.in_channels == 1 and ckpt.model_config.classes == 2
+    assert ckpt.normalization.color_order == "GRAY"
+    assert ckpt.training["binary_255"] is True
+    assert result.best_miou > 0.5  # brightness separates the classes: anything learnt beats chance
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--data", "{tmp}/missing"], "--data folder '{tmp}/missing' does not exist"),
+        (["train", "--data", "{data}", "--img-size", "30"], "--img-size 30x30 does not divide by 2**depth = 16; pass --img-size 32x32"),
+        (["train", "--data", "{data}", "--img-size", "abc"], "--img-size must be N or WxH"),
+        (["train", "--data", "{data}", "--depth", "9"], "--depth"),
+        (["train", "--bogus"], "No such option: --bogus"),
+        (["train", "--upsample", "cubic"], "--upsample must be"),
+        (["train", "--val-data", "{data}"], "--val-data needs --data"),
+        (["eval", "{tmp}/nope.pt", "--data", "{data}"], "checkpoint '{tmp}/nope.pt' does not exist"),
+        (["eval", "{data}/images/img000.png", "--data", "{data}"], "img000.png"),
+        (["train", "--data", "{data}", "--classes", "2"], "img000.png' holds class id 2"),
+    ],
+)
+def test_bad_input_is_one_clear_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+):
+    data = make_dataset(tmp_path / "d", n=4, size=(30, 30))
+    fill = {"tmp": str(tmp_path), "data": str(data)}
+    out_dir = tmp_path / "run"
+    rc, _, err = run_cli([a.format(**fill) for a in args] + ["--out", str(out_dir)] * (args[0] == "train"), capsys)
+    assert rc == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("edgeseg: error: ")
+    assert message.format(**fill) in lines[0]
+    assert "Traceback" not in err
+    assert not out_dir.exists() or not list(out_dir.glob("*.pt"))
+
+
+def test_image_without_mask_names_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    data = make_dataset(tmp_path / "d", n=4)
+    (data / "masks" / "img002.png").unlink()
+    rc, _, err = run_cli(["train", "--data", data, "--out", tmp_path / "run", *TINY], capsys)
+    assert rc == 2 and "img002" in err and len(err.strip().splitlines()) == 1
+
+
+def test_console_entry_point_exit_code_and_no_traceback(tmp_path: Path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgeseg", "train", "--data", str(tmp_path / "absent")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "does not exist" in proc.stderr
+    assert "Traceback" not in proc.stderr
