@@ -77,7 +77,7 @@ def train(
         str | None,
         typer.Option(help="Training size N or WxH, e.g. 256 or 480x352. Default: the data's size."),
     ] = None,
-    epochs: Annotated[int | None, typer.Option(min=1, help="Epochs (default 15).")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Epochs (default 8).")] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 16,
     lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate (AdamW, cosine decay).")] = 3e-3,
     ignore_index: Annotated[

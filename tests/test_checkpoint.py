@@ -46,7 +46,7 @@ class Evil:
 def test_pickled_code_is_refused(tmp_path: Path):
     path = tmp_path / "evil.pt"
     torch.save({"format": "edgeseg.checkpoint", "payload": Evil()}, path)
-    with pytest.raises(InputError, match="refusing to load .*evil.pt.*pickled Python objects"):
+    with pytest.raises(InputError, match=r"refusing to load .*evil\.pt.*pickled Python objects"):
         load_checkpoint(path)
 
 

@@ -40,7 +40,9 @@ def test_train_then_eval_reports_the_same_miou(tmp_path: Path, capsys: pytest.Ca
     summary = json.loads((tmp_path / "train.json").read_text())
     assert summary["best_checkpoint"] == str(run / "best.pt")
 
-    rc, out, err = run_cli(["eval", run / "best.pt", "--data", val_dir, "--json", tmp_path / "e.json"], capsys)
+    rc, out, err = run_cli(
+        ["eval", run / "best.pt", "--data", val_dir, "--json", tmp_path / "e.json"], capsys
+    )
     assert rc == 0, err
     report = json.loads((tmp_path / "e.json").read_text())
     assert report["miou"] == pytest.approx(metrics["best_miou"], abs=1e-12)
@@ -92,12 +94,16 @@ def test_grayscale_binary_0_255_trains_out_of_the_box(tmp_path: Path):
     ("args", "message"),
     [
         (["train", "--data", "{tmp}/missing"], "--data folder '{tmp}/missing' does not exist"),
-        (["train", "--data", "{data}", "--img-size", "30"], "--img-size 30x30 does not divide by 2**depth = 16; pass --img-size 32x32"),
+        (
+            ["train", "--data", "{data}", "--img-size", "30"],
+            "--img-size 30x30 does not divide by 2**depth = 16; pass --img-size 32x32",
+        ),
         (["train", "--data", "{data}", "--img-size", "abc"], "--img-size must be N or WxH"),
         (["train", "--data", "{data}", "--depth", "9"], "--depth"),
         (["train", "--bogus"], "No such option: --bogus"),
         (["train", "--upsample", "cubic"], "--upsample must be"),
         (["train", "--val-data", "{data}"], "--val-data needs --data"),
+        (["train", "--classes", "3"], "--classes and --ignore-index describe a --data folder"),
         (["eval", "{tmp}/nope.pt", "--data", "{data}"], "checkpoint '{tmp}/nope.pt' does not exist"),
         (["eval", "{data}/images/img000.png", "--data", "{data}"], "img000.png"),
         (["train", "--data", "{data}", "--classes", "2"], "img000.png' holds class id 2"),
@@ -109,7 +115,9 @@ def test_bad_input_is_one_clear_line_exit_2(
     data = make_dataset(tmp_path / "d", n=4, size=(30, 30))
     fill = {"tmp": str(tmp_path), "data": str(data)}
     out_dir = tmp_path / "run"
-    rc, _, err = run_cli([a.format(**fill) for a in args] + ["--out", str(out_dir)] * (args[0] == "train"), capsys)
+    rc, _, err = run_cli(
+        [a.format(**fill) for a in args] + ["--out", str(out_dir)] * (args[0] == "train"), capsys
+    )
     assert rc == 2, err
     lines = err.strip().splitlines()
     assert len(lines) == 1, err

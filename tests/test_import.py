@@ -7,7 +7,8 @@ import sys
 def test_import_is_cheap():
     code = (
         "import edgeseg, sys; "
-        "heavy = [m for m in ('torch', 'onnx', 'onnxruntime', 'openvino', 'matplotlib', 'cv2') if m in sys.modules]; "
+        "heavy = [m for m in ('torch', 'onnx', 'onnxruntime', 'openvino', 'matplotlib', 'cv2') "
+        "if m in sys.modules]; "
         "assert not heavy, heavy; print(edgeseg.__version__)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)

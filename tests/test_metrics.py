@@ -14,7 +14,8 @@ def test_hand_computed_values():
     cm = ConfusionMatrix(3)
     cm.update(pred, target)
     m = cm.compute()
-    # class 0: tp1 fp1 fn1 -> IoU 1/3, Dice 2/4; class 1: tp2 fp1 fn0 -> 2/3, 4/5; class 2: tp1 fp0 fn1 -> 1/2, 2/3
+    # class 0: tp1 fp1 fn1 -> IoU 1/3, Dice 2/4; class 1: tp2 fp1 fn0 -> 2/3, 4/5;
+    # class 2: tp1 fp0 fn1 -> 1/2, 2/3
     assert m.iou_per_class == pytest.approx([1 / 3, 2 / 3, 1 / 2])
     assert m.dice_per_class == pytest.approx([0.5, 0.8, 2 / 3])
     assert m.miou == pytest.approx((1 / 3 + 2 / 3 + 1 / 2) / 3)

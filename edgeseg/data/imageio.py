@@ -99,7 +99,12 @@ def read_image(path: str | os.PathLike[str], channels: int | None = None) -> np.
         if channels == 3:
             return np.ascontiguousarray(np.repeat(arr[:, :, None], 3, axis=2))
         return arr[:, :, None]
-    rgb = img.convert("RGB")
+    try:
+        rgb = img.convert("RGB")
+    except (ValueError, OSError) as exc:  # exotic modes (LAB, HSV, ...) Pillow cannot convert
+        raise InputError(
+            f"cannot read image '{path}': unsupported colour mode {img.mode}; re-export it as RGB or gray"
+        ) from exc
     if channels == 1:
         return np.asarray(rgb.convert("L"), dtype=np.uint8)[:, :, None]
     return np.asarray(rgb, dtype=np.uint8)

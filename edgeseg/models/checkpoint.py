@@ -71,7 +71,7 @@ class Checkpoint:
         """A `UNet` with the checkpoint's weights, in eval mode."""
         model = UNet.from_config(self.model_config)
         model.load_state_dict(self.state_dict)
-        return model.to(device).eval()
+        return model.to(device, memory_format=torch.channels_last).eval()
 
 
 def save_checkpoint(path: str | Path, ckpt: Checkpoint, model: torch.nn.Module | None = None) -> Path:
@@ -82,7 +82,7 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint, model: torch.nn.Module |
         "version": VERSION,
         # JSON keeps the metadata readable by any tool and free of pickled objects.
         "meta": json.dumps(ckpt.meta()),
-        "state_dict": {k: v.detach().cpu() for k, v in state.items()},
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in state.items()},
     }
     if ckpt.train_state is not None:
         payload["train_state"] = ckpt.train_state
@@ -99,7 +99,9 @@ def load_checkpoint(path: str | Path, *, with_train_state: bool = False) -> Chec
         raise InputError(f"checkpoint '{path}' does not exist")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch warns about foreign pickle protocols; we refuse them anyway
+            warnings.simplefilter(
+                "ignore"
+            )  # torch warns about foreign pickle protocols; we refuse them anyway
             payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise InputError(
