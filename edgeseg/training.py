@@ -352,7 +352,12 @@ class _Trainer:
             train_ds.set_epoch(epoch)
             net.train()
             loss_sum = torch.zeros((), device=dev)
-            task = progress.add_task(f"epoch {epoch}/{cfg.epochs}", total=steps_per_epoch, loss=float("nan"))
+            task = progress.add_task(
+                f"epoch {epoch}/{cfg.epochs}",
+                total=steps_per_epoch,
+                loss=float("nan"),
+                best=max(best_miou, 0),
+            )
             for step, (images, masks) in enumerate(loader, 1):
                 x = to_input(images, norm, dev)
                 y = masks.to(dev, non_blocking=True)
@@ -425,7 +430,7 @@ class _Trainer:
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.4f}"),
+            TextColumn("loss {task.fields[loss]:.4f}  best val mIoU {task.fields[best]:.4f}"),
             TimeRemainingColumn(),
             console=console,
             transient=True,
