@@ -193,11 +193,59 @@ def _fmt(v: float) -> str:
 
 
 @app.command()
-def info(
-    model: Annotated[Path, typer.Argument(help="Checkpoint (.pt).")],
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.pt) to export.")],
+    target: Annotated[str, typer.Option(help="Deployment target; see the support matrix in the README.")],
+    precision: Annotated[str, typer.Option(help="fp32 (fp16/int8 come with quantization).")] = "fp32",
+    img_size: Annotated[
+        str | None, typer.Option(help="Input size N or WxH. Default: the training size.")
+    ] = None,
+    dynamic: Annotated[bool, typer.Option(help="Dynamic batch, height and width.")] = False,
+    opset: Annotated[int, typer.Option(help="ONNX opset (18..23).")] = 18,
+    val_data: Annotated[
+        Path | None, typer.Option(help="Labelled folder for the parity check. Default: synthetic images.")
+    ] = None,
+    parity_images: Annotated[
+        int, typer.Option(min=1, help="Synthetic images for parity without --val-data.")
+    ] = 8,
+    out: Annotated[Path | None, typer.Option(help="Bundle folder. Default: beside the checkpoint.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing bundle at --out.")] = False,
     json_path: JsonOpt = None,
 ) -> None:
-    """Show what a model file holds: architecture, classes, input, normalisation, training."""
+    """Export a checkpoint to a self-describing bundle and check it against PyTorch."""
+    from edgeseg.data import parse_img_size
+    from edgeseg.exporters import ExportConfig
+    from edgeseg.exporters import export as run_export
+
+    _existing_dir(val_data, "--val-data")
+    result = run_export(
+        checkpoint,
+        ExportConfig(
+            target=target,
+            precision=precision,
+            img_size=parse_img_size(img_size) if img_size else None,
+            dynamic=dynamic,
+            opset=opset,
+            val_data=str(val_data) if val_data else None,
+            out=str(out) if out else None,
+            overwrite=overwrite,
+            parity_images=parity_images,
+        ),
+    )
+    typer.echo(f"wrote {result.bundle} ({result.seconds:.1f} s)")
+    typer.echo(result.parity.summary())
+    _write_json(json_path, result.to_dict())
+
+
+@app.command()
+def info(
+    model: Annotated[Path, typer.Argument(help="Checkpoint (.pt) or exported bundle folder.")],
+    json_path: JsonOpt = None,
+) -> None:
+    """Show what a model file holds: architecture, classes, input, normalisation, training or parity."""
+    if model.is_dir():
+        _bundle_info(model, json_path)
+        return
     from edgeseg.models.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(model)
@@ -220,6 +268,34 @@ def info(
         )
     typer.echo("\n".join(lines))
     _write_json(json_path, meta)
+
+
+def _bundle_info(bundle: Path, json_path: Path | None) -> None:
+    from edgeseg.manifest import read_manifest
+
+    m = read_manifest(bundle)  # verifies every file's sha256
+    d = m.to_dict()
+    inp = d["input"]
+    lines = [
+        f"{bundle}: edgeseg bundle, {m.target} {m.precision} (schema {m.schema_version}, "
+        f"edgeseg {m.edgeseg_version}), files verified",
+        f"  model      {m.model_file}; classes {', '.join(m.class_names)}",
+        f"  input      {inp['name']} {inp['layout']} {inp['width']}x{inp['height']} {inp['color_order']}, "
+        f"mean {inp['mean']}, std {inp['std']}, resize {inp['resize']}"
+        + (f", dynamic {d['dynamic_axes']}" if d.get("dynamic_axes") else ""),
+        f"  tools      {', '.join(f'{k} {v}' for k, v in (d.get('tools') or {}).items())}",
+    ]
+    p = d.get("parity") or {}
+    if p:
+        text = (
+            f"  parity     vs PyTorch on {p['inputs']}: max |Δlogit| {p['max_abs_logit_diff']:.2e}, "
+            f"pixel agreement {p['pixel_agreement']:.4%}, mIoU vs PyTorch {p['miou_vs_pytorch']:.4f}"
+        )
+        if p.get("miou_artifact_vs_gt") is not None:
+            text += f", mIoU vs truth {p['miou_artifact_vs_gt']:.4f} (PyTorch {p['miou_pytorch_vs_gt']:.4f})"
+        lines.append(text)
+    typer.echo("\n".join(lines))
+    _write_json(json_path, d)
 
 
 def main(argv: list[str] | None = None) -> int:

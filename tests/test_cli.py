@@ -142,3 +142,49 @@ def test_console_entry_point_exit_code_and_no_traceback(tmp_path: Path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "does not exist" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path: Path) -> Path:
+    from edgeseg.models.checkpoint import Checkpoint, Normalization, save_checkpoint
+    from edgeseg.models.unet import UNet
+
+    model = UNet(3, 3, depth=2, width=4).eval()
+    ckpt = Checkpoint(model.config, ["a", "b", "c"], Normalization((0.5,) * 3, (0.25,) * 3), (32, 32))
+    return save_checkpoint(tmp_path / "tiny.pt", ckpt, model)
+
+
+def test_export_then_info_on_the_bundle(tmp_path: Path, tiny_checkpoint: Path, capsys):
+    pytest.importorskip("onnxruntime", reason="pip install 'edgeseg[onnx]'")
+    bundle = tmp_path / "b"
+    rc, out, err = run_cli(
+        ["export", tiny_checkpoint, "--target", "onnx", "--out", bundle, "--json", tmp_path / "x.json"],
+        capsys,
+    )
+    assert rc == 0, err
+    assert "pixel agreement 100.0000%" in out
+    report = json.loads((tmp_path / "x.json").read_text())
+    assert report["parity"]["max_abs_logit_diff"] <= 1e-3
+    assert sorted(p.name for p in bundle.iterdir()) == ["edgeseg.json", "model.onnx"]
+    rc, out, err = run_cli(["info", bundle], capsys)
+    assert rc == 0 and "onnx fp32" in out and "files verified" in out and "max |Δlogit|" in out
+
+    with (bundle / "model.onnx").open("ab") as fh:
+        fh.write(b"tampered")
+    rc, _, err = run_cli(["info", bundle], capsys)
+    assert rc == 2 and "model.onnx' has been modified or is corrupt" in err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--target", "tflite"], "unknown target 'tflite'"),
+        (["--target", "onnx", "--precision", "fp64"], "fp64"),
+        (["--target", "onnx", "--img-size", "30"], "divide by 4"),
+    ],
+)
+def test_export_bad_options(tmp_path: Path, tiny_checkpoint: Path, capsys, extra: list[str], message: str):
+    out_dir = tmp_path / "b"
+    rc, _, err = run_cli(["export", tiny_checkpoint, "--out", out_dir, *extra], capsys)
+    assert rc == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not out_dir.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -1,0 +1,285 @@
+"""Export a checkpoint to a deployment target as a self-describing bundle directory.
+
+`export(checkpoint, ExportConfig(target=...))` is file in, bundle out. The steps every target shares
+live here: validate the options against the format table, load the checkpoint, draft the manifest,
+let the target's module write its files, measure parity against PyTorch, write `edgeseg.json`. Each
+target's module (named by `Target.exporter` in edgeseg.formats) only writes its files:
+
+    def export_artifact(job: ExportJob) -> Artifact
+
+Everything is written into a temporary folder beside the destination and renamed into place at the
+end, so a failed or interrupted export leaves no partial bundle. Heavy packages (torch, onnx,
+openvino) are imported when an export runs, not when this package is imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import platform
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgeseg.errors import InputError
+from edgeseg.formats import Target, ensure_packages, module_version, validate_export_options
+from edgeseg.manifest import MANIFEST_NAME, InputSpec, Manifest, OutputSpec, sha256_file, write_manifest
+
+if TYPE_CHECKING:
+    import torch
+
+    from edgeseg.models.checkpoint import Checkpoint
+    from edgeseg.parity import ParityReport
+
+__all__ = [
+    "INPUT_NAME",
+    "MAX_OPSET",
+    "MIN_OPSET",
+    "OUTPUT_NAME",
+    "Artifact",
+    "ExportConfig",
+    "ExportJob",
+    "ExportResult",
+    "default_bundle_dir",
+    "export",
+]
+
+# Tensor names of exported graphs; runtimes read them from the manifest, never from here.
+INPUT_NAME = "image"
+OUTPUT_NAME = "logits"
+# 18 is the oldest opset torch's dynamo exporter writes natively (older ones go through the ONNX
+# version converter); 23 the newest torch 2.13 writes.
+MIN_OPSET, MAX_OPSET = 18, 23
+_AXES = {0: "batch", 2: "height", 3: "width"}
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """What to export and where.
+
+    Attributes:
+        target: "onnx" or "openvino" (see edgeseg.formats).
+        precision: "fp32" (fp16/int8 come with quantization).
+        img_size: (width, height) of the exported input; default the checkpoint's training size.
+        dynamic: make batch, height and width dynamic (sides must still divide by 2**depth).
+        opset: ONNX opset of the exported graph (also the graph the OpenVINO IR is converted from).
+        val_data: a labelled folder for the parity check; default synthetic images.
+        out: the bundle folder; default next to the checkpoint, e.g. runs/x/unet-onnx-fp32.
+        parity_images: synthetic images for the parity check when no val_data is given.
+        overwrite: replace an existing bundle at `out`.
+    """
+
+    target: str
+    precision: str = "fp32"
+    img_size: tuple[int, int] | None = None
+    dynamic: bool = False
+    opset: int = 18
+    val_data: str | None = None
+    out: str | None = None
+    parity_images: int = 8
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class ExportJob:
+    """What a target's module gets: the model (eval, CPU), the manifest draft (no files, tools or
+    parity yet), the config and the temporary bundle folder to write into."""
+
+    model: torch.nn.Module
+    manifest: Manifest
+    config: ExportConfig
+    workdir: Path
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """What a target's module wrote: the model file's name inside the bundle, extra tools it used."""
+
+    model_file: str
+    tools: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """A finished export: the bundle folder, its manifest and the parity report."""
+
+    bundle: Path
+    manifest: Manifest
+    parity: ParityReport
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        m = self.manifest
+        return {
+            "bundle": str(self.bundle),
+            "target": m.target,
+            "precision": m.precision,
+            "model_file": str(self.bundle / m.model_file),
+            "seconds": round(self.seconds, 2),
+            "parity": self.parity.to_dict(),
+        }
+
+
+def default_bundle_dir(
+    checkpoint: str | os.PathLike[str], target: str, precision: str, dynamic: bool
+) -> Path:
+    """runs/x/best.pt -> runs/x/unet-<target>-<precision>[-dynamic]."""
+    suffix = "-dynamic" if dynamic else ""
+    return Path(checkpoint).parent / f"unet-{target}-{precision}{suffix}"
+
+
+def _check_config(config: ExportConfig) -> None:
+    if not MIN_OPSET <= config.opset <= MAX_OPSET:
+        raise InputError(f"--opset {config.opset} is not supported; choose {MIN_OPSET}..{MAX_OPSET}")
+    if config.parity_images < 1:
+        raise InputError(f"parity needs at least 1 image; got parity_images={config.parity_images}")
+    if config.val_data is not None and not Path(config.val_data).is_dir():
+        raise InputError(f"--val-data folder '{config.val_data}' does not exist")
+
+
+def _check_size(size: tuple[int, int], stride: int) -> tuple[int, int]:
+    from edgeseg.models.unet import round_to_stride
+
+    w, h = int(size[0]), int(size[1])
+    if w <= 0 or h <= 0 or w % stride or h % stride:
+        raise InputError(
+            f"--img-size {w}x{h} does not suit this U-Net: width and height must divide by {stride}; "
+            f"e.g. {round_to_stride(w, stride)}x{round_to_stride(h, stride)}"
+        )
+    return w, h
+
+
+def _check_destination(dest: Path, overwrite: bool) -> None:
+    if not dest.exists():
+        return
+    if not dest.is_dir():
+        raise InputError(f"--out '{dest}' exists and is not a folder")
+    if not overwrite:
+        raise InputError(f"bundle '{dest}' already exists; pass --overwrite to replace it or choose --out")
+    # Never delete a folder that is not a bundle (e.g. --out . by mistake).
+    if any(dest.iterdir()) and not (dest / MANIFEST_NAME).is_file():
+        raise InputError(f"refusing to replace '{dest}': it is not an edgeseg bundle (no {MANIFEST_NAME})")
+
+
+def _draft_manifest(
+    ckpt: Checkpoint, checkpoint: Path, target: Target, config: ExportConfig, size: tuple[int, int]
+) -> Manifest:
+    from edgeseg import __version__
+
+    cfg, norm = ckpt.model_config, ckpt.normalization
+    axes = {INPUT_NAME: dict(_AXES), OUTPUT_NAME: dict(_AXES)} if config.dynamic else {}
+    return Manifest(
+        target=target.name,
+        precision=config.precision,
+        model_file="",
+        class_names=tuple(ckpt.class_names),
+        input=InputSpec(
+            name=INPUT_NAME,
+            channels=cfg.in_channels,
+            height=size[1],
+            width=size[0],
+            color_order=norm.color_order,
+            mean=tuple(norm.mean),
+            std=tuple(norm.std),
+            resize=norm.resize,
+            size_multiple=cfg.stride,
+        ),
+        output=OutputSpec(name=OUTPUT_NAME, classes=cfg.classes),
+        source={"checkpoint": str(checkpoint), "sha256": sha256_file(checkpoint)},
+        model={"name": "unet", **cfg.to_dict()},
+        ignore_index=ckpt.ignore_index,
+        dynamic_axes=axes,
+        edgeseg_version=__version__,
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def _tools(target: Target, artifact: Artifact) -> dict[str, str]:
+    import numpy
+    import torch
+
+    from edgeseg import __version__
+
+    tools = {"edgeseg": __version__, "python": platform.python_version(), "torch": torch.__version__}
+    tools["numpy"] = numpy.__version__
+    tools.update({req.module: module_version(req.module) for req in target.requires})
+    tools.update(artifact.tools)
+    return tools
+
+
+def _install(tmp: Path, dest: Path) -> None:
+    """Rename the finished folder onto `dest`; an old bundle there is removed only once the new one is in."""
+    if not dest.exists():
+        os.replace(tmp, dest)
+        return
+    old = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.old")
+    os.replace(dest, old)
+    try:
+        os.replace(tmp, dest)
+    except BaseException:
+        os.replace(old, dest)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def export(checkpoint: str | os.PathLike[str], config: ExportConfig) -> ExportResult:
+    """Export `checkpoint` as a bundle for `config.target` and check its parity with PyTorch.
+
+    Raises InputError for bad options, a bad checkpoint or an existing destination (before any work),
+    MissingDependencyError naming the pip extra when a package is missing, EdgesegRuntimeError when
+    the conversion fails. On any failure nothing is left at the destination.
+    """
+    start = time.perf_counter()
+    target = validate_export_options(config.target, config.precision, dynamic=config.dynamic)
+    config = replace(config, target=target.name, precision=config.precision.strip().lower())
+    _check_config(config)
+    ensure_packages(target)
+
+    from edgeseg.models.checkpoint import load_checkpoint
+    from edgeseg.parity import measure_parity
+
+    ckpt_path = Path(checkpoint)
+    ckpt = load_checkpoint(ckpt_path)
+    size = _check_size(config.img_size or ckpt.img_size, ckpt.model_config.stride)
+    dest = (
+        Path(config.out)
+        if config.out
+        else default_bundle_dir(ckpt_path, target.name, config.precision, config.dynamic)
+    )
+    _check_destination(dest, config.overwrite)
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.mkdir()  # beside the destination: same filesystem, so the final rename is atomic
+    try:
+        import torch
+
+        # Checkpoints build channels_last models (faster on CPU); torch.export of one with dynamic
+        # shapes fails its shape constraints, and the exported graph is plain NCHW either way.
+        model = ckpt.build_model("cpu").to(memory_format=torch.contiguous_format)
+        draft = _draft_manifest(ckpt, ckpt_path, target, config, size)
+        writer = importlib.import_module(str(target.exporter))  # set: validate_export_options checked
+        artifact: Artifact = writer.export_artifact(ExportJob(model, draft, config, tmp))
+        report = measure_parity(
+            ckpt,
+            tmp / artifact.model_file,
+            target=target.name,
+            precision=config.precision,
+            img_size=size,
+            val_data=config.val_data,
+            images=config.parity_images,
+            model=model,
+        )
+        manifest = replace(
+            draft, model_file=artifact.model_file, tools=_tools(target, artifact), parity=report.to_dict()
+        )
+        manifest = write_manifest(tmp, manifest)
+        _install(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ExportResult(dest, manifest, report, time.perf_counter() - start)
