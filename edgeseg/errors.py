@@ -29,9 +29,15 @@ class EdgesegRuntimeError(EdgesegError, RuntimeError):
 class MissingDependencyError(InputError, ImportError):
     """An optional package is not installed; the message names the extra to install."""
 
-    def __init__(self, package: str, extra: str, purpose: str) -> None:
-        super().__init__(
-            f"{purpose} needs the '{package}' package, which is not installed: pip install 'edgeseg[{extra}]'"
-        )
+    def __init__(self, package: str, extra: str | None, purpose: str) -> None:
+        # A core dependency (torch) has no extra: name the package itself.
+        install = f"pip install 'edgeseg[{extra}]'" if extra else f"pip install {package}"
+        super().__init__(f"{purpose} needs the '{package}' package, which is not installed: {install}")
         self.package = package
         self.extra = extra
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message (library errors are often pages long)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return lines[0] if lines else type(exc).__name__

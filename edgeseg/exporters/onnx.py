@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgeseg.errors import EdgesegRuntimeError, MissingDependencyError
+from edgeseg.errors import EdgesegRuntimeError, MissingDependencyError, first_line
 from edgeseg.exporters import Artifact, ExportJob
 from edgeseg.manifest import Manifest, onnx_metadata
 
@@ -29,11 +29,6 @@ if TYPE_CHECKING:
 __all__ = ["MODEL_FILE", "export_artifact", "write_onnx"]
 
 MODEL_FILE = "model.onnx"
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return lines[0] if lines else type(exc).__name__
 
 
 @contextlib.contextmanager
@@ -84,7 +79,7 @@ def write_onnx(model: torch.nn.Module, path: Path, manifest: Manifest, *, opset:
                 verbose=False,
             )
     except Exception as exc:
-        raise EdgesegRuntimeError(f"torch.onnx.export failed: {_first_line(exc)}") from exc
+        raise EdgesegRuntimeError(f"torch.onnx.export failed: {first_line(exc)}") from exc
     if program is None:
         raise EdgesegRuntimeError("torch.onnx.export returned no program")
     proto = program.model_proto
@@ -96,11 +91,11 @@ def write_onnx(model: torch.nn.Module, path: Path, manifest: Manifest, *, opset:
     try:
         onnx.checker.check_model(proto, full_check=True)
     except onnx.checker.ValidationError as exc:
-        raise EdgesegRuntimeError(f"the exported ONNX graph is invalid: {_first_line(exc)}") from exc
+        raise EdgesegRuntimeError(f"the exported ONNX graph is invalid: {first_line(exc)}") from exc
     try:
         onnx.save_model(proto, str(path))
     except (OSError, ValueError) as exc:  # disk full, or a graph over protobuf's 2 GB limit
-        raise EdgesegRuntimeError(f"cannot write '{path}': {_first_line(exc)}") from exc
+        raise EdgesegRuntimeError(f"cannot write '{path}': {first_line(exc)}") from exc
 
 
 def export_artifact(job: ExportJob) -> Artifact:

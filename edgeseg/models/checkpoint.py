@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from edgeseg._io import atomic_path
-from edgeseg.errors import InputError
+from edgeseg.errors import InputError, first_line
 from edgeseg.models.unet import UNet, UNetConfig
 
 FORMAT = "edgeseg.checkpoint"
@@ -152,8 +152,3 @@ def load_checkpoint(path: str | Path, *, with_train_state: bool = False) -> Chec
             f"checkpoint '{path}' is damaged: weights do not match its model config ({first_line(exc)})"
         ) from None
     return ckpt
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
