@@ -23,6 +23,8 @@ _LAZY = {
     "TrainConfig": "edgeseg.training",
     "TrainResult": "edgeseg.training",
     "evaluate_checkpoint": "edgeseg.evaluate",
+    "Segmenter": "edgeseg.segmenter",
+    "SegResult": "edgeseg.segmenter",
     "ConfusionMatrix": "edgeseg.metrics",
     "SegMetrics": "edgeseg.metrics",
     "FolderDataset": "edgeseg.data",
@@ -35,6 +37,8 @@ __all__ = [
     "FolderDataset",
     "Normalization",
     "SegMetrics",
+    "SegResult",
+    "Segmenter",
     "SyntheticDataset",
     "TrainConfig",
     "TrainResult",
@@ -53,6 +57,7 @@ if TYPE_CHECKING:
     from edgeseg.metrics import ConfusionMatrix, SegMetrics
     from edgeseg.models.checkpoint import Checkpoint, Normalization, load_checkpoint, save_checkpoint
     from edgeseg.models.unet import UNet, UNetConfig
+    from edgeseg.segmenter import Segmenter, SegResult
     from edgeseg.training import TrainConfig, TrainResult, train
 
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from edgeseg import __version__
 from edgeseg.errors import EdgesegError, InputError
+
+if TYPE_CHECKING:
+    from edgeseg.manifest import Manifest
 
 try:  # typer >= 0.22 vendors click; older releases depend on it
     from typer import TyperException as _CliException
@@ -237,14 +240,95 @@ def export(
     _write_json(json_path, result.to_dict())
 
 
+def _collect_images(inputs: list[Path]) -> list[Path]:
+    from edgeseg.data import IMAGE_SUFFIXES
+
+    files: list[Path] = []
+    for item in inputs:
+        if item.is_dir():
+            found = sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise InputError(f"folder '{item}' holds no images ({', '.join(IMAGE_SUFFIXES)})")
+            files += found
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise InputError(f"image '{item}' does not exist")
+    stems = [p.stem for p in files]
+    dupes = sorted({s for s in stems if stems.count(s) > 1})
+    if dupes:
+        raise InputError(
+            f"{len(dupes)} image name(s) occur twice (e.g. '{dupes[0]}'): their outputs would overwrite "
+            f"each other; predict them in separate runs"
+        )
+    return files
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Argument(help="Checkpoint (.pt), bundle folder, .onnx or OpenVINO .xml.")],
+    images: Annotated[list[Path], typer.Argument(help="Image files or folders of images.")],
+    backend: Annotated[str, typer.Option(help="auto, torch, onnxruntime or openvino.")] = "auto",
+    device: Annotated[str | None, typer.Option(help="Backend device (cpu, cuda, GPU, AUTO, ...).")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for <stem>_mask.png and <stem>_overlay.png.")] = Path(
+        "predictions"
+    ),
+    alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Overlay opacity.")] = 0.5,
+    json_path: JsonOpt = None,
+) -> None:
+    """Segment images: a mask PNG of class ids and a colour overlay per image."""
+    import numpy as np
+    from PIL import Image
+
+    from edgeseg._io import atomic_path
+    from edgeseg.data import read_image
+    from edgeseg.plots import colorize
+    from edgeseg.segmenter import Segmenter
+
+    files = _collect_images(images)
+    rows = []
+    with Segmenter(model, backend=backend, device=device, input_format="rgb") as seg:
+        k = len(seg.class_names)
+        for path in files:
+            image = read_image(path)  # RGB, or HxWx1 gray; the Segmenter converts to the model's channels
+            result = seg(image)
+            rgb = np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
+            colour = colorize(result.mask, k)
+            blend = np.where(result.mask[..., None] > 0, (1 - alpha) * rgb + alpha * colour, rgb).astype(
+                np.uint8
+            )  # class 0 (usually background) stays uncoloured
+            for suffix, img in (("mask", Image.fromarray(result.mask)), ("overlay", Image.fromarray(blend))):
+                with atomic_path(out / f"{path.stem}_{suffix}.png") as tmp:
+                    img.save(tmp, format="PNG")
+            counts = np.bincount(result.mask.ravel(), minlength=k)
+            rows.append(
+                {
+                    "image": str(path),
+                    "mask": str(out / f"{path.stem}_mask.png"),
+                    "overlay": str(out / f"{path.stem}_overlay.png"),
+                    "class_fraction": {
+                        n: round(float(c) / result.mask.size, 4)
+                        for n, c in zip(seg.class_names, counts, strict=True)
+                    },
+                    "timings_ms": {key: round(v, 2) for key, v in result.timings.items()},
+                }
+            )
+            typer.echo(f"{path.name}: {result.timings['total']:.1f} ms")
+        typer.echo(f"wrote {2 * len(files)} files to {out} ({seg.backend.description})")
+        _write_json(json_path, {"model": str(model), "backend": seg.backend.description, "images": rows})
+
+
 @app.command()
 def info(
-    model: Annotated[Path, typer.Argument(help="Checkpoint (.pt) or exported bundle folder.")],
+    model: Annotated[Path, typer.Argument(help="Checkpoint (.pt), bundle folder, .onnx or .xml.")],
     json_path: JsonOpt = None,
 ) -> None:
     """Show what a model file holds: architecture, classes, input, normalisation, training or parity."""
     if model.is_dir():
         _bundle_info(model, json_path)
+        return
+    if model.suffix.lower() in (".onnx", ".xml"):
+        _model_file_info(model, json_path)
         return
     from edgeseg.models.checkpoint import load_checkpoint
 
@@ -274,17 +358,40 @@ def _bundle_info(bundle: Path, json_path: Path | None) -> None:
     from edgeseg.manifest import read_manifest
 
     m = read_manifest(bundle)  # verifies every file's sha256
+    head = (
+        f"{bundle}: edgeseg bundle, {m.target} {m.precision} (schema {m.schema_version}, "
+        f"edgeseg {m.edgeseg_version}), files verified"
+    )
+    typer.echo("\n".join([head, *_manifest_lines(m)]))
+    _write_json(json_path, m.to_dict())
+
+
+def _model_file_info(path: Path, json_path: Path | None) -> None:
+    from edgeseg.runtimes import artifact_kind, create_backend, resolve_backend
+
+    with create_backend(resolve_backend("auto", artifact_kind(path)), path) as backend:
+        m = backend.embedded_manifest
+        specs = [f"{s.name} {list(s.shape)} {s.dtype}" for s in (*backend.input_specs, *backend.output_specs)]
+        lines = [f"{path}: {backend.description}", f"  tensors    {'; '.join(specs)}"]
+        if m is None:
+            lines.append("  no edgeseg metadata: pass mean, std, color_order (and img_size) to Segmenter")
+        else:
+            lines += _manifest_lines(m)
+    typer.echo("\n".join(lines))
+    _write_json(json_path, m.to_dict() if m is not None else {"model": str(path), "tensors": specs})
+
+
+def _manifest_lines(m: Manifest) -> list[str]:
     d = m.to_dict()
     inp = d["input"]
     lines = [
-        f"{bundle}: edgeseg bundle, {m.target} {m.precision} (schema {m.schema_version}, "
-        f"edgeseg {m.edgeseg_version}), files verified",
         f"  model      {m.model_file}; classes {', '.join(m.class_names)}",
         f"  input      {inp['name']} {inp['layout']} {inp['width']}x{inp['height']} {inp['color_order']}, "
         f"mean {inp['mean']}, std {inp['std']}, resize {inp['resize']}"
         + (f", dynamic {d['dynamic_axes']}" if d.get("dynamic_axes") else ""),
-        f"  tools      {', '.join(f'{k} {v}' for k, v in (d.get('tools') or {}).items())}",
     ]
+    if d.get("tools"):  # a bare .onnx carries no tool versions
+        lines.append(f"  tools      {', '.join(f'{k} {v}' for k, v in d['tools'].items())}")
     p = d.get("parity") or {}
     if p:
         text = (
@@ -294,8 +401,7 @@ def _bundle_info(bundle: Path, json_path: Path | None) -> None:
         if p.get("miou_artifact_vs_gt") is not None:
             text += f", mIoU vs truth {p['miou_artifact_vs_gt']:.4f} (PyTorch {p['miou_pytorch_vs_gt']:.4f})"
         lines.append(text)
-    typer.echo("\n".join(lines))
-    _write_json(json_path, d)
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,31 +5,38 @@ conversion, runtime kernels, precision), not preprocessing. Reported: max and me
 fraction of pixels whose argmax class agrees, the mIoU of the artifact's masks taken against the
 PyTorch masks, and, with labelled data, the mIoU of both against the ground truth.
 
-`run_artifact` executes an artifact directly with its runtime on CPU. It is deliberately small and
-isolated: the runtime backends (edgeseg.runtimes) replace it once they exist.
+`run_artifact` executes an artifact with the runtime backend the format table names first for its
+target (edgeseg.runtimes), on CPU.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgeseg.errors import EdgesegRuntimeError, InputError
-from edgeseg.formats import module_version
+from edgeseg.formats import TARGETS, module_version
 from edgeseg.metrics import ConfusionMatrix
 
 if TYPE_CHECKING:
     import torch
 
     from edgeseg.models.checkpoint import Checkpoint
+    from edgeseg.runtimes import Backend
 
-__all__ = ["ParityReport", "measure_parity", "parity_batches", "run_artifact", "runtime_name"]
+__all__ = [
+    "ParityReport",
+    "measure_parity",
+    "parity_backend",
+    "parity_batches",
+    "run_artifact",
+    "runtime_name",
+]
 
 
 @dataclass(frozen=True)
@@ -69,64 +76,36 @@ class ParityReport:
         return text
 
 
-def _reason(exc: BaseException) -> str:
-    # Runtime messages put the useful part last (OpenVINO) or first (onnxruntime): keep both ends short.
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    if not lines:
-        return type(exc).__name__
-    return lines[0] if len(lines) == 1 or lines[0].startswith("[ONNXRuntimeError]") else lines[-1]
+def _parity_backend_name(target: str) -> str:
+    from edgeseg.runtimes import registered_backends
+
+    # The first backend the format table lists for a target is its reference runtime.
+    runnable = {t.name: t.backends[0] for t in TARGETS.values() if t.backends}
+    runnable = {t: b for t, b in runnable.items() if b in registered_backends()}
+    if target not in runnable:
+        raise InputError(f"no parity runner for target '{target}'; available: {', '.join(runnable)}")
+    return runnable[target]
 
 
-Infer = Callable[[np.ndarray], np.ndarray]
+def parity_backend(target: str, path: str | os.PathLike[str]) -> Backend:
+    """The backend parity runs `target`'s artifact with, unloaded: the first backend the format table
+    lists for the target (ONNX Runtime for .onnx, OpenVINO for the IR), on CPU with its defaults
+    (for OpenVINO: f32 for fp32 models, see edgeseg.runtimes.openvino).
 
+    Raises InputError for a target no registered backend runs.
+    """
+    from edgeseg.runtimes import create_backend
 
-def _load_onnxruntime(path: Path) -> tuple[Infer, int | None]:
-    import onnxruntime as ort
-
-    try:
-        # The provider is explicit: never a silent choice made by the installed package.
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime's pybind errors derive from Exception only
-        raise InputError(f"cannot load ONNX model '{path}' (corrupt or truncated?): {_reason(exc)}") from None
-    spec = sess.get_inputs()[0]
-    fixed = spec.shape[0] if isinstance(spec.shape[0], int) else None
-    return lambda x: np.asarray(sess.run(None, {spec.name: x})[0]), fixed
-
-
-def _load_openvino(path: Path) -> tuple[Infer, int | None]:
-    import openvino as ov
-
-    core = ov.Core()
-    try:
-        # The CPU plugin computes in bf16 by default on CPUs with AVX512-BF16/AMX, which alone
-        # moves logits by ~2e-3; an fp32 artifact is measured (and must be run) at f32.
-        compiled = core.compile_model(core.read_model(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    except RuntimeError as exc:
-        raise InputError(
-            f"cannot load OpenVINO IR '{path}' (corrupt or truncated?): {_reason(exc)}"
-        ) from None
-    dim = compiled.input(0).get_partial_shape()[0]
-    # Calling the compiled model copies its outputs (share_outputs=False), so results stay valid.
-    return lambda x: np.asarray(compiled(x)[0]), (dim.get_length() if dim.is_static else None)
-
-
-# target -> (loader, runtime module, how it runs); the runtime backends will replace this table.
-_RUNNERS: dict[str, tuple[Callable[[Path], tuple[Infer, int | None]], str, str]] = {
-    "onnx": (_load_onnxruntime, "onnxruntime", "CPUExecutionProvider"),
-    "openvino": (_load_openvino, "openvino", "CPU, f32"),
-}
-
-
-def _runner(target: str) -> tuple[Callable[[Path], tuple[Infer, int | None]], str, str]:
-    if target not in _RUNNERS:
-        raise InputError(f"no parity runner for target '{target}'; available: {', '.join(_RUNNERS)}")
-    return _RUNNERS[target]
+    return create_backend(_parity_backend_name(target), path, device="cpu")
 
 
 def runtime_name(target: str) -> str:
-    """What `run_artifact` uses for `target`, with its version, e.g. "openvino 2026.4.1 (CPU, f32)"."""
-    _, module, how = _runner(target)
-    return f"{module} {module_version(module)} ({how})"
+    """What `run_artifact` uses for `target`, with its version, e.g. "openvino 2026.4.1"; a parity
+    report's `runtime` also names the settings the artifact ran with (device, precision)."""
+    from edgeseg.runtimes import get_backend_class
+
+    name = _parity_backend_name(target)
+    return f"{name} {module_version(get_backend_class(name).package).split('-')[0]}"
 
 
 def run_artifact(target: str, path: str | os.PathLike[str], batch: np.ndarray) -> np.ndarray:
@@ -135,15 +114,13 @@ def run_artifact(target: str, path: str | os.PathLike[str], batch: np.ndarray) -
     A graph whose batch size is fixed to 1 is run one image at a time. A file that cannot be loaded
     raises InputError (corrupt, truncated, missing); a failed run raises EdgesegRuntimeError.
     """
-    path = Path(path)
-    batch = np.ascontiguousarray(batch, dtype=np.float32)
-    infer, fixed = _runner(target)[0](path)
-    try:
-        if fixed is None or fixed == len(batch):
-            return infer(batch)
-        return np.concatenate([infer(batch[i : i + 1]) for i in range(len(batch))])
-    except Exception as exc:
-        raise EdgesegRuntimeError(f"running '{path}' failed: {_reason(exc)}") from None
+    with parity_backend(target, path) as backend:
+        return _logits(backend, np.asarray(batch, dtype=np.float32))
+
+
+def _logits(backend: Backend, batch: np.ndarray) -> np.ndarray:
+    # edgeseg's graphs have one image input and one logits output; their names come from the model.
+    return backend.infer({backend.input_specs[0].name: batch})[backend.output_specs[0].name]
 
 
 def _to_channels(images: np.ndarray, channels: int, color_order: str) -> np.ndarray:
@@ -224,27 +201,31 @@ def measure_parity(
     gt_torch = ConfusionMatrix(classes, ckpt.ignore_index)
     gt_artifact = ConfusionMatrix(classes, ckpt.ignore_index)
     max_diff, diff_sum, values, agree, pixels, labelled = 0.0, 0.0, 0, 0, 0, False
-    for imgs, masks in batches:
-        x = normalize(imgs, norm.mean, norm.std)
-        with torch.inference_mode():
-            ref = net(torch.from_numpy(x)).float().numpy()
-        out = run_artifact(target, artifact, x)
-        if out.shape != ref.shape:
-            raise EdgesegRuntimeError(f"'{artifact}' returned shape {out.shape}; PyTorch gives {ref.shape}")
-        diff = np.abs(out.astype(np.float32) - ref)
-        max_diff = max(max_diff, float(diff.max()))
-        diff_sum, values = diff_sum + float(diff.sum()), values + diff.size
-        ref_mask, out_mask = ref.argmax(1), out.argmax(1)
-        agree, pixels = agree + int((ref_mask == out_mask).sum()), pixels + ref_mask.size
-        vs_torch.update(out_mask, ref_mask)
-        if masks is not None:
-            labelled = True
-            gt_torch.update(ref_mask, masks)
-            gt_artifact.update(out_mask, masks)
+    with parity_backend(target, artifact) as backend:  # loaded once for every batch
+        runtime = backend.description
+        for imgs, masks in batches:
+            x = normalize(imgs, norm.mean, norm.std)
+            with torch.inference_mode():
+                ref = net(torch.from_numpy(x)).float().numpy()
+            out = _logits(backend, x)
+            if out.shape != ref.shape:
+                raise EdgesegRuntimeError(
+                    f"'{artifact}' returned shape {out.shape}; PyTorch gives {ref.shape}"
+                )
+            diff = np.abs(out.astype(np.float32) - ref)
+            max_diff = max(max_diff, float(diff.max()))
+            diff_sum, values = diff_sum + float(diff.sum()), values + diff.size
+            ref_mask, out_mask = ref.argmax(1), out.argmax(1)
+            agree, pixels = agree + int((ref_mask == out_mask).sum()), pixels + ref_mask.size
+            vs_torch.update(out_mask, ref_mask)
+            if masks is not None:
+                labelled = True
+                gt_torch.update(ref_mask, masks)
+                gt_artifact.update(out_mask, masks)
     return ParityReport(
         target=target,
         precision=precision,
-        runtime=runtime_name(target),
+        runtime=runtime,
         inputs=desc,
         images=count,
         img_size=(int(size[0]), int(size[1])),

@@ -44,6 +44,27 @@ def make_dataset(
     return root
 
 
+def make_checkpoint(
+    path: Path, channels: int = 3, classes: int = 4, seed: int = 0, size: tuple[int, int] = (64, 48)
+) -> Path:
+    """Save an untrained tiny U-Net (depth 2, width 4) as an edgeseg checkpoint at `path`."""
+    import torch
+
+    from edgeseg.models.checkpoint import Checkpoint, Normalization, save_checkpoint
+    from edgeseg.models.unet import UNet
+
+    torch.manual_seed(seed)
+    model = UNet(channels, classes, depth=2, width=4)
+    mean, std = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)) if channels == 3 else ((0.449,), (0.226,))
+    ckpt = Checkpoint(
+        model_config=model.config,
+        class_names=[f"c{i}" for i in range(classes)],
+        normalization=Normalization(mean, std, "RGB" if channels == 3 else "GRAY"),
+        img_size=size,
+    )
+    return save_checkpoint(path, ckpt, model)
+
+
 @pytest.fixture
 def tiny_data(tmp_path: Path) -> Path:
     return make_dataset(tmp_path / "tiny")

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edgeseg.cli import main
@@ -188,3 +189,51 @@ def test_export_bad_options(tmp_path: Path, tiny_checkpoint: Path, capsys, extra
     rc, _, err = run_cli(["export", tiny_checkpoint, "--out", out_dir, *extra], capsys)
     assert rc == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not out_dir.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_predict_writes_masks_and_overlays(tmp_path: Path, tiny_checkpoint: Path, capsys):
+    pytest.importorskip("onnxruntime", reason="pip install 'edgeseg[onnx]'")
+    from PIL import Image
+
+    from edgeseg.segmenter import Segmenter
+
+    data = make_dataset(tmp_path / "d", n=2, size=(45, 37))  # odd size: masks come back at it
+    bundle = tmp_path / "b"
+    assert run_cli(["export", tiny_checkpoint, "--target", "onnx", "--out", bundle], capsys)[0] == 0
+    out = tmp_path / "pred"
+    rc, _, err = run_cli(
+        [
+            "predict",
+            bundle,
+            data / "images",
+            "--backend",
+            "onnxruntime",
+            "--out",
+            out,
+            "--json",
+            tmp_path / "p.json",
+        ],
+        capsys,
+    )
+    assert rc == 0, err
+    assert sorted(p.name for p in out.iterdir()) == [
+        "img000_mask.png", "img000_overlay.png", "img001_mask.png", "img001_overlay.png"
+    ]  # fmt: skip
+    mask = np.array(Image.open(out / "img000_mask.png"))
+    assert mask.shape == (37, 45) and mask.max() < 3
+    with Segmenter(bundle, backend="onnxruntime", input_format="rgb") as seg:
+        expected = seg(np.array(Image.open(data / "images" / "img000.png"))).mask
+    assert np.array_equal(mask, expected)
+    report = json.loads((tmp_path / "p.json").read_text())
+    assert len(report["images"]) == 2 and "onnxruntime" in report["backend"]
+    assert abs(sum(report["images"][0]["class_fraction"].values()) - 1) < 1e-3
+
+
+def test_predict_bad_inputs(tmp_path: Path, tiny_checkpoint: Path, capsys):
+    rc, _, err = run_cli(["predict", tiny_checkpoint, tmp_path / "none.png", "--out", tmp_path / "o"], capsys)
+    assert rc == 2 and "none.png' does not exist" in err
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    rc, _, err = run_cli(["predict", tiny_checkpoint, bad, "--out", tmp_path / "o"], capsys)
+    assert rc == 2 and "bad.png" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())

@@ -22,26 +22,12 @@ import torch
 from edgeseg.errors import EdgesegRuntimeError, InputError, MissingDependencyError
 from edgeseg.exporters import ExportConfig, ExportResult, export
 from edgeseg.manifest import manifest_from_onnx_metadata, read_manifest, sha256_file
-from edgeseg.models.checkpoint import Checkpoint, Normalization, load_checkpoint, save_checkpoint
-from edgeseg.models.unet import UNet
+from edgeseg.models.checkpoint import load_checkpoint
 from edgeseg.parity import run_artifact
-from tests.conftest import make_dataset
+from tests.conftest import make_checkpoint, make_dataset
 
 SIZE = (64, 48)  # (width, height): not square, so a swapped W/H shows
 MODEL_FILES = {"onnx": ["model.onnx"], "openvino": ["model.bin", "model.xml"]}
-
-
-def make_checkpoint(path: Path, channels: int = 3, classes: int = 4, seed: int = 0) -> Path:
-    torch.manual_seed(seed)
-    model = UNet(channels, classes, depth=2, width=4)
-    mean, std = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)) if channels == 3 else ((0.449,), (0.226,))
-    ckpt = Checkpoint(
-        model_config=model.config,
-        class_names=[f"c{i}" for i in range(classes)],
-        normalization=Normalization(mean, std, "RGB" if channels == 3 else "GRAY"),
-        img_size=SIZE,
-    )
-    return save_checkpoint(path, ckpt, model)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,267 @@
+"""The Segmenter's pre- and postprocessing: frames to network input, logits to masks.
+
+numpy and Pillow only (no torch, no runtime), so a deployed process stays light. The arithmetic is
+training's: colour frames become gray with Pillow's luma (as `read_image(channels=1)` does), frames
+are resized with the same bilinear filter, normalised with the same `normalize`, and masks are
+brought back to the frame's size with the same nearest-neighbour sampling as `resize_mask`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from edgeseg.data.imageio import resize_image, resize_mask
+from edgeseg.data.transforms import normalize
+from edgeseg.errors import InputError
+from edgeseg.manifest import Manifest
+from edgeseg.runtimes.base import TensorSpec
+
+__all__ = [
+    "COLOR_ORDERS",
+    "INPUT_FORMATS",
+    "RESIZE_POLICIES",
+    "Overrides",
+    "Placement",
+    "Preprocessing",
+    "prepare_frame",
+    "resolve_preprocessing",
+    "restore_output",
+]
+
+RESIZE_POLICIES = ("stretch", "letterbox")
+COLOR_ORDERS = ("RGB", "BGR", "GRAY")  # the network's input channels
+INPUT_FORMATS = ("bgr", "rgb")  # the caller's colour frames (OpenCV gives BGR)
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Preprocessing the caller states explicitly; each one wins over the model's metadata."""
+
+    img_size: tuple[int, int] | None = None  # (width, height)
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    color_order: str | None = None
+    resize: str | None = None
+    class_names: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a frame becomes the network input and which tensors carry it, fully resolved."""
+
+    input_name: str
+    output_name: str
+    channels: int
+    width: int
+    height: int
+    color_order: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    resize: str
+    class_names: tuple[str, ...]
+    dtype: str = "float32"
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a frame's content lies in the network input (the whole of it unless letterboxed)."""
+
+    frame_height: int
+    frame_width: int
+    top: int
+    left: int
+    height: int
+    width: int
+
+
+def _pick(specs: Sequence[TensorSpec], name: str | None, what: str, where: str) -> TensorSpec:
+    named = [s for s in specs if s.name == name]
+    if named:
+        return named[0]
+    if len(specs) == 1 or (what == "output" and specs and name is None):
+        return specs[0]  # a model from elsewhere with several outputs: the first is the logits
+    raise InputError(
+        f"{where}: cannot tell which {what} to use among {[s.name for s in specs]}; "
+        "edgeseg runs models with one image input and the logits as first output"
+    )
+
+
+def resolve_preprocessing(
+    manifest: Manifest | None,
+    overrides: Overrides,
+    inputs: Sequence[TensorSpec],
+    outputs: Sequence[TensorSpec],
+    where: str,
+) -> Preprocessing:
+    """Combine the caller's overrides, the model's metadata and facts of its graph (static sizes).
+
+    Raises InputError listing what is missing (a model without edgeseg metadata) or inconsistent.
+    """
+    inp = _pick(inputs, manifest.input.name if manifest else None, "input", where)
+    out = _pick(outputs, manifest.output.name if manifest else None, "output", where)
+    if len(inp.shape) != 4 or len(out.shape) != 4:
+        raise InputError(f"{where}: edgeseg runs models with NCHW image input and logits; got {inp}, {out}")
+    meta = manifest.input if manifest else None
+    static_hw = (inp.static_dim(3), inp.static_dim(2))
+    size = overrides.img_size or ((meta.width, meta.height) if meta else None)
+    size = size or (static_hw if None not in static_hw else None)
+    mean = overrides.mean or (meta.mean if meta else None)
+    std = overrides.std or (meta.std if meta else None)
+    channels = inp.static_dim(1) or (meta.channels if meta else None) or (len(mean) if mean else None)
+    order = (
+        overrides.color_order or (meta.color_order if meta else None) or ("GRAY" if channels == 1 else None)
+    )
+    classes = out.static_dim(1)
+    names = overrides.class_names or (manifest.class_names if manifest else None)
+    names = names or (tuple(f"class{i}" for i in range(classes)) if classes else None)
+    missing = [
+        label
+        for label, value in (
+            ("mean", mean),
+            ("std", std),
+            ("color_order", order),
+            ("img_size", size),
+            ("class_names (or classes)", names),
+        )
+        if value is None
+    ]
+    if missing:
+        raise InputError(
+            f"{where} carries no edgeseg metadata, so its preprocessing must be given: pass "
+            f"{', '.join(missing)} to Segmenter (e.g. mean=(0.485, 0.456, 0.406), "
+            "std=(0.229, 0.224, 0.225), color_order='RGB', img_size=(256, 256), classes=2)"
+        )
+    assert mean is not None and std is not None and order is not None and size is not None and names
+    pre = Preprocessing(
+        input_name=inp.name,
+        output_name=out.name,
+        channels=int(channels or len(mean)),
+        width=int(size[0]),
+        height=int(size[1]),
+        color_order=str(order).upper(),
+        mean=tuple(float(v) for v in mean),
+        std=tuple(float(v) for v in std),
+        resize=str(overrides.resize or (meta.resize if meta else "stretch")).lower(),
+        class_names=tuple(str(n) for n in names),
+        dtype=inp.dtype,
+    )
+    _check(pre, inp, classes, meta.size_multiple if meta else 1, where)
+    return pre
+
+
+def _check(pre: Preprocessing, inp: TensorSpec, classes: int | None, multiple: int, where: str) -> None:
+    if pre.channels not in (1, 3):
+        raise InputError(f"{where}: edgeseg runs 1- or 3-channel image models; this one takes {pre.channels}")
+    if len(pre.mean) != pre.channels or len(pre.std) != pre.channels:
+        raise InputError(
+            f"{where}: mean and std need {pre.channels} values (one per channel); "
+            f"got {len(pre.mean)} and {len(pre.std)}"
+        )
+    if min(pre.std) <= 0:
+        raise InputError(f"{where}: std values must be > 0; got {pre.std}")
+    if pre.color_order not in COLOR_ORDERS or (pre.color_order == "GRAY") != (pre.channels == 1):
+        raise InputError(
+            f"{where}: color_order '{pre.color_order}' does not suit a {pre.channels}-channel model; "
+            f"use {'GRAY' if pre.channels == 1 else 'RGB or BGR'}"
+        )
+    if pre.resize not in RESIZE_POLICIES:
+        raise InputError(f"resize must be one of {', '.join(RESIZE_POLICIES)}; got '{pre.resize}'")
+    if np.dtype(pre.dtype).kind != "f":
+        raise InputError(f"{where}: the image input has dtype {pre.dtype}; edgeseg feeds float tensors")
+    fixed = (inp.static_dim(3), inp.static_dim(2))
+    if None not in fixed and fixed != (pre.width, pre.height):
+        raise InputError(
+            f"img_size {pre.width}x{pre.height} does not match the model's fixed input {fixed[0]}x{fixed[1]}"
+        )
+    if pre.width <= 0 or pre.height <= 0 or pre.width % multiple or pre.height % multiple:
+        raise InputError(f"img_size {pre.width}x{pre.height}: width and height must divide by {multiple}")
+    if classes is not None and classes != len(pre.class_names):
+        raise InputError(
+            f"{where}: the model outputs {classes} classes but {len(pre.class_names)} class names were given"
+        )
+
+
+def _as_frame(frame: object) -> np.ndarray:
+    """Validate a frame; returns HxWxC (C 1 or 3), uint8 or float32."""
+    if not isinstance(frame, np.ndarray):
+        raise InputError(f"a frame must be a numpy array (HxWx3 BGR uint8, or HxW gray); got {type(frame)}")
+    img = frame[:, :, None] if frame.ndim == 2 else frame
+    if img.ndim != 3 or img.shape[2] not in (1, 3):
+        raise InputError(
+            f"a frame must be HxWx3 (colour), HxWx1 or HxW (gray); got shape {frame.shape} "
+            f"({img.shape[2] if img.ndim == 3 else '?'} channels)"
+        )
+    if img.shape[0] == 0 or img.shape[1] == 0:
+        raise InputError(f"empty frame (shape {frame.shape})")
+    if img.dtype == np.uint8:
+        return img
+    if img.dtype.kind != "f":
+        raise InputError(f"frames must be uint8, or float on the same 0..255 scale; got {img.dtype}")
+    img = img.astype(np.float32, copy=False)
+    if not np.isfinite(img).all():
+        raise InputError("frame contains NaN or Inf values")
+    return img
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    """HxWx3 RGB -> HxWx1 gray, Pillow's ITU-R 601 luma (what training read gray images with)."""
+    if rgb.dtype == np.uint8:
+        return np.asarray(Image.fromarray(np.ascontiguousarray(rgb)).convert("L"))[:, :, None]
+    return (rgb @ np.array([0.299, 0.587, 0.114], np.float32))[:, :, None]
+
+
+def _in_model_channels(img: np.ndarray, pre: Preprocessing, size: tuple[int, int], fmt: str) -> np.ndarray:
+    """The frame resized to `size` (width, height), in the model's channels and order.
+
+    Reordering channels and repeating gray commute with the per-channel bilinear resize, so they run
+    after it, on the smaller image (on a VGA frame that halves the preprocessing time); colour to gray
+    runs first, as training converted images before resizing them.
+    """
+    if img.shape[2] == 3 and pre.channels == 1:
+        return resize_image(_luma(img[:, :, ::-1] if fmt == "bgr" else img), size)
+    small = resize_image(img, size)
+    if small.shape[2] == 1:
+        return small if pre.channels == 1 else np.repeat(small, 3, axis=2)  # gray is gray in any order
+    return small[:, :, ::-1] if (fmt == "bgr") != (pre.color_order == "BGR") else small
+
+
+def prepare_frame(frame: np.ndarray, pre: Preprocessing, input_format: str) -> tuple[np.ndarray, Placement]:
+    """One frame -> (CxHxW network input of `pre.dtype`, where the frame's content lies in it)."""
+    img = _as_frame(frame)
+    h, w = img.shape[:2]
+    if pre.resize == "stretch":
+        x = normalize(_in_model_channels(img, pre, (pre.width, pre.height), input_format), pre.mean, pre.std)
+        return x.astype(pre.dtype, copy=False), Placement(h, w, 0, 0, pre.height, pre.width)
+    # Letterbox: keep the aspect ratio, centre the content, pad with the mean colour (0 once normalised).
+    scale = min(pre.width / w, pre.height / h)
+    nw, nh = max(1, min(pre.width, round(w * scale))), max(1, min(pre.height, round(h * scale)))
+    top, left = (pre.height - nh) // 2, (pre.width - nw) // 2
+    x = np.zeros((pre.channels, pre.height, pre.width), np.float32)
+    content = _in_model_channels(img, pre, (nw, nh), input_format)
+    x[:, top : top + nh, left : left + nw] = normalize(content, pre.mean, pre.std)
+    return x.astype(pre.dtype, copy=False), Placement(h, w, top, left, nh, nw)
+
+
+def restore_output(
+    logits: np.ndarray, placement: Placement, with_probs: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """KxHxW logits -> (mask of class ids at the frame's size, KxHxW probabilities there or None).
+
+    The mask is the argmax at the network's resolution, resized with nearest sampling; uint8 (uint16
+    for more than 256 classes). Probabilities are resized the same way, so their argmax is the mask.
+    """
+    p = placement
+    crop = logits[:, p.top : p.top + p.height, p.left : p.left + p.width]
+    ids = crop.argmax(0).astype(np.uint8 if crop.shape[0] <= 256 else np.uint16)
+    mask = resize_mask(ids, (p.frame_width, p.frame_height))
+    if not with_probs:
+        return mask, None
+    z = crop.astype(np.float32) - crop.max(0, keepdims=True)  # shifted: exp cannot overflow
+    probs = np.exp(z)
+    probs /= probs.sum(0, keepdims=True)
+    probs = resize_mask(probs.transpose(1, 2, 0), (p.frame_width, p.frame_height)).transpose(2, 0, 1)
+    return mask, np.ascontiguousarray(probs)

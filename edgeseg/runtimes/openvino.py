@@ -1,0 +1,196 @@
+"""The OpenVINO backend: runs an IR (`.xml` + `.bin`) or a `.onnx` file on CPU, GPU, NPU or AUTO.
+
+Precision: OpenVINO's CPU plugin computes in bf16 on CPUs with AVX512-BF16/AMX and its GPU plugin in
+f16, which alone moves a U-Net's logits by ~2e-3 and breaks the 1e-3 parity of an fp32 export. So on
+CPU and GPU the backend asks for f32 (`INFERENCE_PRECISION_HINT`) unless the model's edgeseg
+metadata declares a reduced precision (fp16/int8 exports) or the caller passes `inference_precision`.
+
+Batches: with a fixed batch of 1 (a static export) a larger batch runs through an `AsyncInferQueue`,
+so its images overlap in the plugin's streams (use `performance_hint="THROUGHPUT"` for more streams)
+instead of running one after another.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from edgeseg.errors import EdgesegRuntimeError, InputError
+from edgeseg.manifest import METADATA_PREFIX, Manifest, manifest_from_onnx_metadata
+from edgeseg.runtimes.base import Backend, Dim, TensorSpec, short_reason
+
+__all__ = ["DEVICES", "PERFORMANCE_HINTS", "OpenVINOBackend"]
+
+DEVICES = ("CPU", "GPU", "NPU", "AUTO")
+PERFORMANCE_HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
+_PRECISE_DEVICES = ("CPU", "GPU")  # where an fp32 model is run at f32 unless asked otherwise
+_FILE_KINDS = {".xml": "OpenVINO IR", ".onnx": "ONNX model"}
+# rt_info sections holding edgeseg's metadata: the IR's own (keys without prefix, written by the
+# OpenVINO exporter) and an ONNX file's metadata_props (keys with the "edgeseg." prefix).
+_RT_SECTIONS = {"edgeseg": METADATA_PREFIX, "framework": ""}
+
+
+def _normalize_device(device: str | None) -> str:
+    """ "cpu" -> "CPU", "gpu.1" -> "GPU.1", "auto:gpu,cpu" -> "AUTO:GPU,CPU"; InputError for others."""
+    text = str(device or "CPU").strip().upper()
+    base = text.split(":")[0].split(".")[0]
+    if base not in DEVICES:
+        raise InputError(f"unknown OpenVINO device '{device}'; use one of {', '.join(DEVICES)} (e.g. GPU.0)")
+    return text
+
+
+class OpenVINOBackend(Backend):
+    """An OpenVINO IR or ONNX model run by OpenVINO Runtime.
+
+    Args:
+        path: the `.xml` (with its `.bin` beside it) or a `.onnx` file.
+        device: "CPU" (default), "GPU[.N]", "NPU" or "AUTO[:list]"; case-insensitive.
+        performance_hint: "LATENCY" (default: one image at a time, as a camera loop runs),
+            "THROUGHPUT" or "CUMULATIVE_THROUGHPUT" (more parallel streams for batches).
+        inference_precision: e.g. "f32", "bf16", "f16"; default f32 on CPU/GPU unless the model's
+            metadata declares fp16/int8 (see the module notes), otherwise the device's default.
+        num_requests: infer requests of the async queue used for batches (0: OpenVINO's optimum).
+        config: further compile properties, passed as is (they override the ones above).
+    """
+
+    name = "openvino"
+    package = "openvino"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        device: str | None = None,
+        performance_hint: str = "LATENCY",
+        inference_precision: str | None = None,
+        num_requests: int = 0,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(path)
+        self.device = _normalize_device(device)
+        self.performance_hint = str(performance_hint).strip().upper()
+        if self.performance_hint not in PERFORMANCE_HINTS:
+            raise InputError(
+                f"performance_hint must be one of {', '.join(PERFORMANCE_HINTS)}; got '{performance_hint}'"
+            )
+        if not isinstance(num_requests, int) or num_requests < 0:
+            raise InputError(f"num_requests must be a whole number >= 0; got {num_requests!r}")
+        self.inference_precision = inference_precision
+        self.num_requests = num_requests
+        self.config = dict(config or {})
+        self._compiled: Any = None
+        self._request: Any = None
+        self._queue: Any = None
+        self._ov: Any = None
+        self._manifest: Manifest | None = None
+        self._precision: str | None = None  # the precision hint actually passed
+
+    def _read(self, ov: Any) -> Any:
+        suffix = self.path.suffix.lower()
+        if suffix not in _FILE_KINDS:
+            raise InputError(f"the openvino backend reads .xml or .onnx files; got '{self.path}'")
+        try:
+            if suffix == ".onnx":
+                # The ONNX frontend alone: read_model would also try the TensorFlow frontends on a
+                # damaged file and print their parse errors to stderr.
+                frontend = ov.frontend.FrontEndManager().load_by_framework("onnx")
+                return frontend.convert(frontend.load(str(self.path)))
+            return ov.Core().read_model(self.path)
+        except Exception as exc:  # OpenVINO raises RuntimeError and its own GeneralFailure types
+            what = _FILE_KINDS[suffix]
+            raise InputError(
+                f"cannot load {what} '{self.path}' (corrupt or truncated?): {short_reason(exc)}"
+            ) from None
+
+    def _metadata(self, model: Any) -> Manifest | None:
+        info = model.get_rt_info()
+        keys = set(info.keys())
+        props: dict[str, str] = {}
+        for section, prefix in _RT_SECTIONS.items():
+            if section in keys:
+                for key, value in info[section].items():
+                    if (prefix + key).startswith(METADATA_PREFIX):
+                        props[prefix + key] = value.astype(str)
+        return manifest_from_onnx_metadata(
+            props, model_file=self.path.name, where=f"the edgeseg metadata of '{self.path}'"
+        )
+
+    def _compile_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {"PERFORMANCE_HINT": self.performance_hint}
+        precision = self.inference_precision
+        declared = self._manifest.precision if self._manifest else "fp32"
+        if precision is None and declared == "fp32" and self.device.split(".")[0] in _PRECISE_DEVICES:
+            precision = "f32"
+        if precision is not None:
+            config["INFERENCE_PRECISION_HINT"] = precision
+        config.update(self.config)
+        self._precision = config.get("INFERENCE_PRECISION_HINT")
+        return config
+
+    def _load(self) -> None:
+        import openvino as ov
+
+        core = ov.Core()
+        physical = self.device.split(":")[0]
+        if not physical.startswith("AUTO") and not any(
+            d == physical or d.startswith(physical + ".") for d in core.available_devices
+        ):
+            raise InputError(
+                f"OpenVINO device {self.device} is not available here (available: "
+                f"{', '.join(core.available_devices)})"
+            )
+        model = self._read(ov)
+        self._manifest = self._metadata(model)
+        try:
+            compiled = core.compile_model(model, self.device, self._compile_config())
+        except Exception as exc:
+            raise EdgesegRuntimeError(
+                f"OpenVINO could not compile '{self.path}' for {self.device}: {short_reason(exc)}"
+            ) from None
+        self._ov, self._compiled = ov, compiled
+        self._request = compiled.create_infer_request()
+
+    def _discover_specs(self) -> tuple[Sequence[TensorSpec], Sequence[TensorSpec]]:
+        def spec(port: Any) -> TensorSpec:
+            shape: tuple[Dim, ...] = tuple(
+                d.get_length() if d.is_static else None for d in port.get_partial_shape()
+            )
+            return TensorSpec(port.get_any_name(), shape, np.dtype(port.get_element_type().to_dtype()).name)
+
+        return [spec(p) for p in self._compiled.inputs], [spec(p) for p in self._compiled.outputs]
+
+    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        # The request copies outputs (share_outputs=False), so results outlive the next call.
+        results = self._request.infer(feed)
+        return {port.get_any_name(): np.asarray(results[port]) for port in self._compiled.outputs}
+
+    def _infer_chunks(self, chunks: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+        if self._queue is None:
+            self._queue = self._ov.AsyncInferQueue(self._compiled, self.num_requests)
+        names = [port.get_any_name() for port in self._compiled.outputs]
+        results: list[dict[str, np.ndarray]] = [{} for _ in chunks]
+
+        def done(request: Any, index: int) -> None:
+            # Requests are reused by the queue: copy their output tensors before the next job.
+            results[index] = {n: request.get_output_tensor(i).data.copy() for i, n in enumerate(names)}
+
+        self._queue.set_callback(done)
+        for index, chunk in enumerate(chunks):
+            self._queue.start_async(chunk, index)
+        self._queue.wait_all()
+        if any(not r for r in results):
+            raise EdgesegRuntimeError("OpenVINO's async queue returned no result for part of the batch")
+        return results
+
+    def _close(self) -> None:
+        self._queue = self._request = self._compiled = None
+
+    def _embedded_manifest(self) -> Manifest | None:
+        return self._manifest
+
+    def _describe(self) -> str:
+        precision = self._precision if self._compiled is not None else self.inference_precision
+        return ", ".join(p for p in (self.device, precision, self.performance_hint) if p)

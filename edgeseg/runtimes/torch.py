@@ -1,0 +1,135 @@
+"""The PyTorch backend: runs an edgeseg checkpoint (`.pt`) eagerly, on CPU or CUDA.
+
+It is the reference every exported artifact is compared with, and the way to use a checkpoint
+straight from training. The model is channels_last (what `Checkpoint.build_model` returns, faster for
+convolutions on CPU and on tensor cores); inputs are converted to the same memory format so no
+layout conversion happens inside the first convolution. CUDA is never a silent choice: asking for it
+without a CUDA device is an error, not a fall back to CPU.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgeseg.errors import InputError
+from edgeseg.exporters import INPUT_NAME, OUTPUT_NAME
+from edgeseg.manifest import InputSpec, Manifest, OutputSpec
+from edgeseg.runtimes.base import Backend, TensorSpec
+
+if TYPE_CHECKING:
+    from edgeseg.models.checkpoint import Checkpoint
+
+__all__ = ["TorchBackend"]
+
+# A checkpoint takes any batch and any size whose sides divide by 2**depth, like a --dynamic export;
+# its tensors carry the names edgeseg's exports use, so a checkpoint and its bundles take the same feed.
+_DYNAMIC = {0: "batch", 2: "height", 3: "width"}
+
+
+class TorchBackend(Backend):
+    """An edgeseg checkpoint run by PyTorch.
+
+    Args:
+        path: the checkpoint (`edgeseg.save_checkpoint` format).
+        device: "cpu" (default), "cuda" or "cuda:N".
+        channels_last: run in channels_last memory format (default True).
+    """
+
+    name = "torch"
+    package = "torch"
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, device: str | None = None, channels_last: bool = True
+    ) -> None:
+        super().__init__(path)
+        self.device = str(device or "cpu").strip().lower()
+        self.channels_last = channels_last
+        self._ckpt: Checkpoint | None = None
+        self._model: Any = None
+        self._torch: Any = None
+        self._device: Any = None
+
+    def _load(self) -> None:
+        import torch
+
+        from edgeseg.models.checkpoint import load_checkpoint
+
+        try:
+            device = torch.device(self.device)
+        except RuntimeError:
+            raise InputError(f"unknown torch device '{self.device}'; use cpu, cuda or cuda:N") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise InputError(
+                f"device '{self.device}' was requested but torch {torch.__version__} sees no CUDA device; "
+                "use device='cpu' or install the CUDA build of torch"
+            )
+        if device.type not in ("cpu", "cuda"):
+            raise InputError(f"the torch backend runs on cpu or cuda; got '{self.device}'")
+        ckpt = load_checkpoint(self.path)  # InputError naming the file when it is not a checkpoint
+        model = ckpt.build_model(device)
+        if not self.channels_last:
+            model = model.to(memory_format=torch.contiguous_format)
+        self._ckpt, self._model, self._torch, self._device = ckpt, model, torch, device
+
+    def _discover_specs(self) -> tuple[Sequence[TensorSpec], Sequence[TensorSpec]]:
+        cfg = self._checkpoint.model_config
+        return (
+            [TensorSpec(INPUT_NAME, ("batch", cfg.in_channels, "height", "width"))],
+            [TensorSpec(OUTPUT_NAME, ("batch", cfg.classes, "height", "width"))],
+        )
+
+    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        torch = self._torch
+        x = torch.from_numpy(feed[INPUT_NAME]).to(self._device)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        try:
+            self._model.check_input(x)  # sides that do not divide by 2**depth: the caller's to fix
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        with torch.inference_mode():
+            y = self._model(x)
+        # contiguous(): back to plain NCHW, the layout every other backend returns.
+        return {OUTPUT_NAME: y.float().contiguous().cpu().numpy()}
+
+    def _close(self) -> None:
+        self._model = self._ckpt = None
+
+    def _embedded_manifest(self) -> Manifest:
+        ckpt = self._checkpoint
+        cfg, norm = ckpt.model_config, ckpt.normalization
+        width, height = ckpt.img_size
+        return Manifest(
+            target="checkpoint",
+            precision="fp32",
+            model_file=self.path.name,
+            class_names=tuple(ckpt.class_names),
+            input=InputSpec(
+                name=INPUT_NAME,
+                channels=cfg.in_channels,
+                height=height,
+                width=width,
+                color_order=norm.color_order,
+                mean=tuple(norm.mean),
+                std=tuple(norm.std),
+                resize=norm.resize,
+                size_multiple=cfg.stride,
+            ),
+            output=OutputSpec(name=OUTPUT_NAME, classes=cfg.classes),
+            source={"checkpoint": str(self.path)},
+            model=cfg.to_dict(),
+            ignore_index=ckpt.ignore_index,
+            dynamic_axes={INPUT_NAME: dict(_DYNAMIC), OUTPUT_NAME: dict(_DYNAMIC)},
+        )
+
+    def _describe(self) -> str:
+        return f"{self.device}{', channels_last' if self.channels_last else ''}"
+
+    @property
+    def _checkpoint(self) -> Checkpoint:
+        assert self._ckpt is not None, "used before _load"
+        return self._ckpt

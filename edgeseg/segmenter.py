@@ -1,0 +1,241 @@
+"""`Segmenter`: one class that runs any edgeseg model, from a checkpoint to an OpenVINO bundle.
+
+    seg = Segmenter("runs/x/unet-openvino-fp32")      # bundle folder, .onnx, .xml or checkpoint .pt
+    result = seg(frame_bgr)                            # HxWx3 uint8 BGR (OpenCV's order), or HxW gray
+    result.mask                                        # HxW uint8 class ids at the frame's size
+    result.timings                                     # {"pre", "infer", "post", "total"} in ms
+
+Two layers: the Segmenter owns pre/postprocessing and timing; a backend (edgeseg.runtimes) only moves
+arrays. The preprocessing comes from the bundle's verified manifest, else from the metadata inside the
+model file, else from the caller; explicit arguments always win. Only the chosen backend's runtime is
+imported: running an ONNX or OpenVINO model never imports torch.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeseg.errors import InputError
+from edgeseg.manifest import MANIFEST_NAME, Manifest, read_manifest
+from edgeseg.preprocess import (
+    INPUT_FORMATS,
+    Overrides,
+    Preprocessing,
+    prepare_frame,
+    resolve_preprocessing,
+    restore_output,
+)
+from edgeseg.runtimes import Backend, artifact_kind, create_backend, resolve_backend
+
+__all__ = ["SegResult", "Segmenter"]
+
+
+@dataclass
+class SegResult:
+    """One frame's segmentation.
+
+    Attributes:
+        mask: HxW class ids at the frame's size (uint8; uint16 beyond 256 classes).
+        timings: milliseconds for "pre", "infer", "post" and "total". In `predict_batch`, "infer" is
+            the frame's share of its batch (batch time / frames in it).
+        probabilities: KxHxW class probabilities at the frame's size with `return_probs=True`, else None.
+    """
+
+    mask: np.ndarray
+    timings: dict[str, float] = field(default_factory=dict)
+    probabilities: np.ndarray | None = None
+
+
+def _locate(model: Path) -> tuple[Path, Manifest | None]:
+    """(model file, verified bundle manifest or None) for a bundle folder or a model file."""
+    if model.is_dir():
+        manifest = read_manifest(model, verify=True)
+        return model / manifest.model_file, manifest
+    if not model.is_file():
+        raise InputError(f"model '{model}' does not exist")
+    bundle = model.parent / MANIFEST_NAME
+    if bundle.is_file():  # a model file inside a bundle: use (and verify) the bundle's manifest
+        manifest = read_manifest(model.parent, verify=True)
+        if manifest.model_file == model.name:
+            return model, manifest
+    return model, None
+
+
+def _input_format(value: str) -> str:
+    fmt = str(value).strip().lower()
+    if fmt not in INPUT_FORMATS:
+        raise InputError(f"input_format must be 'bgr' or 'rgb'; got '{value}'")
+    return fmt
+
+
+class Segmenter:
+    """Segment frames with an edgeseg model on any installed backend.
+
+    Args:
+        path: a bundle folder (its manifest and file hashes are verified), a `.onnx`, an OpenVINO
+            `.xml`, or a checkpoint `.pt`.
+        backend: "auto" (the best installed one for the model: for .onnx OpenVINO, then ONNX Runtime;
+            see edgeseg.runtimes.registry) or a name: "onnxruntime", "openvino", "torch".
+        device: the backend's device ("cpu", "cuda", "GPU", ...); None for its default (CPU).
+        input_format: channel order of colour frames, "bgr" (OpenCV, default) or "rgb".
+        img_size: (width, height) the model runs at; needed for a model without metadata and a
+            dynamic input, or to run a dynamic model at another size.
+        mean, std, color_order, resize, classes, class_names: preprocessing overrides. A `.onnx` from
+            elsewhere (no edgeseg metadata) needs mean, std and color_order (the model's channel
+            order: "RGB", "BGR" or "GRAY"), plus img_size and classes when its graph does not fix them.
+            resize is "stretch" (default) or "letterbox" (keep the aspect ratio, pad with the mean).
+        **backend_options: passed to the backend, e.g. providers=[...], intra_op_threads=2 for
+            onnxruntime; performance_hint="THROUGHPUT" for openvino.
+
+    A Segmenter serves one thread at a time (backends hold per-model request state); use one per
+    thread, or `predict_batch` for throughput.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        backend: str = "auto",
+        device: str | None = None,
+        *,
+        input_format: str = "bgr",
+        img_size: tuple[int, int] | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        color_order: str | None = None,
+        resize: str | None = None,
+        classes: int | None = None,
+        class_names: Sequence[str] | None = None,
+        **backend_options: Any,
+    ) -> None:
+        self.input_format = _input_format(input_format)
+        if classes is not None and class_names is not None and len(class_names) != classes:
+            raise InputError(f"classes={classes} but {len(class_names)} class_names were given")
+        names = class_names or ([f"class{i}" for i in range(classes)] if classes else None)
+        overrides = Overrides(
+            img_size=(int(img_size[0]), int(img_size[1])) if img_size else None,
+            mean=tuple(mean) if mean else None,
+            std=tuple(std) if std else None,
+            color_order=color_order,
+            resize=resize,
+            class_names=tuple(names) if names else None,
+        )
+        model_file, manifest = _locate(Path(path))
+        name = resolve_backend(backend, artifact_kind(model_file))
+        self._backend: Backend = create_backend(name, model_file, device=device, **backend_options).load()
+        try:
+            self._manifest = manifest or self._backend.embedded_manifest
+            self._pre = resolve_preprocessing(
+                self._manifest,
+                overrides,
+                self._backend.input_specs,
+                self._backend.output_specs,
+                f"model '{path}'",
+            )
+        except BaseException:
+            self._backend.close()
+            raise
+
+    @property
+    def backend(self) -> Backend:
+        """The backend running the model."""
+        return self._backend
+
+    @property
+    def backend_name(self) -> str:
+        """The backend's registry name, e.g. "openvino"."""
+        return self._backend.name
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """Names of the class ids in the masks."""
+        return self._pre.class_names
+
+    @property
+    def manifest(self) -> Manifest | None:
+        """The model's manifest (bundle or embedded metadata); None for a model from elsewhere."""
+        return self._manifest
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """The resolved preprocessing: input size, channels, colour order, normalisation, resize."""
+        return self._pre
+
+    def __call__(
+        self, frame: np.ndarray, *, input_format: str | None = None, return_probs: bool = False
+    ) -> SegResult:
+        """Segment one frame (HxWx3 uint8 in `input_format`, or HxW / HxWx1 gray)."""
+        return self.predict_batch([frame], input_format=input_format, return_probs=return_probs)[0]
+
+    def predict_batch(
+        self,
+        frames: Sequence[np.ndarray],
+        *,
+        input_format: str | None = None,
+        return_probs: bool = False,
+        batch_size: int = 8,
+    ) -> list[SegResult]:
+        """Segment frames (of any sizes) in batches of up to `batch_size`.
+
+        A model with a dynamic batch runs each batch in one call; one with a fixed batch of 1 runs it
+        through the backend's batch path (OpenVINO's async queue, otherwise one frame at a time).
+        """
+        if batch_size < 1:
+            raise InputError(f"batch_size must be >= 1; got {batch_size}")
+        fmt = self.input_format if input_format is None else _input_format(input_format)
+        results: list[SegResult] = []
+        for start in range(0, len(frames), batch_size):
+            results += self._run_batch(frames[start : start + batch_size], fmt, return_probs)
+        return results
+
+    def _run_batch(self, frames: Sequence[np.ndarray], fmt: str, return_probs: bool) -> list[SegResult]:
+        pre = self._pre
+        inputs, placements, pre_ms = [], [], []
+        for frame in frames:
+            t0 = time.perf_counter()
+            x, placement = prepare_frame(frame, pre, fmt)
+            inputs.append(x)
+            placements.append(placement)
+            pre_ms.append((time.perf_counter() - t0) * 1000.0)
+        t0 = time.perf_counter()
+        logits = self._backend.infer({pre.input_name: np.stack(inputs)})[pre.output_name]
+        infer_ms = (time.perf_counter() - t0) * 1000.0 / len(frames)
+        results = []
+        for i, placement in enumerate(placements):
+            t0 = time.perf_counter()
+            mask, probs = restore_output(logits[i], placement, return_probs)
+            post_ms = (time.perf_counter() - t0) * 1000.0
+            timings = {"pre": pre_ms[i], "infer": infer_ms, "post": post_ms}
+            timings["total"] = sum(timings.values())
+            results.append(SegResult(mask, timings, probs))
+        return results
+
+    def warmup(self, n: int = 3) -> None:
+        """Run `n` blank frames through the model, so the first real frame is not the slow one
+        (runtimes allocate and tune on their first calls)."""
+        frame = np.zeros((self._pre.height, self._pre.width, self._pre.channels), np.uint8)
+        for _ in range(n):
+            self(frame)
+
+    def close(self) -> None:
+        """Release the backend; the Segmenter cannot be used afterwards."""
+        self._backend.close()
+
+    def __enter__(self) -> Segmenter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        pre = self._pre
+        return (
+            f"Segmenter({self._backend.path}, backend={self.backend_name}, {pre.width}x{pre.height} "
+            f"{pre.color_order}, {len(pre.class_names)} classes)"
+        )
