@@ -15,10 +15,13 @@ import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeseg._io import write_json
 from edgeseg.errors import InputError
+
+if TYPE_CHECKING:
+    from edgeseg.models.checkpoint import Checkpoint
 
 __all__ = [
     "MANIFEST_NAME",
@@ -59,6 +62,22 @@ class InputSpec:
     layout: str = "NCHW"
     dtype: str = "float32"
     size_multiple: int = 1
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: Checkpoint, name: str, size_wh: tuple[int, int]) -> InputSpec:
+        """The input of `ckpt`'s network at `size_wh`, with the checkpoint's preprocessing."""
+        cfg, norm = ckpt.model_config, ckpt.normalization
+        return cls(
+            name=name,
+            channels=cfg.in_channels,
+            height=size_wh[1],
+            width=size_wh[0],
+            color_order=norm.color_order,
+            mean=tuple(norm.mean),
+            std=tuple(norm.std),
+            resize=norm.resize,
+            size_multiple=cfg.stride,
+        )
 
 
 @dataclass(frozen=True)

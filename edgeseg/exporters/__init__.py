@@ -170,24 +170,14 @@ def _draft_manifest(
 ) -> Manifest:
     from edgeseg import __version__
 
-    cfg, norm = ckpt.model_config, ckpt.normalization
+    cfg = ckpt.model_config
     axes = {INPUT_NAME: dict(_AXES), OUTPUT_NAME: dict(_AXES)} if config.dynamic else {}
     return Manifest(
         target=target.name,
         precision=config.precision,
         model_file="",
         class_names=tuple(ckpt.class_names),
-        input=InputSpec(
-            name=INPUT_NAME,
-            channels=cfg.in_channels,
-            height=size[1],
-            width=size[0],
-            color_order=norm.color_order,
-            mean=tuple(norm.mean),
-            std=tuple(norm.std),
-            resize=norm.resize,
-            size_multiple=cfg.stride,
-        ),
+        input=InputSpec.from_checkpoint(ckpt, INPUT_NAME, size),
         output=OutputSpec(name=OUTPUT_NAME, classes=cfg.classes),
         source={"checkpoint": str(checkpoint), "sha256": sha256_file(checkpoint)},
         model={"name": "unet", **cfg.to_dict()},

@@ -101,24 +101,14 @@ class TorchBackend(Backend):
 
     def _embedded_manifest(self) -> Manifest:
         ckpt = self._checkpoint
-        cfg, norm = ckpt.model_config, ckpt.normalization
+        cfg = ckpt.model_config
         width, height = ckpt.img_size
         return Manifest(
             target="checkpoint",
             precision="fp32",
             model_file=self.path.name,
             class_names=tuple(ckpt.class_names),
-            input=InputSpec(
-                name=INPUT_NAME,
-                channels=cfg.in_channels,
-                height=height,
-                width=width,
-                color_order=norm.color_order,
-                mean=tuple(norm.mean),
-                std=tuple(norm.std),
-                resize=norm.resize,
-                size_multiple=cfg.stride,
-            ),
+            input=InputSpec.from_checkpoint(ckpt, INPUT_NAME, (width, height)),
             output=OutputSpec(name=OUTPUT_NAME, classes=cfg.classes),
             source={"checkpoint": str(self.path)},
             model=cfg.to_dict(),
