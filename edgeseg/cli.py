@@ -6,6 +6,7 @@ traceback is shown only with --debug (or EDGESEG_DEBUG=1).
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from pathlib import Path
@@ -431,6 +432,11 @@ def main(argv: list[str] | None = None) -> int:
     except (typer.Abort, EOFError):
         _error("aborted")
         return 1
+    except OSError as exc:  # a path the user gave that cannot be written or read, or a full disk
+        if debug:
+            raise
+        _error(_os_error_message(exc))
+        return 1 if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO) else 2
     except MemoryError:
         _error("out of memory; try a smaller --batch-size or --img-size")
         return 1
@@ -439,6 +445,14 @@ def main(argv: list[str] | None = None) -> int:
             raise
         _error(f"{type(exc).__name__}: {exc} (run again with --debug for the traceback)")
         return 1
+
+
+def _os_error_message(exc: OSError) -> str:
+    where = f" '{exc.filename}'" if exc.filename else ""
+    what = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"{what}{where}: free some space and run again (nothing half-written was kept)"
+    return f"{what}{where}: choose a path you can write to (e.g. another --out) and run again"
 
 
 def _command_names() -> set[str]:

@@ -40,4 +40,9 @@ class MissingDependencyError(InputError, ImportError):
 def first_line(exc: BaseException) -> str:
     """The first non-empty line of an exception's message (library errors are often pages long)."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return lines[0] if lines else type(exc).__name__
+    if not lines:
+        return type(exc).__name__
+    # Some libraries write paragraphs on one line; the first sentence carries the cause.
+    line = lines[0]
+    cut = line.find(". ")
+    return line[:cut] if len(line) > 150 and cut > 0 else line

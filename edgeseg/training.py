@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -198,6 +199,15 @@ def prepare_run_dir(cfg: TrainConfig) -> Path:
         )
     if out.exists() and not out.is_dir():
         raise InputError(f"--out '{out}' exists and is not a folder")
+    # Fail before training, not at the first checkpoint: the nearest existing ancestor must be a
+    # writable folder (the run folder itself is created only when there is something to write).
+    parent = out
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise InputError(
+            f"cannot create run folder '{out}': '{parent}' is not a writable folder; choose another --out"
+        )
     return out
 
 

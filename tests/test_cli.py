@@ -237,3 +237,15 @@ def test_predict_bad_inputs(tmp_path: Path, tiny_checkpoint: Path, capsys):
     rc, _, err = run_cli(["predict", tiny_checkpoint, bad, "--out", tmp_path / "o"], capsys)
     assert rc == 2 and "bad.png" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())
+
+
+def test_unwritable_out_is_exit_2_and_names_the_path(tmp_path: Path, capsys):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("a file, not a folder")
+    data = make_dataset(tmp_path / "d", n=6)
+    rc, _, err = run_cli(["train", "--data", data, "--epochs", "1", "--out", blocker / "run", *TINY], capsys)
+    assert rc == 2, err
+    assert "file.txt' is not a writable folder; choose another --out" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert blocker.read_text() == "a file, not a folder"
+    assert "epoch" not in err  # refused before any training
