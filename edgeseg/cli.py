@@ -160,23 +160,39 @@ def train(
 
 @app.command("eval")
 def eval_(
-    model: Annotated[Path, typer.Argument(help="Checkpoint (.pt) to score.")],
+    model: Annotated[Path, typer.Argument(help="Checkpoint (.pt), bundle folder, .onnx or .xml to score.")],
     data: Annotated[Path, typer.Option(help="Dataset folder (images/ + masks/).")],
-    ignore_index: Annotated[int | None, typer.Option(help="Override the checkpoint's ignore label.")] = None,
+    ignore_index: Annotated[int | None, typer.Option(help="Override the model's ignore label.")] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 8,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
+    backend: Annotated[
+        str, typer.Option(help="For exported models: auto, onnxruntime or openvino.")
+    ] = "auto",
+    device: Annotated[
+        str | None, typer.Option(help="auto/cpu/cuda for checkpoints; the backend's device else.")
+    ] = None,
     json_path: JsonOpt = None,
 ) -> None:
     """Score a model on a labelled folder: mIoU, per-class IoU, Dice, pixel accuracy."""
     from rich.console import Console
     from rich.table import Table
 
-    from edgeseg.evaluate import evaluate_checkpoint
-    from edgeseg.models.checkpoint import load_checkpoint
+    from edgeseg import evaluate
 
     _existing_dir(data, "--data")
-    ckpt = load_checkpoint(model)
-    report = evaluate_checkpoint(ckpt, data, ignore_index=ignore_index, batch_size=batch_size, device=device)
+    if model.is_dir() or model.suffix.lower() in (".onnx", ".xml"):
+        report = evaluate.evaluate_artifact(
+            model, data, backend=backend, device=device, ignore_index=ignore_index, batch_size=batch_size
+        )
+    else:
+        from edgeseg.models.checkpoint import load_checkpoint
+
+        report = evaluate.evaluate_checkpoint(
+            load_checkpoint(model),
+            data,
+            ignore_index=ignore_index,
+            batch_size=batch_size,
+            device=device or "auto",
+        )
     m = report.metrics
     table = Table(
         title=f"{model} on {data} ({report.images} images at {report.img_size[0]}x{report.img_size[1]})"

@@ -249,3 +249,19 @@ def test_unwritable_out_is_exit_2_and_names_the_path(tmp_path: Path, capsys):
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert blocker.read_text() == "a file, not a folder"
     assert "epoch" not in err  # refused before any training
+
+
+def test_eval_on_bundles_matches_the_checkpoint(tmp_path: Path, tiny_checkpoint: Path, capsys):
+    pytest.importorskip("onnxruntime", reason="pip install 'edgeseg[onnx]'")
+    data = make_dataset(tmp_path / "d", n=4)
+    bundle = tmp_path / "b"
+    assert run_cli(["export", tiny_checkpoint, "--target", "onnx", "--out", bundle], capsys)[0] == 0
+    scores = {}
+    for name, model in (("ckpt", tiny_checkpoint), ("bundle", bundle), ("onnx", bundle / "model.onnx")):
+        rc, _, err = run_cli(["eval", model, "--data", data, "--json", tmp_path / f"{name}.json"], capsys)
+        assert rc == 0, err
+        scores[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    assert scores["bundle"]["images"] == 4 and scores["bundle"]["img_size"] == [32, 32]
+    for name in ("bundle", "onnx"):
+        assert abs(scores[name]["miou"] - scores["ckpt"]["miou"]) < 1e-3
+        assert abs(scores[name]["pixel_accuracy"] - scores["ckpt"]["pixel_accuracy"]) < 1e-3
