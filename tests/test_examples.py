@@ -1,0 +1,38 @@
+"""The examples are documentation: they must keep running."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def run(args: list[str], cwd: Path) -> str:
+    proc = subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, cwd=cwd, timeout=300, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def test_train_and_evaluate(tmp_path: Path):
+    out = run([str(EXAMPLES / "train_and_evaluate.py"), "--epochs", "1", "--width", "4"], tmp_path)
+    assert "best val mIoU" in out and "class shares:" in out
+    assert (tmp_path / "runs" / "example" / "best.pt").is_file()
+
+
+def test_export_and_segment(tmp_path: Path):
+    pytest.importorskip("onnxruntime", reason="pip install 'edgeseg[onnx]'")
+    from tests.conftest import make_checkpoint
+
+    ckpt = make_checkpoint(tmp_path / "tiny.pt")
+    out = run([str(EXAMPLES / "export_and_segment.py"), str(ckpt), "--out", str(tmp_path / "x")], tmp_path)
+    import re
+
+    agreements = [float(a) for a in re.findall(r"agreement with PyTorch on this frame ([\d.]+)%", out)]
+    assert "pytorch" in out and len(agreements) >= 1
+    assert min(agreements) >= 99.9
