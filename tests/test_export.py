@@ -200,7 +200,10 @@ def test_overwrite_replaces_a_bundle(exported, tmp_path: Path):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"precision": "fp16"}, r"precision fp16 is not available for target onnx yet; available: fp32"),
+        ({"precision": "fp64"}, r"unknown precision 'fp64'; choose from fp32, fp16, int8"),
+        ({"calib": "/nonexistent/c", "precision": "int8"}, r"--calib folder '/nonexistent/c' does not exist"),
+        ({"calib_method": "mse", "precision": "int8"}, r"unknown --calib-method 'mse'"),
+        ({"calib_method": "entropy"}, r"--calib and --calib-method apply to --precision int8 only"),
         ({"target": "tensorrt"}, r"target tensorrt cannot be exported yet"),
         ({"img_size": (62, 48)}, r"--img-size 62x48 does not suit .* must divide by 4; e\.g\. 64x48"),
         ({"opset": 12}, r"--opset 12 is not supported; choose 18\.\.23"),

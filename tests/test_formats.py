@@ -25,7 +25,11 @@ from edgeseg.formats import (
 def test_targets_are_described_once():
     assert list(TARGETS) == ["onnx", "openvino", "tensorrt"]
     onnx = get_target("ONNX")
-    assert onnx.suffixes[0] == ".onnx" and onnx.precisions == ("fp32",) and "dynamic" in onnx.options
+    assert (
+        onnx.suffixes[0] == ".onnx"
+        and onnx.precisions == ("fp32", "fp16", "int8")
+        and "dynamic" in onnx.options
+    )
     assert get_target("openvino").suffixes == (".xml", ".bin")
     assert not get_target("tensorrt").exportable
     assert exportable_targets() == ["onnx", "openvino"]
@@ -47,8 +51,6 @@ def test_validate_accepts_what_the_table_allows():
 @pytest.mark.parametrize(
     ("target", "precision", "message"),
     [
-        ("onnx", "fp16", r"precision fp16 is not available for target onnx yet; available: fp32"),
-        ("openvino", "int8", r"precision int8 is not available for target openvino yet; available: fp32"),
         ("onnx", "fp64", r"unknown precision 'fp64'; choose from fp32, fp16, int8"),
         ("tensorrt", "fp32", r"target tensorrt cannot be exported yet; exportable targets: onnx, openvino"),
     ],
@@ -94,7 +96,7 @@ def test_support_matrix_markdown():
     assert len(lines) == 2 + len(TARGETS)
     assert all(line.count("|") == lines[0].count("|") for line in lines)
     onnx_row = next(line for line in lines if line.startswith("| `onnx`"))
-    assert "| yes | planned | planned |" in onnx_row and "`--dynamic`" in onnx_row
+    assert "| yes | yes | yes |" in onnx_row and "`--dynamic`" in onnx_row
     assert "edgeseg[onnx]" in onnx_row and "onnxruntime" in onnx_row
     trt_row = next(line for line in lines if line.startswith("| `tensorrt`"))
     assert "| planned | planned | planned |" in trt_row

@@ -63,7 +63,7 @@ class ExportConfig:
 
     Attributes:
         target: "onnx" or "openvino" (see edgeseg.formats).
-        precision: "fp32" (fp16/int8 come with quantization).
+        precision: "fp32", "fp16" or "int8" (see edgeseg.formats for what each target offers).
         img_size: (width, height) of the exported input; default the checkpoint's training size.
         dynamic: make batch, height and width dynamic (sides must still divide by 2**depth).
         opset: ONNX opset of the exported graph (also the graph the OpenVINO IR is converted from).
@@ -71,6 +71,8 @@ class ExportConfig:
         out: the bundle folder; default next to the checkpoint, e.g. runs/x/unet-onnx-fp32.
         parity_images: synthetic images for the parity check when no val_data is given.
         overwrite: replace an existing bundle at `out`.
+        calib: folder of calibration images for int8 (a dataset folder works); default synthetic.
+        calib_method: int8 range estimation, "minmax", "entropy" or "percentile".
     """
 
     target: str
@@ -82,6 +84,8 @@ class ExportConfig:
     out: str | None = None
     parity_images: int = 8
     overwrite: bool = False
+    calib: str | None = None
+    calib_method: str = "minmax"
 
 
 @dataclass(frozen=True)
@@ -97,10 +101,12 @@ class ExportJob:
 
 @dataclass(frozen=True)
 class Artifact:
-    """What a target's module wrote: the model file's name inside the bundle, extra tools it used."""
+    """What a target's module wrote: the model file's name inside the bundle, extra tools it used and,
+    for fp16/int8, how it reduced the precision (the manifest's `quantization` field)."""
 
     model_file: str
     tools: dict[str, str] = field(default_factory=dict)
+    quantization: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -139,6 +145,16 @@ def _check_config(config: ExportConfig) -> None:
         raise InputError(f"parity needs at least 1 image; got parity_images={config.parity_images}")
     if config.val_data is not None and not Path(config.val_data).is_dir():
         raise InputError(f"--val-data folder '{config.val_data}' does not exist")
+    from edgeseg.exporters.quantize import CALIB_METHODS
+
+    if config.calib_method not in CALIB_METHODS:
+        raise InputError(
+            f"unknown --calib-method '{config.calib_method}'; choose from {', '.join(CALIB_METHODS)}"
+        )
+    if config.precision != "int8" and (config.calib is not None or config.calib_method != "minmax"):
+        raise InputError("--calib and --calib-method apply to --precision int8 only")
+    if config.calib is not None and not Path(config.calib).is_dir():
+        raise InputError(f"--calib folder '{config.calib}' does not exist")
 
 
 def _check_size(size: tuple[int, int], stride: int) -> tuple[int, int]:
@@ -199,6 +215,18 @@ def _tools(target: Target, artifact: Artifact) -> dict[str, str]:
     tools.update({req.module: module_version(req.module) for req in target.requires})
     tools.update(artifact.tools)
     return tools
+
+
+def _with_drop(quantization: dict[str, Any] | None, report: ParityReport) -> dict[str, Any] | None:
+    """The artifact's quantization entry plus, with labelled data, the mIoU drop vs the FP32 model in
+    points (PyTorch's mIoU vs truth minus the artifact's, times 100; positive = lost accuracy)."""
+    if quantization is None:
+        return None
+    entry = dict(quantization)
+    fp32, quant = report.miou_pytorch_vs_gt, report.miou_artifact_vs_gt
+    if fp32 is not None and quant is not None and fp32 == fp32 and quant == quant:  # not NaN
+        entry["miou_drop_points"] = round((fp32 - quant) * 100, 4)
+    return entry
 
 
 def _install(tmp: Path, dest: Path) -> None:
@@ -265,7 +293,11 @@ def export(checkpoint: str | os.PathLike[str], config: ExportConfig) -> ExportRe
             model=model,
         )
         manifest = replace(
-            draft, model_file=artifact.model_file, tools=_tools(target, artifact), parity=report.to_dict()
+            draft,
+            model_file=artifact.model_file,
+            tools=_tools(target, artifact),
+            parity=report.to_dict(),
+            quantization=_with_drop(artifact.quantization, report),
         )
         manifest = write_manifest(tmp, manifest)
         _install(tmp, dest)

@@ -99,6 +99,31 @@ def write_onnx(model: torch.nn.Module, path: Path, manifest: Manifest, *, opset:
 
 
 def export_artifact(job: ExportJob) -> Artifact:
-    """Write `model.onnx` into the job's bundle folder."""
-    write_onnx(job.model, job.workdir / MODEL_FILE, job.manifest, opset=job.config.opset)
-    return Artifact(MODEL_FILE)
+    """Write `model.onnx` into the job's bundle folder: the float32 graph, or for fp16/int8 the graph
+    edgeseg.exporters.onnx_quant makes from it."""
+    dest = job.workdir / MODEL_FILE
+    if job.config.precision == "fp32":
+        write_onnx(job.model, dest, job.manifest, opset=job.config.opset)
+        return Artifact(MODEL_FILE)
+    from edgeseg.exporters import onnx_quant
+    from edgeseg.exporters.quantize import load_calibration
+
+    scratch = job.workdir / ".fp32.onnx"  # inside the temporary bundle folder; removed below
+    metadata = onnx_metadata(job.manifest)
+    try:
+        write_onnx(job.model, scratch, job.manifest, opset=job.config.opset)
+        if job.config.precision == "fp16":
+            quantization = onnx_quant.to_fp16(scratch, dest, metadata)
+        else:
+            calib = load_calibration(job.config.calib, job.manifest)
+            quantization = onnx_quant.to_int8(
+                scratch,
+                dest,
+                calib,
+                input_name=job.manifest.input.name,
+                method=job.config.calib_method,
+                metadata=metadata,
+            )
+    finally:
+        scratch.unlink(missing_ok=True)
+    return Artifact(MODEL_FILE, quantization=quantization)

@@ -2,8 +2,11 @@
 
 The IR is converted from the ONNX graph that edgeseg.exporters.onnx writes (one conversion path
 from PyTorch for every target), read with `openvino.Core().read_model` and saved with
-`openvino.save_model(..., compress_to_fp16=False)`, so fp32 weights stay fp32 (fp16-compressed
-weights belong to the fp16 precision). `read_model` is used rather than `openvino.convert_model`
+`openvino.save_model`: fp32 keeps fp32 weights (`compress_to_fp16=False`); fp16 stores them
+compressed to float16 (`compress_to_fp16=True`; the CPU plugin decompresses them and runs at its
+default inference precision); int8 is the fp32 model quantized by `nncf.quantize` on the shared
+calibration set (edgeseg.exporters.quantize), NNCF's default mixed preset and range estimators.
+`read_model` is used rather than `openvino.convert_model`
 because the latter, the OVC tool's API, sends usage telemetry by default (consent is assumed when no
 opt-out file exists) and writes consent files under ~/intel; both read the ONNX graph with the same
 frontend. The manifest's essentials are also stored in the IR's rt_info under "edgeseg".
@@ -11,12 +14,15 @@ frontend. The manifest's essentials are also stored in the IR's rt_info under "e
 
 from __future__ import annotations
 
-from edgeseg.errors import EdgesegRuntimeError, MissingDependencyError
+from typing import Any
+
+from edgeseg.errors import EdgesegRuntimeError, InputError, MissingDependencyError
 from edgeseg.exporters import Artifact, ExportJob
 from edgeseg.exporters.onnx import write_onnx
+from edgeseg.formats import module_version
 from edgeseg.manifest import METADATA_PREFIX, onnx_metadata
 
-__all__ = ["MODEL_FILE", "RT_INFO_KEY", "export_artifact"]
+__all__ = ["MODEL_FILE", "RT_INFO_KEY", "export_artifact", "quantize_int8"]
 
 MODEL_FILE = "model.xml"  # and model.bin beside it
 RT_INFO_KEY = "edgeseg"
@@ -26,6 +32,26 @@ def _reason(exc: BaseException) -> str:
     # OpenVINO's messages end with the cause, after lines of source locations.
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     return lines[-1] if lines else type(exc).__name__
+
+
+def quantize_int8(model: Any, job: ExportJob) -> tuple[Any, dict[str, Any]]:
+    """The OpenVINO model quantized to INT8 by NNCF on the job's calibration set, and its manifest entry."""
+    from edgeseg.exporters.quantize import load_calibration, nncf_dataset
+
+    if job.config.calib_method != "minmax":
+        raise InputError(
+            "--calib-method applies to target onnx; OpenVINO INT8 uses NNCF's own range estimators"
+        )
+    calib = load_calibration(job.config.calib, job.manifest)
+    dataset = nncf_dataset(calib)  # raises MissingDependencyError naming the extra without nncf
+    import nncf
+
+    try:
+        quantized = nncf.quantize(model, dataset, subset_size=calib.size)
+    except Exception as exc:
+        raise EdgesegRuntimeError(f"NNCF quantization failed: {_reason(exc)}") from exc
+    entry = {"method": "nncf.quantize", "preset": "mixed (default)", **calib.to_manifest()}
+    return quantized, entry
 
 
 def export_artifact(job: ExportJob) -> Artifact:
@@ -42,12 +68,19 @@ def export_artifact(job: ExportJob) -> Artifact:
             model = ov.Core().read_model(scratch)
         except RuntimeError as exc:
             raise EdgesegRuntimeError(f"OpenVINO could not convert the ONNX graph: {_reason(exc)}") from exc
+        quantization: dict[str, Any] | None = None
+        tools: dict[str, str] = {}
+        if job.config.precision == "int8":
+            model, quantization = quantize_int8(model, job)
+            tools["nncf"] = module_version("nncf")
+        elif job.config.precision == "fp16":
+            quantization = {"method": "fp16-compressed IR weights (openvino.save_model compress_to_fp16)"}
         for key, value in onnx_metadata(job.manifest).items():
             model.set_rt_info(value, [RT_INFO_KEY, key.removeprefix(METADATA_PREFIX)])
         try:
-            ov.save_model(model, job.workdir / MODEL_FILE, compress_to_fp16=False)
+            ov.save_model(model, job.workdir / MODEL_FILE, compress_to_fp16=job.config.precision == "fp16")
         except (RuntimeError, OSError) as exc:
             raise EdgesegRuntimeError(f"OpenVINO could not save the IR: {_reason(exc)}") from exc
     finally:
         scratch.unlink(missing_ok=True)
-    return Artifact(MODEL_FILE)
+    return Artifact(MODEL_FILE, tools=tools, quantization=quantization)

@@ -1,0 +1,178 @@
+"""Calibration data for quantized exports, shared by every quantizer.
+
+One `CalibrationSet` holds the network inputs a quantizer observes: images from a folder (a plain
+folder of images, or a dataset folder whose `images/` sub-folder is used; masks are not needed) or
+scenes of the built-in synthetic dataset. Each image goes through `edgeseg.preprocess.prepare_frame`
+with the bundle's own preprocessing, so calibration sees exactly what `Segmenter` feeds the deployed
+model. The set's size and a sha256 of the preprocessed tensors go into the manifest's
+`quantization` field, so two exports can be told apart by what they were calibrated on.
+
+Adapters turn the one set into what each quantizer reads: `ort_reader` (an ONNX Runtime
+`CalibrationDataReader`) and `nncf_dataset` (an `nncf.Dataset`). Heavy packages are imported only there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgeseg.errors import InputError, MissingDependencyError
+from edgeseg.manifest import Manifest
+
+if TYPE_CHECKING:
+    from onnxruntime.quantization import CalibrationDataReader
+
+__all__ = [
+    "CALIB_METHODS",
+    "MIN_RECOMMENDED_IMAGES",
+    "CalibrationSet",
+    "load_calibration",
+    "nncf_dataset",
+    "ort_reader",
+]
+
+# Below this many images the activation ranges of a segmentation net are noticeably less stable
+# (ONNX Runtime's and NNCF's docs both suggest a few hundred); still allowed, but said.
+MIN_RECOMMENDED_IMAGES = 100
+# Calibration methods `--calib-method` accepts (ONNX Runtime's names; OpenVINO maps them in its exporter).
+CALIB_METHODS: tuple[str, ...] = ("minmax", "entropy", "percentile")
+SYNTHETIC_IMAGES = 32  # calibration scenes when no folder is given
+
+
+@dataclass(frozen=True)
+class CalibrationSet:
+    """Preprocessed calibration inputs: float32 arrays of shape (1, C, H, W), one per image."""
+
+    inputs: tuple[np.ndarray, ...]
+    source: str  # "folder: PATH" or "synthetic"
+    sha256: str  # of the preprocessed tensors, in order
+
+    @property
+    def size(self) -> int:
+        return len(self.inputs)
+
+    def to_manifest(self) -> dict[str, Any]:
+        """The entries the manifest's `quantization` field records about the set."""
+        return {
+            "calibration_source": self.source,
+            "calibration_images": self.size,
+            "calibration_sha256": self.sha256,
+        }
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return iter(self.inputs)
+
+
+def _image_files(folder: Path) -> list[Path]:
+    from edgeseg.data import IMAGE_SUFFIXES
+
+    # A dataset folder (DIR/images + DIR/masks) calibrates on its images; masks are never read.
+    root = folder / "images" if (folder / "images").is_dir() else folder
+    files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise InputError(f"calibration folder '{folder}' holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def _preprocessing(manifest: Manifest) -> Any:
+    from edgeseg.preprocess import Preprocessing
+
+    inp = manifest.input
+    # "stretch" is how training resized images, so calibration ranges match the trained statistics.
+    return Preprocessing(
+        input_name=inp.name,
+        output_name=manifest.output.name,
+        channels=inp.channels,
+        width=inp.width,
+        height=inp.height,
+        color_order=inp.color_order,
+        mean=tuple(inp.mean),
+        std=tuple(inp.std),
+        resize="stretch",
+        class_names=tuple(manifest.class_names),
+    )
+
+
+def load_calibration(
+    source: str | os.PathLike[str] | None,
+    manifest: Manifest,
+    *,
+    max_images: int = 300,
+    synthetic_images: int = SYNTHETIC_IMAGES,
+) -> CalibrationSet:
+    """Read and preprocess the calibration images for the model `manifest` describes.
+
+    `source` is a folder of images or a dataset folder; None uses `synthetic_images` synthetic scenes.
+    At most `max_images` images are used (sorted by name, so the set is reproducible). Warns when the
+    set is smaller than MIN_RECOMMENDED_IMAGES. Raises InputError for a missing or empty folder or an
+    unreadable image (naming the file).
+    """
+    from edgeseg.data import SyntheticDataset, read_image
+    from edgeseg.preprocess import prepare_frame
+
+    pre = _preprocessing(manifest)
+    frames: Iterator[np.ndarray]
+    if source is None:
+        count = max(1, min(synthetic_images, max_images))
+        ds = SyntheticDataset(count, (pre.width, pre.height), seed=1)  # seed 1: not parity's scenes
+        frames, desc = (ds[i][0] for i in range(count)), "synthetic"
+    else:
+        folder = Path(source)
+        if not folder.is_dir():
+            raise InputError(f"--calib folder '{folder}' does not exist")
+        files = _image_files(folder)[:max_images]
+        count, desc = len(files), f"folder: {folder}"
+        # RGB for colour models (prepare_frame converts to the model's order), luma for gray ones.
+        frames = (read_image(f, channels=3 if pre.channels == 3 else 1) for f in files)
+    digest = hashlib.sha256()
+    inputs = []
+    for frame in frames:
+        x, _ = prepare_frame(frame, pre, "rgb")
+        x = np.ascontiguousarray(x[None], dtype=np.float32)
+        digest.update(x.tobytes())
+        inputs.append(x)
+    if count < MIN_RECOMMENDED_IMAGES:
+        warnings.warn(
+            f"calibrating on {count} images; {MIN_RECOMMENDED_IMAGES}+ representative images give "
+            "more reliable INT8 ranges",
+            UserWarning,
+            stacklevel=2,
+        )
+    return CalibrationSet(tuple(inputs), desc, digest.hexdigest())
+
+
+def ort_reader(calib: CalibrationSet, input_name: str) -> CalibrationDataReader:
+    """An ONNX Runtime `CalibrationDataReader` over `calib` (rewindable, as entropy calibration needs)."""
+    try:
+        from onnxruntime.quantization import CalibrationDataReader
+    except ImportError as exc:
+        raise MissingDependencyError("onnxruntime", "onnx", "INT8 calibration for ONNX Runtime") from exc
+
+    class _Reader(CalibrationDataReader):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self._it: Iterator[np.ndarray] = iter(calib)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            x = next(self._it, None)
+            return None if x is None else {input_name: x}
+
+        def rewind(self) -> None:
+            self._it = iter(calib)
+
+    return _Reader()
+
+
+def nncf_dataset(calib: CalibrationSet) -> Any:
+    """An `nncf.Dataset` over `calib`; items are the input arrays themselves (one-input models)."""
+    try:
+        import nncf
+    except ImportError as exc:
+        raise MissingDependencyError("nncf", "nncf", "INT8 quantization for OpenVINO") from exc
+    return nncf.Dataset(list(calib.inputs))
