@@ -237,6 +237,12 @@ def export(
     calib_method: Annotated[
         str, typer.Option(help="INT8 range estimation for onnx: minmax, entropy or percentile.")
     ] = "minmax",
+    max_drop: Annotated[
+        float | None,
+        typer.Option(
+            help="INT8: most mIoU points to lose vs FP32 on --val-data; tries remedies, else fails."
+        ),
+    ] = None,
     json_path: JsonOpt = None,
 ) -> None:
     """Export a checkpoint to a self-describing bundle and check it against PyTorch."""
@@ -260,7 +266,9 @@ def export(
             parity_images=parity_images,
             calib=str(calib) if calib else None,
             calib_method=calib_method.strip().lower(),
+            max_drop=max_drop,
         ),
+        log=typer.echo,
     )
     typer.echo(f"wrote {result.bundle} ({result.seconds:.1f} s)")
     typer.echo(result.parity.summary())

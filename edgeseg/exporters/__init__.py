@@ -20,6 +20,7 @@ import platform
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,6 +33,7 @@ from edgeseg.manifest import MANIFEST_NAME, InputSpec, Manifest, OutputSpec, sha
 if TYPE_CHECKING:
     import torch
 
+    from edgeseg.exporters.accuracy import DropMeter
     from edgeseg.models.checkpoint import Checkpoint
     from edgeseg.parity import ParityReport
 
@@ -73,6 +75,9 @@ class ExportConfig:
         overwrite: replace an existing bundle at `out`.
         calib: folder of calibration images for int8 (a dataset folder works); default synthetic.
         calib_method: int8 range estimation, "minmax", "entropy" or "percentile".
+        max_drop: int8 only, with val_data: the most mIoU points the export may lose vs the FP32
+            PyTorch model on val_data; remedies are tried when plain PTQ loses more, and the export
+            fails (no bundle) when none meets it (see edgeseg.exporters.accuracy).
     """
 
     target: str
@@ -86,17 +91,21 @@ class ExportConfig:
     overwrite: bool = False
     calib: str | None = None
     calib_method: str = "minmax"
+    max_drop: float | None = None
 
 
 @dataclass(frozen=True)
 class ExportJob:
     """What a target's module gets: the model (eval, CPU), the manifest draft (no files, tools or
-    parity yet), the config and the temporary bundle folder to write into."""
+    parity yet), the config and the temporary bundle folder to write into; with `config.max_drop`,
+    the meter that scores candidates on val_data, and `log` for one-line progress reports."""
 
     model: torch.nn.Module
     manifest: Manifest
     config: ExportConfig
     workdir: Path
+    meter: DropMeter | None = None
+    log: Callable[[str], None] = field(default=lambda _: None)
 
 
 @dataclass(frozen=True)
@@ -155,6 +164,13 @@ def _check_config(config: ExportConfig) -> None:
         raise InputError("--calib and --calib-method apply to --precision int8 only")
     if config.calib is not None and not Path(config.calib).is_dir():
         raise InputError(f"--calib folder '{config.calib}' does not exist")
+    if config.max_drop is not None:
+        if not config.max_drop >= 0:  # also refuses NaN
+            raise InputError(f"--max-drop must be 0 or more mIoU points; got {config.max_drop:g}")
+        if config.precision != "int8":
+            raise InputError("--max-drop applies to --precision int8 only")
+        if config.val_data is None:
+            raise InputError("--max-drop needs --val-data: the drop is measured on labelled images")
 
 
 def _check_size(size: tuple[int, int], stride: int) -> tuple[int, int]:
@@ -244,8 +260,15 @@ def _install(tmp: Path, dest: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def export(checkpoint: str | os.PathLike[str], config: ExportConfig) -> ExportResult:
+def export(
+    checkpoint: str | os.PathLike[str],
+    config: ExportConfig,
+    *,
+    log: Callable[[str], None] | None = None,
+) -> ExportResult:
     """Export `checkpoint` as a bundle for `config.target` and check its parity with PyTorch.
+
+    `log` receives one line per accuracy-aware INT8 attempt (with `config.max_drop`).
 
     Raises InputError for bad options, a bad checkpoint or an existing destination (before any work),
     MissingDependencyError naming the pip extra when a package is missing, EdgesegRuntimeError when
@@ -281,7 +304,13 @@ def export(checkpoint: str | os.PathLike[str], config: ExportConfig) -> ExportRe
         model = ckpt.build_model("cpu").to(memory_format=torch.contiguous_format)
         draft = _draft_manifest(ckpt, ckpt_path, target, config, size)
         writer = importlib.import_module(str(target.exporter))  # set: validate_export_options checked
-        artifact: Artifact = writer.export_artifact(ExportJob(model, draft, config, tmp))
+        meter = None
+        if config.max_drop is not None and config.val_data is not None:
+            from edgeseg.exporters.accuracy import DropMeter
+
+            meter = DropMeter.build(ckpt, model, target.name, size, config.val_data)
+        job = ExportJob(model, draft, config, tmp, meter, log or (lambda _: None))
+        artifact: Artifact = writer.export_artifact(job)
         report = measure_parity(
             ckpt,
             tmp / artifact.model_file,

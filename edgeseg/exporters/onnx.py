@@ -17,7 +17,7 @@ import logging
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edgeseg.errors import EdgesegRuntimeError, MissingDependencyError, first_line
 from edgeseg.exporters import Artifact, ExportJob
@@ -116,14 +116,32 @@ def export_artifact(job: ExportJob) -> Artifact:
             quantization = onnx_quant.to_fp16(scratch, dest, metadata)
         else:
             calib = load_calibration(job.config.calib, job.manifest)
-            quantization = onnx_quant.to_int8(
-                scratch,
-                dest,
-                calib,
-                input_name=job.manifest.input.name,
-                method=job.config.calib_method,
-                metadata=metadata,
-            )
+
+            def quantize(path: Path, method: str, exclude: list[str]) -> dict[str, Any]:
+                return onnx_quant.to_int8(
+                    scratch,
+                    path,
+                    calib,
+                    input_name=job.manifest.input.name,
+                    method=method,
+                    metadata=metadata,
+                    exclude=exclude,
+                )
+
+            if job.meter is None or job.config.max_drop is None:
+                quantization = quantize(dest, job.config.calib_method, [])
+            else:
+                from edgeseg.exporters.accuracy import onnx_int8_within
+
+                quantization = onnx_int8_within(
+                    quantize,
+                    dest,
+                    meter=job.meter,
+                    max_drop=job.config.max_drop,
+                    method=job.config.calib_method,
+                    convs=onnx_quant.conv_nodes(scratch),
+                    log=job.log,
+                )
     finally:
         scratch.unlink(missing_ok=True)
     return Artifact(MODEL_FILE, quantization=quantization)

@@ -6,6 +6,9 @@ from PyTorch for every target), read with `openvino.Core().read_model` and saved
 compressed to float16 (`compress_to_fp16=True`; the CPU plugin decompresses them and runs at its
 default inference precision); int8 is the fp32 model quantized by `nncf.quantize` on the shared
 calibration set (edgeseg.exporters.quantize), NNCF's default mixed preset and range estimators.
+With `--max-drop`, a plain INT8 model that loses more mIoU than allowed is redone with
+`nncf.quantize_with_accuracy_control` (mIoU on --val-data as its metric, the bound as an absolute
+drop on the 0..1 scale), which reverts the quantizers that cost most back to float until it fits.
 `read_model` is used rather than `openvino.convert_model`
 because the latter, the OVC tool's API, sends usage telemetry by default (consent is assumed when no
 opt-out file exists) and writes consent files under ~/intel; both read the ONNX graph with the same
@@ -51,7 +54,72 @@ def quantize_int8(model: Any, job: ExportJob) -> tuple[Any, dict[str, Any]]:
     except Exception as exc:
         raise EdgesegRuntimeError(f"NNCF quantization failed: {_reason(exc)}") from exc
     entry = {"method": "nncf.quantize", "preset": "mixed (default)", **calib.to_manifest()}
-    return quantized, entry
+    if job.meter is None or job.config.max_drop is None:
+        return quantized, entry
+    return _within_max_drop(model, quantized, entry, dataset, calib.size, job)
+
+
+def _drop(model: Any, job: ExportJob) -> float:
+    """mIoU drop (points) of an in-memory model, saved as a scratch IR in the bundle folder."""
+    import openvino as ov
+
+    assert job.meter is not None  # callers check
+    path = job.workdir / ".candidate.xml"
+    try:
+        ov.save_model(model, path, compress_to_fp16=False)
+        return job.meter.drop(path)
+    finally:
+        path.unlink(missing_ok=True)
+        path.with_suffix(".bin").unlink(missing_ok=True)
+
+
+def _within_max_drop(
+    fp32: Any, quantized: Any, entry: dict[str, Any], dataset: Any, calib_size: int, job: ExportJob
+) -> tuple[Any, dict[str, Any]]:
+    """Plain INT8 if it meets --max-drop, else NNCF's accuracy-controlled INT8; raises when neither does."""
+    import nncf
+
+    from edgeseg.exporters.accuracy import fail_message
+    from edgeseg.metrics import ConfusionMatrix
+
+    meter, max_drop = job.meter, float(job.config.max_drop or 0.0)
+    assert meter is not None  # quantize_int8 checks
+    drop = _drop(quantized, job)
+    attempts = [{"what": "nncf.quantize", "miou_drop_points": round(drop, 4)}]
+    job.log(f"int8 attempt: nncf.quantize: mIoU drop {drop:.2f} points")
+    best = (drop, quantized, entry)
+    if drop > max_drop:
+
+        def validate(compiled: Any, items: Any) -> float:
+            # NNCF compares this metric between the float and the quantized model.
+            cm = ConfusionMatrix(meter.classes, meter.ignore_index)
+            for x, mask in items:
+                cm.update(compiled(x)[0].argmax(1), mask)
+            miou = cm.compute().miou
+            return 0.0 if miou != miou else miou
+
+        validation = nncf.Dataset(list(zip(meter.inputs, meter.masks, strict=True)), lambda item: item[0])
+        try:
+            controlled = nncf.quantize_with_accuracy_control(
+                fp32,
+                dataset,
+                validation,
+                validate,
+                max_drop=max_drop / 100,  # NNCF's metric is on the 0..1 scale
+                drop_type=nncf.DropType.ABSOLUTE,
+                subset_size=calib_size,
+            )
+        except Exception as exc:
+            raise EdgesegRuntimeError(f"NNCF accuracy control failed: {_reason(exc)}") from exc
+        drop = _drop(controlled, job)
+        what = "nncf.quantize_with_accuracy_control"
+        attempts.append({"what": what, "miou_drop_points": round(drop, 4)})
+        job.log(f"int8 attempt: {what}: mIoU drop {drop:.2f} points")
+        if drop < best[0]:
+            best = (drop, controlled, {**entry, "method": what, "drop_type": "absolute"})
+    if best[0] > max_drop:
+        raise EdgesegRuntimeError(fail_message(max_drop, attempts))
+    return best[1], {**best[2], "max_drop_points": max_drop, "attempts": attempts}
 
 
 def export_artifact(job: ExportJob) -> Artifact:
