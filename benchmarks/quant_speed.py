@@ -17,17 +17,16 @@ import argparse
 import shutil
 import statistics
 import tempfile
-import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+from _bench import random_checkpoint, timed  # benchmarks/ is on the path when run as a script
 
 from edgeseg.exporters import ExportConfig, export
-from edgeseg.models.checkpoint import Checkpoint, Normalization, load_checkpoint, save_checkpoint
-from edgeseg.models.unet import UNet
+from edgeseg.models.checkpoint import load_checkpoint
 from edgeseg.runtimes import create_backend
 
 # (target, backend, model file, files whose bytes make up the model)
@@ -36,23 +35,6 @@ RUNTIMES = {
     "openvino": ("openvino", "model.xml", ("model.xml", "model.bin")),
 }
 PRECISIONS = ("fp32", "fp16", "int8")
-
-
-def timed(fn: Callable[[], object], runs: int) -> float:
-    """Median milliseconds of `runs` calls."""
-    samples = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t) * 1000)
-    return statistics.median(samples)
-
-
-def random_checkpoint(folder: Path) -> Path:
-    """A width-16, depth-4 U-Net with random weights saved as a checkpoint in `folder`."""
-    model = UNet(3, 4, depth=4, width=16).eval()
-    meta = Checkpoint(model.config, ["bg", "a", "b", "c"], Normalization((0.5,) * 3, (0.25,) * 3), (256, 256))
-    return save_checkpoint(folder / "model.pt", meta, model)
 
 
 def main() -> None:

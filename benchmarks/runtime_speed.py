@@ -18,27 +18,16 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from _bench import random_checkpoint, timed  # benchmarks/ is on the path when run as a script
 
 from edgeseg.exporters import ExportConfig, export
-from edgeseg.models.checkpoint import Checkpoint, Normalization, load_checkpoint, save_checkpoint
-from edgeseg.models.unet import UNet
+from edgeseg.models.checkpoint import load_checkpoint
 from edgeseg.runtimes import create_backend
 from edgeseg.segmenter import Segmenter
-
-
-def timed(fn, runs: int) -> float:  # type: ignore[no-untyped-def]
-    """Median milliseconds of `runs` calls."""
-    samples = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t) * 1000)
-    return statistics.median(samples)
 
 
 def main() -> None:
@@ -49,14 +38,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="edgeseg-speed-"))
-    if args.checkpoint:
-        ckpt_path = Path(args.checkpoint)
-    else:
-        model = UNet(3, 4, depth=4, width=16).eval()
-        meta = Checkpoint(
-            model.config, ["bg", "a", "b", "c"], Normalization((0.5,) * 3, (0.25,) * 3), (256, 256)
-        )
-        ckpt_path = save_checkpoint(tmp / "model.pt", meta, model)
+    ckpt_path = Path(args.checkpoint) if args.checkpoint else random_checkpoint(tmp)
     ckpt = load_checkpoint(ckpt_path)
     size = (args.size, args.size)
     bundles = {
