@@ -1,0 +1,88 @@
+"""The `edgeseg` command line. Thin: parse options, call the library, print results.
+
+Each command lives in its own module of this package and registers itself on the shared typer
+app when imported. Errors the user can fix are one line on stderr with exit code 2; runtime
+failures exit 1; a traceback is shown only with --debug (or EDGESEG_DEBUG=1).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+
+import typer
+
+# Importing a command module registers its commands; the order here is the order of --help.
+# isort: off
+from edgeseg.cli import train, export, predict, info  # noqa: F401
+
+# isort: on
+from edgeseg.cli._app import app
+from edgeseg.errors import EdgesegError
+
+try:  # typer >= 0.22 vendors click; older releases depend on it
+    from typer import TyperException as _CliException
+except ImportError:  # pragma: no cover
+    from click import ClickException as _CliException  # type: ignore[no-redef]
+
+__all__ = ["app", "main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `edgeseg` console script; returns the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    first_cmd = next((i for i, a in enumerate(args) if not a.startswith("-")), len(args))
+    debug = "--debug" in args[:first_cmd] or os.environ.get("EDGESEG_DEBUG") == "1"
+    try:
+        rv = app(args=args, prog_name="edgeseg", standalone_mode=False)
+        return rv if isinstance(rv, int) else 0
+    except EdgesegError as exc:
+        if debug:
+            raise
+        _error(str(exc))
+        return exc.exit_code
+    except _CliException as exc:
+        if debug:
+            raise
+        exit_code = getattr(exc, "exit_code", 2)
+        cmd = next((a for a in args if not a.startswith("-")), None)
+        hint = f" (see 'edgeseg {cmd} --help')" if cmd in _command_names() else " (see 'edgeseg --help')"
+        _error(exc.format_message().replace("\n", " ") + hint)
+        return exit_code
+    except KeyboardInterrupt:
+        _error("interrupted; files already completed were kept, nothing half-written was left")
+        return 130
+    except (typer.Abort, EOFError):
+        _error("aborted")
+        return 1
+    except OSError as exc:  # a path the user gave that cannot be written or read, or a full disk
+        if debug:
+            raise
+        _error(_os_error_message(exc))
+        return 1 if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO) else 2
+    except MemoryError:
+        _error("out of memory; try a smaller --batch-size or --img-size")
+        return 1
+    except Exception as exc:  # an unexpected failure: still one line, the traceback on --debug
+        if debug:
+            raise
+        _error(f"{type(exc).__name__}: {exc} (run again with --debug for the traceback)")
+        return 1
+
+
+def _os_error_message(exc: OSError) -> str:
+    where = f" '{exc.filename}'" if exc.filename else ""
+    what = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"{what}{where}: free some space and run again (nothing half-written was kept)"
+    return f"{what}{where}: choose a path you can write to (e.g. another --out) and run again"
+
+
+def _command_names() -> set[str]:
+    return {c.name or c.callback.__name__.rstrip("_") for c in app.registered_commands if c.callback}
+
+
+def _error(msg: str) -> None:
+    line = " ".join(msg.split("\n")[0].split()) if msg else "failed"
+    print(f"edgeseg: error: {line}", file=sys.stderr)

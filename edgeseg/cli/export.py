@@ -1,0 +1,76 @@
+"""`edgeseg export`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgeseg.cli._app import JsonOpt, app, existing_dir, write_json_opt
+
+
+@app.command()
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.pt) to export.")],
+    target: Annotated[str, typer.Option(help="Deployment target; see the support matrix in the README.")],
+    precision: Annotated[str, typer.Option(help="fp32, fp16 or int8 (see the support matrix).")] = "fp32",
+    img_size: Annotated[
+        str | None, typer.Option(help="Input size N or WxH. Default: the training size.")
+    ] = None,
+    dynamic: Annotated[bool, typer.Option(help="Dynamic batch, height and width.")] = False,
+    opset: Annotated[int, typer.Option(help="ONNX opset (18..23).")] = 18,
+    val_data: Annotated[
+        Path | None, typer.Option(help="Labelled folder for the parity check. Default: synthetic images.")
+    ] = None,
+    parity_images: Annotated[
+        int, typer.Option(min=1, help="Synthetic images for parity without --val-data.")
+    ] = 8,
+    out: Annotated[Path | None, typer.Option(help="Bundle folder. Default: beside the checkpoint.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing bundle at --out.")] = False,
+    calib: Annotated[
+        Path | None,
+        typer.Option(help="INT8 calibration images (folder or dataset folder). Default: synthetic."),
+    ] = None,
+    calib_method: Annotated[
+        str, typer.Option(help="INT8 range estimation for onnx: minmax, entropy or percentile.")
+    ] = "minmax",
+    max_drop: Annotated[
+        float | None,
+        typer.Option(
+            help="INT8: most mIoU points to lose vs FP32 on --val-data; tries remedies, else fails."
+        ),
+    ] = None,
+    json_path: JsonOpt = None,
+) -> None:
+    """Export a checkpoint to a self-describing bundle and check it against PyTorch."""
+    from edgeseg.data import parse_img_size
+    from edgeseg.exporters import ExportConfig
+    from edgeseg.exporters import export as run_export
+
+    existing_dir(val_data, "--val-data")
+    existing_dir(calib, "--calib")
+    result = run_export(
+        checkpoint,
+        ExportConfig(
+            target=target,
+            precision=precision,
+            img_size=parse_img_size(img_size) if img_size else None,
+            dynamic=dynamic,
+            opset=opset,
+            val_data=str(val_data) if val_data else None,
+            out=str(out) if out else None,
+            overwrite=overwrite,
+            parity_images=parity_images,
+            calib=str(calib) if calib else None,
+            calib_method=calib_method.strip().lower(),
+            max_drop=max_drop,
+        ),
+        log=typer.echo,
+    )
+    typer.echo(f"wrote {result.bundle} ({result.seconds:.1f} s)")
+    typer.echo(result.parity.summary())
+    drop = (result.manifest.quantization or {}).get("miou_drop_points")
+    if drop is not None:
+        typer.echo(f"mIoU drop vs FP32 on --val-data: {drop:.2f} points")
+    write_json_opt(json_path, result.to_dict())

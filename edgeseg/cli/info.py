@@ -1,0 +1,99 @@
+"""`edgeseg info`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from edgeseg.cli._app import JsonOpt, app, write_json_opt
+
+if TYPE_CHECKING:
+    from edgeseg.manifest import Manifest
+
+
+@app.command()
+def info(
+    model: Annotated[Path, typer.Argument(help="Checkpoint (.pt), bundle folder, .onnx or .xml.")],
+    json_path: JsonOpt = None,
+) -> None:
+    """Show what a model file holds: architecture, classes, input, normalisation, training or parity."""
+    if model.is_dir():
+        _bundle_info(model, json_path)
+        return
+    if model.suffix.lower() in (".onnx", ".xml"):
+        _model_file_info(model, json_path)
+        return
+    from edgeseg.models.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(model)
+    meta = ckpt.meta()
+    cfg, norm, tr = meta["model"], meta["normalization"], meta["training"]
+    w, h = meta["img_size"]
+    lines = [
+        f"{model}: edgeseg checkpoint (edgeseg {meta['edgeseg_version']})",
+        f"  model      UNet(in_channels={cfg['in_channels']}, classes={cfg['classes']}, "
+        f"depth={cfg['depth']}, width={cfg['width']}, upsample={cfg['upsample']})",
+        f"  classes    {', '.join(meta['class_names'])}"
+        + (f"  (ignore id {meta['ignore_index']})" if meta["ignore_index"] is not None else ""),
+        f"  input      {w}x{h} {norm['color_order']}, mean {norm['mean']}, std {norm['std']}, "
+        f"resize {norm['resize']}",
+    ]
+    if tr:
+        lines.append(
+            f"  training   {tr.get('data')}: epoch {tr.get('epoch')}/{tr.get('epochs')}, "
+            f"best val mIoU {tr.get('best_miou', float('nan')):.4f} at epoch {tr.get('best_epoch')}"
+        )
+    typer.echo("\n".join(lines))
+    write_json_opt(json_path, meta)
+
+
+def _bundle_info(bundle: Path, json_path: Path | None) -> None:
+    from edgeseg.manifest import read_manifest
+
+    m = read_manifest(bundle)  # verifies every file's sha256
+    head = (
+        f"{bundle}: edgeseg bundle, {m.target} {m.precision} (schema {m.schema_version}, "
+        f"edgeseg {m.edgeseg_version}), files verified"
+    )
+    typer.echo("\n".join([head, *_manifest_lines(m)]))
+    write_json_opt(json_path, m.to_dict())
+
+
+def _model_file_info(path: Path, json_path: Path | None) -> None:
+    from edgeseg.runtimes import artifact_kind, create_backend, resolve_backend
+
+    with create_backend(resolve_backend("auto", artifact_kind(path)), path) as backend:
+        m = backend.embedded_manifest
+        specs = [f"{s.name} {list(s.shape)} {s.dtype}" for s in (*backend.input_specs, *backend.output_specs)]
+        lines = [f"{path}: {backend.description}", f"  tensors    {'; '.join(specs)}"]
+        if m is None:
+            lines.append("  no edgeseg metadata: pass mean, std, color_order (and img_size) to Segmenter")
+        else:
+            lines += _manifest_lines(m)
+    typer.echo("\n".join(lines))
+    write_json_opt(json_path, m.to_dict() if m is not None else {"model": str(path), "tensors": specs})
+
+
+def _manifest_lines(m: Manifest) -> list[str]:
+    d = m.to_dict()
+    inp = d["input"]
+    lines = [
+        f"  model      {m.model_file}; classes {', '.join(m.class_names)}",
+        f"  input      {inp['name']} {inp['layout']} {inp['width']}x{inp['height']} {inp['color_order']}, "
+        f"mean {inp['mean']}, std {inp['std']}, resize {inp['resize']}"
+        + (f", dynamic {d['dynamic_axes']}" if d.get("dynamic_axes") else ""),
+    ]
+    if d.get("tools"):  # a bare .onnx carries no tool versions
+        lines.append(f"  tools      {', '.join(f'{k} {v}' for k, v in d['tools'].items())}")
+    p = d.get("parity") or {}
+    if p:
+        text = (
+            f"  parity     vs PyTorch on {p['inputs']}: max |Δlogit| {p['max_abs_logit_diff']:.2e}, "
+            f"pixel agreement {p['pixel_agreement']:.4%}, mIoU vs PyTorch {p['miou_vs_pytorch']:.4f}"
+        )
+        if p.get("miou_artifact_vs_gt") is not None:
+            text += f", mIoU vs truth {p['miou_artifact_vs_gt']:.4f} (PyTorch {p['miou_pytorch_vs_gt']:.4f})"
+        lines.append(text)
+    return lines

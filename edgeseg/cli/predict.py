@@ -1,0 +1,89 @@
+"""`edgeseg predict`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgeseg.cli._app import JsonOpt, app, write_json_opt
+from edgeseg.errors import InputError
+
+
+def _collect_images(inputs: list[Path]) -> list[Path]:
+    from edgeseg.data import IMAGE_SUFFIXES
+
+    files: list[Path] = []
+    for item in inputs:
+        if item.is_dir():
+            found = sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise InputError(f"folder '{item}' holds no images ({', '.join(IMAGE_SUFFIXES)})")
+            files += found
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise InputError(f"image '{item}' does not exist")
+    stems = [p.stem for p in files]
+    dupes = sorted({s for s in stems if stems.count(s) > 1})
+    if dupes:
+        raise InputError(
+            f"{len(dupes)} image name(s) occur twice (e.g. '{dupes[0]}'): their outputs would overwrite "
+            f"each other; predict them in separate runs"
+        )
+    return files
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Argument(help="Checkpoint (.pt), bundle folder, .onnx or OpenVINO .xml.")],
+    images: Annotated[list[Path], typer.Argument(help="Image files or folders of images.")],
+    backend: Annotated[str, typer.Option(help="auto, torch, onnxruntime or openvino.")] = "auto",
+    device: Annotated[str | None, typer.Option(help="Backend device (cpu, cuda, GPU, AUTO, ...).")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for <stem>_mask.png and <stem>_overlay.png.")] = Path(
+        "predictions"
+    ),
+    alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Overlay opacity.")] = 0.5,
+    json_path: JsonOpt = None,
+) -> None:
+    """Segment images: a mask PNG of class ids and a colour overlay per image."""
+    import numpy as np
+    from PIL import Image
+
+    from edgeseg._io import atomic_path
+    from edgeseg.data import read_image
+    from edgeseg.plots import colorize
+    from edgeseg.segmenter import Segmenter
+
+    files = _collect_images(images)
+    rows = []
+    with Segmenter(model, backend=backend, device=device, input_format="rgb") as seg:
+        k = len(seg.class_names)
+        for path in files:
+            image = read_image(path)  # RGB, or HxWx1 gray; the Segmenter converts to the model's channels
+            result = seg(image)
+            rgb = np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
+            colour = colorize(result.mask, k)
+            blend = np.where(result.mask[..., None] > 0, (1 - alpha) * rgb + alpha * colour, rgb).astype(
+                np.uint8
+            )  # class 0 (usually background) stays uncoloured
+            for suffix, img in (("mask", Image.fromarray(result.mask)), ("overlay", Image.fromarray(blend))):
+                with atomic_path(out / f"{path.stem}_{suffix}.png") as tmp:
+                    img.save(tmp, format="PNG")
+            counts = np.bincount(result.mask.ravel(), minlength=k)
+            rows.append(
+                {
+                    "image": str(path),
+                    "mask": str(out / f"{path.stem}_mask.png"),
+                    "overlay": str(out / f"{path.stem}_overlay.png"),
+                    "class_fraction": {
+                        n: round(float(c) / result.mask.size, 4)
+                        for n, c in zip(seg.class_names, counts, strict=True)
+                    },
+                    "timings_ms": {key: round(v, 2) for key, v in result.timings.items()},
+                }
+            )
+            typer.echo(f"{path.name}: {result.timings['total']:.1f} ms")
+        typer.echo(f"wrote {2 * len(files)} files to {out} ({seg.backend.description})")
+        write_json_opt(json_path, {"model": str(model), "backend": seg.backend.description, "images": rows})

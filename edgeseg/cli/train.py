@@ -1,0 +1,154 @@
+"""`edgeseg train` and `edgeseg eval`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from edgeseg.cli._app import JsonOpt, app, existing_dir, fmt_score, write_json_opt
+from edgeseg.errors import InputError
+
+
+@app.command()
+def train(
+    data: Annotated[
+        Path | None, typer.Option(help="Dataset folder (images/ + masks/). Default: built-in synthetic data.")
+    ] = None,
+    val_data: Annotated[
+        Path | None, typer.Option(help="Validation folder. Default: a seeded split of --data.")
+    ] = None,
+    classes: Annotated[
+        int | None, typer.Option(help="Number of classes. Default: classes.txt or max mask id + 1.")
+    ] = None,
+    img_size: Annotated[
+        str | None,
+        typer.Option(help="Training size N or WxH, e.g. 256 or 480x352. Default: the data's size."),
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Epochs (default 8).")] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 16,
+    lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate (AdamW, cosine decay).")] = 3e-3,
+    ignore_index: Annotated[
+        int | None,
+        typer.Option(help="Mask id of unlabelled pixels, skipped by loss and metrics (e.g. 11 for CamVid)."),
+    ] = None,
+    model: Annotated[str, typer.Option(help="Architecture (only 'unet').")] = "unet",
+    depth: Annotated[
+        int, typer.Option(min=1, max=6, help="Downsamplings; sizes must divide by 2**depth.")
+    ] = 4,
+    width: Annotated[int, typer.Option(min=1, help="Channels of the first level.")] = 16,
+    upsample: Annotated[str, typer.Option(help="transpose or bilinear.")] = "transpose",
+    augment: Annotated[
+        bool, typer.Option(help="Flips, 90° rotations, scale/crop, brightness/contrast.")
+    ] = True,
+    seed: Annotated[int, typer.Option(help="Seed for init, split, shuffling and augmentation.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
+    workers: Annotated[int, typer.Option(min=0, help="Data-loading worker processes.")] = 0,
+    resume: Annotated[Path | None, typer.Option(help="Continue a run from its last.pt.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Run folder. Default: runs/train (runs/train2, ... if taken).")
+    ] = None,
+    exist_ok: Annotated[bool, typer.Option(help="Overwrite checkpoints already in --out.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress output.")] = False,
+    json_path: JsonOpt = None,
+) -> None:
+    """Train a U-Net (single process, or DDP under torchrun)."""
+    from edgeseg.data import parse_img_size
+
+    if model != "unet":
+        raise InputError(f"unknown --model '{model}'; available: unet")
+    if upsample not in ("transpose", "bilinear"):
+        raise InputError(f"--upsample must be 'transpose' or 'bilinear', got '{upsample}'")
+    existing_dir(data, "--data")
+    existing_dir(val_data, "--val-data")
+    from edgeseg.training import TrainConfig
+    from edgeseg.training import train as run_training
+
+    overrides: dict[str, Any] = {"epochs": epochs} if epochs is not None else {}
+    cfg = TrainConfig(
+        data=str(data) if data else None,
+        val_data=str(val_data) if val_data else None,
+        classes=classes,
+        img_size=parse_img_size(img_size) if img_size else None,
+        batch_size=batch_size,
+        lr=lr,
+        ignore_index=ignore_index,
+        depth=depth,
+        width=width,
+        upsample=upsample,
+        augment=augment,
+        seed=seed,
+        device=device,
+        workers=workers,
+        resume=str(resume) if resume else None,
+        out=str(out) if out else None,
+        exist_ok=exist_ok,
+        quiet=quiet,
+    )
+    result = run_training(cfg, **overrides)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    summary = {
+        "run_dir": str(result.run_dir),
+        "best_checkpoint": str(result.best_checkpoint),
+        "last_checkpoint": str(result.last_checkpoint),
+        "best_miou": result.best_miou,
+        "best_epoch": result.best_epoch,
+        "seconds": round(result.seconds, 1),
+    }
+    typer.echo(
+        f"best val mIoU {result.best_miou:.4f} (epoch {result.best_epoch}) -> {result.best_checkpoint}"
+    )
+    write_json_opt(json_path, summary)
+
+
+@app.command("eval")
+def eval_(
+    model: Annotated[Path, typer.Argument(help="Checkpoint (.pt), bundle folder, .onnx or .xml to score.")],
+    data: Annotated[Path, typer.Option(help="Dataset folder (images/ + masks/).")],
+    ignore_index: Annotated[int | None, typer.Option(help="Override the model's ignore label.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 8,
+    backend: Annotated[
+        str, typer.Option(help="For exported models: auto, onnxruntime or openvino.")
+    ] = "auto",
+    device: Annotated[
+        str | None, typer.Option(help="auto/cpu/cuda for checkpoints; the backend's device else.")
+    ] = None,
+    json_path: JsonOpt = None,
+) -> None:
+    """Score a model on a labelled folder: mIoU, per-class IoU, Dice, pixel accuracy."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from edgeseg import evaluate
+
+    existing_dir(data, "--data")
+    if model.is_dir() or model.suffix.lower() in (".onnx", ".xml"):
+        report = evaluate.evaluate_artifact(
+            model, data, backend=backend, device=device, ignore_index=ignore_index, batch_size=batch_size
+        )
+    else:
+        from edgeseg.models.checkpoint import load_checkpoint
+
+        report = evaluate.evaluate_checkpoint(
+            load_checkpoint(model),
+            data,
+            ignore_index=ignore_index,
+            batch_size=batch_size,
+            device=device or "auto",
+        )
+    m = report.metrics
+    table = Table(
+        title=f"{model} on {data} ({report.images} images at {report.img_size[0]}x{report.img_size[1]})"
+    )
+    table.add_column("class")
+    table.add_column("IoU", justify="right")
+    table.add_column("Dice", justify="right")
+    for name, iou, dice in zip(report.class_names, m.iou_per_class, m.dice_per_class, strict=True):
+        table.add_row(name, fmt_score(iou), fmt_score(dice))
+    console = Console()
+    console.print(table)
+    console.print(f"mIoU {m.miou:.4f}   Dice {m.dice:.4f}   pixel accuracy {m.pixel_accuracy:.4f}")
+    write_json_opt(json_path, {"model": str(model), **report.to_dict()})
