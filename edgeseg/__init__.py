@@ -23,6 +23,8 @@ _LAZY = {
     "TrainConfig": "edgeseg.training",
     "TrainResult": "edgeseg.training",
     "evaluate_checkpoint": "edgeseg.evaluate",
+    "benchmark": "edgeseg.benchmarking",
+    "BenchmarkConfig": "edgeseg.benchmarking",
     "Segmenter": "edgeseg.segmenter",
     "SegResult": "edgeseg.segmenter",
     "ConfusionMatrix": "edgeseg.metrics",
@@ -32,6 +34,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "BenchmarkConfig",
     "Checkpoint",
     "ConfusionMatrix",
     "FolderDataset",
@@ -45,6 +48,7 @@ __all__ = [
     "UNet",
     "UNetConfig",
     "__version__",
+    "benchmark",
     "evaluate_checkpoint",
     "load_checkpoint",
     "save_checkpoint",
@@ -52,6 +56,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from edgeseg.benchmarking import BenchmarkConfig, benchmark
     from edgeseg.data import FolderDataset, SyntheticDataset
     from edgeseg.evaluate import evaluate_checkpoint
     from edgeseg.metrics import ConfusionMatrix, SegMetrics

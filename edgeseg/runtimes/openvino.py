@@ -5,8 +5,8 @@ f16, which alone moves a U-Net's logits by ~2e-3 and breaks the 1e-3 parity of a
 CPU and GPU the backend asks for f32 (`INFERENCE_PRECISION_HINT`) unless the model's edgeseg
 metadata declares a reduced precision (fp16/int8 exports) or the caller passes `inference_precision`.
 
-Batches: with a fixed batch of 1 (a static export) a larger batch runs through an `AsyncInferQueue`,
-so its images overlap in the plugin's streams (use `performance_hint="THROUGHPUT"` for more streams)
+Batches: with a fixed batch of 1 (a static export) a larger batch runs through a pool of async infer
+requests, so its images overlap in the plugin's streams (use `performance_hint="THROUGHPUT"` for more streams)
 instead of running one after another.
 """
 
@@ -52,7 +52,7 @@ class OpenVINOBackend(Backend):
             "THROUGHPUT" or "CUMULATIVE_THROUGHPUT" (more parallel streams for batches).
         inference_precision: e.g. "f32", "bf16", "f16"; default f32 on CPU/GPU unless the model's
             metadata declares fp16/int8 (see the module notes), otherwise the device's default.
-        num_requests: infer requests of the async queue used for batches (0: OpenVINO's optimum).
+        num_requests: infer requests used in parallel for batches (0: OpenVINO's optimum).
         config: further compile properties, passed as is (they override the ones above).
     """
 
@@ -83,8 +83,7 @@ class OpenVINOBackend(Backend):
         self.config = dict(config or {})
         self._compiled: Any = None
         self._request: Any = None
-        self._queue: Any = None
-        self._ov: Any = None
+        self._pool: list[Any] = []
         self._manifest: Manifest | None = None
         self._precision: str | None = None  # the precision hint actually passed
 
@@ -150,7 +149,7 @@ class OpenVINOBackend(Backend):
             raise EdgesegRuntimeError(
                 f"OpenVINO could not compile '{self.path}' for {self.device}: {short_reason(exc)}"
             ) from None
-        self._ov, self._compiled = ov, compiled
+        self._compiled = compiled
         self._request = compiled.create_infer_request()
 
     def _discover_specs(self) -> tuple[Sequence[TensorSpec], Sequence[TensorSpec]]:
@@ -168,25 +167,29 @@ class OpenVINOBackend(Backend):
         return {port.get_any_name(): np.asarray(results[port]) for port in self._compiled.outputs}
 
     def _infer_chunks(self, chunks: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
-        if self._queue is None:
-            self._queue = self._ov.AsyncInferQueue(self._compiled, self.num_requests)
+        # A pool of our own requests rather than an AsyncInferQueue with a Python callback: the
+        # callback runs on OpenVINO's threads and takes the GIL, and tearing the compiled model
+        # down while such a thread waits for the GIL deadlocks (seen intermittently at close under
+        # CPU contention). start_async + wait keeps every Python call on this thread.
+        if not self._pool:
+            n = self.num_requests or int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+            self._pool = [self._compiled.create_infer_request() for _ in range(max(1, n))]
         names = [port.get_any_name() for port in self._compiled.outputs]
-        results: list[dict[str, np.ndarray]] = [{} for _ in chunks]
-
-        def done(request: Any, index: int) -> None:
-            # Requests are reused by the queue: copy their output tensors before the next job.
-            results[index] = {n: request.get_output_tensor(i).data.copy() for i, n in enumerate(names)}
-
-        self._queue.set_callback(done)
-        for index, chunk in enumerate(chunks):
-            self._queue.start_async(chunk, index)
-        self._queue.wait_all()
-        if any(not r for r in results):
-            raise EdgesegRuntimeError("OpenVINO's async queue returned no result for part of the batch")
+        results: list[dict[str, np.ndarray]] = []
+        for start in range(0, len(chunks), len(self._pool)):
+            group = chunks[start : start + len(self._pool)]
+            for request, chunk in zip(self._pool, group, strict=False):
+                request.start_async(chunk)
+            for request, _ in zip(self._pool, group, strict=False):
+                request.wait()
+                results.append({n: request.get_output_tensor(i).data.copy() for i, n in enumerate(names)})
         return results
 
     def _close(self) -> None:
-        self._queue = self._request = self._compiled = None
+        # Requests before the compiled model that owns their executor.
+        self._pool = []
+        self._request = None
+        self._compiled = None
 
     def _embedded_manifest(self) -> Manifest | None:
         return self._manifest

@@ -1,0 +1,145 @@
+"""The benchmark's outputs: the terminal table, benchmark.json/.csv/.md and the FPS-vs-mIoU chart.
+
+Every file is written atomically (temporary file, then rename), so an interrupted run leaves the
+previous report or none, never half of one.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import Any
+
+from edgeseg._io import atomic_open, atomic_path, write_json
+from edgeseg.benchmarking import BenchmarkReport, BenchRow
+
+__all__ = ["COLUMNS", "render_table", "write_reports"]
+
+# (header, BenchRow attribute, format) in table order; the CSV and Markdown use the same columns.
+COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("model", "name", "{}"),
+    ("backend", "backend", "{}"),
+    ("status", "status", "{}"),
+    ("size MB", "size_mb", "{:.2f}"),
+    ("mIoU", "miou", "{:.4f}"),
+    ("drop pts", "miou_drop", "{:+.2f}"),
+    ("agree %", "agreement", "{:.2%}"),
+    ("model p50 ms", "model_ms_p50", "{:.2f}"),
+    ("model p95 ms", "model_ms_p95", "{:.2f}"),
+    ("call p50 ms", "total_ms_p50", "{:.2f}"),
+    ("call p95 ms", "total_ms_p95", "{:.2f}"),
+    ("FPS", "fps", "{:.1f}"),
+    ("speed-up", "speedup", "{:.2f}x"),
+    ("GFLOP/s", "gflops", "{:.1f}"),
+    ("peak MB", "peak_mem_mb", "{:.0f}"),
+)
+
+
+def _cell(row: BenchRow, attr: str, fmt: str) -> str:
+    value = getattr(row, attr)
+    if value is None:
+        return "-"
+    text = fmt.format(value)
+    return text[:-1] if fmt.endswith("%}") else text  # "99.87" reads better in a column titled %
+
+
+def _status(row: BenchRow) -> str:
+    return row.status if row.reason is None else f"{row.status}: {row.reason}"
+
+
+def render_table(report: BenchmarkReport) -> Any:
+    """A rich Table of the report (print it with rich.console.Console)."""
+    from rich.table import Table
+
+    meta = report.meta
+    w, h = meta["img_size"]
+    table = Table(title=f"edgeseg benchmark - {w}x{h} input, {meta['data']}", title_justify="left")
+    for header, attr, _ in COLUMNS:
+        table.add_column(header, justify="left" if attr in ("name", "backend", "status") else "right")
+    for row in report.rows:
+        cells = [_cell(row, attr, fmt) for _, attr, fmt in COLUMNS]
+        cells[2] = _status(row)
+        style = None if row.status == "ok" else "dim"
+        table.add_row(*cells, style=style)
+    return table
+
+
+def summary_lines(report: BenchmarkReport) -> list[str]:
+    """Plain lines saying how the figures were measured and what the CPU can do at most."""
+    meta = report.meta
+    peak = meta["cpu_peak"]
+    return [
+        f"timing: {meta['timing']}; {meta['runs']} runs per row",
+        f"model: {meta['macs'] / 1e9:.2f} GMAC per frame; GFLOP/s = 2 x MACs / model p50",
+        f"CPU peak FP32: {peak['gflops']:.0f} GFLOP/s ({peak['basis']}); "
+        f"torch sgemm reaches {meta['sgemm_gflops']:.0f} GFLOP/s here",
+    ]
+
+
+def _markdown(report: BenchmarkReport) -> str:
+    headers = [h for h, _, _ in COLUMNS]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for row in report.rows:
+        cells = [_cell(row, attr, fmt) for _, attr, fmt in COLUMNS]
+        cells[2] = _status(row).replace("|", "/")
+        lines.append("| " + " | ".join(cells) + " |")
+    notes = "\n".join(f"- {line}" for line in summary_lines(report))
+    m = report.meta
+    return (
+        f"# edgeseg benchmark\n\n{m['created_at']}, checkpoint `{m['checkpoint']}`, "
+        f"input {m['img_size'][0]}x{m['img_size'][1]}, data: {m['data']}\n\n"
+        + "\n".join(lines)
+        + f"\n\n{notes}\n"
+    )
+
+
+def _plot(report: BenchmarkReport, path: Path) -> None:
+    from edgeseg.plots import _figure
+
+    plt = _figure()
+    ok = [r for r in report.rows if r.status == "ok" and r.fps]
+    use_miou = all(r.miou is not None for r in ok)
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    for r in ok:
+        y = (r.miou if use_miou else r.agreement) or 0.0
+        base = r.name == "pytorch"
+        ax.scatter(
+            r.fps, y, s=120 if base else 60, marker="*" if base else "o", color="black" if base else None
+        )
+        ax.annotate(
+            "PyTorch (baseline)" if base else r.name,
+            (r.fps, y),
+            textcoords="offset points",
+            xytext=(6, 4),
+            fontsize=8,
+        )
+    ax.set_xlabel("FPS (whole Segmenter call, p50)")
+    ax.set_ylabel("mIoU vs ground truth" if use_miou else "pixel agreement with PyTorch")
+    missing = [r.name for r in report.rows if r.status != "ok"]
+    title = "edgeseg benchmark: speed vs accuracy"
+    if missing:
+        title += f"\nnot measured here: {', '.join(missing)}"
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def write_reports(report: BenchmarkReport, out: str | os.PathLike[str]) -> dict[str, Path]:
+    """Write benchmark.json, .csv, .md and .png into `out`; returns their paths by kind."""
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {k: folder / f"benchmark.{k}" for k in ("json", "csv", "md", "png")}
+    write_json(paths["json"], report.to_dict())
+    with atomic_open(paths["csv"], newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([attr for _, attr, _ in COLUMNS] + ["reason"])
+        for row in report.rows:
+            writer.writerow([getattr(row, attr) for _, attr, _ in COLUMNS] + [row.reason or ""])
+    with atomic_open(paths["md"]) as f:
+        f.write(_markdown(report))
+    _plot(report, paths["png"])
+    return paths

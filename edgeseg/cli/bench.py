@@ -1,0 +1,80 @@
+"""`edgeseg benchmark` and `edgeseg quickstart`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from edgeseg.cli._app import JsonOpt, app, existing_dir
+
+if TYPE_CHECKING:
+    from edgeseg.benchmarking import BenchmarkReport
+
+
+def print_report(report: BenchmarkReport, paths: dict[str, Path]) -> None:
+    """The table, how it was measured, and where the files are."""
+    from rich.console import Console
+
+    from edgeseg.bench_report import render_table, summary_lines
+
+    console = Console(width=max(160, Console().width))
+    console.print(render_table(report))
+    for line in summary_lines(report):
+        typer.echo(line)
+    typer.echo("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+@app.command()
+def benchmark(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.pt): the baseline and the source.")],
+    targets: Annotated[
+        str,
+        typer.Option(help="target:precision list, e.g. onnx:fp32,openvino:int8; a bare target; or all."),
+    ] = "all",
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Labelled folder for mIoU and its drop vs PyTorch. Default: synthetic frames."),
+    ] = None,
+    calib: Annotated[Path | None, typer.Option(help="INT8 calibration images. Default: synthetic.")] = None,
+    img_size: Annotated[
+        str | None, typer.Option(help="Input size N or WxH. Default: the training size.")
+    ] = None,
+    runs: Annotated[int, typer.Option(min=1, help="Timed calls per row (model alone, and whole call).")] = 30,
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed calls per row before timing.")] = 5,
+    max_images: Annotated[int, typer.Option(min=1, help="Images of --data scored per row.")] = 64,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for bundles and reports. Default: CKPT's folder/benchmark.")
+    ] = None,
+    json_path: JsonOpt = None,
+) -> None:
+    """Export every target (reusing bundles) and measure each against PyTorch: size, mIoU, agreement,
+    latency, FPS, speed-up, GFLOP/s, memory; writes benchmark.json/.csv/.md/.png."""
+    from edgeseg.bench_report import write_reports
+    from edgeseg.benchmarking import BenchmarkConfig, parse_targets
+    from edgeseg.benchmarking import benchmark as run_benchmark
+    from edgeseg.data import parse_img_size
+
+    existing_dir(data, "--data")
+    existing_dir(calib, "--calib")
+    config = BenchmarkConfig(
+        targets=parse_targets(targets),
+        data=str(data) if data else None,
+        calib=str(calib) if calib else None,
+        img_size=parse_img_size(img_size) if img_size else None,
+        runs=runs,
+        rounds=min(3, runs),
+        warmup=warmup,
+        max_images=max_images,
+        out=str(out) if out else None,
+    )
+    report = run_benchmark(checkpoint, config, log=lambda s: typer.echo(s, err=True))
+    folder = Path(config.out) if config.out else checkpoint.parent / "benchmark"
+    paths = write_reports(report, folder)
+    if json_path is not None:
+        from edgeseg._io import write_json
+
+        write_json(json_path, report.to_dict())
+        paths["json (--json)"] = json_path
+    print_report(report, paths)
