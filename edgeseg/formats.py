@@ -55,6 +55,8 @@ class Target:
         requires: packages the export needs (the exporter itself and the parity check's runtime).
         backends: runtime backends that can run the exported files.
         exporter: the module that writes the target's files; None while the target is not exportable.
+        reference_backend: the backend that runs the exported model file on CPU for parity and
+            accuracy checks; None for the first of `backends`.
     """
 
     name: str
@@ -66,6 +68,7 @@ class Target:
     requires: tuple[Requirement, ...]
     backends: tuple[str, ...]
     exporter: str | None
+    reference_backend: str | None = None
 
     @property
     def exportable(self) -> bool:
@@ -108,12 +111,15 @@ TARGETS: dict[str, Target] = {
             name="tensorrt",
             title="TensorRT",
             suffixes=(".engine", ".onnx"),
-            precisions=(),
-            planned=("fp32", "fp16", "int8"),
-            options=frozenset({"dynamic"}),
-            requires=(*_ONNX_TOOLS, Requirement("tensorrt", "tensorrt")),
+            precisions=("fp32", "fp16", "int8"),
+            planned=(),
+            options=frozenset({"dynamic", "batch"}),
+            # Exporting writes and verifies the engine-ready ONNX (on CPU, with ONNX Runtime); the engine
+            # itself is built where TensorRT and the GPU are (see edgeseg.exporters.tensorrt_build).
+            requires=(*_ONNX_TOOLS, Requirement("onnxruntime", "onnx")),
             backends=("tensorrt",),
-            exporter=None,
+            exporter="edgeseg.exporters.tensorrt",
+            reference_backend="onnxruntime",
         ),
     )
 }
@@ -132,7 +138,9 @@ def exportable_targets() -> list[str]:
     return [t.name for t in TARGETS.values() if t.exportable]
 
 
-def validate_export_options(target: str | Target, precision: str, *, dynamic: bool = False) -> Target:
+def validate_export_options(
+    target: str | Target, precision: str, *, dynamic: bool = False, batch: bool = False
+) -> Target:
     """Check that `target` can be exported at `precision` with the given options; returns the Target.
 
     Raises InputError naming the option or precision and what is available instead.
@@ -151,7 +159,7 @@ def validate_export_options(target: str | Target, precision: str, *, dynamic: bo
             f"available: {', '.join(tgt.precisions)}"
         )
     # One entry per option: a new option is one more line here and one more name in Target.options.
-    given = {"dynamic": dynamic}
+    given = {"dynamic": dynamic, "batch": batch}
     for option, value in given.items():
         if value and option not in tgt.options:
             raise InputError(f"--{option} is not supported for target {tgt.name}")

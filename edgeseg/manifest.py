@@ -109,6 +109,9 @@ class Manifest:
     quantization: dict[str, Any] | None = None  # None for fp32
     tools: dict[str, str] = field(default_factory=dict)  # package -> version used to export/check
     parity: dict[str, Any] | None = None
+    # A device-specific build (TensorRT): the engine-ready ONNX's sha256, the optimisation profile
+    # and, once built, the TensorRT version, GPU, compute capability and CUDA version.
+    engine: dict[str, Any] | None = None
     files: dict[str, str] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
     edgeseg_version: str = ""
@@ -181,6 +184,7 @@ class Manifest:
             quantization=r.get("quantization", dict, default=None),
             tools={str(k): str(v) for k, v in r.get("tools", dict, default={}).items()},
             parity=r.get("parity", dict, default=None),
+            engine=r.get("engine", dict, default=None),
             files={str(k): str(v) for k, v in files.items()},
         )
 
@@ -292,7 +296,7 @@ def read_manifest(bundle_dir: str | os.PathLike[str], verify: bool = True) -> Ma
 
 
 # Everything but the per-bundle bookkeeping: a bare .onnx carries what is needed to feed it.
-_METADATA_SKIP = ("files", "model_file", "tools", "parity")
+_METADATA_SKIP = ("files", "model_file", "tools", "parity", "engine")
 
 
 def onnx_metadata(manifest: Manifest) -> dict[str, str]:

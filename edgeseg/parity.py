@@ -57,6 +57,7 @@ class ParityReport:
     miou_pytorch_vs_gt: float | None = None
     miou_artifact_vs_gt: float | None = None
     seconds: float = 0.0
+    measured_on: str | None = None  # set when the run stands for another runtime (TensorRT's graph)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -73,6 +74,8 @@ class ParityReport:
         )
         if self.miou_pytorch_vs_gt is not None and self.miou_artifact_vs_gt is not None:
             text += f", mIoU vs truth {self.miou_artifact_vs_gt:.4f} (PyTorch {self.miou_pytorch_vs_gt:.4f})"
+        if self.measured_on:
+            text += f"; measured on the {self.measured_on}"
         return text
 
 
@@ -80,7 +83,7 @@ def _parity_backend_name(target: str) -> str:
     from edgeseg.runtimes import registered_backends
 
     # The first backend the format table lists for a target is its reference runtime.
-    runnable = {t.name: t.backends[0] for t in TARGETS.values() if t.backends}
+    runnable = {t.name: t.reference_backend or t.backends[0] for t in TARGETS.values() if t.backends}
     runnable = {t: b for t, b in runnable.items() if b in registered_backends()}
     if target not in runnable:
         raise InputError(f"no parity runner for target '{target}'; available: {', '.join(runnable)}")

@@ -96,7 +96,8 @@ def case(request: pytest.FixtureRequest) -> tuple[str, str]:
 
 def open_backend(case: tuple[str, str], artifact: Callable[[str, bool], Path], dynamic: bool) -> Backend:
     name, kind = case
-    return create_backend(name, artifact(kind, dynamic), device="cpu")
+    # TensorRT runs on a CUDA device only; every other backend is tested on CPU.
+    return create_backend(name, artifact(kind, dynamic), device="cuda" if name == "tensorrt" else "cpu")
 
 
 def batch(n: int, shape: tuple[int, ...] = SHAPE, seed: int = 0) -> np.ndarray:

@@ -31,8 +31,10 @@ def test_targets_are_described_once():
         and "dynamic" in onnx.options
     )
     assert get_target("openvino").suffixes == (".xml", ".bin")
-    assert not get_target("tensorrt").exportable
-    assert exportable_targets() == ["onnx", "openvino"]
+    trt = get_target("tensorrt")
+    assert trt.exportable and trt.suffixes[0] == ".engine"
+    assert trt.reference_backend == "onnxruntime" and {"dynamic", "batch"} <= trt.options
+    assert exportable_targets() == ["onnx", "openvino", "tensorrt"]
     for target in TARGETS.values():
         assert set(target.precisions) | set(target.planned) <= set(PRECISIONS)
         assert all(isinstance(r, Requirement) and r.extra for r in target.requires)
@@ -52,7 +54,7 @@ def test_validate_accepts_what_the_table_allows():
     ("target", "precision", "message"),
     [
         ("onnx", "fp64", r"unknown precision 'fp64'; choose from fp32, fp16, int8"),
-        ("tensorrt", "fp32", r"target tensorrt cannot be exported yet; exportable targets: onnx, openvino"),
+        ("tensorrt", "fp64", r"unknown precision 'fp64'; choose from fp32, fp16, int8"),
     ],
 )
 def test_validate_refuses_with_the_alternatives(target: str, precision: str, message: str):
@@ -99,4 +101,4 @@ def test_support_matrix_markdown():
     assert "| yes | yes | yes |" in onnx_row and "`--dynamic`" in onnx_row
     assert "edgeseg[onnx]" in onnx_row and "onnxruntime" in onnx_row
     trt_row = next(line for line in lines if line.startswith("| `tensorrt`"))
-    assert "| planned | planned | planned |" in trt_row
+    assert "| yes | yes | yes |" in trt_row and "`--batch`, `--dynamic`" in trt_row

@@ -41,6 +41,10 @@ def export(
             help="INT8: most mIoU points to lose vs FP32 on --val-data; tries remedies, else fails."
         ),
     ] = None,
+    batch: Annotated[
+        int | None,
+        typer.Option(min=1, help="TensorRT with --dynamic: largest batch of the engine's profile (8)."),
+    ] = None,
     json_path: JsonOpt = None,
 ) -> None:
     """Export a checkpoint to a self-describing bundle and check it against PyTorch."""
@@ -65,6 +69,7 @@ def export(
             calib=str(calib) if calib else None,
             calib_method=calib_method.strip().lower(),
             max_drop=max_drop,
+            batch=batch,
         ),
         log=typer.echo,
     )
@@ -73,4 +78,6 @@ def export(
     drop = (result.manifest.quantization or {}).get("miou_drop_points")
     if drop is not None:
         typer.echo(f"mIoU drop vs FP32 on --val-data: {drop:.2f} points")
+    for note in result.notes:
+        typer.echo(note)
     write_json_opt(json_path, result.to_dict())

@@ -78,6 +78,8 @@ class ExportConfig:
         max_drop: int8 only, with val_data: the most mIoU points the export may lose vs the FP32
             PyTorch model on val_data; remedies are tried when plain PTQ loses more, and the export
             fails (no bundle) when none meets it (see edgeseg.exporters.accuracy).
+        batch: targets with a "batch" option (TensorRT), with `dynamic`: the largest batch the
+            engine's optimisation profile accepts; None for the target's default.
     """
 
     target: str
@@ -92,13 +94,15 @@ class ExportConfig:
     calib: str | None = None
     calib_method: str = "minmax"
     max_drop: float | None = None
+    batch: int | None = None
 
 
 @dataclass(frozen=True)
 class ExportJob:
     """What a target's module gets: the model (eval, CPU), the manifest draft (no files, tools or
     parity yet), the config and the temporary bundle folder to write into; with `config.max_drop`,
-    the meter that scores candidates on val_data, and `log` for one-line progress reports."""
+    the meter that scores candidates on val_data, `log` for one-line progress reports, and `dest`,
+    the folder the bundle will have once installed (for messages that name it)."""
 
     model: torch.nn.Module
     manifest: Manifest
@@ -106,16 +110,22 @@ class ExportJob:
     workdir: Path
     meter: DropMeter | None = None
     log: Callable[[str], None] = field(default=lambda _: None)
+    dest: Path | None = None
 
 
 @dataclass(frozen=True)
 class Artifact:
     """What a target's module wrote: the model file's name inside the bundle, extra tools it used and,
-    for fp16/int8, how it reduced the precision (the manifest's `quantization` field)."""
+    for fp16/int8, how it reduced the precision (the manifest's `quantization` field). Optional:
+    `engine`, the manifest's record of a device-specific build (TensorRT); `notes`, lines the user
+    should read after the export; `measured_on`, what parity's CPU run of the model file stands for."""
 
     model_file: str
     tools: dict[str, str] = field(default_factory=dict)
     quantization: dict[str, Any] | None = None
+    engine: dict[str, Any] | None = None
+    notes: tuple[str, ...] = ()
+    measured_on: str | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +136,7 @@ class ExportResult:
     manifest: Manifest
     parity: ParityReport
     seconds: float
+    notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         m = self.manifest
@@ -136,6 +147,7 @@ class ExportResult:
             "model_file": str(self.bundle / m.model_file),
             "seconds": round(self.seconds, 2),
             "parity": self.parity.to_dict(),
+            "notes": list(self.notes),
         }
 
 
@@ -150,6 +162,8 @@ def default_bundle_dir(
 def _check_config(config: ExportConfig) -> None:
     if not MIN_OPSET <= config.opset <= MAX_OPSET:
         raise InputError(f"--opset {config.opset} is not supported; choose {MIN_OPSET}..{MAX_OPSET}")
+    if config.batch is not None and config.batch < 1:
+        raise InputError(f"--batch must be 1 or more; got {config.batch}")
     if config.parity_images < 1:
         raise InputError(f"parity needs at least 1 image; got parity_images={config.parity_images}")
     if config.val_data is not None and not Path(config.val_data).is_dir():
@@ -275,7 +289,9 @@ def export(
     the conversion fails. On any failure nothing is left at the destination.
     """
     start = time.perf_counter()
-    target = validate_export_options(config.target, config.precision, dynamic=config.dynamic)
+    target = validate_export_options(
+        config.target, config.precision, dynamic=config.dynamic, batch=config.batch is not None
+    )
     config = replace(config, target=target.name, precision=config.precision.strip().lower())
     _check_config(config)
     ensure_packages(target)
@@ -309,7 +325,7 @@ def export(
             from edgeseg.exporters.accuracy import DropMeter
 
             meter = DropMeter.build(ckpt, model, target.name, size, config.val_data)
-        job = ExportJob(model, draft, config, tmp, meter, log or (lambda _: None))
+        job = ExportJob(model, draft, config, tmp, meter, log or (lambda _: None), dest)
         artifact: Artifact = writer.export_artifact(job)
         report = measure_parity(
             ckpt,
@@ -321,16 +337,19 @@ def export(
             images=config.parity_images,
             model=model,
         )
+        if artifact.measured_on:
+            report = replace(report, measured_on=artifact.measured_on)
         manifest = replace(
             draft,
             model_file=artifact.model_file,
             tools=_tools(target, artifact),
             parity=report.to_dict(),
             quantization=_with_drop(artifact.quantization, report),
+            engine=artifact.engine,
         )
         manifest = write_manifest(tmp, manifest)
         _install(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return ExportResult(dest, manifest, report, time.perf_counter() - start)
+    return ExportResult(dest, manifest, report, time.perf_counter() - start, artifact.notes)

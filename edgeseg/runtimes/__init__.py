@@ -59,3 +59,13 @@ register_backend(
     extra="openvino",
     kinds=("onnx", "openvino"),
 )
+# TensorRT runs the engine-ready ONNX of a tensorrt bundle (building and caching its engine) or a
+# serialized .engine; its package comes from NVIDIA (see edgeseg.errors for what to install).
+register_backend(
+    "tensorrt",
+    "edgeseg.runtimes.tensorrt",
+    "TensorRTBackend",
+    requires=("tensorrt",),
+    extra="tensorrt",
+    kinds=("onnx", "tensorrt"),
+)

@@ -15,7 +15,7 @@ and installed:
     checkpoint     torch
 
 TensorRT comes first for ONNX because on a machine that has it (a Jetson, a CUDA server) it is the
-fastest; it is listed now but registered by its own module later, so today "auto" skips it.
+fastest; it builds (once) and caches an engine for the graph on that GPU (edgeseg.runtimes.tensorrt).
 """
 
 from __future__ import annotations

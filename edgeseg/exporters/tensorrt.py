@@ -1,0 +1,141 @@
+"""TensorRT export: a bundle with the engine-ready ONNX and, where TensorRT and a GPU are, the engine.
+
+The bundle's model file is `model.onnx`, the engine-ready graph (edgeseg.exporters.tensorrt_graph):
+the portable source of every engine, checked structurally before it is written and verified for
+accuracy on CPU (parity runs the same graph with ONNX Runtime's CPU provider and says so in the
+manifest's `parity.measured_on`). The engine is built by edgeseg.exporters.tensorrt_build where
+TensorRT and a CUDA device exist, here at export or later on the device (first load, or
+`edgeseg build-engine BUNDLE`); the manifest's `engine` record holds the profile, the ONNX's sha256
+and, once built, the TensorRT version, GPU, compute capability and CUDA version.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgeseg.errors import EdgesegRuntimeError, InputError
+from edgeseg.exporters import Artifact, ExportJob
+from edgeseg.manifest import Manifest, onnx_metadata, sha256_file
+
+__all__ = ["DEFAULT_BATCH", "MEASURED_ON", "MODEL_FILE", "export_artifact", "profile_of"]
+
+MODEL_FILE = "model.onnx"
+DEFAULT_BATCH = 8  # largest batch of a dynamic engine's profile unless --batch says otherwise
+MEASURED_ON = "CPU execution of the same engine-ready ONNX graph (onnxruntime), not the TensorRT engine"
+
+
+def profile_of(manifest: Manifest, batch: int | None = None) -> Any:
+    """The optimisation profile for the input `manifest` describes (static: its one shape)."""
+    from edgeseg.exporters.tensorrt_build import Profile
+
+    inp = manifest.input
+    return Profile.for_input(
+        inp.name,
+        inp.channels,
+        (inp.width, inp.height),
+        inp.size_multiple,
+        bool(manifest.dynamic_axes),
+        batch or DEFAULT_BATCH,
+    )
+
+
+def _engine_ready_graph(job: ExportJob, dest: Path) -> tuple[dict[str, Any] | None, list[str]]:
+    """Write the graph for the job's precision to `dest`; returns (quantization entry, float nodes)."""
+    from edgeseg.exporters.onnx import write_onnx
+
+    config, manifest = job.config, job.manifest
+    if config.precision == "fp32":
+        write_onnx(job.model, dest, manifest, opset=config.opset)
+        return None, []
+    from edgeseg.exporters import onnx_quant, tensorrt_graph
+    from edgeseg.exporters.quantize import load_calibration
+
+    scratch = job.workdir / ".fp32.onnx"  # inside the temporary bundle folder; removed below
+    metadata = onnx_metadata(manifest)
+    try:
+        write_onnx(job.model, scratch, manifest, opset=config.opset)
+        if config.precision == "fp16":
+            entry = onnx_quant.to_fp16(scratch, dest, metadata)
+            return {**entry, "tensorrt": "strongly typed: float16 in the graph, no builder flag"}, []
+        calib = load_calibration(config.calib, manifest)
+
+        def quantize(path: Path, method: str, exclude: list[str]) -> dict[str, Any]:
+            return tensorrt_graph.to_engine_int8(
+                scratch, path, calib, input_name=manifest.input.name, method=method,
+                metadata=metadata, exclude=exclude,
+            )  # fmt: skip
+
+        if job.meter is None or config.max_drop is None:
+            entry = quantize(dest, config.calib_method, [])
+        else:
+            from edgeseg.exporters.accuracy import onnx_int8_within
+
+            entry = onnx_int8_within(
+                quantize,
+                dest,
+                meter=job.meter,
+                max_drop=config.max_drop,
+                method=config.calib_method,
+                convs=onnx_quant.conv_nodes(scratch),
+                log=job.log,
+            )
+        return entry, list(entry.get("float_nodes", []))
+    finally:
+        scratch.unlink(missing_ok=True)
+
+
+def export_artifact(job: ExportJob) -> Artifact:
+    """Write the engine-ready `model.onnx` (checked), and the engine when this machine can build one."""
+    from edgeseg.exporters.tensorrt_build import build_engine, engine_unavailable_reason
+    from edgeseg.exporters.tensorrt_graph import check_engine_ready
+
+    config = job.config
+    if config.batch is not None and not config.dynamic:
+        raise InputError("--batch needs --dynamic: a static TensorRT engine takes batch 1")
+    dest = job.workdir / MODEL_FILE
+    quantization, float_nodes = _engine_ready_graph(job, dest)
+    problems = check_engine_ready(dest, config.precision, allowed_float=float_nodes)
+    if problems:
+        raise EdgesegRuntimeError(
+            f"the {config.precision} graph is not ready for TensorRT ({len(problems)} problems): "
+            + "; ".join(problems[:3])
+        )
+    profile = profile_of(job.manifest, config.batch)
+    record: dict[str, Any] = {
+        "onnx_file": MODEL_FILE,
+        "onnx_sha256": sha256_file(dest),
+        "precision": config.precision,
+        "profile": profile.to_dict(),
+        "built": None,
+    }
+    tools: dict[str, str] = {}
+    bundle = job.dest or Path("BUNDLE")
+    reason = engine_unavailable_reason()
+    if reason is None:
+        _, built = build_engine(
+            dest,
+            job.workdir,
+            precision=config.precision,
+            profile=profile if config.dynamic else None,
+            log=job.log,
+        )
+        record["built"] = built
+        tools["tensorrt"] = built["tensorrt"]
+        note = (
+            f"engine: built {built['file']} for {built['gpu']} (compute capability "
+            f"{built['compute_capability']}, TensorRT {built['tensorrt']}) in {built['build_seconds']} s"
+        )
+    else:
+        note = (
+            f"engine: not built here ({reason}); TensorRT builds it on the device from the bundled ONNX "
+            f"on first load, or ahead of time with 'edgeseg build-engine {bundle}' there"
+        )
+    return Artifact(
+        MODEL_FILE,
+        tools=tools,
+        quantization=quantization,
+        engine=record,
+        notes=(note,),
+        measured_on=MEASURED_ON,
+    )
