@@ -331,7 +331,9 @@ def _load_row(row: BenchRow, size: tuple[int, int]) -> Any:
     from edgeseg.segmenter import Segmenter
 
     assert row.path is not None
-    backend = "torch" if row.name == "pytorch" else "auto"
+    # Each row runs on its own target's runtime (an ONNX bundle on ONNX Runtime, not on OpenVINO),
+    # so the row measures what its name says.
+    backend = "torch" if row.name == "pytorch" else get_target(row.target).backends[0]
     kwargs: dict[str, Any] = {"img_size": size} if row.name == "pytorch" else {}
     with RssSampler() as mem:
         try:

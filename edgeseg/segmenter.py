@@ -127,7 +127,7 @@ class Segmenter:
             class_names=tuple(names) if names else None,
         )
         model_file, manifest = _locate(Path(path))
-        name = resolve_backend(backend, artifact_kind(model_file))
+        name = resolve_backend(backend, artifact_kind(model_file), manifest.target if manifest else None)
         self._backend: Backend = create_backend(name, model_file, device=device, **backend_options).load()
         try:
             self._manifest = manifest or self._backend.embedded_manifest

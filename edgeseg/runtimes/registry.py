@@ -165,10 +165,17 @@ def artifact_kind(path: str | os.PathLike[str]) -> str:
     )
 
 
-def resolve_backend(backend: str, kind: str) -> str:
+def resolve_backend(backend: str, kind: str, target: str | None = None) -> str:
     """The backend name to use for an artifact of `kind`: `backend` itself after checking that it
-    runs that kind and is installed, or for "auto" the first available in `AUTO_PREFERENCE`."""
+    runs that kind and is installed, or for "auto" the first available in `AUTO_PREFERENCE`.
+
+    `target` is the export target of a bundle's manifest: "auto" then keeps to the runtimes that
+    target was made for (a TensorRT bundle's engine-ready ONNX is not silently run by OpenVINO, and
+    an ONNX Runtime INT8 graph is not handed to TensorRT, which refuses its asymmetric ranges).
+    """
     preference = AUTO_PREFERENCE.get(kind, ())
+    if target is not None and target in TARGETS:
+        preference = tuple(n for n in preference if n in TARGETS[target].backends)
     if str(backend).strip().lower() == "auto":
         candidates = [name for name in preference if name in _REGISTRY]
         for name in candidates:
