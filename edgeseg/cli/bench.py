@@ -78,3 +78,61 @@ def benchmark(
         write_json(json_path, report.to_dict())
         paths["json (--json)"] = json_path
     print_report(report, paths)
+
+
+@app.command()
+def quickstart(
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder for everything. Default: runs/quickstart (or quickstart2, ...)."),
+    ] = None,
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs on the synthetic scenes.")] = 6,
+    img_size: Annotated[str, typer.Option(help="Model input size N or WxH.")] = "128",
+    targets: Annotated[
+        str, typer.Option(help="target:precision list to export and measure, or all.")
+    ] = "all",
+    runs: Annotated[int, typer.Option(min=1, help="Timed calls per benchmark row.")] = 30,
+    demo_frames: Annotated[int, typer.Option(min=0, help="Frames of the demo video (0: none).")] = 150,
+    json_path: JsonOpt = None,
+) -> None:
+    """The whole story on built-in data: train a small U-Net, export every target this machine can,
+    benchmark them against PyTorch and render a demo video. About five minutes on two CPU cores."""
+    from edgeseg.benchmarking import parse_targets
+    from edgeseg.data import parse_img_size
+    from edgeseg.quickstart import QuickstartConfig
+    from edgeseg.quickstart import quickstart as run_quickstart
+
+    config = QuickstartConfig(
+        out=str(out) if out else None,
+        epochs=epochs,
+        img_size=parse_img_size(img_size),
+        targets=parse_targets(targets),
+        runs=runs,
+        demo_frames=demo_frames,
+    )
+    result = run_quickstart(config, log=lambda s: typer.echo(s, err=True))
+    print_report(result.report, {})
+    if result.demo:
+        d = result.demo
+        typer.echo(
+            f"demo: {d.get('frames')} frames, {d.get('fps', 0):.1f} FPS end to end ({result.files['video']})"
+        )
+    typer.echo(f"quickstart finished in {result.seconds:.0f} s; everything is in {result.out}:")
+    typer.echo(f"  checkpoint {result.checkpoint} (val mIoU {result.train_miou:.4f})")
+    for kind, path in result.files.items():
+        typer.echo(f"  {kind:<13} {path}")
+    typer.echo(f"  bundles       {result.out / 'bundles'}")
+    if json_path is not None:
+        from edgeseg._io import write_json
+
+        write_json(
+            json_path,
+            {
+                "out": str(result.out),
+                "checkpoint": str(result.checkpoint),
+                "seconds": round(result.seconds, 1),
+                "files": {k: str(v) for k, v in result.files.items()},
+                "demo": result.demo,
+                **result.report.to_dict(),
+            },
+        )
