@@ -44,24 +44,32 @@ def _cell(row: BenchRow, attr: str, fmt: str) -> str:
     return text[:-1] if fmt.endswith("%}") else text  # "99.87" reads better in a column titled %
 
 
-def _status(row: BenchRow) -> str:
-    return row.status if row.reason is None else f"{row.status}: {row.reason}"
+def _reasons(report: BenchmarkReport) -> list[str]:
+    """One line per row that was not measured: its name, status and why."""
+    return [f"{r.name}: {r.status}: {r.reason}" for r in report.rows if r.status != "ok"]
 
 
 def render_table(report: BenchmarkReport) -> Any:
-    """A rich Table of the report (print it with rich.console.Console)."""
+    """A rich Table of the report (print it with rich.console.Console); rows that were not measured
+    show their status, and the reasons follow in the caption."""
     from rich.table import Table
 
     meta = report.meta
     w, h = meta["img_size"]
-    table = Table(title=f"edgeseg benchmark - {w}x{h} input, {meta['data']}", title_justify="left")
+    caption = "\n".join(_reasons(report)) or None
+    table = Table(
+        title=f"edgeseg benchmark - {w}x{h} input, {meta['data']}",
+        title_justify="left",
+        caption=caption,
+        caption_justify="left",
+    )
     for header, attr, _ in COLUMNS:
-        table.add_column(header, justify="left" if attr in ("name", "backend", "status") else "right")
+        text = attr in ("name", "backend", "status")
+        table.add_column(header, justify="left" if text else "right", no_wrap=True)
     for row in report.rows:
-        cells = [_cell(row, attr, fmt) for _, attr, fmt in COLUMNS]
-        cells[2] = _status(row)
-        style = None if row.status == "ok" else "dim"
-        table.add_row(*cells, style=style)
+        table.add_row(
+            *[_cell(row, attr, fmt) for _, attr, fmt in COLUMNS], style=None if row.status == "ok" else "dim"
+        )
     return table
 
 
@@ -81,10 +89,8 @@ def _markdown(report: BenchmarkReport) -> str:
     headers = [h for h, _, _ in COLUMNS]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for row in report.rows:
-        cells = [_cell(row, attr, fmt) for _, attr, fmt in COLUMNS]
-        cells[2] = _status(row).replace("|", "/")
-        lines.append("| " + " | ".join(cells) + " |")
-    notes = "\n".join(f"- {line}" for line in summary_lines(report))
+        lines.append("| " + " | ".join(_cell(row, attr, fmt) for _, attr, fmt in COLUMNS) + " |")
+    notes = "\n".join(f"- {line}" for line in _reasons(report) + summary_lines(report))
     m = report.meta
     return (
         f"# edgeseg benchmark\n\n{m['created_at']}, checkpoint `{m['checkpoint']}`, "

@@ -24,9 +24,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from edgeseg.errors import EdgesegError, InputError, first_line
+from edgeseg.errors import EdgesegError, InputError, MissingDependencyError, first_line
 from edgeseg.formats import PRECISIONS, TARGETS, get_target, missing_packages
 from edgeseg.perf import RssSampler, percentile_ms
+from edgeseg.runtimes.registry import backend_entry
 
 __all__ = ["BenchRow", "BenchmarkConfig", "BenchmarkReport", "benchmark", "parse_targets"]
 
@@ -290,6 +291,12 @@ def _export_row(
         extras = sorted({r.extra for r in target.requires if r.module in missing})
         row.status = "not available"
         row.reason = f"needs {', '.join(missing)} (pip install 'edgeseg[{','.join(extras)}]')"
+        return
+    runtime = backend_entry(target.backends[0])
+    if runtime.missing():
+        # Nothing here could run the bundle, so exporting it would only cost time.
+        err = MissingDependencyError(runtime.missing()[0], runtime.extra, f"the {runtime.name} backend")
+        row.status, row.reason = "not available", first_line(err)
         return
     dest = bundles / f"{row.target}-{row.precision}-{size[0]}x{size[1]}"
     if _reusable(dest, ckpt_path, size):

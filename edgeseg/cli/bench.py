@@ -19,11 +19,14 @@ def print_report(report: BenchmarkReport, paths: dict[str, Path]) -> None:
 
     from edgeseg.bench_report import render_table, summary_lines
 
-    console = Console(width=max(160, Console().width))
+    console = Console()
+    if not console.is_terminal:  # a file or a pipe: full rows rather than a width nobody chose
+        console = Console(width=250)
     console.print(render_table(report))
     for line in summary_lines(report):
         typer.echo(line)
-    typer.echo("wrote " + ", ".join(str(p) for p in paths.values()))
+    if paths:
+        typer.echo("wrote " + ", ".join(str(p) for p in paths.values()))
 
 
 @app.command()
