@@ -77,12 +77,23 @@ def summary_lines(report: BenchmarkReport) -> list[str]:
     """Plain lines saying how the figures were measured and what the CPU can do at most."""
     meta = report.meta
     peak = meta["cpu_peak"]
-    return [
+    lines = [
         f"timing: {meta['timing']}; {meta['runs']} runs per row",
-        f"model: {meta['macs'] / 1e9:.2f} GMAC per frame; GFLOP/s = 2 x MACs / model p50",
+        f"model: {meta['macs'] / 1e9:.2f} GMAC per frame; GFLOP/s = 2 x MACs / model p50 "
+        "(int8 rows: operations per second in the same units)",
         f"CPU peak FP32: {peak['gflops']:.0f} GFLOP/s ({peak['basis']}); "
         f"torch sgemm reaches {meta['sgemm_gflops']:.0f} GFLOP/s here",
     ]
+    fp32 = [r.gflops for r in report.rows if r.precision == "fp32" and r.gflops]
+    if fp32:
+        best = max(fp32)
+        lines.append(f"best FP32 row: {best:.0f} GFLOP/s = {best / peak['gflops']:.0%} of that peak")
+        if best > peak["gflops"]:
+            lines.append(
+                "that is above the estimated peak: the cores run faster than the reported clock; "
+                "pass the real one with --cpu-ghz"
+            )
+    return lines
 
 
 def _markdown(report: BenchmarkReport) -> str:

@@ -50,6 +50,10 @@ def benchmark(
     out: Annotated[
         Path | None, typer.Option(help="Folder for bundles and reports. Default: CKPT's folder/benchmark.")
     ] = None,
+    cpu_ghz: Annotated[
+        float | None,
+        typer.Option(min=0.1, help="CPU clock for the peak GFLOP/s figure. Default: the OS-reported clock."),
+    ] = None,
     json_path: JsonOpt = None,
 ) -> None:
     """Export every target (reusing bundles) and measure each against PyTorch: size, mIoU, agreement,
@@ -71,6 +75,7 @@ def benchmark(
         warmup=warmup,
         max_images=max_images,
         out=str(out) if out else None,
+        cpu_ghz=cpu_ghz,
     )
     report = run_benchmark(checkpoint, config, log=lambda s: typer.echo(s, err=True))
     folder = Path(config.out) if config.out else checkpoint.parent / "benchmark"
