@@ -124,7 +124,7 @@ class BaselineWorker:
             if self._busy or self._stop or time.perf_counter() < self._next_at:
                 return False
             self._slot, self._busy = (image, mask, truth), True
-            self._cond.notify()
+            self._cond.notify_all()
             return True
 
     def _run(self) -> None:
@@ -156,6 +156,12 @@ class BaselineWorker:
                 self.ms_total += elapsed * 1000.0
                 self._next_at = time.perf_counter() + elapsed * (1.0 / self.duty - 1.0)
                 self._slot, self._busy = None, False
+                self._cond.notify_all()
+
+    def drain(self, timeout: float = 5.0) -> None:
+        """Wait (up to `timeout` s) for a comparison in progress, so that a short run counts it."""
+        with self._cond:
+            self._cond.wait_for(lambda: not self._busy or self._stop, timeout=timeout)
 
     def figures(self) -> dict[str, Any]:
         """Running figures: frames compared, pixel agreement, mIoU vs PyTorch, PyTorch's mIoU vs truth."""

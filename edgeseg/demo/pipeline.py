@@ -26,6 +26,7 @@ from typing import Any
 from edgeseg.demo.baseline import BaselineWorker, resolve_baseline
 from edgeseg.demo.capture import Capture, Frame
 from edgeseg.demo.config import DemoConfig, DemoSummary
+from edgeseg.demo.model import load_segmenter, model_threads, time_alone
 from edgeseg.demo.render import Renderer, VideoSink, Window, display_problem, write_snapshot
 from edgeseg.demo.server import StreamServer
 from edgeseg.demo.sources import FrameSource, open_source
@@ -34,33 +35,6 @@ from edgeseg.errors import EdgesegRuntimeError, InputError
 from edgeseg.metrics import ConfusionMatrix
 
 __all__ = ["run_demo"]
-
-
-def _model_threads(config: DemoConfig) -> int:
-    if config.threads is not None:
-        return config.threads
-    return max(1, (os.cpu_count() or 2) - 1)
-
-
-def _load_segmenter(model: Path, config: DemoConfig, threads: int) -> Any:
-    """The Segmenter, its runtime limited to `threads` (0: the runtime's own default)."""
-    from edgeseg.manifest import read_manifest
-    from edgeseg.runtimes import artifact_kind, resolve_backend
-    from edgeseg.segmenter import Segmenter
-
-    file = model / read_manifest(model, verify=False).model_file if model.is_dir() else model
-    name = resolve_backend(config.backend, artifact_kind(file))
-    # Each runtime spells its thread limit differently; TensorRT runs on the GPU and needs none.
-    options: dict[str, dict[str, Any]] = {
-        "openvino": {"config": {"INFERENCE_NUM_THREADS": threads}},
-        "onnxruntime": {"intra_op_threads": threads},
-    }
-    seg = Segmenter(model, backend=name, device=config.device, **(options.get(name, {}) if threads else {}))
-    if name == "torch" and threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    return seg
 
 
 class _Demo:
@@ -136,6 +110,8 @@ class _Demo:
         """Draw and deliver results until the run ends; returns why it ended."""
         paused, last = False, None
         while True:
+            if self.stop.is_set():
+                return "stopped"
             if paused:
                 key = self.window.show(last, 30) if self.window and last is not None else ""
                 paused, reason = self._key(key, last, paused)
@@ -251,17 +227,15 @@ def run_demo(
                 loop=config.loop,
                 stall_timeout=config.stall_timeout,
             )
-        stack.callback(source.close)
+        capture = Capture(source, stall_timeout=config.stall_timeout, retry_seconds=config.retry_seconds)
+        stack.callback(capture.stop)  # also closes the source, unless a read is still blocked in it
         server = StreamServer(config.serve, config.bind) if config.serve is not None else None
         if server is not None:
             stack.callback(server.close)
-        threads = _model_threads(config)
-        seg = stack.enter_context(_load_segmenter(path, config, threads))
-        capture = Capture(source, stall_timeout=config.stall_timeout, retry_seconds=config.retry_seconds)
+        threads = model_threads(config.threads)
+        seg = stack.enter_context(load_segmenter(path, config.backend, config.device, threads))
         demo = _Demo(path, config, stop, seg, capture)
         demo.threads, demo.server = threads, server
-        if server is not None:
-            demo.say(f"serving the live view on {server.url}")
         if config.compare:
             checkpoint, demo.baseline_note = resolve_baseline(config.baseline, seg.manifest, path)
             if (
@@ -289,25 +263,27 @@ def run_demo(
         if not config.headless:
             demo.window = Window(f"edgeseg: {path.name}")
             stack.callback(demo.window.close)
-        return _run(demo, stack)
+        return _run(demo)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _run(demo: _Demo, stack: contextlib.ExitStack) -> DemoSummary:
+def _run(demo: _Demo) -> DemoSummary:
     seg, capture = demo.seg, demo.capture
     seg.warmup(3)
     capture.start()
-    stack.callback(capture.stop)
     first = capture.next_frame(demo.stop)
     if first is None:
         raise InputError(f"{capture.source.description} delivered no frame")
-    demo.isolated_fps = _time_alone(seg, first)
+    demo.isolated_fps = time_alone(seg, first.image)
     if demo.baseline is not None:
         demo.baseline.start()
     capture.reset_counters()
     demo.pending = first  # the frame used for timing is also the run's first
     worker = threading.Thread(target=demo.model_loop, name="edgeseg-model", daemon=True)
     demo.started = demo.finished = time.perf_counter()
+    if demo.server is not None:
+        demo.server.publish_stats(demo.live_stats())
+        demo.say(f"serving the live view on {demo.server.url}")
     worker.start()
     try:
         ended = demo.consume()
@@ -324,13 +300,3 @@ def _run(demo: _Demo, stack: contextlib.ExitStack) -> DemoSummary:
     if ended == "error":  # pragma: no cover - errors are raised above
         raise EdgesegRuntimeError("the demo failed")
     return demo.summary(ended)
-
-
-def _time_alone(seg: Any, frame: Frame, budget_s: float = 0.5, runs: int = 20) -> float:
-    """Model FPS (pre + infer + post) on one frame with nothing else running: the reference that the
-    end-to-end FPS is compared with."""
-    totals, deadline = [], time.perf_counter() + budget_s
-    while len(totals) < runs and (len(totals) < 3 or time.perf_counter() < deadline):
-        totals.append(seg(frame.image).timings["total"])
-    totals.sort()
-    return 1000.0 / totals[len(totals) // 2]

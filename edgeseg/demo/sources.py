@@ -66,9 +66,10 @@ class FrameSource(ABC):
 class SyntheticSource(FrameSource):
     """A camera panning smoothly across synthetic scenes (the training data's renderer), with truth.
 
-    Each scene is rendered once at 1.25x the frame size and a frame-sized window glides across it and
-    back, so shapes move frame to frame; every `scene_frames` frames a new scene starts. Deterministic
-    by `seed`. With `fps` the feed is paced like a camera (and is live); without, it is on demand.
+    Each scene is rendered once at 1.25x the frame size and a frame-sized window glides across it at a
+    steady 2 px per frame (bouncing at the edges, 1 px vertically), so shapes move frame to frame; a
+    new scene starts once the window has crossed the scene and come back. Deterministic by `seed`.
+    With `fps` the feed is paced like a camera (and is live); without, it is on demand.
     The next scene is rendered in a helper thread while the current one plays (a 640x480 scene takes
     ~0.1 s, which would otherwise stall the feed at every cut).
     """
@@ -86,7 +87,9 @@ class SyntheticSource(FrameSource):
         super().__init__(f"synthetic {size_wh[0]}x{size_wh[1]}" + (f" at {fps:g} FPS" if fps else ""))
         self.size = (int(size_wh[0]), int(size_wh[1]))
         self.fps, self.live = fps, bool(fps)
-        self.seed, self.scene_frames = seed, max(2, scene_frames)
+        self.seed = seed
+        self._span = (self.size[0] * 5 // 4 - self.size[0], self.size[1] * 5 // 4 - self.size[1])
+        self.scene_frames = max(self._span[0], 12)  # there (2 px a frame) and back
         self._index = 0
         self._scene: tuple[np.ndarray, np.ndarray] | None = None
         self._next_scene: Future[tuple[np.ndarray, np.ndarray]] | None = None
@@ -110,11 +113,7 @@ class SyntheticSource(FrameSource):
             self._next_scene = self._pool.submit(self._render, scene_no + 1) if self._pool else None
         image, mask = self._scene
         w, h = self.size
-        span_x, span_y = image.shape[1] - w, image.shape[0] - h
-        # A smooth there-and-back pan (cosine), with a vertical drift at a different period.
-        phase = step / self.scene_frames
-        x = round(span_x * (0.5 - 0.5 * np.cos(2 * np.pi * phase)))
-        y = round(span_y * (0.5 - 0.5 * np.cos(4 * np.pi * phase)))
+        x, y = _bounce(2 * step, self._span[0]), _bounce(step, self._span[1])
         return image[y : y + h, x : x + w].copy(), mask[y : y + h, x : x + w].copy()
 
     def read(self) -> Read:
@@ -133,6 +132,14 @@ class SyntheticSource(FrameSource):
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = self._next_scene = None
+
+
+def _bounce(position: int, span: int) -> int:
+    """`position` folded into 0..span and back (a triangle wave)."""
+    if span <= 0:
+        return 0
+    position %= 2 * span
+    return position if position <= span else 2 * span - position
 
 
 class FolderSource(FrameSource):

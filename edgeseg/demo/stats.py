@@ -141,6 +141,8 @@ def build_summary(demo: _Demo, ended: str) -> DemoSummary:
     model_fps = 1000.0 / stages["total"] if stages.get("total") else 0.0
     manifest = demo.seg.manifest
     video = demo.sink.close() if demo.sink is not None else None
+    if demo.baseline is not None:
+        demo.baseline.drain()
     truth = demo.truth.compute() if demo.truth_frames else None
     summary = DemoSummary(
         model=str(demo.model),
