@@ -190,7 +190,9 @@ def test_ctrl_c_ends_cleanly_with_video_and_summary(bundle: Path, tmp_path: Path
     finally:
         timer.cancel()
     assert s.ended == "interrupted" and s.frames > 0
-    assert video_frames(out) == (s.frames, SIZE)
+    count, size = video_frames(out)  # a complete, playable file
+    # Ctrl-C may land between drawing a frame and counting it: the two may differ by that one frame.
+    assert size == SIZE and abs(count - s.frames) <= 1 and abs(count - s.video_frames) <= 1
     assert json.loads(js.read_text())["ended"] == "interrupted"
 
 
@@ -214,8 +216,11 @@ def test_server_endpoints_and_port_in_use(bundle: Path):
             assert stream.headers["Content-Type"].startswith("multipart/x-mixed-replace")
             chunk = stream.read(4096)
             assert b"Content-Type: image/jpeg" in chunk and b"\xff\xd8" in chunk  # a JPEG starts
-        stats = json.loads(urllib.request.urlopen(url + "stats.json", timeout=5).read())
-        assert stats["frames"] > 0 and stats["backend"] == "onnxruntime"
+        stats, deadline = {"frames": 0}, time.time() + 5
+        while stats["frames"] == 0 and time.time() < deadline:  # the figures refresh 10 times a second
+            stats = json.loads(urllib.request.urlopen(url + "stats.json", timeout=5).read())
+            time.sleep(0.05)
+        assert stats["frames"] > 0 and stats["backend"] == "onnxruntime" and stats["state"] == "running"
         port = int(url.rstrip("/").rsplit(":", 1)[1])
         with pytest.raises(InputError, match="in use"):
             run_demo(bundle, config(serve=port, max_frames=1))
@@ -309,3 +314,35 @@ def test_overlay_colours_only_foreground():
     assert np.array_equal(frame, np.full((20, 30, 3), 100, np.uint8))  # the input is untouched
     shown = Renderer(4, show_mask=True).draw(frame, mask, ["hud"])
     assert shown.shape == frame.shape and shown[15, 20].tolist() != shown[5, 5].tolist()
+
+
+def test_window_keys_toggle_snapshot_pause_and_quit(bundle: Path, tmp_path: Path, monkeypatch):
+    import edgeseg.demo.pipeline as pipeline
+
+    keys = iter(["", "o", "s", " ", "", " ", "", "q"])
+    shown: list[np.ndarray] = []
+
+    class FakeWindow:  # stands in for the OpenCV window, which needs a screen
+        def __init__(self, title: str) -> None:
+            self.title = title
+
+        def show(self, img: np.ndarray, wait_ms: int = 1) -> str:
+            shown.append(img)
+            return next(keys, "q")
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(pipeline, "Window", FakeWindow)
+    monkeypatch.setattr(pipeline, "display_problem", lambda: None)
+    cfg = config(headless=False, compare=False, snapshot_dir=tmp_path, max_frames=100, frame_size=(320, 240))
+    s = run_demo(bundle, cfg)
+    assert s.ended == "quit" and 1 <= s.frames < 100
+    (snap,) = s.snapshots
+    assert cv2.imread(snap).shape == (240, 320, 3)
+    # Below the HUD, the overlay shows the scene through the colours; after "o", only class colours.
+    from edgeseg.plots import class_colors
+
+    palette = {tuple(c) for c in class_colors(4)[:, ::-1].tolist()}
+    assert not {tuple(c) for c in shown[0][120:].reshape(-1, 3).tolist()} <= palette
+    assert {tuple(c) for c in shown[-1][120:].reshape(-1, 3).tolist()} <= palette

@@ -162,7 +162,8 @@ class _Demo:
             update_confusion(self.truth, result.mask, frame.truth)
             self.truth_frames += 1
         t1 = time.perf_counter()
-        if t1 - self._stats_at >= 0.1 or self.frames == 0:  # 10 Hz is as fast as anyone reads figures
+        self.frames += 1  # this frame counts in the figures it is drawn with
+        if t1 - self._stats_at >= 0.1 or self.frames == 1:  # 10 Hz is as fast as anyone reads figures
             self._stats, self._stats_at = self.live_stats(), t1
             if self.server is not None:
                 self.server.publish_stats(self._stats)
@@ -178,7 +179,6 @@ class _Demo:
         if streaming and self.server is not None:
             self.server.publish_frame(canvas)
         now = time.perf_counter()
-        self.frames += 1
         self.done_at.append(now)
         self.finished = now
         self.latency_ms += (now - frame.captured_at) * 1000
