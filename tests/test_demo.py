@@ -346,3 +346,17 @@ def test_window_keys_toggle_snapshot_pause_and_quit(bundle: Path, tmp_path: Path
     palette = {tuple(c) for c in class_colors(4)[:, ::-1].tolist()}
     assert not {tuple(c) for c in shown[0][120:].reshape(-1, 3).tolist()} <= palette
     assert {tuple(c) for c in shown[-1][120:].reshape(-1, 3).tolist()} <= palette
+
+
+def test_a_failure_mid_run_is_a_runtime_error_and_leaves_no_video(bundle: Path, tmp_path: Path):
+    from edgeseg.errors import EdgesegRuntimeError
+
+    class Crashing(_Scripted):
+        def read(self):
+            if self.read_count >= 3:
+                raise RuntimeError("driver crashed")
+            return super().read()
+
+    with pytest.raises(EdgesegRuntimeError, match="driver crashed"):
+        run_demo(bundle, config(source=Crashing(10, "end"), save=tmp_path / "o.mp4", compare=False))
+    assert list(tmp_path.iterdir()) == []  # neither the video nor its temporary file

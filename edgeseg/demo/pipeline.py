@@ -31,7 +31,7 @@ from edgeseg.demo.render import Renderer, VideoSink, Window, display_problem, wr
 from edgeseg.demo.server import StreamServer
 from edgeseg.demo.sources import FrameSource, open_source
 from edgeseg.demo.stats import StageTimes, hud_lines, live_stats, update_confusion
-from edgeseg.errors import EdgesegRuntimeError, InputError
+from edgeseg.errors import EdgesegError, EdgesegRuntimeError, InputError, first_line
 from edgeseg.metrics import ConfusionMatrix
 
 __all__ = ["run_demo"]
@@ -129,7 +129,9 @@ class _Demo:
             if kind == "end":
                 return str(payload)
             if kind == "error":
-                raise payload
+                if isinstance(payload, (EdgesegError, KeyboardInterrupt)):
+                    raise payload
+                raise EdgesegRuntimeError(f"the demo failed mid-run: {first_line(payload)}") from payload
             frame, result = payload
             last = self._deliver(frame, result)
             if self.window and last is not None:
@@ -273,7 +275,11 @@ def _run(demo: _Demo) -> DemoSummary:
     capture.start()
     first = capture.next_frame(demo.stop)
     if first is None:
-        raise InputError(f"{capture.source.description} delivered no frame")
+        if capture.error is not None:
+            raise capture.error
+        if demo.stop.is_set():
+            return demo.summary("stopped")
+        raise InputError(f"{capture.source.description} delivered no frame ({capture.ended})")
     demo.isolated_fps = time_alone(seg, first.image)
     if demo.baseline is not None:
         demo.baseline.start()
@@ -297,6 +303,4 @@ def _run(demo: _Demo) -> DemoSummary:
     finally:
         demo.stop.set()
         worker.join(timeout=10.0)
-    if ended == "error":  # pragma: no cover - errors are raised above
-        raise EdgesegRuntimeError("the demo failed")
     return demo.summary(ended)
