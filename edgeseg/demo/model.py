@@ -21,7 +21,9 @@ def model_threads(threads: int | None) -> int:
     """Threads for the model: `threads` as given, else all cores but one (at least 1)."""
     if threads is not None:
         return threads
-    return max(1, (os.cpu_count() or 2) - 1)
+    # The cores this process may run on (a container or taskset may allow fewer than the machine has).
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
+    return max(1, cores - 1)
 
 
 def load_segmenter(model: Path, backend: str, device: str | None, threads: int) -> Any:
