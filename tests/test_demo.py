@@ -360,3 +360,25 @@ def test_a_failure_mid_run_is_a_runtime_error_and_leaves_no_video(bundle: Path, 
     with pytest.raises(EdgesegRuntimeError, match="driver crashed"):
         run_demo(bundle, config(source=Crashing(10, "end"), save=tmp_path / "o.mp4", compare=False))
     assert list(tmp_path.iterdir()) == []  # neither the video nor its temporary file
+
+
+def test_a_stream_url_source_and_its_loss(bundle: Path):
+    """A real MJPEG stream over HTTP (another demo's --serve) as the source; when it goes away the
+    demo retries, gives up, and ends with its summary."""
+    upstream_stop, msgs = threading.Event(), []
+    upstream_cfg = config(source="synthetic", fps=20, serve=0, compare=False, on_message=msgs.append)
+    upstream = threading.Thread(
+        target=lambda: msgs.append(run_demo(bundle, upstream_cfg, stop=upstream_stop))
+    )
+    upstream.start()
+    try:
+        deadline = time.time() + 10
+        while not msgs and time.time() < deadline:
+            time.sleep(0.05)
+        url = str(msgs[0]).split(" on ")[-1] + "stream.mjpg"
+        threading.Timer(1.5, upstream_stop.set).start()  # the camera on the other end goes away
+        s = run_demo(bundle, config(source=url, stall_timeout=1.0, retry_seconds=1.0, compare=False))
+    finally:
+        upstream_stop.set()
+        upstream.join(20)
+    assert s.ended == "source_lost" and s.frames > 5 and s.source.startswith("stream 'http://127.0.0.1:")
