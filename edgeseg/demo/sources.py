@@ -78,11 +78,7 @@ class SyntheticSource(FrameSource):
     class_names = SYNTHETIC_CLASSES
 
     def __init__(
-        self,
-        size_wh: tuple[int, int] = (640, 480),
-        fps: float | None = None,
-        seed: int = 0,
-        scene_frames: int = 240,
+        self, size_wh: tuple[int, int] = (640, 480), fps: float | None = None, seed: int = 0
     ) -> None:
         super().__init__(f"synthetic {size_wh[0]}x{size_wh[1]}" + (f" at {fps:g} FPS" if fps else ""))
         self.size = (int(size_wh[0]), int(size_wh[1]))
@@ -181,7 +177,7 @@ class FolderSource(FrameSource):
 
 class VideoSource(FrameSource):
     """Anything `cv2.VideoCapture` opens: a camera index, a video file, a stream URL, a GStreamer
-    pipeline. Files and folders are finite; cameras and streams are live."""
+    pipeline. Files are finite; cameras, streams and pipelines are live."""
 
     def __init__(self, target: int | str, kind: str, loop: bool = False, stall_timeout: float = 5.0) -> None:
         shown = f"camera {target}" if kind == "camera" else f"{kind} '{target}'"
