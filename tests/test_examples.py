@@ -36,3 +36,16 @@ def test_export_and_segment(tmp_path: Path):
     agreements = [float(a) for a in re.findall(r"agreement with PyTorch on this frame ([\d.]+)%", out)]
     assert "pytorch" in out and len(agreements) >= 1
     assert min(agreements) >= 99.9
+
+
+def test_robot_loop(tmp_path: Path):
+    pytest.importorskip("cv2", reason="pip install 'edgeseg[demo]'")
+    from tests.conftest import make_checkpoint
+
+    ckpt = make_checkpoint(tmp_path / "tiny.pt")
+    out = run([str(EXAMPLES / "robot_loop.py"), str(ckpt), "--frames", "6"], tmp_path)
+    import re
+
+    steps = re.findall(r"frame +\d+: free ahead +([\d.]+)% -> (go|slow|stop)", out)
+    assert len(steps) == 6 and all(0 <= float(free) <= 100 for free, _ in steps)
+    assert "6 frames" in out

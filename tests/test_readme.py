@@ -21,6 +21,6 @@ def test_ci_blocks_are_present():
 def test_documented_commands_exist():
     from edgeseg.cli import _command_names
 
-    for cmd in ("train", "eval", "export", "info", "predict"):
+    for cmd in ("train", "eval", "export", "info", "predict", "demo"):
         assert f"edgeseg {cmd} " in README
         assert cmd in _command_names()

@@ -1,0 +1,94 @@
+"""`edgeseg demo`: a thin command over `edgeseg.demo.run_demo`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgeseg.cli._app import JsonOpt, app
+
+
+def _size(text: str) -> tuple[int, int]:
+    from edgeseg.data import parse_img_size
+    from edgeseg.errors import InputError
+
+    try:
+        return parse_img_size(text)
+    except InputError:
+        raise InputError(f"--frame-size must be WxH, e.g. 640x480; got '{text}'") from None
+
+
+@app.command()
+def demo(
+    model: Annotated[Path, typer.Argument(help="Bundle folder, .onnx, .xml, .engine or checkpoint (.pt).")],
+    source: Annotated[
+        str,
+        typer.Option(
+            help="synthetic, camera index (0), video file, image folder, rtsp://... or GStreamer pipeline."
+        ),
+    ] = "synthetic",
+    backend: Annotated[str, typer.Option(help="auto, torch, onnxruntime, openvino or tensorrt.")] = "auto",
+    device: Annotated[str | None, typer.Option(help="Backend device (cpu, cuda, GPU, AUTO, ...).")] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(min=0, help="Model threads. Default: all cores but one; 0: the runtime's default."),
+    ] = None,
+    baseline: Annotated[
+        Path | None,
+        typer.Option(help="PyTorch checkpoint to compare with. Default: the bundle's source checkpoint."),
+    ] = None,
+    compare: Annotated[bool, typer.Option(help="Compare with PyTorch on sampled frames.")] = True,
+    headless: Annotated[bool, typer.Option(help="No window (for machines without a screen).")] = False,
+    save: Annotated[Path | None, typer.Option(help="Write the rendered stream to this .mp4 or .avi.")] = None,
+    serve: Annotated[
+        int | None, typer.Option(help="Serve a live browser view on this port (see --bind).")
+    ] = None,
+    bind: Annotated[str, typer.Option(help="Address --serve listens on.")] = "127.0.0.1",
+    max_frames: Annotated[int | None, typer.Option(min=1, help="Stop after N frames.")] = None,
+    frame_size: Annotated[str, typer.Option(help="Synthetic source frame size WxH.")] = "640x480",
+    fps: Annotated[
+        float | None,
+        typer.Option(min=0.1, help="Pace the synthetic source like a camera. Default: as fast as used."),
+    ] = None,
+    loop: Annotated[bool, typer.Option(help="Replay a video file or folder.")] = False,
+    stall_timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds without a frame before reopening.")
+    ] = 5.0,
+    retry_seconds: Annotated[float, typer.Option(min=0.0, help="How long to retry a lost source.")] = 10.0,
+    alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Overlay opacity.")] = 0.5,
+    snapshot_dir: Annotated[Path, typer.Option(help="Folder for snapshots (key s).")] = Path("."),
+    json_path: JsonOpt = None,
+) -> None:
+    """Live segmentation from a camera, video, stream, folder or synthetic scenes: overlay, FPS, per-stage
+    times and agreement with the PyTorch model. Keys: q quit, space pause, o overlay/mask, s snapshot."""
+    from edgeseg.demo import DemoConfig, run_demo
+
+    config = DemoConfig(
+        source=source,
+        backend=backend,
+        device=device,
+        threads=threads,
+        baseline=baseline,
+        compare=compare,
+        headless=headless,
+        save=save,
+        serve=serve,
+        bind=bind,
+        max_frames=max_frames,
+        json_path=json_path,
+        frame_size=_size(frame_size),
+        fps=fps,
+        loop=loop,
+        stall_timeout=stall_timeout,
+        retry_seconds=retry_seconds,
+        alpha=alpha,
+        snapshot_dir=snapshot_dir,
+        on_message=lambda line: typer.echo(line, err=True),
+    )
+    summary = run_demo(model, config)
+    for line in summary.lines():
+        typer.echo(line)
+    if json_path is not None:
+        typer.echo(f"wrote {json_path}")

@@ -1,0 +1,189 @@
+"""Live accuracy against the PyTorch model: a background worker that never slows the main loop.
+
+The worker runs the source checkpoint (with torch) on a sample of frames: when it is idle the
+pipeline offers it the frame just segmented together with the artifact's mask for that same frame;
+when it is busy the offer is declined at once (nothing queues). It runs at a low CPU priority and
+within a CPU budget (`duty`: the share of one core it may use), since on a small device its model
+would otherwise compete with the one being demonstrated.
+
+Figures: pixel agreement (the share of pixels where both masks hold the same class) and mIoU with
+PyTorch's masks as the truth, from one confusion matrix; with ground truth, PyTorch's own mIoU too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeseg.errors import InputError
+from edgeseg.manifest import Manifest, sha256_file
+from edgeseg.metrics import ConfusionMatrix
+
+__all__ = ["BaselineWorker", "resolve_baseline"]
+
+# The worker's niceness: the demonstrated model wins the CPU when both want it, yet a busy 2-core
+# machine does not starve the comparison of every sample (at 19, or even 10, it got ~1 sample per
+# second there); its CPU use is bounded by `duty` in any case.
+_NICE = 5
+
+
+def resolve_baseline(
+    explicit: str | os.PathLike[str] | None, manifest: Manifest | None, model: Path
+) -> tuple[Path | None, str]:
+    """(checkpoint to compare with or None, a note saying which and why).
+
+    An explicit path must exist (InputError otherwise). By default the bundle manifest's source
+    checkpoint is used when it can still be found (as recorded, or beside the bundle, as `export`
+    writes it) and its sha256 matches what was exported; otherwise there is no baseline, and the note
+    says why.
+    """
+    if explicit is not None:
+        path = Path(explicit)
+        if not path.is_file():
+            raise InputError(f"baseline checkpoint '{path}' does not exist")
+        return path, f"baseline {path}"
+    source = (manifest.source if manifest else None) or {}
+    recorded = source.get("checkpoint")
+    if not recorded:
+        return None, "no baseline: the model records no source checkpoint (pass --baseline CKPT)"
+    folder = model if model.is_dir() else model.parent
+    candidates = [Path(recorded), folder / recorded, folder.parent / Path(recorded).name]
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        return None, f"no baseline: the source checkpoint '{recorded}' was not found (pass --baseline CKPT)"
+    expected = source.get("sha256")
+    if expected and sha256_file(found) != expected:
+        return None, f"no baseline: '{found}' is not the checkpoint this model was exported from (sha256)"
+    return found, f"baseline {found} (from the manifest)"
+
+
+def _finite(value: float) -> float | None:
+    return None if value != value else value  # NaN (no class present) is not valid JSON
+
+
+class BaselineWorker:
+    """Compares the artifact's masks with the PyTorch checkpoint's on sampled frames, in a thread.
+
+    Args:
+        checkpoint: the PyTorch checkpoint.
+        img_size: (width, height) the artifact runs at, so both models see the same input.
+        num_classes: the artifact's classes.
+        input_format: the frames' channel order ("bgr").
+        duty: the share of one core the worker may use (it sleeps in between).
+        limit_threads: run torch with one thread (when the artifact itself is not a torch model).
+    """
+
+    def __init__(
+        self,
+        checkpoint: Path,
+        *,
+        img_size: tuple[int, int],
+        num_classes: int,
+        input_format: str = "bgr",
+        duty: float = 0.25,
+        limit_threads: bool = True,
+    ) -> None:
+        from edgeseg.segmenter import Segmenter
+
+        if limit_threads:
+            import torch
+
+            torch.set_num_threads(1)
+        self.checkpoint = checkpoint
+        self._seg = Segmenter(checkpoint, backend="torch", img_size=img_size, input_format=input_format)
+        self.duty = min(max(duty, 0.01), 1.0)
+        self.vs_baseline = ConfusionMatrix(num_classes)  # rows: PyTorch's mask, columns: the artifact's
+        self.baseline_truth = ConfusionMatrix(num_classes)
+        self.frames = 0
+        self.truth_frames = 0
+        self.ms_total = 0.0
+        self.error: BaseException | None = None
+        self._slot: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None
+        self._busy = False
+        self._next_at = 0.0
+        self._stop = False
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._thread = threading.Thread(target=self._run, name="edgeseg-baseline", daemon=True)
+
+    def start(self) -> BaselineWorker:
+        self._seg.warmup(1)
+        self._thread.start()
+        return self
+
+    def offer(self, image: np.ndarray, mask: np.ndarray, truth: np.ndarray | None) -> bool:
+        """Hand over a frame and the artifact's mask of it if the worker is idle and within its CPU
+        budget; returns at once either way (True if taken). The arrays must not change afterwards."""
+        with self._lock:
+            if self._busy or self._stop or time.perf_counter() < self._next_at:
+                return False
+            self._slot, self._busy = (image, mask, truth), True
+            self._cond.notify_all()
+            return True
+
+    def _run(self) -> None:
+        # A lower priority for this thread alone (Linux schedules threads as tasks); best effort.
+        with contextlib.suppress(AttributeError, OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _NICE)
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._slot is not None or self._stop)
+                if self._stop:
+                    return
+                assert self._slot is not None
+                image, mask, truth = self._slot
+            t0 = time.perf_counter()
+            try:
+                reference = self._seg(image).mask
+            except BaseException as exc:  # reported in the summary; the demo itself goes on
+                self.error = exc
+                with self._cond:
+                    self._stop = True
+                return
+            elapsed = time.perf_counter() - t0
+            with self._lock:
+                self.vs_baseline.update(mask, reference)
+                if truth is not None and truth.shape == reference.shape:
+                    self.baseline_truth.update(reference, truth)
+                    self.truth_frames += 1
+                self.frames += 1
+                self.ms_total += elapsed * 1000.0
+                self._next_at = time.perf_counter() + elapsed * (1.0 / self.duty - 1.0)
+                self._slot, self._busy = None, False
+                self._cond.notify_all()
+
+    def drain(self, timeout: float = 5.0) -> None:
+        """Wait (up to `timeout` s) for a comparison in progress, so that a short run counts it."""
+        with self._cond:
+            self._cond.wait_for(lambda: not self._busy or self._stop, timeout=timeout)
+
+    def figures(self) -> dict[str, Any]:
+        """Running figures: frames compared, pixel agreement, mIoU vs PyTorch, PyTorch's mIoU vs truth."""
+        with self._lock:
+            frames, truth_frames, ms = self.frames, self.truth_frames, self.ms_total
+            vs = self.vs_baseline.compute() if frames else None
+            truth = self.baseline_truth.compute() if truth_frames else None
+        return {
+            "checkpoint": str(self.checkpoint),
+            "frames_compared": frames,
+            "pixel_agreement": vs.pixel_accuracy if vs else None,
+            "miou": _finite(vs.miou) if vs else None,
+            "pytorch_miou_vs_truth": _finite(truth.miou) if truth else None,
+            "pytorch_ms": ms / frames if frames else None,
+            "error": str(self.error) if self.error else None,
+        }
+
+    def close(self) -> None:
+        """Stop the worker (waiting for a frame in progress) and release the model."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10.0)
+        self._seg.close()

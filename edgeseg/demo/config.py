@@ -1,0 +1,152 @@
+"""The demo's typed configuration and its summary."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeseg.demo.sources import FrameSource
+from edgeseg.errors import InputError
+
+__all__ = ["DemoConfig", "DemoSummary"]
+
+
+@dataclass
+class DemoConfig:
+    """How to run the demo. Every field has a working default: `DemoConfig(headless=True)` runs the
+    synthetic source without a window.
+
+    Attributes:
+        source: "synthetic", a camera index ("0"), a video file, a stream URL, a GStreamer pipeline, an
+            image folder (a dataset folder's masks add ground truth), or a FrameSource object.
+        backend, device: as for `Segmenter` ("auto" picks the best installed runtime).
+        threads: threads the model may use. None: all cores but one, leaving a core to capture and
+            draw in parallel (pipelining beats intra-op threads on small CPUs); 0: the runtime's default.
+        baseline: PyTorch checkpoint to compare with; None: the one recorded in the bundle's manifest
+            when it can be found. `compare` False turns the comparison off.
+        baseline_duty: share of one core the comparison may use.
+        headless: no window. save: write the rendered stream to this .mp4/.avi. serve: serve the
+            browser view on this port (0: any free port) at `bind`.
+        max_frames: stop after this many frames. json_path: write the summary here.
+        frame_size, fps, seed: the synthetic source's frame size, pace (None: as fast as consumed)
+            and seed. loop: replay video files and folders.
+        stall_timeout: seconds without a frame before a source counts as stalled and is reopened;
+            retry_seconds: how long reopening is tried before the demo ends.
+        alpha: overlay opacity. show_mask: start showing the mask instead of the overlay.
+        video_fps: frame rate written into --save (default: the source's, else 30).
+        snapshot_dir: where the s key writes PNGs.
+        on_message: called with each line meant for the user (the URL being served, notes).
+    """
+
+    source: str | FrameSource = "synthetic"
+    backend: str = "auto"
+    device: str | None = None
+    threads: int | None = None
+    baseline: str | os.PathLike[str] | None = None
+    compare: bool = True
+    baseline_duty: float = 0.25
+    headless: bool = False
+    save: Path | None = None
+    serve: int | None = None
+    bind: str = "127.0.0.1"
+    max_frames: int | None = None
+    json_path: Path | None = None
+    frame_size: tuple[int, int] = (640, 480)
+    fps: float | None = None
+    seed: int = 0
+    loop: bool = False
+    stall_timeout: float = 5.0
+    retry_seconds: float = 10.0
+    alpha: float = 0.5
+    show_mask: bool = False
+    video_fps: float | None = None
+    snapshot_dir: Path = field(default_factory=lambda: Path("."))
+    on_message: Callable[[str], None] | None = None
+
+    def check(self) -> None:
+        """InputError (one line) for a value that cannot work."""
+        problems = [
+            (self.max_frames is not None and self.max_frames < 1, "max_frames must be >= 1"),
+            (self.threads is not None and self.threads < 0, "threads must be >= 0"),
+            (not 0.0 <= self.alpha <= 1.0, "alpha must be within 0..1"),
+            (not 0.0 < self.baseline_duty <= 1.0, "baseline_duty must be within (0, 1]"),
+            (self.fps is not None and self.fps <= 0, "fps must be > 0"),
+            (self.video_fps is not None and self.video_fps <= 0, "video_fps must be > 0"),
+            (
+                self.stall_timeout <= 0 or self.retry_seconds < 0,
+                "stall_timeout must be > 0, retry_seconds >= 0",
+            ),
+            (
+                self.serve is not None and not 0 <= self.serve <= 65535,
+                "the serve port must be within 0..65535",
+            ),
+            (min(self.frame_size) < 16, "frame_size must be at least 16x16"),
+        ]
+        for bad, message in problems:
+            if bad:
+                raise InputError(message)
+
+
+@dataclass
+class DemoSummary:
+    """What a demo run measured (also the `--json` file).
+
+    FPS: `fps` is end to end (frames through capture, model and drawing/writing, per second of the
+    run, pauses excluded); `model_fps` is 1000 / mean(pre + infer + post) of the `Segmenter` calls in
+    the same run, `infer_fps` 1000 / mean(infer); `model_fps_isolated` is the same model timed alone
+    on the first frame before the run. `fps_ratio` = fps / model_fps.
+    """
+
+    model: str
+    backend: str
+    precision: str
+    source: str
+    frames: int = 0
+    duration_s: float = 0.0
+    fps: float = 0.0
+    model_fps: float = 0.0
+    infer_fps: float = 0.0
+    model_fps_isolated: float = 0.0
+    fps_ratio: float = 0.0
+    threads: int | None = None
+    stages_ms: dict[str, float] = field(default_factory=dict)
+    latency_ms: float = 0.0  # capture to drawn, mean
+    captured: int = 0
+    dropped: int = 0
+    reopens: int = 0
+    baseline: dict[str, Any] | None = None  # figures vs PyTorch, or None
+    baseline_note: str = ""
+    truth: dict[str, Any] | None = None  # mIoU and pixel accuracy vs ground truth, or None
+    ended: str = ""  # max_frames | source_ended | source_lost | quit | interrupted | stopped
+    video: str | None = None
+    video_frames: int = 0
+    snapshots: list[str] = field(default_factory=list)
+    url: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def lines(self) -> list[str]:
+        """A short human-readable report."""
+        out = [
+            f"{self.frames} frames in {self.duration_s:.1f} s ({self.ended}): {self.fps:.1f} FPS end to end, "
+            f"model {self.model_fps:.1f} FPS (ratio {self.fps_ratio:.2f}), model alone "
+            f"{self.model_fps_isolated:.1f} FPS, dropped {self.dropped}",
+            "stages (ms): " + ", ".join(f"{k} {v:.2f}" for k, v in self.stages_ms.items()),
+        ]
+        b = self.baseline
+        if b and b.get("frames_compared"):
+            out.append(
+                f"vs PyTorch on {b['frames_compared']} frames: pixel agreement {b['pixel_agreement']:.4%}, "
+                f"mIoU {b['miou']:.4f}"
+            )
+        else:
+            out.append(self.baseline_note or "no comparison with PyTorch")
+        if self.truth:
+            out.append(f"vs ground truth on {self.truth['frames']} frames: mIoU {self.truth['miou']:.4f}")
+        if self.video:
+            out.append(f"wrote {self.video} ({self.video_frames} frames)")
+        return out

@@ -1,0 +1,306 @@
+"""The demo's engine: capture, model, drawing and comparison overlapped in threads.
+
+    capture thread   source.read() -> one-frame slot (the newest; live sources drop what is not taken)
+    model thread     slot -> Segmenter (pre, infer, post) -> one-result queue; offers frames to the baseline
+    baseline thread  PyTorch on a sample of frames, low priority, within a CPU budget
+    calling thread   result -> metrics vs truth -> overlay + HUD -> video / browser / window, keys
+
+The model thread never waits on drawing unless drawing is slower than the model (then it waits for the
+one-slot queue: every frame segmented is drawn, and the wait shows as "wait_out" in the stages). The
+window and the keys live in the calling thread, which GUI toolkits require and which also receives
+Ctrl-C: every way of ending (frames done, source ended or lost, q, Ctrl-C, `stop`) writes the summary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import sys
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from edgeseg.demo.baseline import BaselineWorker, resolve_baseline
+from edgeseg.demo.capture import Capture, Frame
+from edgeseg.demo.config import DemoConfig, DemoSummary
+from edgeseg.demo.model import load_segmenter, model_threads, time_alone
+from edgeseg.demo.render import Renderer, VideoSink, Window, display_problem, write_snapshot
+from edgeseg.demo.server import StreamServer
+from edgeseg.demo.sources import FrameSource, open_source
+from edgeseg.demo.stats import StageTimes, hud_lines, live_stats, update_confusion
+from edgeseg.errors import EdgesegError, EdgesegRuntimeError, InputError, first_line
+from edgeseg.metrics import ConfusionMatrix
+
+__all__ = ["run_demo"]
+
+
+class _Demo:
+    def __init__(
+        self, model: Path, config: DemoConfig, stop: threading.Event, seg: Any, capture: Capture
+    ) -> None:
+        self.model, self.config, self.stop, self.seg, self.capture = model, config, stop, seg, capture
+        self.say = config.on_message or (lambda line: print(line, file=sys.stderr))
+        self.times = StageTimes()
+        self.results: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
+        self.k = len(seg.class_names)
+        ignore = seg.manifest.ignore_index if seg.manifest else None
+        self.truth = ConfusionMatrix(self.k, ignore_index=ignore)
+        self.truth_frames = 0
+        self.baseline: BaselineWorker | None = None
+        self.baseline_note = "comparison with PyTorch turned off"
+        self.server: StreamServer | None = None
+        self.sink: VideoSink | None = None
+        self.window: Window | None = None
+        self.renderer = Renderer(self.k, config.alpha, config.show_mask)
+        self.frames = 0
+        self.done_at: deque[float] = deque(maxlen=30)
+        self.latency_ms = 0.0
+        self.paused_s = 0.0
+        self.snapshots: list[str] = []
+        self.threads: int | None = None
+        self.isolated_fps = 0.0
+        self.pending: Frame | None = None  # a frame taken before the run started, processed first
+        self._paused_at = 0.0
+        self._stats: dict[str, Any] = {}
+        self._stats_at = 0.0
+        self.started = self.finished = time.perf_counter()
+
+    # -- model thread ------------------------------------------------------------------------------
+
+    def _put(self, item: tuple[str, Any]) -> None:
+        while not self.stop.is_set():
+            try:
+                return self.results.put(item, timeout=0.1)
+            except queue.Full:
+                continue
+
+    def model_loop(self) -> None:
+        cfg, taken = self.config, 0
+        try:
+            while not self.stop.is_set():
+                if cfg.max_frames is not None and taken >= cfg.max_frames:
+                    return self._put(("end", "max_frames"))
+                t0 = time.perf_counter()
+                frame, self.pending = self.pending or self.capture.next_frame(self.stop), None
+                if frame is None:
+                    if self.capture.error is not None:
+                        raise self.capture.error
+                    return self._put(("end", self.capture.ended or "stopped"))
+                t1 = time.perf_counter()
+                result = self.seg(frame.image)
+                t2 = time.perf_counter()
+                if self.baseline is not None:
+                    self.baseline.offer(frame.image, result.mask, frame.truth)
+                self._put(("frame", (frame, result)))
+                taken += 1
+                self.times.add(
+                    wait_in=(t1 - t0) * 1000,
+                    wait_out=(time.perf_counter() - t2) * 1000,
+                    **{k: result.timings[k] for k in ("pre", "infer", "post", "total")},
+                )
+        except BaseException as exc:
+            self._put(("error", exc))
+
+    # -- calling thread ----------------------------------------------------------------------------
+
+    def consume(self) -> str:
+        """Draw and deliver results until the run ends; returns why it ended."""
+        paused, last = False, None
+        while True:
+            if self.stop.is_set():
+                return "stopped"
+            if paused:
+                key = self.window.show(last, 30) if self.window and last is not None else ""
+                paused, reason = self._key(key, last, paused)
+                if reason:
+                    return reason
+                continue
+            try:
+                kind, payload = self.results.get(timeout=0.1)
+            except queue.Empty:
+                if self.window and last is not None:
+                    paused, reason = self._key(self.window.show(last, 1), last, paused)
+                    if reason:
+                        return reason
+                continue
+            if kind == "end":
+                return str(payload)
+            if kind == "error":
+                if isinstance(payload, (EdgesegError, KeyboardInterrupt)):
+                    raise payload
+                raise EdgesegRuntimeError(f"the demo failed mid-run: {first_line(payload)}") from payload
+            frame, result = payload
+            last = self._deliver(frame, result)
+            if self.window and last is not None:
+                t0 = time.perf_counter()
+                paused, reason = self._key(self.window.show(last, 1), last, paused)
+                self.times.add(display=(time.perf_counter() - t0) * 1000)
+                if reason:
+                    return reason
+
+    def _key(self, key: str, shown: Any, paused: bool) -> tuple[bool, str | None]:
+        if key == "q" or key == "\x1b":
+            return paused, "quit"
+        if key == " ":
+            if paused:
+                self.paused_s += time.perf_counter() - self._paused_at
+            self._paused_at = time.perf_counter()
+            return not paused, None
+        if key == "o":
+            self.renderer.show_mask = not self.renderer.show_mask
+        if key == "s" and shown is not None:
+            stem = f"edgeseg-snapshot-{time.strftime('%Y%m%d-%H%M%S')}-{len(self.snapshots):03d}"
+            path = write_snapshot(shown, self.config.snapshot_dir, stem)
+            self.snapshots.append(str(path))
+            self.say(f"snapshot {path}")
+        return paused, None
+
+    def _deliver(self, frame: Frame, result: Any) -> Any:
+        t0 = time.perf_counter()
+        if frame.truth is not None and frame.truth.shape == result.mask.shape:
+            update_confusion(self.truth, result.mask, frame.truth)
+            self.truth_frames += 1
+        t1 = time.perf_counter()
+        self.frames += 1  # this frame counts in the figures it is drawn with
+        if t1 - self._stats_at >= 0.1 or self.frames == 1:  # 10 Hz is as fast as anyone reads figures
+            self._stats, self._stats_at = self.live_stats(), t1
+            if self.server is not None:
+                self.server.publish_stats(self._stats)
+        stats = self._stats
+        canvas = None
+        streaming = self.server is not None and self.server.wants_frame()
+        if self.sink is not None or self.window is not None or streaming:
+            canvas = self.renderer.draw(frame.image, result.mask, hud_lines(stats))
+        t2 = time.perf_counter()
+        if self.sink is not None:
+            self.sink.write(canvas)
+        t3 = time.perf_counter()
+        if streaming and self.server is not None:
+            self.server.publish_frame(canvas)
+        now = time.perf_counter()
+        self.done_at.append(now)
+        self.finished = now
+        self.latency_ms += (now - frame.captured_at) * 1000
+        self.times.add(
+            truth=(t1 - t0) * 1000, render=(t2 - t1) * 1000, encode=(t3 - t2) * 1000, stream=(now - t3) * 1000
+        )
+        return canvas
+
+    def live_stats(self) -> dict[str, Any]:
+        return live_stats(self)
+
+    def summary(self, ended: str) -> DemoSummary:
+        from edgeseg.demo.stats import build_summary
+
+        return build_summary(self, ended)
+
+
+def run_demo(
+    model: str | os.PathLike[str], config: DemoConfig | None = None, *, stop: threading.Event | None = None
+) -> DemoSummary:
+    """Run the camera demo on `model` (bundle folder, .onnx, .xml, .engine or checkpoint) and return its
+    summary (also written to `config.json_path`). Ends after `max_frames`, when a finite source ends or
+    a lost one is given up, on q, on Ctrl-C, or when `stop` is set (from another thread).
+
+    Raises InputError for a source that cannot be opened, a port in use, no display without
+    `headless`; EdgesegRuntimeError when the model fails mid-run (the video is then discarded).
+    """
+    config = config or DemoConfig()
+    config.check()
+    stop = stop or threading.Event()
+    path = Path(model)
+    if not config.headless and (problem := display_problem()):
+        raise InputError(
+            f"{problem}: add --headless (with --serve PORT to watch in a browser, or --save out.mp4)"
+        )
+    with contextlib.ExitStack() as stack:
+        if isinstance(config.source, FrameSource):
+            source = config.source
+            source.open()
+        else:
+            source = open_source(
+                config.source,
+                frame_size=config.frame_size,
+                fps=config.fps,
+                seed=config.seed,
+                loop=config.loop,
+                stall_timeout=config.stall_timeout,
+            )
+        capture = Capture(source, stall_timeout=config.stall_timeout, retry_seconds=config.retry_seconds)
+        stack.callback(capture.stop)  # also closes the source, unless a read is still blocked in it
+        server = StreamServer(config.serve, config.bind) if config.serve is not None else None
+        if server is not None:
+            stack.callback(server.close)
+        threads = model_threads(config.threads)
+        seg = stack.enter_context(load_segmenter(path, config.backend, config.device, threads))
+        demo = _Demo(path, config, stop, seg, capture)
+        demo.threads, demo.server = threads, server
+        if config.compare:
+            checkpoint, demo.baseline_note = resolve_baseline(config.baseline, seg.manifest, path)
+            if (
+                checkpoint is not None
+                and seg.backend_name == "torch"
+                and Path(checkpoint).resolve() == path.resolve()
+            ):
+                checkpoint, demo.baseline_note = (
+                    None,
+                    "no baseline: the model is the PyTorch checkpoint itself",
+                )
+            if checkpoint is not None:
+                pre = seg.preprocessing
+                demo.baseline = BaselineWorker(
+                    checkpoint,
+                    img_size=(pre.width, pre.height),
+                    num_classes=demo.k,
+                    input_format=seg.input_format,
+                    duty=config.baseline_duty,
+                    limit_threads=seg.backend_name != "torch",
+                )
+                stack.callback(demo.baseline.close)
+        if config.save is not None:
+            demo.sink = VideoSink(Path(config.save), config.video_fps or source.fps or 30.0)
+        if not config.headless:
+            demo.window = Window(f"edgeseg: {path.name}")
+            stack.callback(demo.window.close)
+        return _run(demo)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _run(demo: _Demo) -> DemoSummary:
+    seg, capture = demo.seg, demo.capture
+    seg.warmup(3)
+    capture.start()
+    first = capture.next_frame(demo.stop)
+    if first is None:
+        if capture.error is not None:
+            raise capture.error
+        if demo.stop.is_set():
+            return demo.summary("stopped")
+        raise InputError(f"{capture.source.description} delivered no frame ({capture.ended})")
+    demo.isolated_fps = time_alone(seg, first.image)
+    if demo.baseline is not None:
+        demo.baseline.start()
+    capture.reset_counters()
+    demo.pending = first  # the frame used for timing is also the run's first
+    worker = threading.Thread(target=demo.model_loop, name="edgeseg-model", daemon=True)
+    demo.started = demo.finished = time.perf_counter()
+    if demo.server is not None:
+        demo.server.publish_stats(demo.live_stats())
+        demo.say(f"serving the live view on {demo.server.url}")
+    worker.start()
+    try:
+        ended = demo.consume()
+    except KeyboardInterrupt:
+        ended = "interrupted"
+    except BaseException:
+        demo.stop.set()
+        if demo.sink is not None:
+            demo.sink.discard()
+        raise
+    finally:
+        demo.stop.set()
+        worker.join(timeout=10.0)
+    return demo.summary(ended)

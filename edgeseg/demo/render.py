@@ -1,0 +1,180 @@
+"""What the demo shows and writes: the mask overlay, the HUD, the video file, snapshots, the window."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from edgeseg._io import atomic_open
+from edgeseg.demo._cv import load_cv2
+from edgeseg.errors import EdgesegRuntimeError, InputError
+from edgeseg.plots import class_colors
+
+__all__ = ["VIDEO_FORMATS", "Renderer", "VideoSink", "Window", "display_problem", "write_snapshot"]
+
+VIDEO_FORMATS = {".mp4": "mp4v", ".avi": "MJPG"}  # container -> a codec every OpenCV build can write
+
+
+class Renderer:
+    """Draws class colours over a frame (class 0, usually background, stays uncoloured) or the mask
+    alone, plus HUD text lines in a shaded box at the top left."""
+
+    def __init__(self, num_classes: int, alpha: float = 0.5, show_mask: bool = False) -> None:
+        self.alpha, self.show_mask = float(alpha), show_mask
+        lut = np.full((256, 1, 3), 255, np.uint8)  # ids beyond the classes: white
+        lut[: min(num_classes, 256), 0] = class_colors(min(num_classes, 256))[:, ::-1]  # RGB -> BGR
+        self._lut = lut
+
+    def draw(self, frame: np.ndarray, mask: np.ndarray, hud: list[str]) -> np.ndarray:
+        """A new BGR image: the overlay (or the mask) with the HUD; `frame` is left untouched."""
+        cv = load_cv2()
+        ids = mask if mask.dtype == np.uint8 else np.minimum(mask, 255).astype(np.uint8)
+        colours = cv.LUT(cv.merge([ids, ids, ids]), self._lut)
+        if self.show_mask:
+            out = colours
+        else:
+            blend = cv.addWeighted(frame, 1.0 - self.alpha, colours, self.alpha, 0.0)
+            out = frame.copy()
+            cv.copyTo(blend, (ids > 0).view(np.uint8), out)
+        if hud:
+            self._hud(out, hud)
+        return out
+
+    @staticmethod
+    def _hud(img: np.ndarray, lines: list[str]) -> None:
+        cv = load_cv2()
+        scale = max(0.35, min(0.6, img.shape[0] / 900))
+        step = int(30 * scale) + 4
+        width = max(cv.getTextSize(line, cv.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] for line in lines) + 12
+        box = img[: min(img.shape[0], step * len(lines) + 8), : min(img.shape[1], width)]
+        np.right_shift(box, 1, out=box)  # darken, so the text reads on any background
+        for i, line in enumerate(lines):
+            origin = (6, step * (i + 1))
+            cv.putText(img, line, origin, cv.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv.LINE_AA)
+
+
+class VideoSink:
+    """Writes the rendered stream to `path` (.mp4 or .avi) atomically: frames go to a temporary file
+    beside it, renamed into place by `close()`; `discard()` (or a run without frames) leaves nothing.
+    The size is the first frame's; later frames of another size are resized to it."""
+
+    def __init__(self, path: Path, fps: float) -> None:
+        suffix = path.suffix.lower()
+        if suffix not in VIDEO_FORMATS:
+            raise InputError(f"--save '{path}': use a .mp4 or .avi file name")
+        self.path, self.fps = path, float(fps)
+        self.frames = 0
+        self._writer = None
+        self._size: tuple[int, int] | None = None
+        self._tmp: Path | None = None
+
+    def write(self, img: np.ndarray) -> None:
+        cv = load_cv2()
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # OpenCV picks the container from the name's suffix, so the temporary name keeps it.
+            fd, tmp = tempfile.mkstemp(
+                prefix=f".{self.path.stem}.", suffix=f".partial{self.path.suffix}", dir=self.path.parent
+            )
+            os.close(fd)
+            self._tmp = Path(tmp)
+            self._size = (img.shape[1], img.shape[0])
+            fourcc = cv.VideoWriter_fourcc(*VIDEO_FORMATS[self.path.suffix.lower()])
+            self._writer = cv.VideoWriter(str(self._tmp), fourcc, self.fps, self._size)
+            if not self._writer.isOpened():
+                self.discard()
+                raise EdgesegRuntimeError(f"OpenCV cannot write video '{self.path}' with this build's codecs")
+        if (img.shape[1], img.shape[0]) != self._size:
+            img = cv.resize(img, self._size, interpolation=cv.INTER_AREA)
+        self._writer.write(img)
+        self.frames += 1
+
+    def close(self) -> Path | None:
+        """Finish the file and move it into place; the path, or None if no frame was written."""
+        if self._writer is None or self._tmp is None:
+            return None
+        self._writer.release()
+        self._writer = None
+        if not self.frames:
+            self.discard()
+            return None
+        os.chmod(self._tmp, 0o666 & ~_umask())
+        os.replace(self._tmp, self.path)
+        self._tmp = None
+        return self.path
+
+    def discard(self) -> None:
+        """Drop the partial file."""
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
+            self._tmp = None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_snapshot(img: np.ndarray, folder: Path, stem: str) -> Path:
+    """Write `img` as `folder/<stem>.png` atomically; returns the path."""
+    ok, data = load_cv2().imencode(".png", img)
+    if not ok:
+        raise EdgesegRuntimeError("OpenCV could not encode the snapshot as PNG")
+    path = folder / f"{stem}.png"
+    with atomic_open(path, "wb") as fh:
+        fh.write(data.tobytes())
+    return path
+
+
+def display_problem() -> str | None:
+    """Why no window can be shown here, or None when one can."""
+    cv = load_cv2()
+    gui = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in cv.getBuildInformation().splitlines()
+            if ln.strip().startswith("GUI:")
+        ),
+        "",
+    )
+    if gui.upper() == "NONE":
+        return "this OpenCV build has no GUI (opencv-python-headless?)"
+    if sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
+        return "no display found (DISPLAY is not set)"
+    return None
+
+
+class Window:
+    """An OpenCV window; `show` returns the key pressed (lower-case character) or ""."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        cv = load_cv2()
+        try:
+            cv.namedWindow(title, cv.WINDOW_NORMAL)
+        except cv.error as exc:
+            raise InputError(f"cannot open a window: {str(exc).strip().splitlines()[-1]}") from None
+
+    def show(self, img: np.ndarray, wait_ms: int = 1) -> str:
+        cv = load_cv2()
+        cv.imshow(self.title, img)
+        key = cv.waitKey(wait_ms)
+        closed = cv.getWindowProperty(self.title, cv.WND_PROP_VISIBLE) < 1
+        if closed:
+            return "q"  # the window's close button quits like q
+        return chr(key & 0xFF).lower() if key >= 0 else ""
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            load_cv2().destroyWindow(self.title)
