@@ -45,8 +45,12 @@ def _cell(row: BenchRow, attr: str, fmt: str) -> str:
 
 
 def _reasons(report: BenchmarkReport) -> list[str]:
-    """One line per row that was not measured: its name, status and why."""
-    return [f"{r.name}: {r.status}: {r.reason}" for r in report.rows if r.status != "ok"]
+    """One line per reason a row was not measured, naming the rows it applies to."""
+    grouped: dict[tuple[str, str | None], list[str]] = {}
+    for r in report.rows:
+        if r.status != "ok":
+            grouped.setdefault((r.status, r.reason), []).append(r.name)
+    return [f"{', '.join(names)}: {status}: {reason}" for (status, reason), names in grouped.items()]
 
 
 def render_table(report: BenchmarkReport) -> Any:
@@ -117,20 +121,26 @@ def _plot(report: BenchmarkReport, path: Path) -> None:
     plt = _figure()
     ok = [r for r in report.rows if r.status == "ok" and r.fps]
     use_miou = all(r.miou is not None for r in ok)
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=110)
+    # Colour by runtime, marker by precision, names in the legend: labels beside the points
+    # collide as soon as two artifacts are equally fast.
+    colours = {"pytorch": "black", "onnx": "tab:blue", "openvino": "tab:purple", "tensorrt": "tab:green"}
+    markers = {"fp32": "o", "fp16": "s", "int8": "^"}
     for r in ok:
         y = (r.miou if use_miou else r.agreement) or 0.0
         base = r.name == "pytorch"
         ax.scatter(
-            r.fps, y, s=120 if base else 60, marker="*" if base else "o", color="black" if base else None
+            r.fps,
+            y,
+            s=160 if base else 70,
+            marker="*" if base else markers.get(r.precision, "o"),
+            color=colours.get(r.target, "tab:gray"),
+            label="PyTorch (baseline)" if base else f"{r.name} ({r.fps:.0f} FPS)",
+            zorder=3,
         )
-        ax.annotate(
-            "PyTorch (baseline)" if base else r.name,
-            (r.fps, y),
-            textcoords="offset points",
-            xytext=(6, 4),
-            fontsize=8,
-        )
+        if base:
+            ax.axhline(y, color="black", linewidth=0.8, linestyle="--", alpha=0.5, zorder=1)
+    ax.legend(fontsize=8, loc="best", framealpha=0.9)
     ax.set_xlabel("FPS (whole Segmenter call, p50)")
     ax.set_ylabel("mIoU vs ground truth" if use_miou else "pixel agreement with PyTorch")
     missing = [r.name for r in report.rows if r.status != "ok"]

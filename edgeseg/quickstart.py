@@ -147,12 +147,13 @@ def _render_demo(row: BenchRow, checkpoint: Path, out: Path, config: QuickstartC
         row.path,
         DemoConfig(
             source="synthetic",
+            backend=row.backend or "auto",
+            baseline=checkpoint,
             headless=True,
             max_frames=config.demo_frames,
-            save=str(out / "demo.mp4"),
-            json_path=str(out / "demo.json"),
-            baseline=str(checkpoint),
-            backend=row.backend or "auto",
+            save=out / "demo.mp4",
+            json_path=out / "demo.json",
+            seed=config.seed + 2000,
         ),
     )
-    return summary if isinstance(summary, dict) else summary.to_dict()
+    return summary.to_dict()

@@ -232,3 +232,33 @@ def test_count_macs_and_cpu_peak(monkeypatch: pytest.MonkeyPatch) -> None:
     assert peak.gflops == 4 * 8 * 2 * 2 * 3.0
     monkeypatch.setattr(perf, "_cpuinfo", lambda: {"flags": "avx512f fma avx2", "vendor_id": "AuthenticAMD"})
     assert perf.cpu_peak(ghz=2.0).lanes == 8  # Zen 4 runs 512-bit FMAs as two 256-bit halves
+
+
+def test_quickstart_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A scaled-down quickstart: every step runs and writes its files; a second run into the same
+    folder is refused and leaves it untouched."""
+    pytest.importorskip("cv2")
+    out = tmp_path / "qs"
+    args = ["quickstart", "--out", str(out), "--epochs", "1", "--img-size", "64", "--runs", "2"]
+    assert main([*args, "--targets", "onnx:fp32,tensorrt:int8", "--demo-frames", "12"]) == 0
+    printed = capsys.readouterr().out
+    assert "quickstart finished" in printed and "onnx:fp32" in printed and "demo (" in printed
+    for name in (
+        "train/best.pt",
+        "benchmark.json",
+        "benchmark.csv",
+        "benchmark.md",
+        "benchmark.png",
+        "demo.mp4",
+    ):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    report = json.loads((out / "benchmark.json").read_text())
+    assert [r["name"] for r in report["rows"]] == ["pytorch", "onnx:fp32", "tensorrt:int8"]
+    assert report["rows"][1]["status"] == "ok" and report["rows"][1]["miou"] is not None
+    demo = json.loads((out / "demo.json").read_text())
+    assert demo["frames"] == 12 and demo["video_frames"] == 12 and demo["backend"].startswith("onnxruntime")
+
+    before = sorted(p.name for p in out.iterdir())
+    assert main(args) == 2
+    assert "already holds a quickstart" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == before

@@ -122,8 +122,11 @@ def quickstart(
     print_report(result.report, {})
     if result.demo:
         d = result.demo
+        agree = (d.get("baseline") or {}).get("pixel_agreement")
         typer.echo(
-            f"demo: {d.get('frames')} frames, {d.get('fps', 0):.1f} FPS end to end ({result.files['video']})"
+            f"demo ({d['backend']}, {d['precision']}): {d['frames']} frames at {d['fps']:.1f} FPS end to end"
+            f" (model {d['model_fps']:.1f} FPS)"
+            + (f", pixel agreement with PyTorch {agree:.2%}" if agree is not None else "")
         )
     typer.echo(f"quickstart finished in {result.seconds:.0f} s; everything is in {result.out}:")
     typer.echo(f"  checkpoint {result.checkpoint} (val mIoU {result.train_miou:.4f})")
