@@ -147,8 +147,8 @@ def test_corrupt_onnx_is_an_input_error(exported, tmp_path: Path):
         (tmp_path / name).write_bytes(data)
         with pytest.raises(InputError, match=rf"cannot load ONNX model .*{name}"):
             run_artifact("onnx", tmp_path / name, x)
-    with pytest.raises(InputError, match=r"no parity runner for target 'tensorrt'; available: onnx"):
-        run_artifact("tensorrt", tmp_path / "random.onnx", x)
+    with pytest.raises(InputError, match=r"no parity runner for target 'coreml'; available: onnx"):
+        run_artifact("coreml", tmp_path / "random.onnx", x)
 
 
 def test_corrupt_ir_is_an_input_error(exported, tmp_path: Path):
@@ -204,7 +204,7 @@ def test_overwrite_replaces_a_bundle(exported, tmp_path: Path):
         ({"calib": "/nonexistent/c", "precision": "int8"}, r"--calib folder '/nonexistent/c' does not exist"),
         ({"calib_method": "mse", "precision": "int8"}, r"unknown --calib-method 'mse'"),
         ({"calib_method": "entropy"}, r"--calib and --calib-method apply to --precision int8 only"),
-        ({"target": "tensorrt"}, r"target tensorrt cannot be exported yet"),
+        ({"target": "coreml"}, r"unknown target 'coreml'"),
         ({"img_size": (62, 48)}, r"--img-size 62x48 does not suit .* must divide by 4; e\.g\. 64x48"),
         ({"opset": 12}, r"--opset 12 is not supported; choose 18\.\.23"),
         ({"val_data": "/nonexistent/val"}, r"--val-data folder '/nonexistent/val' does not exist"),
