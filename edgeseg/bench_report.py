@@ -88,6 +88,19 @@ def summary_lines(report: BenchmarkReport) -> list[str]:
         f"CPU peak FP32: {peak['gflops']:.0f} GFLOP/s ({peak['basis']}); "
         f"torch sgemm reaches {meta['sgemm_gflops']:.0f} GFLOP/s here",
     ]
+    eager = meta.get("eager_contiguous_ms_p50")
+    if eager:
+        best = {
+            p: min(
+                (r.model_ms_p50 for r in report.rows[1:] if r.precision == p and r.model_ms_p50), default=None
+            )
+            for p in ("fp32", "int8")
+        }
+        vs = ", ".join(f"best {p.upper()} {eager / ms:.2f}x" for p, ms in best.items() if ms)
+        lines.append(
+            f"plain PyTorch eager (contiguous layout, a user's own model(x)): {eager:.2f} ms"
+            + (f"; against it: {vs}" if vs else "")
+        )
     fp32 = [r.gflops for r in report.rows if r.precision == "fp32" and r.gflops]
     if fp32:
         best = max(fp32)

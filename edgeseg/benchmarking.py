@@ -215,7 +215,7 @@ def benchmark(
                 for m, t in zip(masks, truth, strict=True):
                     cm.update(m, t)
                 row.miou = round(cm.compute().miou, 6)
-        _time_rows(rows, segs, frame, config, say)
+        eager_ms = _time_rows(rows, segs, frame, config, say, _eager_call(ckpt, size))
     finally:
         for seg in segs.values():
             seg.close()
@@ -229,6 +229,9 @@ def benchmark(
             if base.model_ms_p50:
                 row.speedup = round(base.model_ms_p50 / row.model_ms_p50, 3)
     meta = _meta(ckpt_path, size, macs, data_kind, len(images), config)
+    # A user's own loop runs `model(x)` on the default (contiguous) layout; edgeseg's PyTorch row uses
+    # channels-last, which is faster on CPUs. Both are eager PyTorch; the report shows both.
+    meta["eager_contiguous_ms_p50"] = eager_ms
     return BenchmarkReport(rows, meta)
 
 
@@ -366,8 +369,10 @@ def _time_rows(
     frame: np.ndarray,
     config: BenchmarkConfig,
     say: Callable[[str], None],
-) -> None:
-    """Model-alone and whole-call latency of every loaded row, in interleaved rounds."""
+    eager: Callable[[], object] | None = None,
+) -> float | None:
+    """Model-alone and whole-call latency of every loaded row, in interleaved rounds. `eager` (a plain
+    `model(x)` call) is timed in the same rounds; returns its median in ms."""
     from edgeseg.preprocess import prepare_frame
 
     model: dict[str, list[float]] = {n: [] for n in segs}
@@ -382,9 +387,16 @@ def _time_rows(
         for _ in range(config.warmup):
             calls[name]()
             seg(frame)
+    eager_ms: list[float] = []
+    for _ in range(config.warmup if eager else 0):
+        eager()  # type: ignore[misc]
     per_round = max(1, -(-config.runs // config.rounds))
     for r in range(config.rounds):
         say(f"timing round {r + 1}/{config.rounds}")
+        for _ in range(per_round if eager else 0):
+            t0 = time.perf_counter()
+            eager()  # type: ignore[misc]
+            eager_ms.append((time.perf_counter() - t0) * 1000)
         for name, seg in segs.items():
             for _ in range(per_round):
                 t0 = time.perf_counter()
@@ -405,6 +417,21 @@ def _time_rows(
         row.stages_ms = {
             k: round(float(np.mean([t[k] for t in stages[row.name]])), 3) for k in ("pre", "infer", "post")
         }
+    return round(percentile_ms(eager_ms, 50), 3) if eager_ms else None
+
+
+def _eager_call(ckpt: Any, size: tuple[int, int]) -> Callable[[], object]:
+    """A plain `model(x)` on the contiguous layout, batch 1, no grad: the baseline most users measure."""
+    import torch
+
+    model = ckpt.build_model("cpu").to(memory_format=torch.contiguous_format)
+    x = torch.zeros(1, ckpt.model_config.in_channels, size[1], size[0])
+
+    def call() -> object:
+        with torch.inference_mode():
+            return model(x)
+
+    return call
 
 
 def _meta(

@@ -60,6 +60,7 @@ def test_rows_hold_measured_figures(report: tuple[BenchmarkReport, Path, list[st
         assert row.agreement is not None and row.agreement >= 0.999
         assert abs(row.miou_drop or 0) < 1.0
     assert rep.meta["macs"] > 0 and rep.meta["cpu_peak"]["gflops"] > 0 and rep.meta["images"] == 6
+    assert rep.meta["eager_contiguous_ms_p50"] > 0  # the plain model(x) timed in the same rounds
 
 
 def test_report_files(report: tuple[BenchmarkReport, Path, list[str]], tmp_path: Path) -> None:
