@@ -147,7 +147,9 @@ def export_artifact(job: ExportJob) -> Artifact:
             model.set_rt_info(value, [RT_INFO_KEY, key.removeprefix(METADATA_PREFIX)])
         try:
             ov.save_model(model, job.workdir / MODEL_FILE, compress_to_fp16=job.config.precision == "fp16")
-        except (RuntimeError, OSError) as exc:
+        except OSError:
+            raise  # a full disk or unwritable folder: the CLI names the path and what to do
+        except RuntimeError as exc:
             raise EdgesegRuntimeError(f"OpenVINO could not save the IR: {_reason(exc)}") from exc
     finally:
         scratch.unlink(missing_ok=True)

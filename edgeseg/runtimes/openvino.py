@@ -92,12 +92,11 @@ class OpenVINOBackend(Backend):
         if suffix not in _FILE_KINDS:
             raise InputError(f"the openvino backend reads .xml or .onnx files; got '{self.path}'")
         try:
-            if suffix == ".onnx":
-                # The ONNX frontend alone: read_model would also try the TensorFlow frontends on a
-                # damaged file and print their parse errors to stderr.
-                frontend = ov.frontend.FrontEndManager().load_by_framework("onnx")
-                return frontend.convert(frontend.load(str(self.path)))
-            return ov.Core().read_model(self.path)
+            # One frontend per kind (ONNX, IR): read_model would also try the TensorFlow frontends on
+            # a damaged file, and they print parse errors to stderr (a second, confusing error).
+            framework = "onnx" if suffix == ".onnx" else "ir"
+            frontend = ov.frontend.FrontEndManager().load_by_framework(framework)
+            return frontend.convert(frontend.load(str(self.path)))
         except Exception as exc:  # OpenVINO raises RuntimeError and its own GeneralFailure types
             what = _FILE_KINDS[suffix]
             raise InputError(
