@@ -107,8 +107,7 @@ def load_checkpoint(path: str | Path, *, with_train_state: bool = False) -> Chec
         # (what could run code); any other complaint is bytes that are no pickle at all.
         if "GLOBAL" not in str(exc):
             raise InputError(
-                f"cannot read checkpoint '{path}': not a PyTorch file or truncated (re-copy or "
-                "re-train it)"
+                f"cannot read checkpoint '{path}': not a PyTorch file or truncated (re-copy or re-train it)"
             ) from None
         raise InputError(
             f"refusing to load '{path}': it holds pickled Python objects that could run code when "
