@@ -104,14 +104,19 @@ class OpenVINOBackend(Backend):
             ) from None
 
     def _metadata(self, model: Any) -> Manifest | None:
-        info = model.get_rt_info()
-        keys = set(info.keys())
         props: dict[str, str] = {}
-        for section, prefix in _RT_SECTIONS.items():
-            if section in keys:
-                for key, value in info[section].items():
-                    if (prefix + key).startswith(METADATA_PREFIX):
-                        props[prefix + key] = value.astype(str)
+        try:
+            info = model.get_rt_info()
+            keys = set(info.keys())
+            for section, prefix in _RT_SECTIONS.items():
+                if section in keys:
+                    for key, value in info[section].items():
+                        if (prefix + key).startswith(METADATA_PREFIX):
+                            props[prefix + key] = value.astype(str)
+        except (RuntimeError, UnicodeDecodeError) as exc:  # a damaged file: bytes that are not UTF-8
+            raise InputError(
+                f"the edgeseg metadata of '{self.path}' cannot be read (corrupt file?): {short_reason(exc)}"
+            ) from None
         return manifest_from_onnx_metadata(
             props, model_file=self.path.name, where=f"the edgeseg metadata of '{self.path}'"
         )
