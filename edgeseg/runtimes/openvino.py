@@ -134,6 +134,9 @@ class OpenVINOBackend(Backend):
         return config
 
     def _load(self) -> None:
+        from edgeseg._offline import quiet_telemetry
+
+        quiet_telemetry()
         import openvino as ov
 
         core = ov.Core()
