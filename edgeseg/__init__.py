@@ -11,6 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+# No telemetry from the runtimes edgeseg loads (edgeseg._offline): switches they read when they load.
+importlib.import_module("edgeseg._offline").set_env_switches()
+
 # name -> module that defines it; resolved on first attribute access (PEP 562).
 _LAZY = {
     "UNet": "edgeseg.models.unet",

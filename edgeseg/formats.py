@@ -175,6 +175,10 @@ def missing_packages(target: str | Target) -> list[str]:
 def module_version(module: str) -> str:
     """The version an installed package reports; imports it (the one helper here that does), because
     the distribution may be named otherwise than the module (onnxruntime-gpu provides onnxruntime)."""
+    if module in ("openvino", "nncf"):
+        from edgeseg._offline import quiet_telemetry
+
+        quiet_telemetry()  # importing them would otherwise start their usage telemetry
     return str(getattr(importlib.import_module(module), "__version__", "unknown"))
 
 

@@ -217,7 +217,10 @@ class _Reader:
         values = self.get(key, list)
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             raise InputError(f"{self.where} has a wrong type for '{self.prefix}{key}': expected numbers")
-        return tuple(float(v) for v in values)
+        try:
+            return tuple(float(v) for v in values)
+        except OverflowError:  # JSON integers have no size limit; a float does
+            raise InputError(f"{self.where} has an out-of-range number in '{self.prefix}{key}'") from None
 
     def sub(self, key: str) -> _Reader:
         return _Reader(self.get(key, dict), self.where, f"{self.prefix}{key}.")

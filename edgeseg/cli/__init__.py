@@ -36,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in args[:first_cmd] or os.environ.get("EDGESEG_DEBUG") == "1"
     try:
         rv = app(args=args, prog_name="edgeseg", standalone_mode=False)
+        if rv == 130:
+            # Typer turns Ctrl-C into a silent exit code 130 before it reaches the handler below; no
+            # command returns 130 itself, so this is an interrupt and still gets its line.
+            raise KeyboardInterrupt
         return rv if isinstance(rv, int) else 0
     except EdgesegError as exc:
         if debug:

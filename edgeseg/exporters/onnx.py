@@ -94,7 +94,9 @@ def write_onnx(model: torch.nn.Module, path: Path, manifest: Manifest, *, opset:
         raise EdgesegRuntimeError(f"the exported ONNX graph is invalid: {first_line(exc)}") from exc
     try:
         onnx.save_model(proto, str(path))
-    except (OSError, ValueError) as exc:  # disk full, or a graph over protobuf's 2 GB limit
+    except OSError:
+        raise  # a full disk or unwritable folder: the CLI names the path and what to do
+    except ValueError as exc:  # a graph over protobuf's 2 GB limit
         raise EdgesegRuntimeError(f"cannot write '{path}': {first_line(exc)}") from exc
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgeseg._offline import quiet_telemetry
 from edgeseg.errors import EdgesegRuntimeError, InputError, MissingDependencyError
 from edgeseg.exporters import Artifact, ExportJob
 from edgeseg.exporters.onnx import write_onnx
@@ -61,6 +62,7 @@ def quantize_int8(model: Any, job: ExportJob) -> tuple[Any, dict[str, Any]]:
 
 def _drop(model: Any, job: ExportJob) -> float:
     """mIoU drop (points) of an in-memory model, saved as a scratch IR in the bundle folder."""
+    quiet_telemetry()
     import openvino as ov
 
     assert job.meter is not None  # callers check
@@ -125,6 +127,7 @@ def _within_max_drop(
 def export_artifact(job: ExportJob) -> Artifact:
     """Write `model.xml` and `model.bin` into the job's bundle folder (via a scratch ONNX graph)."""
     try:
+        quiet_telemetry()
         import openvino as ov
     except ImportError as exc:
         raise MissingDependencyError("openvino", "openvino", "exporting to OpenVINO") from exc
@@ -147,7 +150,9 @@ def export_artifact(job: ExportJob) -> Artifact:
             model.set_rt_info(value, [RT_INFO_KEY, key.removeprefix(METADATA_PREFIX)])
         try:
             ov.save_model(model, job.workdir / MODEL_FILE, compress_to_fp16=job.config.precision == "fp16")
-        except (RuntimeError, OSError) as exc:
+        except OSError:
+            raise  # a full disk or unwritable folder: the CLI names the path and what to do
+        except RuntimeError as exc:
             raise EdgesegRuntimeError(f"OpenVINO could not save the IR: {_reason(exc)}") from exc
     finally:
         scratch.unlink(missing_ok=True)

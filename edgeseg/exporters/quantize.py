@@ -170,7 +170,14 @@ def ort_reader(calib: CalibrationSet, input_name: str) -> CalibrationDataReader:
 
 
 def nncf_dataset(calib: CalibrationSet) -> Any:
-    """An `nncf.Dataset` over `calib`; items are the input arrays themselves (one-input models)."""
+    """An `nncf.Dataset` over `calib`; items are the input arrays themselves (one-input models).
+
+    The first edgeseg function to import nncf (the others run after it), so it switches off NNCF's
+    usage telemetry first.
+    """
+    from edgeseg._offline import quiet_telemetry
+
+    quiet_telemetry()  # NNCF and OpenVINO would otherwise send usage telemetry
     try:
         import nncf
     except ImportError as exc:

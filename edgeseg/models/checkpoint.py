@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import pickle
 import warnings
-import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,12 +103,22 @@ def load_checkpoint(path: str | Path, *, with_train_state: bool = False) -> Chec
             )  # torch warns about foreign pickle protocols; we refuse them anyway
             payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        # The weights-only unpickler says "GLOBAL" when the file names a Python object to import
+        # (what could run code); any other complaint is bytes that are no pickle at all.
+        if "GLOBAL" not in str(exc):
+            raise InputError(
+                f"cannot read checkpoint '{path}': not a PyTorch file or truncated (re-copy or re-train it)"
+            ) from None
         raise InputError(
             f"refusing to load '{path}': it holds pickled Python objects that could run code when "
             f"loaded; edgeseg reads only its own checkpoints (tensors + JSON). Re-save the weights "
             f"with edgeseg.save_checkpoint from a trusted environment ({first_line(exc)})"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+    except MemoryError:
+        raise
+    # Arbitrary bytes make torch's readers fail in many ways (KeyError on a text file, EOFError on
+    # an empty one, BadZipFile, RuntimeError): all mean the same to the user.
+    except Exception as exc:
         raise InputError(
             f"cannot read checkpoint '{path}': not a PyTorch file or truncated ({first_line(exc)})"
         ) from None

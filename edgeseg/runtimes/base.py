@@ -100,11 +100,22 @@ class Backend(abc.ABC):
             return self
         if not self.path.is_file():
             raise InputError(f"model file '{self.path}' does not exist")
-        self._load()
+        try:
+            self._load()
+        except (EdgesegError, MemoryError):
+            raise
+        except Exception as exc:  # what a runtime raises on a file damaged in a way nobody foresaw
+            raise EdgesegRuntimeError(
+                f"{self.name} could not load '{self.path}' (corrupt file?): {short_reason(exc)}"
+            ) from exc
         try:
             inputs, outputs = self._discover_specs()
-        except BaseException:
+        except BaseException as exc:
             self._close()
+            if isinstance(exc, Exception) and not isinstance(exc, (EdgesegError, MemoryError)):
+                raise EdgesegRuntimeError(
+                    f"{self.name} could not read the inputs and outputs of '{self.path}': {short_reason(exc)}"
+                ) from exc
             raise
         self._inputs, self._outputs = tuple(inputs), tuple(outputs)
         self._state = "loaded"

@@ -92,12 +92,11 @@ class OpenVINOBackend(Backend):
         if suffix not in _FILE_KINDS:
             raise InputError(f"the openvino backend reads .xml or .onnx files; got '{self.path}'")
         try:
-            if suffix == ".onnx":
-                # The ONNX frontend alone: read_model would also try the TensorFlow frontends on a
-                # damaged file and print their parse errors to stderr.
-                frontend = ov.frontend.FrontEndManager().load_by_framework("onnx")
-                return frontend.convert(frontend.load(str(self.path)))
-            return ov.Core().read_model(self.path)
+            # One frontend per kind (ONNX, IR): read_model would also try the TensorFlow frontends on
+            # a damaged file, and they print parse errors to stderr (a second, confusing error).
+            framework = "onnx" if suffix == ".onnx" else "ir"
+            frontend = ov.frontend.FrontEndManager().load_by_framework(framework)
+            return frontend.convert(frontend.load(str(self.path)))
         except Exception as exc:  # OpenVINO raises RuntimeError and its own GeneralFailure types
             what = _FILE_KINDS[suffix]
             raise InputError(
@@ -105,14 +104,19 @@ class OpenVINOBackend(Backend):
             ) from None
 
     def _metadata(self, model: Any) -> Manifest | None:
-        info = model.get_rt_info()
-        keys = set(info.keys())
         props: dict[str, str] = {}
-        for section, prefix in _RT_SECTIONS.items():
-            if section in keys:
-                for key, value in info[section].items():
-                    if (prefix + key).startswith(METADATA_PREFIX):
-                        props[prefix + key] = value.astype(str)
+        try:
+            info = model.get_rt_info()
+            keys = set(info.keys())
+            for section, prefix in _RT_SECTIONS.items():
+                if section in keys:
+                    for key, value in info[section].items():
+                        if (prefix + key).startswith(METADATA_PREFIX):
+                            props[prefix + key] = value.astype(str)
+        except (RuntimeError, UnicodeDecodeError) as exc:  # a damaged file: bytes that are not UTF-8
+            raise InputError(
+                f"the edgeseg metadata of '{self.path}' cannot be read (corrupt file?): {short_reason(exc)}"
+            ) from None
         return manifest_from_onnx_metadata(
             props, model_file=self.path.name, where=f"the edgeseg metadata of '{self.path}'"
         )
@@ -130,6 +134,9 @@ class OpenVINOBackend(Backend):
         return config
 
     def _load(self) -> None:
+        from edgeseg._offline import quiet_telemetry
+
+        quiet_telemetry()
         import openvino as ov
 
         core = ov.Core()
