@@ -17,6 +17,7 @@ from edgeseg.errors import MissingDependencyError
 @functools.cache
 def load_cv2() -> Any:
     """The `cv2` module; MissingDependencyError naming the `demo` extra when it is not installed."""
+    user_level = "OPENCV_LOG_LEVEL" in os.environ
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
     os.environ.setdefault("OPENCV_VIDEOIO_DEBUG", "0")
@@ -24,6 +25,10 @@ def load_cv2() -> Any:
         import cv2 as module
     except ImportError:
         raise MissingDependencyError("opencv-python", "demo", "the camera demo") from None
+    if not user_level:
+        # cv2 may have been imported before us (by the application), when the variable could not
+        # take effect any more; the runtime setting still can.
+        module.utils.logging.setLogLevel(module.utils.logging.LOG_LEVEL_ERROR)
     return module
 
 
