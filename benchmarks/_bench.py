@@ -3,6 +3,7 @@ the import path)."""
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -27,3 +28,16 @@ def random_checkpoint(folder: Path) -> Path:
     model = UNet(3, 4, depth=4, width=16).eval()
     meta = Checkpoint(model.config, ["bg", "a", "b", "c"], Normalization((0.5,) * 3, (0.25,) * 3), (256, 256))
     return save_checkpoint(folder / "model.pt", meta, model)
+
+
+def rss_mb() -> float:
+    """Resident set size in MiB, from /proc (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def open_fds() -> int:
+    """Open file descriptors of this process (Linux)."""
+    return len(os.listdir("/proc/self/fd"))

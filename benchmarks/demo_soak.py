@@ -11,25 +11,14 @@ memory (VmRSS) and open descriptors after a warm-up run, at the end, and the gro
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from pathlib import Path
 
+from _bench import open_fds, rss_mb  # benchmarks/ is on the path when run as a script
+
 from edgeseg.data import parse_img_size
 from edgeseg.demo import DemoConfig, run_demo
-
-
-def rss_mb() -> float:
-    """Resident set size in MiB, from /proc (Linux)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
 def tiny_bundle(folder: Path) -> Path:

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from _bench import open_fds, rss_mb  # benchmarks/ is on the path when run as a script
 
 from edgeseg import Segmenter
 from edgeseg.data import parse_img_size
@@ -28,18 +28,6 @@ from edgeseg.data import parse_img_size
 MAX_RSS_GROWTH_MIB = 20.0
 WARMUP = 200
 REOPENS = 50
-
-
-def rss_mb() -> float:
-    """Resident set size in MiB, from /proc (Linux)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
 def models(folder: Path) -> dict[str, Path]:
