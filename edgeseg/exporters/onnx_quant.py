@@ -70,7 +70,7 @@ def _preprocess(src: Path, dst: Path) -> None:
     quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
 
 
-def to_int8(
+def quantize_qdq(
     src: Path,
     dst: Path,
     calib: CalibrationSet,
@@ -78,20 +78,22 @@ def to_int8(
     input_name: str,
     method: str,
     metadata: dict[str, str],
-    exclude: Sequence[str] = (),
-) -> dict[str, Any]:
-    """Quantize the float graph at `src` to a QDQ INT8 graph at `dst`, calibrated on `calib`.
-
-    `method` is minmax, entropy or percentile; `exclude` names nodes kept in float. Returns what the
-    manifest's `quantization` field records.
-    """
+    activations: str,
+    weights: str,
+    purpose: str,
+    **options: Any,
+) -> None:
+    """ONNX Runtime's static QDQ quantization of the float graph at `src` into `dst`, calibrated on
+    `calib` with `method` (minmax, entropy or percentile); `activations`/`weights` name QuantType
+    members ("QInt8", "QUInt8"); `options` go to `quantize_static` as they are. `purpose` names the
+    step in errors. The graph keeps `metadata` (quantize_static drops metadata_props)."""
     if method not in CALIB_METHODS:
         raise InputError(f"unknown --calib-method '{method}'; choose from {', '.join(CALIB_METHODS)}")
     try:
         import onnx
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     except ImportError as exc:
-        raise MissingDependencyError("onnxruntime", "onnx", "INT8 ONNX export") from exc
+        raise MissingDependencyError("onnxruntime", "onnx", purpose) from exc
     methods = {
         "minmax": CalibrationMethod.MinMax,
         "entropy": CalibrationMethod.Entropy,
@@ -108,25 +110,54 @@ def to_int8(
             str(dst),
             ort_reader(calib, input_name),
             quant_format=QuantFormat.QDQ,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            per_channel=True,
-            op_types_to_quantize=list(INT8_SETTINGS["op_types"]),
-            nodes_to_exclude=list(exclude),
+            activation_type=QuantType[activations],
+            weight_type=QuantType[weights],
             calibrate_method=methods[method],
-            # Explicit, so the manifest's description stays true if ORT's defaults change.
-            extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+            **options,
         )
     except (InputError, MissingDependencyError):
         raise
     except Exception as exc:
-        raise EdgesegRuntimeError(f"INT8 quantization failed: {first_line(exc)}") from exc
+        raise EdgesegRuntimeError(f"{purpose} failed: {first_line(exc)}") from exc
     finally:
         quiet.setLevel(level)
         pre.unlink(missing_ok=True)
     model = onnx.load(str(dst))
-    onnx.helper.set_model_props(model, metadata)  # quantize_static drops metadata_props
+    onnx.helper.set_model_props(model, metadata)
     onnx.save_model(model, str(dst))
+
+
+def to_int8(
+    src: Path,
+    dst: Path,
+    calib: CalibrationSet,
+    *,
+    input_name: str,
+    method: str,
+    metadata: dict[str, str],
+    exclude: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Quantize the float graph at `src` to a QDQ INT8 graph at `dst`, calibrated on `calib`.
+
+    `method` is minmax, entropy or percentile; `exclude` names nodes kept in float. Returns what the
+    manifest's `quantization` field records.
+    """
+    quantize_qdq(
+        src,
+        dst,
+        calib,
+        input_name=input_name,
+        method=method,
+        metadata=metadata,
+        activations="QUInt8",
+        weights="QInt8",
+        purpose="INT8 quantization",
+        per_channel=True,
+        op_types_to_quantize=list(INT8_SETTINGS["op_types"]),
+        nodes_to_exclude=list(exclude),
+        # Explicit, so the manifest's description stays true if ORT's defaults change.
+        extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+    )
     return {
         "method": "onnxruntime static QDQ",
         "calibration_method": method,

@@ -20,14 +20,12 @@ ONNX Runtime's CPU provider (QDQ and fp16 kernels), which is how its accuracy is
 
 from __future__ import annotations
 
-import contextlib
-import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgeseg.errors import EdgesegRuntimeError, InputError, MissingDependencyError, first_line
-from edgeseg.exporters.quantize import CALIB_METHODS, CalibrationSet, ort_reader
+from edgeseg.errors import InputError
+from edgeseg.exporters.quantize import CalibrationSet
 
 if TYPE_CHECKING:
     import onnx
@@ -48,18 +46,6 @@ INT8_SETTINGS: dict[str, Any] = {
 }
 
 
-@contextlib.contextmanager
-def _quiet_root_logger() -> Iterator[None]:
-    # quantize_static logs a pre-processing hint at WARNING on every call; the graph is pre-processed.
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
-
-
 def to_engine_int8(
     src: Path,
     dst: Path,
@@ -75,54 +61,31 @@ def to_engine_int8(
     `method` is minmax, entropy or percentile; `exclude` names Conv nodes kept in float (they then
     run in fp32 in the strongly typed engine). Returns what the manifest's `quantization` records.
     """
-    if method not in CALIB_METHODS:
-        raise InputError(f"unknown --calib-method '{method}'; choose from {', '.join(CALIB_METHODS)}")
-    try:
-        import onnx
-        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    except ImportError as exc:
-        raise MissingDependencyError("onnxruntime", "onnx", "INT8 export for TensorRT") from exc
-    from edgeseg.exporters.onnx_quant import _preprocess
+    from edgeseg.exporters.onnx_quant import quantize_qdq
 
-    methods = {
-        "minmax": CalibrationMethod.MinMax,
-        "entropy": CalibrationMethod.Entropy,
-        "percentile": CalibrationMethod.Percentile,
-    }
-    pre = dst.with_name(f".{dst.stem}.pre.onnx")  # beside dst: inside the temporary bundle folder
-    try:
-        _preprocess(src, pre)
-        with _quiet_root_logger():
-            quantize_static(
-                str(pre),
-                str(dst),
-                ort_reader(calib, input_name),
-                quant_format=QuantFormat.QDQ,
-                activation_type=QuantType.QInt8,
-                weight_type=QuantType.QInt8,
-                per_channel=True,
-                op_types_to_quantize=list(QUANTIZED_OPS),
-                nodes_to_exclude=list(exclude),
-                calibrate_method=methods[method],
-                extra_options={
-                    "ActivationSymmetric": True,
-                    "WeightSymmetric": True,
-                    "QuantizeBias": False,
-                    # Explicit: older onnxruntime releases used axis 0 for ConvTranspose too.
-                    "QDQOpTypePerChannelSupportToAxis": dict(_WEIGHT_AXIS),
-                    # Q/DQ on the inputs of weighted ops only; TensorRT fuses what follows them.
-                    "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS),
-                },
-            )
-    except (InputError, MissingDependencyError):
-        raise
-    except Exception as exc:
-        raise EdgesegRuntimeError(f"INT8 quantization for TensorRT failed: {first_line(exc)}") from exc
-    finally:
-        pre.unlink(missing_ok=True)
-    model = onnx.load(str(dst))
-    onnx.helper.set_model_props(model, metadata)  # quantize_static drops metadata_props
-    onnx.save_model(model, str(dst))
+    quantize_qdq(
+        src,
+        dst,
+        calib,
+        input_name=input_name,
+        method=method,
+        metadata=metadata,
+        activations="QInt8",
+        weights="QInt8",
+        purpose="INT8 quantization for TensorRT",
+        per_channel=True,
+        op_types_to_quantize=list(QUANTIZED_OPS),
+        nodes_to_exclude=list(exclude),
+        extra_options={
+            "ActivationSymmetric": True,
+            "WeightSymmetric": True,
+            "QuantizeBias": False,
+            # Explicit: older onnxruntime releases used axis 0 for ConvTranspose too.
+            "QDQOpTypePerChannelSupportToAxis": dict(_WEIGHT_AXIS),
+            # Q/DQ on the inputs of weighted ops only; TensorRT fuses what follows them.
+            "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS),
+        },
+    )
     return {
         "method": "onnxruntime static QDQ for TensorRT",
         "calibration_method": method,
