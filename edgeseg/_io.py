@@ -25,21 +25,36 @@ def _file_mode() -> int:
 _FILE_MODE = _file_mode()
 
 
+# Temporary files of atomic writes in progress. A Ctrl-C can land inside contextlib's own frames,
+# where the generator below never sees it; the CLI's interrupt handler removes what is left here.
+_PENDING: set[Path] = set()
+
+
+def discard_pending() -> None:
+    """Remove the temporary files of atomic writes that were cut short (e.g. by Ctrl-C)."""
+    for tmp in list(_PENDING):
+        tmp.unlink(missing_ok=True)
+        _PENDING.discard(tmp)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; rename it onto `path` if the block succeeds."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
     tmp_path = Path(tmp)
+    _PENDING.add(tmp_path)
     try:
+        os.close(fd)
         yield tmp_path
         os.chmod(tmp_path, _FILE_MODE)
         os.replace(tmp_path, target)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+    finally:
+        _PENDING.discard(tmp_path)
 
 
 @contextlib.contextmanager

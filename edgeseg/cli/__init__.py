@@ -18,6 +18,7 @@ import typer
 from edgeseg.cli import train, export, engine, predict, info, demo, bench  # noqa: F401
 
 # isort: on
+from edgeseg._io import discard_pending
 from edgeseg.cli._app import app
 from edgeseg.errors import EdgesegError
 
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         _error(exc.format_message().replace("\n", " ") + hint)
         return exit_code
     except KeyboardInterrupt:
+        discard_pending()  # a temporary file the interrupt cut off before its own cleanup could run
         _error("interrupted; files already completed were kept, nothing half-written was left")
         return 130
     except (typer.Abort, EOFError):
