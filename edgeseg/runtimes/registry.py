@@ -184,7 +184,8 @@ def resolve_backend(backend: str, kind: str, target: str | None = None) -> str:
         if not candidates:
             raise InputError(f"no backend is registered for {kind} models")
         last = _REGISTRY[candidates[-1]]  # the most widely installable one names its extra
-        raise MissingDependencyError(last.missing()[0], last.extra, f"running {kind} models")
+        what = f"running {target} bundles" if target is not None else f"running {kind} models"
+        raise MissingDependencyError(last.missing()[0], last.extra, what)
     entry = backend_entry(backend)
     if kind not in entry.kinds:
         runners = [e.name for e in _REGISTRY.values() if kind in e.kinds]
