@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,137 +21,31 @@ from edgeseg.evaluate import confusion_on, to_input
 from edgeseg.losses import DiceCELoss
 from edgeseg.metrics import ConfusionMatrix
 from edgeseg.models.checkpoint import Checkpoint, Normalization, load_checkpoint, save_checkpoint
-from edgeseg.models.unet import UNet, UNetConfig, round_to_stride
+from edgeseg.models.unet import UNet, UNetConfig
+from edgeseg.train_setup import (  # re-exported: the public names of a training run
+    SYNTHETIC_SIZE,
+    TrainConfig,
+    TrainResult,
+    build_datasets,
+    check_img_size,
+    next_free_dir,
+    prepare_run_dir,
+    resolve_device,
+)
 
-SYNTHETIC_SIZE = (128, 128)
-
-
-@dataclass
-class TrainConfig:
-    """Every training option; `edgeseg train` flags map one to one onto these fields."""
-
-    data: str | None = None  # dataset folder; None = the built-in synthetic dataset
-    val_data: str | None = None  # None = a seeded split of `data`
-    classes: int | None = None  # None = classes.txt or the largest mask id + 1
-    img_size: tuple[int, int] | None = None  # (width, height); None = the data's own size
-    epochs: int = 8
-    batch_size: int = 16
-    lr: float = 3e-3
-    weight_decay: float = 1e-4
-    warmup_fraction: float = 0.05
-    ignore_index: int | None = None
-    depth: int = 4
-    width: int = 16
-    upsample: str = "transpose"
-    val_fraction: float = 0.2
-    synthetic_train: int = 320
-    synthetic_val: int = 128
-    augment: bool = True
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True  # mixed precision, CUDA only
-    workers: int = 0
-    out: str | None = None  # None = runs/train, or runs/train2, ... if that already holds a run
-    exist_ok: bool = False
-    resume: str | None = None
-    quiet: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["img_size"] = list(self.img_size) if self.img_size else None
-        return d
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        names = {f.name for f in fields(cls)}
-        kwargs = {k: v for k, v in data.items() if k in names}
-        if kwargs.get("img_size"):
-            kwargs["img_size"] = tuple(kwargs["img_size"])
-        return cls(**kwargs)
-
-
-@dataclass
-class TrainResult:
-    run_dir: Path
-    best_checkpoint: Path
-    last_checkpoint: Path
-    best_miou: float
-    best_epoch: int
-    history: list[dict[str, Any]] = field(default_factory=list)
-    seconds: float = 0.0
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"--device {device} was asked for but no CUDA device is available; use --device cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError:
-        raise InputError(f"unknown --device '{device}'; use auto, cpu or cuda[:N]") from None
-
-
-def build_datasets(cfg: TrainConfig) -> tuple[Any, Any, dict[str, Any]]:
-    """Train and val views (train augmented) plus what the checkpoint must record about the data."""
-    from edgeseg.data import Augment, DatasetView, FolderDataset, SyntheticDataset, split_indices
-
-    stride = 2**cfg.depth
-    if cfg.data is None:
-        if cfg.val_data is not None:
-            raise InputError("--val-data needs --data (the synthetic dataset makes its own val split)")
-        if cfg.classes is not None or cfg.ignore_index is not None:
-            raise InputError(
-                "--classes and --ignore-index describe a --data folder; the built-in synthetic dataset "
-                "has its own 4 classes and no unlabelled pixels"
-            )
-        size = cfg.img_size or SYNTHETIC_SIZE
-        check_img_size(size, stride)
-        base = SyntheticDataset(cfg.synthetic_train + cfg.synthetic_val, img_size=size, seed=cfg.seed)
-        train_idx = list(range(cfg.synthetic_train))
-        val_idx = list(range(cfg.synthetic_train, len(base)))
-        val_base = base
-    else:
-        base = FolderDataset(
-            cfg.data, img_size=cfg.img_size, num_classes=cfg.classes, ignore_index=cfg.ignore_index
-        )
-        check_img_size(base.img_size, stride, given=cfg.img_size is not None)
-        if cfg.val_data is not None:
-            val_base = FolderDataset(
-                cfg.val_data,
-                img_size=base.img_size,
-                num_classes=base.num_classes,
-                ignore_index=cfg.ignore_index,
-                channels=base.channels,
-                class_names=base.class_names,
-            )
-            train_idx, val_idx = list(range(len(base))), list(range(len(val_base)))
-        else:
-            val_base = base
-            train_idx, val_idx = split_indices(len(base), cfg.val_fraction, cfg.seed)
-    augment = Augment() if cfg.augment else None
-    train = DatasetView(base, train_idx, transform=augment, seed=cfg.seed)
-    val = DatasetView(val_base, val_idx, transform=None, seed=cfg.seed)
-    info = {
-        "class_names": list(base.class_names),
-        "num_classes": base.num_classes,
-        "channels": base.channels,
-        "img_size": tuple(base.img_size),
-        "ignore_index": base.ignore_index,
-        "binary_255": bool(getattr(base, "binary_255", False)),
-    }
-    return train, val, info
-
-
-def check_img_size(size: tuple[int, int], stride: int, *, given: bool = True) -> None:
-    w, h = size
-    if w % stride or h % stride:
-        hint = f"{round_to_stride(w, stride)}x{round_to_stride(h, stride)}"
-        what = "--img-size" if given else "the images' own size"
-        raise InputError(
-            f"{what} {w}x{h} does not divide by 2**depth = {stride}; pass --img-size {hint} "
-            f"(or a smaller --depth)"
-        )
+__all__ = [
+    "SYNTHETIC_SIZE",
+    "TrainConfig",
+    "TrainResult",
+    "build_datasets",
+    "check_img_size",
+    "cosine_with_warmup",
+    "next_free_dir",
+    "prepare_run_dir",
+    "resolve_device",
+    "train",
+    "train_step",
+]
 
 
 def cosine_with_warmup(total_steps: int, warmup_steps: int, floor: float = 0.01):  # type: ignore[no-untyped-def]
@@ -186,38 +79,6 @@ def train_step(
         loss.backward()
         optimizer.step()
     return loss.detach()
-
-
-def prepare_run_dir(cfg: TrainConfig) -> Path:
-    if cfg.out is None:
-        return next_free_dir(Path("runs/train"))
-    out = Path(cfg.out)
-    if cfg.resume is None and not cfg.exist_ok and any((out / n).exists() for n in ("best.pt", "last.pt")):
-        raise InputError(
-            f"run folder '{out}' already holds checkpoints; pass another --out, --exist-ok to "
-            f"overwrite, or --resume {out / 'last.pt'} to continue"
-        )
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out '{out}' exists and is not a folder")
-    # Fail before training, not at the first checkpoint: the nearest existing ancestor must be a
-    # writable folder (the run folder itself is created only when there is something to write).
-    parent = out
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise InputError(
-            f"cannot create run folder '{out}': '{parent}' is not a writable folder; choose another --out"
-        )
-    return out
-
-
-def next_free_dir(base: Path) -> Path:
-    """`base`, or `base2`, `base3`, ... : the first that holds no checkpoints."""
-    candidate, n = base, 1
-    while any((candidate / f).exists() for f in ("best.pt", "last.pt")):
-        n += 1
-        candidate = base.with_name(f"{base.name}{n}")
-    return candidate
 
 
 def train(config: TrainConfig | None = None, **overrides: Any) -> TrainResult:
