@@ -3,13 +3,16 @@ the import path)."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from edgeseg.models.checkpoint import Checkpoint, Normalization, save_checkpoint
+from edgeseg import perf
+from edgeseg.models.checkpoint import Checkpoint, Normalization, load_checkpoint, save_checkpoint
 from edgeseg.models.unet import UNet
 
 
@@ -31,13 +34,27 @@ def random_checkpoint(folder: Path) -> Path:
 
 
 def rss_mb() -> float:
-    """Resident set size in MiB, from /proc (Linux)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
+    """Resident set size in MiB (edgeseg.perf reads it in MB)."""
+    mb = perf.rss_mb()
+    if mb is None:
+        raise RuntimeError("resident memory cannot be read here (no /proc)")
+    return mb * 1e6 / 2**20
 
 
 def open_fds() -> int:
     """Open file descriptors of this process (Linux)."""
     return len(os.listdir("/proc/self/fd"))
+
+
+def latency_setup(description: str, prefix: str) -> tuple[argparse.Namespace, Path, Path, Checkpoint]:
+    """The command line shared by the latency scripts ([CKPT] --size --runs --rounds): returns the
+    arguments, a scratch folder, the checkpoint's path (a random one without CKPT) and its contents."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("checkpoint", nargs="?")
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    ckpt_path = Path(args.checkpoint) if args.checkpoint else random_checkpoint(tmp)
+    return args, tmp, ckpt_path, load_checkpoint(ckpt_path)

@@ -13,20 +13,16 @@ weights; accuracy is what `edgeseg export --val-data` reports).
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import statistics
-import tempfile
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
-from _bench import random_checkpoint, timed  # benchmarks/ is on the path when run as a script
+from _bench import latency_setup, timed  # benchmarks/ is on the path when run as a script
 
 from edgeseg.exporters import ExportConfig, export
-from edgeseg.models.checkpoint import load_checkpoint
 from edgeseg.runtimes import create_backend
 
 # (target, backend, model file, files whose bytes make up the model)
@@ -38,15 +34,7 @@ PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("checkpoint", nargs="?")
-    ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--runs", type=int, default=30)
-    ap.add_argument("--rounds", type=int, default=3)
-    args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="edgeseg-quant-"))
-    ckpt_path = Path(args.checkpoint) if args.checkpoint else random_checkpoint(tmp)
-    ckpt = load_checkpoint(ckpt_path)
+    args, tmp, ckpt_path, ckpt = latency_setup(__doc__.splitlines()[0], "edgeseg-quant-")
     size = (args.size, args.size)
     x = np.random.default_rng(0).standard_normal((1, ckpt.model_config.in_channels, *size[::-1]), np.float32)
 

@@ -15,31 +15,19 @@ weights).
 
 from __future__ import annotations
 
-import argparse
 import statistics
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import torch
-from _bench import random_checkpoint, timed  # benchmarks/ is on the path when run as a script
+from _bench import latency_setup, timed  # benchmarks/ is on the path when run as a script
 
 from edgeseg.exporters import ExportConfig, export
-from edgeseg.models.checkpoint import load_checkpoint
 from edgeseg.runtimes import create_backend
 from edgeseg.segmenter import Segmenter
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("checkpoint", nargs="?")
-    ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--runs", type=int, default=30)
-    ap.add_argument("--rounds", type=int, default=3)
-    args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="edgeseg-speed-"))
-    ckpt_path = Path(args.checkpoint) if args.checkpoint else random_checkpoint(tmp)
-    ckpt = load_checkpoint(ckpt_path)
+    args, tmp, ckpt_path, ckpt = latency_setup(__doc__.splitlines()[0], "edgeseg-speed-")
     size = (args.size, args.size)
     bundles = {
         t: export(ckpt_path, ExportConfig(target=t, img_size=size, out=str(tmp / t), parity_images=2)).bundle

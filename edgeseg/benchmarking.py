@@ -18,7 +18,7 @@ import datetime as _dt
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -183,14 +183,18 @@ def benchmark(
         torch.set_num_threads(config.threads)
 
     images, truth, data_kind = _eval_set(ckpt, size, config, dataset)
-    macs = count_macs(ckpt.build_model("cpu"), size, ckpt.model_config.in_channels)
+    # A user's own loop runs `model(x)` on the default (contiguous) layout; edgeseg's PyTorch row uses
+    # channels-last, which is faster on CPUs. Both are eager PyTorch; the report times both. The MACs
+    # are counted on the same module.
+    eager = ckpt.build_model("cpu").to(memory_format=torch.contiguous_format)
+    macs = count_macs(eager, size, ckpt.model_config.in_channels)
     rows = [BenchRow("pytorch", "pytorch", "fp32", backend="torch", path=str(ckpt_path))]
     rows[0].size_mb = round(ckpt_path.stat().st_size / 1e6, 2)
     rows += [BenchRow(t, *t.split(":")) for t in targets]
     for row in rows[1:]:
         _export_row(row, ckpt_path, size, config, out / "bundles", say)
 
-    from edgeseg.metrics import ConfusionMatrix
+    from edgeseg.metrics import ConfusionMatrix, mask_agreement
 
     segs: dict[str, Any] = {}
     frame = _frame(ckpt.model_config.in_channels)
@@ -208,14 +212,13 @@ def benchmark(
             if ref_masks is None:
                 ref_masks = masks
             if masks:
-                equal = sum(int((m == r).sum()) for m, r in zip(masks, ref_masks, strict=True))
-                row.agreement = round(equal / sum(m.size for m in masks), 6)
+                row.agreement = round(mask_agreement(np.stack(masks), np.stack(ref_masks)), 6)
             if truth:
                 cm = ConfusionMatrix(len(seg.class_names), ckpt.ignore_index)
                 for m, t in zip(masks, truth, strict=True):
                     cm.update(m, t)
                 row.miou = round(cm.compute().miou, 6)
-        eager_ms = _time_rows(rows, segs, frame, config, say, _eager_call(ckpt, size))
+        eager_ms = _time_rows(rows, segs, frame, config, say, _eager_call(eager, size))
     finally:
         for seg in segs.values():
             seg.close()
@@ -229,9 +232,8 @@ def benchmark(
             if base.model_ms_p50:
                 row.speedup = round(base.model_ms_p50 / row.model_ms_p50, 3)
     meta = _meta(ckpt_path, size, macs, data_kind, len(images), config)
-    # A user's own loop runs `model(x)` on the default (contiguous) layout; edgeseg's PyTorch row uses
-    # channels-last, which is faster on CPUs. Both are eager PyTorch; the report shows both.
     meta["eager_contiguous_ms_p50"] = eager_ms
+    meta["out"] = str(out)
     return BenchmarkReport(rows, meta)
 
 
@@ -369,8 +371,8 @@ def _time_rows(
     frame: np.ndarray,
     config: BenchmarkConfig,
     say: Callable[[str], None],
-    eager: Callable[[], object] | None = None,
-) -> float | None:
+    eager: Callable[[], object],
+) -> float:
     """Model-alone and whole-call latency of every loaded row, in interleaved rounds. `eager` (a plain
     `model(x)` call) is timed in the same rounds; returns its median in ms."""
     from edgeseg.preprocess import prepare_frame
@@ -388,14 +390,14 @@ def _time_rows(
             calls[name]()
             seg(frame)
     eager_ms: list[float] = []
-    for _ in range(config.warmup if eager else 0):
-        eager()  # type: ignore[misc]
+    for _ in range(config.warmup):
+        eager()
     per_round = max(1, -(-config.runs // config.rounds))
     for r in range(config.rounds):
         say(f"timing round {r + 1}/{config.rounds}")
-        for _ in range(per_round if eager else 0):
+        for _ in range(per_round):
             t0 = time.perf_counter()
-            eager()  # type: ignore[misc]
+            eager()
             eager_ms.append((time.perf_counter() - t0) * 1000)
         for name, seg in segs.items():
             for _ in range(per_round):
@@ -417,15 +419,14 @@ def _time_rows(
         row.stages_ms = {
             k: round(float(np.mean([t[k] for t in stages[row.name]])), 3) for k in ("pre", "infer", "post")
         }
-    return round(percentile_ms(eager_ms, 50), 3) if eager_ms else None
+    return round(percentile_ms(eager_ms, 50), 3)
 
 
-def _eager_call(ckpt: Any, size: tuple[int, int]) -> Callable[[], object]:
-    """A plain `model(x)` on the contiguous layout, batch 1, no grad: the baseline most users measure."""
+def _eager_call(model: Any, size: tuple[int, int]) -> Callable[[], object]:
+    """`model(x)` with batch 1, no grad: the baseline most users measure."""
     import torch
 
-    model = ckpt.build_model("cpu").to(memory_format=torch.contiguous_format)
-    x = torch.zeros(1, ckpt.model_config.in_channels, size[1], size[0])
+    x = torch.zeros(1, model.config.in_channels, size[1], size[0])
 
     def call() -> object:
         with torch.inference_mode():
@@ -460,8 +461,3 @@ def _meta(
         "timing": "model: backend.infer on one preprocessed 1xCxHxW input; total: Segmenter call on a "
         f"{FRAME_SIZE[0]}x{FRAME_SIZE[1]} frame (pre + infer + post); rounds interleaved across rows",
     }
-
-
-def with_targets(config: BenchmarkConfig, spec: str | None) -> BenchmarkConfig:
-    """`config` with its targets parsed from a CLI string (validates before any work)."""
-    return replace(config, targets=parse_targets(spec))

@@ -171,9 +171,12 @@ class RssSampler:
         self._thread: threading.Thread | None = None
         self.base = 0.0
         self.peak = 0.0
+        self._readable = False
 
     def __enter__(self) -> RssSampler:
-        self.base = self.peak = rss_mb() or 0.0
+        start = rss_mb()
+        self._readable = start is not None
+        self.base = self.peak = start or 0.0
         self._thread = threading.Thread(target=self._run, name="edgeseg-rss", daemon=True)
         self._thread.start()
         return self
@@ -191,4 +194,4 @@ class RssSampler:
     @property
     def growth_mb(self) -> float | None:
         """Peak minus the level at start, in MB; None where RSS cannot be read."""
-        return None if rss_mb() is None else round(self.peak - self.base, 1)
+        return round(self.peak - self.base, 1) if self._readable else None

@@ -78,8 +78,7 @@ def benchmark(
         cpu_ghz=cpu_ghz,
     )
     report = run_benchmark(checkpoint, config, log=lambda s: typer.echo(s, err=True))
-    folder = Path(config.out) if config.out else checkpoint.parent / "benchmark"
-    paths = write_reports(report, folder)
+    paths = write_reports(report, report.meta["out"])
     if json_path is not None:
         from edgeseg._io import write_json
 

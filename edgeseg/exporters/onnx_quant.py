@@ -28,7 +28,7 @@ from typing import Any
 from edgeseg.errors import EdgesegRuntimeError, InputError, MissingDependencyError, first_line
 from edgeseg.exporters.quantize import CALIB_METHODS, CalibrationSet, ort_reader
 
-__all__ = ["INT8_SETTINGS", "conv_nodes", "to_fp16", "to_int8"]
+__all__ = ["INT8_SETTINGS", "conv_nodes", "quantize_qdq", "to_fp16", "to_int8"]
 
 # What the manifest records about ORT INT8 (besides the calibration set and method).
 INT8_SETTINGS: dict[str, Any] = {
@@ -78,15 +78,21 @@ def quantize_qdq(
     input_name: str,
     method: str,
     metadata: dict[str, str],
+    exclude: Sequence[str],
+    op_types: Sequence[str],
     activations: str,
     weights: str,
+    extra_options: dict[str, Any],
+    label: str,
+    settings: dict[str, Any],
     purpose: str,
-    **options: Any,
-) -> None:
-    """ONNX Runtime's static QDQ quantization of the float graph at `src` into `dst`, calibrated on
-    `calib` with `method` (minmax, entropy or percentile); `activations`/`weights` name QuantType
-    members ("QInt8", "QUInt8"); `options` go to `quantize_static` as they are. `purpose` names the
-    step in errors. The graph keeps `metadata` (quantize_static drops metadata_props)."""
+) -> dict[str, Any]:
+    """ONNX Runtime's static QDQ quantization of the float graph at `src` into `dst`, per channel,
+    calibrated on `calib` with `method` (minmax, entropy or percentile), `op_types` quantized and the
+    `exclude` nodes kept in float; `activations`/`weights` name QuantType members ("QInt8",
+    "QUInt8"). `purpose` names the step in errors. The graph keeps `metadata` (quantize_static drops
+    metadata_props). Returns the manifest's `quantization` record: `label`, the method, `settings`,
+    the float nodes and the calibration set."""
     if method not in CALIB_METHODS:
         raise InputError(f"unknown --calib-method '{method}'; choose from {', '.join(CALIB_METHODS)}")
     try:
@@ -113,7 +119,10 @@ def quantize_qdq(
             activation_type=QuantType[activations],
             weight_type=QuantType[weights],
             calibrate_method=methods[method],
-            **options,
+            per_channel=True,
+            op_types_to_quantize=list(op_types),
+            nodes_to_exclude=list(exclude),
+            extra_options=extra_options,
         )
     except (InputError, MissingDependencyError):
         raise
@@ -125,6 +134,13 @@ def quantize_qdq(
     model = onnx.load(str(dst))
     onnx.helper.set_model_props(model, metadata)
     onnx.save_model(model, str(dst))
+    return {
+        "method": label,
+        "calibration_method": method,
+        **settings,
+        "float_nodes": list(exclude),
+        **calib.to_manifest(),
+    }
 
 
 def to_int8(
@@ -142,26 +158,20 @@ def to_int8(
     `method` is minmax, entropy or percentile; `exclude` names nodes kept in float. Returns what the
     manifest's `quantization` field records.
     """
-    quantize_qdq(
+    return quantize_qdq(
         src,
         dst,
         calib,
         input_name=input_name,
         method=method,
         metadata=metadata,
+        exclude=exclude,
+        op_types=INT8_SETTINGS["op_types"],
         activations="QUInt8",
         weights="QInt8",
-        purpose="INT8 quantization",
-        per_channel=True,
-        op_types_to_quantize=list(INT8_SETTINGS["op_types"]),
-        nodes_to_exclude=list(exclude),
         # Explicit, so the manifest's description stays true if ORT's defaults change.
         extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+        label="onnxruntime static QDQ",
+        settings=INT8_SETTINGS,
+        purpose="INT8 quantization",
     )
-    return {
-        "method": "onnxruntime static QDQ",
-        "calibration_method": method,
-        **INT8_SETTINGS,
-        "float_nodes": list(exclude),
-        **calib.to_manifest(),
-    }

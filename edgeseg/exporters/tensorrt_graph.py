@@ -63,19 +63,17 @@ def to_engine_int8(
     """
     from edgeseg.exporters.onnx_quant import quantize_qdq
 
-    quantize_qdq(
+    return quantize_qdq(
         src,
         dst,
         calib,
         input_name=input_name,
         method=method,
         metadata=metadata,
+        exclude=exclude,
+        op_types=QUANTIZED_OPS,
         activations="QInt8",
         weights="QInt8",
-        purpose="INT8 quantization for TensorRT",
-        per_channel=True,
-        op_types_to_quantize=list(QUANTIZED_OPS),
-        nodes_to_exclude=list(exclude),
         extra_options={
             "ActivationSymmetric": True,
             "WeightSymmetric": True,
@@ -85,14 +83,10 @@ def to_engine_int8(
             # Q/DQ on the inputs of weighted ops only; TensorRT fuses what follows them.
             "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS),
         },
+        label="onnxruntime static QDQ for TensorRT",
+        settings=INT8_SETTINGS,
+        purpose="INT8 quantization for TensorRT",
     )
-    return {
-        "method": "onnxruntime static QDQ for TensorRT",
-        "calibration_method": method,
-        **INT8_SETTINGS,
-        "float_nodes": list(exclude),
-        **calib.to_manifest(),
-    }
 
 
 # ------------------------------------------------------------------------------------ structural check
