@@ -61,17 +61,18 @@ class QuickstartResult:
     seconds: float = 0.0
 
 
+# What marks a folder as holding a quickstart already.
+_MARKERS = ("train/best.pt", "benchmark.json")
+
+
 def _out_dir(config: QuickstartConfig) -> Path:
-    taken = lambda d: (d / "train" / "best.pt").exists() or (d / "benchmark.json").exists()  # noqa: E731
-    if config.out is not None:
-        out = Path(config.out)
-        if taken(out):
-            raise InputError(f"'{out}' already holds a quickstart; choose another --out or remove it")
-        return out
-    out, n = DEFAULT_OUT, 1
-    while taken(out):
-        n += 1
-        out = DEFAULT_OUT.with_name(f"{DEFAULT_OUT.name}{n}")
+    from edgeseg.train_setup import next_free_dir
+
+    if config.out is None:
+        return next_free_dir(DEFAULT_OUT, _MARKERS)
+    out = Path(config.out)
+    if any((out / m).exists() for m in _MARKERS):
+        raise InputError(f"'{out}' already holds a quickstart; choose another --out or remove it")
     return out
 
 

@@ -169,10 +169,10 @@ def prepare_run_dir(cfg: TrainConfig) -> Path:
     return out
 
 
-def next_free_dir(base: Path) -> Path:
-    """`base`, or `base2`, `base3`, ... : the first that holds no checkpoints."""
+def next_free_dir(base: Path, markers: tuple[str, ...] = ("best.pt", "last.pt")) -> Path:
+    """`base`, or `base2`, `base3`, ... : the first that holds none of `markers` (default: checkpoints)."""
     candidate, n = base, 1
-    while any((candidate / f).exists() for f in ("best.pt", "last.pt")):
+    while any((candidate / f).exists() for f in markers):
         n += 1
         candidate = base.with_name(f"{base.name}{n}")
     return candidate
