@@ -100,6 +100,9 @@ def quickstart(
 
     config = config or QuickstartConfig()
     say = log or (lambda _: None)
+    from edgeseg.train_setup import check_img_size
+
+    check_img_size(config.img_size, 2 ** TrainConfig().depth, depth_option=False)  # before any work
     start = time.perf_counter()
     out = _out_dir(config)
     say(f"[1/4] training a U-Net on {config.train_images} synthetic scenes ({config.epochs} epochs)")

@@ -135,14 +135,18 @@ def build_datasets(cfg: TrainConfig) -> tuple[Any, Any, dict[str, Any]]:
     return train, val, info
 
 
-def check_img_size(size: tuple[int, int], stride: int, *, given: bool = True) -> None:
+def check_img_size(
+    size: tuple[int, int], stride: int, *, given: bool = True, depth_option: bool = True
+) -> None:
+    """InputError naming the nearest valid size when `size` does not divide by `stride`;
+    `depth_option` says whether the command has a --depth to suggest too."""
     w, h = size
     if w % stride or h % stride:
         hint = f"{round_to_stride(w, stride)}x{round_to_stride(h, stride)}"
         what = "--img-size" if given else "the images' own size"
         raise InputError(
-            f"{what} {w}x{h} does not divide by 2**depth = {stride}; pass --img-size {hint} "
-            f"(or a smaller --depth)"
+            f"{what} {w}x{h} does not divide by 2**depth = {stride}; pass --img-size {hint}"
+            + (" (or a smaller --depth)" if depth_option else "")
         )
 
 

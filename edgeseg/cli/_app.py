@@ -43,9 +43,9 @@ def write_json_opt(path: Path | None, data: dict[str, Any]) -> None:
         write_json(path, data)
 
 
-def existing_dir(path: Path | None, flag: str) -> None:
+def existing_dir(path: Path | None, flag: str, expected: str = "DIR/images and DIR/masks") -> None:
     if path is not None and not path.is_dir():
-        raise InputError(f"{flag} folder '{path}' does not exist (expected DIR/images and DIR/masks)")
+        raise InputError(f"{flag} folder '{path}' does not exist (expected {expected})")
 
 
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="Also write a machine-readable summary here.")]

@@ -64,7 +64,7 @@ def benchmark(
     from edgeseg.data import parse_img_size
 
     existing_dir(data, "--data")
-    existing_dir(calib, "--calib")
+    existing_dir(calib, "--calib", "a folder of images, or a dataset folder")
     config = BenchmarkConfig(
         targets=parse_targets(targets),
         data=str(data) if data else None,

@@ -53,7 +53,7 @@ def export(
     from edgeseg.exporters import export as run_export
 
     existing_dir(val_data, "--val-data")
-    existing_dir(calib, "--calib")
+    existing_dir(calib, "--calib", "a folder of images, or a dataset folder")
     result = run_export(
         checkpoint,
         ExportConfig(
