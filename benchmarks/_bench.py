@@ -34,7 +34,7 @@ def random_checkpoint(folder: Path) -> Path:
 
 
 def rss_mb() -> float:
-    """Resident set size in MiB (edgeseg.perf reads it in MB)."""
+    """Resident set size in MiB (edgeseg.bench.hardware reads it in MB)."""
     mb = perf.rss_mb()
     if mb is None:
         raise RuntimeError("resident memory cannot be read here (no /proc)")

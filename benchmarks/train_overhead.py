@@ -22,9 +22,9 @@ import torch
 from PIL import Image
 
 from edgeseg.data import SYNTHETIC_CLASSES, FolderDataset, SyntheticDataset, default_normalization
-from edgeseg.losses import DiceCELoss
 from edgeseg.models.unet import UNet
 from edgeseg.training import TrainConfig, train
+from edgeseg.training.losses import DiceCELoss
 
 
 def write_folder(root: Path, n: int, size: int, seed: int) -> Path:

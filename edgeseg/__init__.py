@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from edgeseg._version import __version__
 
 # No telemetry from the runtimes edgeseg loads (edgeseg._offline): switches they read when they load.
 importlib.import_module("edgeseg._offline").set_env_switches()
@@ -22,16 +22,16 @@ _LAZY = {
     "Normalization": "edgeseg.models.checkpoint",
     "load_checkpoint": "edgeseg.models.checkpoint",
     "save_checkpoint": "edgeseg.models.checkpoint",
-    "train": "edgeseg.training",
-    "TrainConfig": "edgeseg.training",
-    "TrainResult": "edgeseg.training",
-    "evaluate_checkpoint": "edgeseg.evaluate",
-    "benchmark": "edgeseg.benchmarking",
-    "BenchmarkConfig": "edgeseg.benchmarking",
+    "train": "edgeseg.training.loop",
+    "TrainConfig": "edgeseg.training.setup",
+    "TrainResult": "edgeseg.training.setup",
+    "evaluate_checkpoint": "edgeseg.evaluation.evaluate",
+    "benchmark": "edgeseg.bench.run",
+    "BenchmarkConfig": "edgeseg.bench.run",
     "Segmenter": "edgeseg.segmenter",
     "SegResult": "edgeseg.segmenter",
-    "ConfusionMatrix": "edgeseg.metrics",
-    "SegMetrics": "edgeseg.metrics",
+    "ConfusionMatrix": "edgeseg.evaluation.metrics",
+    "SegMetrics": "edgeseg.evaluation.metrics",
     "FolderDataset": "edgeseg.data",
     "SyntheticDataset": "edgeseg.data",
 }
@@ -59,14 +59,15 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from edgeseg.benchmarking import BenchmarkConfig, benchmark
+    from edgeseg.bench.run import BenchmarkConfig, benchmark
     from edgeseg.data import FolderDataset, SyntheticDataset
-    from edgeseg.evaluate import evaluate_checkpoint
-    from edgeseg.metrics import ConfusionMatrix, SegMetrics
+    from edgeseg.evaluation.evaluate import evaluate_checkpoint
+    from edgeseg.evaluation.metrics import ConfusionMatrix, SegMetrics
     from edgeseg.models.checkpoint import Checkpoint, Normalization, load_checkpoint, save_checkpoint
     from edgeseg.models.unet import UNet, UNetConfig
     from edgeseg.segmenter import Segmenter, SegResult
-    from edgeseg.training import TrainConfig, TrainResult, train
+    from edgeseg.training.loop import train
+    from edgeseg.training.setup import TrainConfig, TrainResult
 
 
 def __getattr__(name: str) -> Any:

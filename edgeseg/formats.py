@@ -115,7 +115,7 @@ TARGETS: dict[str, Target] = {
             planned=(),
             options=frozenset({"dynamic", "batch"}),
             # Exporting writes and verifies the engine-ready ONNX (on CPU, with ONNX Runtime); the engine
-            # itself is built where TensorRT and the GPU are (see edgeseg.exporters.tensorrt_build).
+            # itself is built where TensorRT and the GPU are (see edgeseg.runtimes.tensorrt.build).
             requires=(*_ONNX_TOOLS, Requirement("onnxruntime", "onnx")),
             backends=("tensorrt",),
             exporter="edgeseg.exporters.tensorrt",

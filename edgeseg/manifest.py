@@ -15,17 +15,16 @@ import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from edgeseg._io import write_json
 from edgeseg.errors import InputError
 
-if TYPE_CHECKING:
-    from edgeseg.models.checkpoint import Checkpoint
-
 __all__ = [
+    "INPUT_NAME",
     "MANIFEST_NAME",
     "METADATA_PREFIX",
+    "OUTPUT_NAME",
     "SCHEMA_VERSION",
     "InputSpec",
     "Manifest",
@@ -38,6 +37,10 @@ __all__ = [
 ]
 
 MANIFEST_NAME = "edgeseg.json"
+# The tensor names of every graph edgeseg writes and of its torch backend (readers take the names a
+# manifest records, so a foreign graph may use others).
+INPUT_NAME = "image"
+OUTPUT_NAME = "logits"
 SCHEMA_VERSION = 1
 METADATA_PREFIX = "edgeseg."  # key prefix in an ONNX file's metadata_props
 
@@ -63,22 +66,6 @@ class InputSpec:
     dtype: str = "float32"
     size_multiple: int = 1
 
-    @classmethod
-    def from_checkpoint(cls, ckpt: Checkpoint, name: str, size_wh: tuple[int, int]) -> InputSpec:
-        """The input of `ckpt`'s network at `size_wh`, with the checkpoint's preprocessing."""
-        cfg, norm = ckpt.model_config, ckpt.normalization
-        return cls(
-            name=name,
-            channels=cfg.in_channels,
-            height=size_wh[1],
-            width=size_wh[0],
-            color_order=norm.color_order,
-            mean=tuple(norm.mean),
-            std=tuple(norm.std),
-            resize=norm.resize,
-            size_multiple=cfg.stride,
-        )
-
 
 @dataclass(frozen=True)
 class OutputSpec:
@@ -94,7 +81,7 @@ class OutputSpec:
 class Manifest:
     """Everything `edgeseg.json` holds. `files` maps each file's name (relative, '/'-separated) to
     its sha256; `dynamic_axes` maps a tensor name to {axis index: axis name}; `parity` is the export's
-    parity report (`edgeseg.parity.ParityReport.to_dict()`)."""
+    parity report (`edgeseg.evaluation.parity.ParityReport.to_dict()`)."""
 
     target: str
     precision: str

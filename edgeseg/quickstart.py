@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeseg.benchmarking import BenchmarkConfig, BenchmarkReport, BenchRow
+from edgeseg.bench.run import BenchmarkConfig, BenchmarkReport, BenchRow
 from edgeseg.errors import InputError
 
 __all__ = ["QuickstartConfig", "QuickstartResult", "quickstart"]
@@ -66,7 +66,7 @@ _MARKERS = ("train/best.pt", "benchmark.json")
 
 
 def _out_dir(config: QuickstartConfig) -> Path:
-    from edgeseg.train_setup import next_free_dir
+    from edgeseg.training.setup import next_free_dir
 
     if config.out is None:
         return next_free_dir(DEFAULT_OUT, _MARKERS)
@@ -93,14 +93,14 @@ def quickstart(
 
     Raises InputError when `config.out` already holds a quickstart (nothing is overwritten).
     """
-    from edgeseg.bench_report import write_reports
-    from edgeseg.benchmarking import benchmark
+    from edgeseg.bench.report import write_reports
+    from edgeseg.bench.run import benchmark
     from edgeseg.data import SyntheticDataset
     from edgeseg.training import TrainConfig, train
 
     config = config or QuickstartConfig()
     say = log or (lambda _: None)
-    from edgeseg.train_setup import check_img_size
+    from edgeseg.training.setup import check_img_size
 
     check_img_size(config.img_size, 2 ** TrainConfig().depth, depth_option=False)  # before any work
     start = time.perf_counter()

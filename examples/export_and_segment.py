@@ -16,9 +16,9 @@ import numpy as np
 
 from edgeseg import Segmenter
 from edgeseg.data import SyntheticDataset, read_image
+from edgeseg.evaluation.metrics import mask_agreement
 from edgeseg.exporters import ExportConfig, export
 from edgeseg.formats import exportable_targets, get_target, missing_packages
-from edgeseg.metrics import mask_agreement
 from edgeseg.runtimes import available_backends
 
 

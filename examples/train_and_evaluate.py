@@ -12,7 +12,7 @@ import numpy as np
 
 from edgeseg import evaluate_checkpoint, load_checkpoint, train
 from edgeseg.data import SyntheticDataset, parse_img_size
-from edgeseg.evaluate import predict_masks
+from edgeseg.evaluation.evaluate import predict_masks
 
 
 def main() -> None:

@@ -37,7 +37,7 @@ from PIL import Image
 
 from edgeseg.cli import main
 from edgeseg.errors import InputError, MissingDependencyError
-from tests.conftest import make_checkpoint, make_dataset
+from tests.helpers import make_checkpoint, make_dataset
 
 TINY_TRAIN = ["--img-size", "32", "--depth", "2", "--width", "4", "--batch-size", "4", "--quiet"]
 

@@ -27,7 +27,7 @@ def test_train_and_evaluate(tmp_path: Path):
 
 def test_export_and_segment(tmp_path: Path):
     pytest.importorskip("onnxruntime", reason="pip install 'edgeseg[onnx]'")
-    from tests.conftest import make_checkpoint
+    from tests.helpers import make_checkpoint
 
     ckpt = make_checkpoint(tmp_path / "tiny.pt")
     out = run([str(EXAMPLES / "export_and_segment.py"), str(ckpt), "--out", str(tmp_path / "x")], tmp_path)
@@ -40,7 +40,7 @@ def test_export_and_segment(tmp_path: Path):
 
 def test_robot_loop(tmp_path: Path):
     pytest.importorskip("cv2", reason="pip install 'edgeseg[demo]'")
-    from tests.conftest import make_checkpoint
+    from tests.helpers import make_checkpoint
 
     ckpt = make_checkpoint(tmp_path / "tiny.pt")
     out = run([str(EXAMPLES / "robot_loop.py"), str(ckpt), "--frames", "6"], tmp_path)

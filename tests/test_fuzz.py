@@ -286,7 +286,7 @@ def bare_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     pytest.importorskip("onnxruntime", reason="pip install 'edgeseg[onnx]'")
     pytest.importorskip("openvino", reason="pip install 'edgeseg[openvino]'")
     from edgeseg.exporters import ExportConfig, export
-    from tests.conftest import make_checkpoint
+    from tests.helpers import make_checkpoint
 
     root = tmp_path_factory.mktemp("models")
     ckpt = make_checkpoint(root / "ckpt.pt")

@@ -144,7 +144,7 @@ def test_onnx_metadata_round_trip():
     props = onnx_metadata(manifest)
     assert all(k.startswith("edgeseg.") and isinstance(v, str) for k, v in props.items())
     assert {"edgeseg.input", "edgeseg.class_names", "edgeseg.schema_version"} <= set(props)
-    assert not {"edgeseg.files", "edgeseg.parity", "edgeseg.tools"} & set(props)
+    assert not {"edgeseg.files", "edgeseg.evaluation.parity", "edgeseg.tools"} & set(props)
     back = manifest_from_onnx_metadata({**props, "producer": "x"}, model_file="model.onnx")
     assert back is not None
     assert back == make_manifest(tools={}, parity=None)

@@ -2,7 +2,7 @@
 
 - No unpickling of untrusted files: the source never calls pickle/marshal loaders, `torch.load` always
   passes `weights_only=True`, `np.load` never allows pickles. That a checkpoint holding pickled objects
-  is refused is tested in tests/test_checkpoint.py (`test_pickled_code_is_refused`,
+  is refused is tested in tests/models/test_checkpoint.py (`test_pickled_code_is_refused`,
   `test_plain_pickle_refused`) and in the catalogue (tests/test_bad_inputs.py, `*-pickled-checkpoint`).
 - No shell: no `shell=True`, `os.system`, `os.popen`, and no `eval`/`exec` builtins.
 - The demo server binds to 127.0.0.1 by default, serves only its own routes (404 for anything else,
@@ -185,7 +185,7 @@ _GUARD = textwrap.dedent(
     import numpy as np
     from edgeseg import Segmenter
     from edgeseg.exporters import ExportConfig, export
-    from tests.conftest import make_checkpoint
+    from tests.helpers import make_checkpoint
 
     work = Path(sys.argv[1])
     ckpt = make_checkpoint(work / "ckpt.pt")

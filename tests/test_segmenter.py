@@ -23,7 +23,7 @@ from edgeseg.data.synthetic import render_scene
 from edgeseg.errors import EdgesegRuntimeError, InputError
 from edgeseg.exporters import ExportConfig, export
 from edgeseg.segmenter import Segmenter
-from tests.conftest import make_checkpoint
+from tests.helpers import make_checkpoint
 
 AGREEMENT = 0.999
 SIZES = [(641, 479), (97, 61)]  # (width, height): odd, neither the model's size nor its aspect

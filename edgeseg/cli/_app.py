@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from edgeseg import __version__
+from edgeseg._version import __version__
 from edgeseg.errors import InputError
 
 app = typer.Typer(

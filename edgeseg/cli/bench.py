@@ -10,14 +10,14 @@ import typer
 from edgeseg.cli._app import JsonOpt, app, existing_dir
 
 if TYPE_CHECKING:
-    from edgeseg.benchmarking import BenchmarkReport
+    from edgeseg.bench.run import BenchmarkReport
 
 
 def print_report(report: BenchmarkReport, paths: dict[str, Path]) -> None:
     """The table, how it was measured, and where the files are."""
     from rich.console import Console
 
-    from edgeseg.bench_report import render_table, summary_lines
+    from edgeseg.bench.report import render_table, summary_lines
 
     console = Console()
     if not console.is_terminal:  # a file or a pipe: full rows rather than a width nobody chose
@@ -58,9 +58,9 @@ def benchmark(
 ) -> None:
     """Export every target (reusing bundles) and measure each against PyTorch: size, mIoU, agreement,
     latency, FPS, speed-up, GFLOP/s, memory; writes benchmark.json/.csv/.md/.png."""
-    from edgeseg.bench_report import write_reports
-    from edgeseg.benchmarking import BenchmarkConfig, parse_targets
-    from edgeseg.benchmarking import benchmark as run_benchmark
+    from edgeseg.bench.report import write_reports
+    from edgeseg.bench.run import BenchmarkConfig, parse_targets
+    from edgeseg.bench.run import benchmark as run_benchmark
     from edgeseg.data import parse_img_size
 
     existing_dir(data, "--data")
@@ -104,7 +104,7 @@ def quickstart(
 ) -> None:
     """The whole story on built-in data: train a small U-Net, export every target this machine can,
     benchmark them against PyTorch and render a demo video. About five minutes on two CPU cores."""
-    from edgeseg.benchmarking import parse_targets
+    from edgeseg.bench.run import parse_targets
     from edgeseg.data import parse_img_size
     from edgeseg.quickstart import QuickstartConfig
     from edgeseg.quickstart import quickstart as run_quickstart

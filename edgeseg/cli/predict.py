@@ -53,7 +53,7 @@ def predict(
 
     from edgeseg._io import atomic_path
     from edgeseg.data import read_image
-    from edgeseg.plots import colorize
+    from edgeseg.overlay import colorize
     from edgeseg.segmenter import Segmenter
 
     files = _collect_images(images)

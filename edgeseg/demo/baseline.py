@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from edgeseg.errors import InputError
+from edgeseg.evaluation.metrics import ConfusionMatrix
 from edgeseg.manifest import Manifest, sha256_file
-from edgeseg.metrics import ConfusionMatrix
 
 __all__ = ["BaselineWorker", "resolve_baseline"]
 

@@ -32,7 +32,7 @@ from edgeseg.demo.server import StreamServer
 from edgeseg.demo.sources import FrameSource, open_source
 from edgeseg.demo.stats import StageTimes, hud_lines, live_stats, update_confusion
 from edgeseg.errors import EdgesegError, EdgesegRuntimeError, InputError, first_line
-from edgeseg.metrics import ConfusionMatrix
+from edgeseg.evaluation.metrics import ConfusionMatrix
 
 __all__ = ["run_demo"]
 

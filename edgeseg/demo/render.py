@@ -13,7 +13,7 @@ import numpy as np
 from edgeseg._io import atomic_open
 from edgeseg.demo._cv import load_cv2
 from edgeseg.errors import EdgesegRuntimeError, InputError
-from edgeseg.plots import class_colors
+from edgeseg.overlay import class_colors
 
 __all__ = ["VIDEO_FORMATS", "Renderer", "VideoSink", "Window", "display_problem", "write_snapshot"]
 

@@ -13,7 +13,7 @@ import numpy as np
 from edgeseg._io import write_json
 from edgeseg.demo._cv import load_cv2
 from edgeseg.demo.config import DemoSummary
-from edgeseg.metrics import ConfusionMatrix
+from edgeseg.evaluation.metrics import ConfusionMatrix
 
 if TYPE_CHECKING:
     from edgeseg.demo.pipeline import _Demo

@@ -28,14 +28,22 @@ from typing import TYPE_CHECKING, Any
 
 from edgeseg.errors import InputError
 from edgeseg.formats import Target, ensure_packages, module_version, validate_export_options
-from edgeseg.manifest import MANIFEST_NAME, InputSpec, Manifest, OutputSpec, sha256_file, write_manifest
+from edgeseg.manifest import (
+    INPUT_NAME,
+    MANIFEST_NAME,
+    OUTPUT_NAME,
+    Manifest,
+    OutputSpec,
+    sha256_file,
+    write_manifest,
+)
 
 if TYPE_CHECKING:
     import torch
 
+    from edgeseg.evaluation.parity import ParityReport
     from edgeseg.exporters.accuracy import DropMeter
     from edgeseg.models.checkpoint import Checkpoint
-    from edgeseg.parity import ParityReport
 
 __all__ = [
     "INPUT_NAME",
@@ -51,8 +59,6 @@ __all__ = [
 ]
 
 # Tensor names of exported graphs; runtimes read them from the manifest, never from here.
-INPUT_NAME = "image"
-OUTPUT_NAME = "logits"
 # 18 is the oldest opset torch's dynamo exporter writes natively (older ones go through the ONNX
 # version converter); 23 the newest torch 2.13 writes.
 MIN_OPSET, MAX_OPSET = 18, 23
@@ -214,7 +220,7 @@ def _check_destination(dest: Path, overwrite: bool) -> None:
 def _draft_manifest(
     ckpt: Checkpoint, checkpoint: Path, target: Target, config: ExportConfig, size: tuple[int, int]
 ) -> Manifest:
-    from edgeseg import __version__
+    from edgeseg._version import __version__
 
     cfg = ckpt.model_config
     axes = {INPUT_NAME: dict(_AXES), OUTPUT_NAME: dict(_AXES)} if config.dynamic else {}
@@ -223,7 +229,7 @@ def _draft_manifest(
         precision=config.precision,
         model_file="",
         class_names=tuple(ckpt.class_names),
-        input=InputSpec.from_checkpoint(ckpt, INPUT_NAME, size),
+        input=ckpt.input_spec(INPUT_NAME, size),
         output=OutputSpec(name=OUTPUT_NAME, classes=cfg.classes),
         source={"checkpoint": str(checkpoint), "sha256": sha256_file(checkpoint)},
         model={"name": "unet", **cfg.to_dict()},
@@ -238,7 +244,7 @@ def _tools(target: Target, artifact: Artifact) -> dict[str, str]:
     import numpy
     import torch
 
-    from edgeseg import __version__
+    from edgeseg._version import __version__
 
     tools = {"edgeseg": __version__, "python": platform.python_version(), "torch": torch.__version__}
     tools["numpy"] = numpy.__version__
@@ -296,8 +302,8 @@ def export(
     _check_config(config)
     ensure_packages(target)
 
+    from edgeseg.evaluation.parity import measure_parity
     from edgeseg.models.checkpoint import load_checkpoint
-    from edgeseg.parity import measure_parity
 
     ckpt_path = Path(checkpoint)
     ckpt = load_checkpoint(ckpt_path)

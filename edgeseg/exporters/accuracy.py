@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgeseg.errors import EdgesegRuntimeError
-from edgeseg.metrics import ConfusionMatrix
+from edgeseg.evaluation.metrics import ConfusionMatrix
 
 if TYPE_CHECKING:
     import torch
@@ -79,7 +79,7 @@ class DropMeter:
         import torch
 
         from edgeseg.data import normalize
-        from edgeseg.parity import parity_batches
+        from edgeseg.evaluation.parity import parity_batches
 
         norm = ckpt.normalization
         _, _, batches = parity_batches(ckpt, img_size, val_data=val_data, batch_size=1)
@@ -105,7 +105,7 @@ class DropMeter:
 
     def drop(self, artifact: str | os.PathLike[str], count: int | None = None) -> float:
         """Drop in points of the artifact file, run by parity's backend for the target (on CPU)."""
-        from edgeseg.parity import parity_backend
+        from edgeseg.evaluation.parity import parity_backend
 
         with parity_backend(self.target, artifact) as backend:
             inp, out = backend.input_specs[0].name, backend.output_specs[0].name

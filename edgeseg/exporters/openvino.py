@@ -81,8 +81,8 @@ def _within_max_drop(
     """Plain INT8 if it meets --max-drop, else NNCF's accuracy-controlled INT8; raises when neither does."""
     import nncf
 
+    from edgeseg.evaluation.metrics import ConfusionMatrix
     from edgeseg.exporters.accuracy import fail_message
-    from edgeseg.metrics import ConfusionMatrix
 
     meter, max_drop = job.meter, float(job.config.max_drop or 0.0)
     assert meter is not None  # quantize_int8 checks

@@ -3,7 +3,7 @@
 The bundle's model file is `model.onnx`, the engine-ready graph (edgeseg.exporters.tensorrt_graph):
 the portable source of every engine, checked structurally before it is written and verified for
 accuracy on CPU (parity runs the same graph with ONNX Runtime's CPU provider and says so in the
-manifest's `parity.measured_on`). The engine is built by edgeseg.exporters.tensorrt_build where
+manifest's `parity.measured_on`). The engine is built by edgeseg.runtimes.tensorrt.build where
 TensorRT and a CUDA device exist, here at export or later on the device (first load, or
 `edgeseg build-engine BUNDLE`); the manifest's `engine` record holds the profile, the ONNX's sha256
 and, once built, the TensorRT version, GPU, compute capability and CUDA version.
@@ -16,28 +16,13 @@ from typing import Any
 
 from edgeseg.errors import EdgesegRuntimeError, InputError
 from edgeseg.exporters import Artifact, ExportJob
-from edgeseg.manifest import Manifest, onnx_metadata, sha256_file
+from edgeseg.manifest import onnx_metadata, sha256_file
+from edgeseg.runtimes.tensorrt.build import profile_of
 
-__all__ = ["DEFAULT_BATCH", "MEASURED_ON", "MODEL_FILE", "export_artifact", "profile_of"]
+__all__ = ["MEASURED_ON", "MODEL_FILE", "export_artifact"]
 
 MODEL_FILE = "model.onnx"
-DEFAULT_BATCH = 8  # largest batch of a dynamic engine's profile unless --batch says otherwise
 MEASURED_ON = "CPU execution of the same engine-ready ONNX graph (onnxruntime), not the TensorRT engine"
-
-
-def profile_of(manifest: Manifest, batch: int | None = None) -> Any:
-    """The optimisation profile for the input `manifest` describes (static: its one shape)."""
-    from edgeseg.exporters.tensorrt_build import Profile
-
-    inp = manifest.input
-    return Profile.for_input(
-        inp.name,
-        inp.channels,
-        (inp.width, inp.height),
-        inp.size_multiple,
-        bool(manifest.dynamic_axes),
-        batch or DEFAULT_BATCH,
-    )
 
 
 def _engine_ready_graph(job: ExportJob, dest: Path) -> tuple[dict[str, Any] | None, list[str]]:
@@ -87,8 +72,8 @@ def _engine_ready_graph(job: ExportJob, dest: Path) -> tuple[dict[str, Any] | No
 
 def export_artifact(job: ExportJob) -> Artifact:
     """Write the engine-ready `model.onnx` (checked), and the engine when this machine can build one."""
-    from edgeseg.exporters.tensorrt_build import build_engine, engine_unavailable_reason
     from edgeseg.exporters.tensorrt_graph import check_engine_ready
+    from edgeseg.runtimes.tensorrt.build import build_engine, engine_unavailable_reason
 
     config = job.config
     if config.batch is not None and not config.dynamic:

@@ -18,6 +18,7 @@ import torch
 
 from edgeseg._io import atomic_path
 from edgeseg.errors import InputError, first_line
+from edgeseg.manifest import InputSpec
 from edgeseg.models.unet import UNet, UNetConfig
 
 FORMAT = "edgeseg.checkpoint"
@@ -54,7 +55,7 @@ class Checkpoint:
 
     def meta(self) -> dict[str, Any]:
         """The JSON-serialisable description (no tensors)."""
-        from edgeseg import __version__
+        from edgeseg._version import __version__
 
         return {
             "edgeseg_version": __version__,
@@ -65,6 +66,21 @@ class Checkpoint:
             "ignore_index": self.ignore_index,
             "training": self.training,
         }
+
+    def input_spec(self, name: str, size_wh: tuple[int, int]) -> InputSpec:
+        """The input of this checkpoint's network at `size_wh`, with its preprocessing."""
+        cfg, norm = self.model_config, self.normalization
+        return InputSpec(
+            name=name,
+            channels=cfg.in_channels,
+            height=size_wh[1],
+            width=size_wh[0],
+            color_order=norm.color_order,
+            mean=tuple(norm.mean),
+            std=tuple(norm.std),
+            resize=norm.resize,
+            size_multiple=cfg.stride,
+        )
 
     def build_model(self, device: str | torch.device = "cpu") -> UNet:
         """A `UNet` with the checkpoint's weights, in eval mode."""

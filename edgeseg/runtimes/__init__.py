@@ -63,7 +63,7 @@ register_backend(
 # serialized .engine; its package comes from NVIDIA (see edgeseg.errors for what to install).
 register_backend(
     "tensorrt",
-    "edgeseg.runtimes.tensorrt",
+    "edgeseg.runtimes.tensorrt.runner",
     "TensorRTBackend",
     requires=("tensorrt",),
     extra="tensorrt",

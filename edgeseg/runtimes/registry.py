@@ -15,7 +15,7 @@ and installed:
     checkpoint     torch
 
 TensorRT comes first for ONNX because on a machine that has it (a Jetson, a CUDA server) it is the
-fastest; it builds (once) and caches an engine for the graph on that GPU (edgeseg.runtimes.tensorrt).
+fastest; it builds (once) and caches an engine for the graph on that GPU (edgeseg.runtimes.tensorrt.runner).
 """
 
 from __future__ import annotations

@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgeseg.errors import InputError
-from edgeseg.exporters import INPUT_NAME, OUTPUT_NAME
-from edgeseg.manifest import InputSpec, Manifest, OutputSpec
+from edgeseg.manifest import INPUT_NAME, OUTPUT_NAME, Manifest, OutputSpec
 from edgeseg.runtimes.base import Backend, TensorSpec
 
 if TYPE_CHECKING:
@@ -108,7 +107,7 @@ class TorchBackend(Backend):
             precision="fp32",
             model_file=self.path.name,
             class_names=tuple(ckpt.class_names),
-            input=InputSpec.from_checkpoint(ckpt, INPUT_NAME, (width, height)),
+            input=ckpt.input_spec(INPUT_NAME, (width, height)),
             output=OutputSpec(name=OUTPUT_NAME, classes=cfg.classes),
             source={"checkpoint": str(self.path)},
             model=cfg.to_dict(),

@@ -1,0 +1,463 @@
+"""`edgeseg benchmark`: every target and precision side by side with the PyTorch baseline.
+
+For the checkpoint and each requested target:precision the benchmark exports what is missing (an
+existing bundle for the same checkpoint and size is reused), loads it through `Segmenter` exactly as
+an application would, and measures: size, mIoU vs ground truth and its drop vs PyTorch (with
+labelled data), pixel agreement with PyTorch's masks, latency of the model alone and of the whole
+`Segmenter` call, FPS, speed-up vs PyTorch, achieved GFLOP/s and peak memory. A row that cannot be
+measured here keeps its place in the table with the reason (export failed / not available here).
+
+Timing rounds are interleaved across rows, so machine noise (another process, thermal changes)
+hits every row alike and the ratios stay meaningful on a busy laptop. (The module is not called
+`benchmark` because that would shadow the `edgeseg.benchmark` function on the package.)
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from edgeseg.bench.hardware import RssSampler, percentile_ms
+from edgeseg.errors import EdgesegError, InputError, MissingDependencyError, first_line
+from edgeseg.formats import PRECISIONS, TARGETS, get_target, missing_packages
+from edgeseg.runtimes.registry import backend_entry
+
+__all__ = ["BenchRow", "BenchmarkConfig", "BenchmarkReport", "benchmark", "parse_targets"]
+
+FRAME_SIZE = (640, 480)  # the camera-sized frame the whole Segmenter call is timed on
+
+
+class _Labelled(Protocol):
+    def __len__(self) -> int: ...
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def parse_targets(spec: str | Sequence[str] | None) -> tuple[str, ...]:
+    """ "onnx:fp32,openvino:int8" (or "all", or a bare target meaning all its precisions) ->
+    ("onnx:fp32", "openvino:int8"); InputError naming the bad entry."""
+    items = [spec] if isinstance(spec, str) or spec is None else list(spec)
+    parts = [p.strip().lower() for item in items for p in (item or "all").split(",") if p.strip()]
+    out: list[str] = []
+    for part in parts or ["all"]:
+        if part == "all":
+            names = [f"{t.name}:{p}" for t in TARGETS.values() for p in PRECISIONS if p in _known(t.name)]
+        else:
+            name, _, prec = part.partition(":")
+            if name not in TARGETS:
+                raise InputError(f"unknown target '{name}' in --targets; choose from {', '.join(TARGETS)}")
+            precs = [prec] if prec else [p for p in PRECISIONS if p in _known(name)]
+            for p in precs:
+                if p not in PRECISIONS:
+                    choices = "/".join(PRECISIONS)
+                    raise InputError(f"unknown precision '{p}' in --targets '{part}'; use {choices}")
+            names = [f"{name}:{p}" for p in precs]
+        out += [n for n in names if n not in out]
+    return tuple(out)
+
+
+def _known(target: str) -> tuple[str, ...]:
+    t = TARGETS[target]
+    return (*t.precisions, *t.planned)
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """What to benchmark and how.
+
+    Attributes:
+        targets: "target:precision" entries (see `parse_targets`); empty means all.
+        data: a labelled folder (images/ + masks/) for mIoU and agreement; default synthetic frames
+            (agreement only: a model trained elsewhere has no ground truth on them).
+        calib: calibration images for int8 exports (default: the exporter's synthetic set).
+        img_size: (width, height) of exported inputs; default the checkpoint's training size.
+        runs: timed calls per row and per kind (model alone, whole Segmenter call).
+        rounds: the runs are split into this many interleaved rounds.
+        warmup: untimed calls per row before timing.
+        max_images: data images scored per row (the first ones, in file order).
+        out: folder for bundles and reports; default `<checkpoint folder>/benchmark`.
+        threads: CPU threads for the PyTorch baseline (default: torch's own choice).
+        cpu_ghz: the clock for the CPU's peak FP32 rate (default: the clock the OS reports, which
+            on many machines is the base clock, below what the cores reach under load).
+    """
+
+    targets: tuple[str, ...] = ()
+    data: str | None = None
+    calib: str | None = None
+    img_size: tuple[int, int] | None = None
+    runs: int = 30
+    rounds: int = 3
+    warmup: int = 5
+    max_images: int = 64
+    out: str | None = None
+    threads: int | None = None
+    cpu_ghz: float | None = None
+
+
+@dataclass
+class BenchRow:
+    """One line of the table; figures are None when not measured (status other than "ok", or no data)."""
+
+    name: str
+    target: str
+    precision: str
+    backend: str | None = None
+    status: str = "ok"  # "ok" | "export failed" | "not available"
+    reason: str | None = None
+    path: str | None = None
+    size_mb: float | None = None
+    miou: float | None = None
+    miou_drop: float | None = None  # points lost vs PyTorch on the same data
+    agreement: float | None = None  # fraction of pixels whose class equals PyTorch's
+    model_ms_p50: float | None = None
+    model_ms_p95: float | None = None
+    total_ms_p50: float | None = None
+    total_ms_p95: float | None = None
+    stages_ms: dict[str, float] = field(default_factory=dict)  # mean pre/infer/post of the call
+    fps: float | None = None  # whole Segmenter calls per second (p50)
+    speedup: float | None = None  # PyTorch model p50 / this model p50
+    gflops: float | None = None  # model MACs x 2 / model p50
+    peak_mem_mb: float | None = None  # RSS peak above the level before loading
+
+
+@dataclass
+class BenchmarkReport:
+    """The rows (PyTorch first) and what they were measured on."""
+
+    rows: list[BenchRow]
+    meta: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return {"meta": self.meta, "rows": [asdict(r) for r in self.rows]}
+
+    def row(self, name: str) -> BenchRow:
+        """The row called `name` ("pytorch" or "target:precision")."""
+        for r in self.rows:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+
+def benchmark(
+    checkpoint: str | os.PathLike[str],
+    config: BenchmarkConfig | None = None,
+    *,
+    dataset: _Labelled | None = None,
+    log: Callable[[str], None] | None = None,
+) -> BenchmarkReport:
+    """Export (where missing) and measure every requested target against the PyTorch checkpoint.
+
+    `dataset` (anything indexable giving (RGB image, mask) at the model's size) replaces
+    `config.data`, e.g. a SyntheticDataset for a model trained on it. `log` receives progress lines.
+    Raises InputError for bad options or a bad checkpoint/data folder; a target that fails to
+    export or load becomes a row with its reason instead of an error.
+    """
+    import torch
+
+    from edgeseg.bench.hardware import count_macs
+    from edgeseg.models.checkpoint import load_checkpoint
+
+    config = config or BenchmarkConfig()
+    say = log or (lambda _: None)
+    if config.runs < 1 or config.rounds < 1 or config.warmup < 0 or config.max_images < 1:
+        raise InputError("--runs and --max-images must be at least 1 (and rounds/warm-up not negative)")
+    targets = parse_targets(config.targets or None)
+    ckpt_path = Path(checkpoint)
+    ckpt = load_checkpoint(ckpt_path)
+    size = config.img_size or ckpt.img_size
+    stride = ckpt.model_config.stride
+    if size[0] % stride or size[1] % stride:
+        raise InputError(f"--img-size {size[0]}x{size[1]} must divide by {stride} for this model")
+    if config.data and dataset is None and not Path(config.data).is_dir():
+        raise InputError(f"--data folder '{config.data}' does not exist (expected DIR/images and DIR/masks)")
+    out = Path(config.out) if config.out else ckpt_path.parent / "benchmark"
+    if config.threads:
+        torch.set_num_threads(config.threads)
+
+    images, truth, data_kind = _eval_set(ckpt, size, config, dataset)
+    # A user's own loop runs `model(x)` on the default (contiguous) layout; edgeseg's PyTorch row uses
+    # channels-last, which is faster on CPUs. Both are eager PyTorch; the report times both. The MACs
+    # are counted on the same module.
+    eager = ckpt.build_model("cpu").to(memory_format=torch.contiguous_format)
+    macs = count_macs(eager, size, ckpt.model_config.in_channels)
+    rows = [BenchRow("pytorch", "pytorch", "fp32", backend="torch", path=str(ckpt_path))]
+    rows[0].size_mb = round(ckpt_path.stat().st_size / 1e6, 2)
+    rows += [BenchRow(t, *t.split(":")) for t in targets]
+    for row in rows[1:]:
+        _export_row(row, ckpt_path, size, config, out / "bundles", say)
+
+    from edgeseg.evaluation.metrics import ConfusionMatrix, mask_agreement
+
+    segs: dict[str, Any] = {}
+    frame = _frame(ckpt.model_config.in_channels)
+    ref_masks: list[np.ndarray] | None = None
+    try:
+        for row in rows:
+            if row.status != "ok":
+                continue
+            say(f"loading {row.name}")
+            seg = _load_row(row, size)
+            if seg is None:
+                continue
+            segs[row.name] = seg
+            masks = [r.mask for r in seg.predict_batch(images)] if images else []
+            if ref_masks is None:
+                ref_masks = masks
+            if masks:
+                row.agreement = round(mask_agreement(np.stack(masks), np.stack(ref_masks)), 6)
+            if truth:
+                cm = ConfusionMatrix(len(seg.class_names), ckpt.ignore_index)
+                for m, t in zip(masks, truth, strict=True):
+                    cm.update(m, t)
+                row.miou = round(cm.compute().miou, 6)
+        eager_ms = _time_rows(rows, segs, frame, config, say, _eager_call(eager, size))
+    finally:
+        for seg in segs.values():
+            seg.close()
+
+    base = rows[0]
+    for row in rows:
+        if row.miou is not None and base.miou is not None:
+            row.miou_drop = round((base.miou - row.miou) * 100, 3)
+        if row.model_ms_p50:
+            row.gflops = round(2 * macs / row.model_ms_p50 / 1e6, 2)
+            if base.model_ms_p50:
+                row.speedup = round(base.model_ms_p50 / row.model_ms_p50, 3)
+    meta = _meta(ckpt_path, size, macs, data_kind, len(images), config)
+    meta["eager_contiguous_ms_p50"] = eager_ms
+    meta["out"] = str(out)
+    return BenchmarkReport(rows, meta)
+
+
+def _eval_set(
+    ckpt: Any, size: tuple[int, int], config: BenchmarkConfig, dataset: _Labelled | None
+) -> tuple[list[np.ndarray], list[np.ndarray], str]:
+    """RGB images at the model's size, their masks (empty without labels) and a description."""
+    if dataset is None and config.data:
+        from edgeseg.data import FolderDataset
+
+        dataset = FolderDataset(
+            config.data,
+            img_size=size,
+            num_classes=ckpt.model_config.classes,
+            ignore_index=ckpt.ignore_index,
+            channels=ckpt.model_config.in_channels,
+        )
+        kind = f"folder {config.data}"
+    elif dataset is not None:
+        kind = f"{type(dataset).__name__} (ground truth)"
+    else:
+        from edgeseg.data import SyntheticDataset
+
+        synth = SyntheticDataset(min(config.max_images, 16), size, seed=1234)
+        imgs = [_channels(synth[i][0], ckpt.model_config.in_channels) for i in range(len(synth))]
+        return imgs, [], "synthetic frames (agreement with PyTorch only; no ground truth for this model)"
+    n = min(len(dataset), config.max_images)
+    if n == 0:
+        raise InputError(f"the benchmark data ({kind}) holds no images")
+    pairs = [dataset[i] for i in range(n)]
+    return [img for img, _ in pairs], [mask for _, mask in pairs], f"{kind}: {n} images"
+
+
+def _channels(img: np.ndarray, channels: int) -> np.ndarray:
+    if channels == 1 and img.ndim == 3:
+        return img.mean(axis=2).astype(np.uint8)[..., None]
+    return img
+
+
+def _frame(channels: int) -> np.ndarray:
+    """A camera-sized RGB (or gray) frame for the whole-call timing."""
+    from edgeseg.data.synthetic import render_scene
+
+    rgb, _ = render_scene(np.random.default_rng(7), FRAME_SIZE)
+    return _channels(rgb, channels)
+
+
+def _export_row(
+    row: BenchRow,
+    ckpt_path: Path,
+    size: tuple[int, int],
+    config: BenchmarkConfig,
+    bundles: Path,
+    say: Callable[[str], None],
+) -> None:
+    """Find or make the bundle of `row`, or set its status and reason."""
+    target = get_target(row.target)
+    if row.precision not in target.precisions:
+        row.status, row.reason = "not available", f"edgeseg cannot export {target.title} {row.precision} yet"
+        return
+    missing = missing_packages(target)
+    if missing:
+        extras = sorted({r.extra for r in target.requires if r.module in missing})
+        row.status = "not available"
+        row.reason = f"needs {', '.join(missing)} (pip install 'edgeseg[{','.join(extras)}]')"
+        return
+    runtime = backend_entry(target.backends[0])
+    if runtime.missing():
+        # Nothing here could run the bundle, so exporting it would only cost time.
+        err = MissingDependencyError(runtime.missing()[0], runtime.extra, f"the {runtime.name} backend")
+        row.status, row.reason = "not available", first_line(err)
+        return
+    dest = bundles / f"{row.target}-{row.precision}-{size[0]}x{size[1]}"
+    if _reusable(dest, ckpt_path, size):
+        say(f"reusing {dest}")
+        row.path = str(dest)
+        return
+    from edgeseg.exporters import ExportConfig, export
+
+    say(f"exporting {row.name}")
+    cfg = ExportConfig(
+        target=row.target,
+        precision=row.precision,
+        img_size=size,
+        out=str(dest),
+        overwrite=True,
+        calib=config.calib if row.precision == "int8" else None,
+        parity_images=2,
+    )
+    try:
+        row.path = str(export(ckpt_path, cfg).bundle)
+    except Exception as exc:  # a failed target is a row, not the end of the benchmark
+        row.status, row.reason = "export failed", first_line(exc)
+
+
+def _reusable(dest: Path, ckpt_path: Path, size: tuple[int, int]) -> bool:
+    """A bundle at `dest` that was exported from this very checkpoint at this size and is intact."""
+    if not (dest / "edgeseg.json").is_file():
+        return False
+    from edgeseg.manifest import read_manifest, sha256_file
+
+    try:
+        m = read_manifest(dest)
+    except EdgesegError:
+        return False
+    return m.source.get("sha256") == sha256_file(ckpt_path) and (m.input.width, m.input.height) == size
+
+
+def _load_row(row: BenchRow, size: tuple[int, int]) -> Any:
+    from edgeseg.segmenter import Segmenter
+
+    assert row.path is not None
+    # Each row runs on its own target's runtime (an ONNX bundle on ONNX Runtime, not on OpenVINO),
+    # so the row measures what its name says.
+    backend = "torch" if row.name == "pytorch" else get_target(row.target).backends[0]
+    kwargs: dict[str, Any] = {"img_size": size} if row.name == "pytorch" else {}
+    with RssSampler() as mem:
+        try:
+            seg = Segmenter(row.path, backend=backend, input_format="rgb", **kwargs)
+        except Exception as exc:  # a row that cannot load here keeps its place with the reason
+            row.status, row.reason = "not available", first_line(exc)
+            return None
+        seg.warmup(2)
+    row.peak_mem_mb = mem.growth_mb
+    row.backend = seg.backend_name
+    if row.name != "pytorch":
+        files = seg.manifest.files if seg.manifest is not None else {}
+        row.size_mb = round(sum((Path(row.path) / f).stat().st_size for f in files) / 1e6, 2)
+    return seg
+
+
+def _time_rows(
+    rows: list[BenchRow],
+    segs: dict[str, Any],
+    frame: np.ndarray,
+    config: BenchmarkConfig,
+    say: Callable[[str], None],
+    eager: Callable[[], object],
+) -> float:
+    """Model-alone and whole-call latency of every loaded row, in interleaved rounds. `eager` (a plain
+    `model(x)` call) is timed in the same rounds; returns its median in ms."""
+    from edgeseg.preprocess import prepare_frame
+
+    model: dict[str, list[float]] = {n: [] for n in segs}
+    total: dict[str, list[float]] = {n: [] for n in segs}
+    stages: dict[str, list[dict[str, float]]] = {n: [] for n in segs}
+    calls: dict[str, Callable[[], object]] = {}
+    for name, seg in segs.items():
+        pre = seg.preprocessing
+        x, _ = prepare_frame(frame, pre, "rgb")
+        feed = {pre.input_name: x[None]}
+        calls[name] = lambda b=seg.backend, feed=feed: b.infer(feed)
+        for _ in range(config.warmup):
+            calls[name]()
+            seg(frame)
+    eager_ms: list[float] = []
+    for _ in range(config.warmup):
+        eager()
+    per_round = max(1, -(-config.runs // config.rounds))
+    for r in range(config.rounds):
+        say(f"timing round {r + 1}/{config.rounds}")
+        for _ in range(per_round):
+            t0 = time.perf_counter()
+            eager()
+            eager_ms.append((time.perf_counter() - t0) * 1000)
+        for name, seg in segs.items():
+            for _ in range(per_round):
+                t0 = time.perf_counter()
+                calls[name]()
+                model[name].append((time.perf_counter() - t0) * 1000)
+            for _ in range(per_round):
+                res = seg(frame)
+                total[name].append(res.timings["total"])
+                stages[name].append(res.timings)
+    for row in rows:
+        if row.name not in segs:
+            continue
+        row.model_ms_p50 = round(percentile_ms(model[row.name], 50), 3)
+        row.model_ms_p95 = round(percentile_ms(model[row.name], 95), 3)
+        row.total_ms_p50 = round(percentile_ms(total[row.name], 50), 3)
+        row.total_ms_p95 = round(percentile_ms(total[row.name], 95), 3)
+        row.fps = round(1000 / row.total_ms_p50, 2) if row.total_ms_p50 else None
+        row.stages_ms = {
+            k: round(float(np.mean([t[k] for t in stages[row.name]])), 3) for k in ("pre", "infer", "post")
+        }
+    return round(percentile_ms(eager_ms, 50), 3)
+
+
+def _eager_call(model: Any, size: tuple[int, int]) -> Callable[[], object]:
+    """`model(x)` with batch 1, no grad: the baseline most users measure."""
+    import torch
+
+    x = torch.zeros(1, model.config.in_channels, size[1], size[0])
+
+    def call() -> object:
+        with torch.inference_mode():
+            return model(x)
+
+    return call
+
+
+def _meta(
+    ckpt_path: Path, size: tuple[int, int], macs: int, data: str, images: int, config: BenchmarkConfig
+) -> dict[str, Any]:
+    import torch
+
+    from edgeseg._version import __version__
+    from edgeseg.bench.hardware import cpu_peak, sgemm_gflops
+
+    peak = cpu_peak(config.cpu_ghz)
+    return {
+        "edgeseg_version": __version__,
+        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "checkpoint": str(ckpt_path),
+        "img_size": list(size),
+        "frame_size": list(FRAME_SIZE),
+        "data": data,
+        "images": images,
+        "runs": config.runs,
+        "rounds": config.rounds,
+        "macs": macs,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_peak": peak.to_dict(),
+        "sgemm_gflops": round(sgemm_gflops(), 1),
+        "timing": "model: backend.infer on one preprocessed 1xCxHxW input; total: Segmenter call on a "
+        f"{FRAME_SIZE[0]}x{FRAME_SIZE[1]} frame (pre + infer + post); rounds interleaved across rows",
+    }

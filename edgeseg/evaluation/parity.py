@@ -1,0 +1,242 @@
+"""Parity: how closely an exported artifact reproduces the PyTorch model on the same inputs.
+
+Both get the same normalised float32 batches, so the figures measure the artifact alone (graph
+conversion, runtime kernels, precision), not preprocessing. Reported: max and mean |Δlogit|, the
+fraction of pixels whose argmax class agrees, the mIoU of the artifact's masks taken against the
+PyTorch masks, and, with labelled data, the mIoU of both against the ground truth.
+
+`run_artifact` executes an artifact with the runtime backend the format table names first for its
+target (edgeseg.runtimes), on CPU.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgeseg.errors import EdgesegRuntimeError, InputError
+from edgeseg.evaluation.metrics import ConfusionMatrix
+from edgeseg.formats import TARGETS, module_version
+
+if TYPE_CHECKING:
+    import torch
+
+    from edgeseg.models.checkpoint import Checkpoint
+    from edgeseg.runtimes import Backend
+
+__all__ = [
+    "ParityReport",
+    "measure_parity",
+    "parity_backend",
+    "parity_batches",
+    "run_artifact",
+    "runtime_name",
+]
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    """Agreement of an artifact with the PyTorch model. mIoU figures are on a 0..1 scale; the
+    ground-truth ones are None without labelled data."""
+
+    target: str
+    precision: str
+    runtime: str  # what executed the artifact, e.g. "onnxruntime 1.31.1 (CPUExecutionProvider)"
+    inputs: str  # "synthetic (8 images)" or "val_data: PATH (34 images)"
+    images: int
+    img_size: tuple[int, int]  # (width, height) the comparison ran at
+    max_abs_logit_diff: float
+    mean_abs_logit_diff: float
+    pixel_agreement: float
+    miou_vs_pytorch: float
+    miou_pytorch_vs_gt: float | None = None
+    miou_artifact_vs_gt: float | None = None
+    seconds: float = 0.0
+    measured_on: str | None = None  # set when the run stands for another runtime (TensorRT's graph)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["img_size"] = list(self.img_size)
+        # NaN (e.g. every ground-truth pixel ignored) is not valid JSON: store it as null.
+        return {k: None if isinstance(v, float) and v != v else v for k, v in data.items()}
+
+    def summary(self) -> str:
+        """One line for people: the figures that decide whether the artifact can be trusted."""
+        text = (
+            f"parity {self.target}/{self.precision} vs PyTorch on {self.inputs} at "
+            f"{self.img_size[0]}x{self.img_size[1]}: max |Δlogit| {self.max_abs_logit_diff:.2e}, "
+            f"pixel agreement {self.pixel_agreement:.4%}, mIoU vs PyTorch {self.miou_vs_pytorch:.4f}"
+        )
+        if self.miou_pytorch_vs_gt is not None and self.miou_artifact_vs_gt is not None:
+            text += f", mIoU vs truth {self.miou_artifact_vs_gt:.4f} (PyTorch {self.miou_pytorch_vs_gt:.4f})"
+        if self.measured_on:
+            text += f"; measured on the {self.measured_on}"
+        return text
+
+
+def _parity_backend_name(target: str) -> str:
+    from edgeseg.runtimes import registered_backends
+
+    # The first backend the format table lists for a target is its reference runtime.
+    runnable = {t.name: t.reference_backend or t.backends[0] for t in TARGETS.values() if t.backends}
+    runnable = {t: b for t, b in runnable.items() if b in registered_backends()}
+    if target not in runnable:
+        raise InputError(f"no parity runner for target '{target}'; available: {', '.join(runnable)}")
+    return runnable[target]
+
+
+def parity_backend(target: str, path: str | os.PathLike[str]) -> Backend:
+    """The backend parity runs `target`'s artifact with, unloaded: the first backend the format table
+    lists for the target (ONNX Runtime for .onnx, OpenVINO for the IR), on CPU with its defaults
+    (for OpenVINO: f32 for fp32 models, see edgeseg.runtimes.openvino).
+
+    Raises InputError for a target no registered backend runs.
+    """
+    from edgeseg.runtimes import create_backend
+
+    return create_backend(_parity_backend_name(target), path, device="cpu")
+
+
+def runtime_name(target: str) -> str:
+    """What `run_artifact` uses for `target`, with its version, e.g. "openvino 2026.4.1"; a parity
+    report's `runtime` also names the settings the artifact ran with (device, precision)."""
+    from edgeseg.runtimes import get_backend_class
+
+    name = _parity_backend_name(target)
+    return f"{name} {module_version(get_backend_class(name).package).split('-')[0]}"
+
+
+def run_artifact(target: str, path: str | os.PathLike[str], batch: np.ndarray) -> np.ndarray:
+    """Logits of the artifact at `path` for a float32 NCHW `batch`, computed on CPU.
+
+    A graph whose batch size is fixed to 1 is run one image at a time. A file that cannot be loaded
+    raises InputError (corrupt, truncated, missing); a failed run raises EdgesegRuntimeError.
+    """
+    with parity_backend(target, path) as backend:
+        return _logits(backend, np.asarray(batch, dtype=np.float32))
+
+
+def _logits(backend: Backend, batch: np.ndarray) -> np.ndarray:
+    # edgeseg's graphs have one image input and one logits output; their names come from the model.
+    return backend.infer({backend.input_specs[0].name: batch})[backend.output_specs[0].name]
+
+
+def _to_channels(images: np.ndarray, channels: int, color_order: str) -> np.ndarray:
+    """uint8 RGB NHWC -> the model's channels: gray by Pillow's luma (as read_image does), or BGR."""
+    if channels == 1 and images.shape[-1] == 3:
+        from PIL import Image
+
+        return np.stack([np.asarray(Image.fromarray(img).convert("L"))[:, :, None] for img in images])
+    return images[..., ::-1] if color_order.upper() == "BGR" else images
+
+
+def parity_batches(
+    ckpt: Checkpoint,
+    img_size: tuple[int, int],
+    *,
+    val_data: str | os.PathLike[str] | None = None,
+    images: int = 8,
+    batch_size: int = 8,
+) -> tuple[str, int, Iterator[tuple[np.ndarray, np.ndarray | None]]]:
+    """The comparison inputs: (description, count, batches of (uint8 NHWC images, masks or None)).
+
+    With `val_data`: the labelled folder at `img_size` (the checkpoint's classes and ignore id).
+    Without: `images` synthetic scenes, whose masks are not compared (their classes are not the model's).
+    """
+    from edgeseg.data import FolderDataset, SyntheticDataset
+
+    cfg, norm = ckpt.model_config, ckpt.normalization
+    if val_data is not None:
+        ds: Any = FolderDataset(
+            val_data,
+            img_size=img_size,
+            num_classes=cfg.classes,
+            ignore_index=ckpt.ignore_index,
+            channels=cfg.in_channels,
+            cache=False,
+        )
+        desc, labelled = f"val_data: {val_data} ({len(ds)} images)", True
+    else:
+        if images < 1:
+            raise InputError(f"parity needs at least 1 image; got {images}")
+        ds, desc, labelled = SyntheticDataset(images, img_size), f"synthetic ({images} images)", False
+
+    def batches() -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        for start in range(0, len(ds), batch_size):
+            items = [ds[i] for i in range(start, min(start + batch_size, len(ds)))]
+            imgs = _to_channels(np.stack([img for img, _ in items]), cfg.in_channels, norm.color_order)
+            yield imgs, (np.stack([m for _, m in items]) if labelled else None)
+
+    return desc, len(ds), batches()
+
+
+def measure_parity(
+    ckpt: Checkpoint,
+    artifact: str | os.PathLike[str],
+    *,
+    target: str,
+    precision: str,
+    img_size: tuple[int, int] | None = None,
+    val_data: str | os.PathLike[str] | None = None,
+    images: int = 8,
+    model: torch.nn.Module | None = None,
+) -> ParityReport:
+    """Compare `artifact` (a file of `target`) with the checkpoint's PyTorch model on the same inputs.
+
+    `img_size` (width, height) defaults to the checkpoint's; `model` defaults to `ckpt.build_model()`.
+    """
+    import torch
+
+    from edgeseg.data import normalize
+
+    start = time.perf_counter()
+    size = tuple(img_size or ckpt.img_size)
+    net = model if model is not None else ckpt.build_model("cpu")
+    net.eval()
+    classes, norm = ckpt.model_config.classes, ckpt.normalization
+    desc, count, batches = parity_batches(ckpt, (size[0], size[1]), val_data=val_data, images=images)
+    vs_torch = ConfusionMatrix(classes)
+    gt_torch = ConfusionMatrix(classes, ckpt.ignore_index)
+    gt_artifact = ConfusionMatrix(classes, ckpt.ignore_index)
+    max_diff, diff_sum, values, agree, pixels, labelled = 0.0, 0.0, 0, 0, 0, False
+    with parity_backend(target, artifact) as backend:  # loaded once for every batch
+        runtime = backend.description
+        for imgs, masks in batches:
+            x = normalize(imgs, norm.mean, norm.std)
+            with torch.inference_mode():
+                ref = net(torch.from_numpy(x)).float().numpy()
+            out = _logits(backend, x)
+            if out.shape != ref.shape:
+                raise EdgesegRuntimeError(
+                    f"'{artifact}' returned shape {out.shape}; PyTorch gives {ref.shape}"
+                )
+            diff = np.abs(out.astype(np.float32) - ref)
+            max_diff = max(max_diff, float(diff.max()))
+            diff_sum, values = diff_sum + float(diff.sum()), values + diff.size
+            ref_mask, out_mask = ref.argmax(1), out.argmax(1)
+            agree, pixels = agree + int((ref_mask == out_mask).sum()), pixels + ref_mask.size
+            vs_torch.update(out_mask, ref_mask)
+            if masks is not None:
+                labelled = True
+                gt_torch.update(ref_mask, masks)
+                gt_artifact.update(out_mask, masks)
+    return ParityReport(
+        target=target,
+        precision=precision,
+        runtime=runtime,
+        inputs=desc,
+        images=count,
+        img_size=(int(size[0]), int(size[1])),
+        max_abs_logit_diff=max_diff,
+        mean_abs_logit_diff=diff_sum / max(values, 1),
+        pixel_agreement=agree / max(pixels, 1),
+        miou_vs_pytorch=vs_torch.compute().miou,
+        miou_pytorch_vs_gt=gt_torch.compute().miou if labelled else None,
+        miou_artifact_vs_gt=gt_artifact.compute().miou if labelled else None,
+        seconds=round(time.perf_counter() - start, 3),
+    )

@@ -1,0 +1,169 @@
+"""What a training run is set up from: its typed config, datasets, device and run folder.
+
+Split from the loop (edgeseg.training.loop) so each stays focused; the public names are re-exported
+by edgeseg.training."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from edgeseg.errors import InputError
+from edgeseg.models.unet import round_to_stride
+
+SYNTHETIC_SIZE = (128, 128)
+
+
+@dataclass
+class TrainConfig:
+    """Every training option; `edgeseg train` flags map one to one onto these fields."""
+
+    data: str | None = None  # dataset folder; None = the built-in synthetic dataset
+    val_data: str | None = None  # None = a seeded split of `data`
+    classes: int | None = None  # None = classes.txt or the largest mask id + 1
+    img_size: tuple[int, int] | None = None  # (width, height); None = the data's own size
+    epochs: int = 8
+    batch_size: int = 16
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    warmup_fraction: float = 0.05
+    ignore_index: int | None = None
+    depth: int = 4
+    width: int = 16
+    upsample: str = "transpose"
+    val_fraction: float = 0.2
+    synthetic_train: int = 320
+    synthetic_val: int = 128
+    augment: bool = True
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True  # mixed precision, CUDA only
+    workers: int = 0
+    out: str | None = None  # None = runs/train, or runs/train2, ... if that already holds a run
+    exist_ok: bool = False
+    resume: str | None = None
+    quiet: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["img_size"] = list(self.img_size) if self.img_size else None
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in names}
+        if kwargs.get("img_size"):
+            kwargs["img_size"] = tuple(kwargs["img_size"])
+        return cls(**kwargs)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    best_checkpoint: Path
+    last_checkpoint: Path
+    best_miou: float
+    best_epoch: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def build_datasets(cfg: TrainConfig) -> tuple[Any, Any, dict[str, Any]]:
+    """Train and val views (train augmented) plus what the checkpoint must record about the data."""
+    from edgeseg.data import Augment, DatasetView, FolderDataset, SyntheticDataset, split_indices
+
+    stride = 2**cfg.depth
+    if cfg.data is None:
+        if cfg.val_data is not None:
+            raise InputError("--val-data needs --data (the synthetic dataset makes its own val split)")
+        if cfg.classes is not None or cfg.ignore_index is not None:
+            raise InputError(
+                "--classes and --ignore-index describe a --data folder; the built-in synthetic dataset "
+                "has its own 4 classes and no unlabelled pixels"
+            )
+        size = cfg.img_size or SYNTHETIC_SIZE
+        check_img_size(size, stride)
+        base = SyntheticDataset(cfg.synthetic_train + cfg.synthetic_val, img_size=size, seed=cfg.seed)
+        train_idx = list(range(cfg.synthetic_train))
+        val_idx = list(range(cfg.synthetic_train, len(base)))
+        val_base = base
+    else:
+        base = FolderDataset(
+            cfg.data, img_size=cfg.img_size, num_classes=cfg.classes, ignore_index=cfg.ignore_index
+        )
+        check_img_size(base.img_size, stride, given=cfg.img_size is not None)
+        if cfg.val_data is not None:
+            val_base = FolderDataset(
+                cfg.val_data,
+                img_size=base.img_size,
+                num_classes=base.num_classes,
+                ignore_index=cfg.ignore_index,
+                channels=base.channels,
+                class_names=base.class_names,
+            )
+            train_idx, val_idx = list(range(len(base))), list(range(len(val_base)))
+        else:
+            val_base = base
+            train_idx, val_idx = split_indices(len(base), cfg.val_fraction, cfg.seed)
+    augment = Augment() if cfg.augment else None
+    train = DatasetView(base, train_idx, transform=augment, seed=cfg.seed)
+    val = DatasetView(val_base, val_idx, transform=None, seed=cfg.seed)
+    info = {
+        "class_names": list(base.class_names),
+        "num_classes": base.num_classes,
+        "channels": base.channels,
+        "img_size": tuple(base.img_size),
+        "ignore_index": base.ignore_index,
+        "binary_255": bool(getattr(base, "binary_255", False)),
+    }
+    return train, val, info
+
+
+def check_img_size(
+    size: tuple[int, int], stride: int, *, given: bool = True, depth_option: bool = True
+) -> None:
+    """InputError naming the nearest valid size when `size` does not divide by `stride`;
+    `depth_option` says whether the command has a --depth to suggest too."""
+    w, h = size
+    if w % stride or h % stride:
+        hint = f"{round_to_stride(w, stride)}x{round_to_stride(h, stride)}"
+        what = "--img-size" if given else "the images' own size"
+        raise InputError(
+            f"{what} {w}x{h} does not divide by 2**depth = {stride}; pass --img-size {hint}"
+            + (" (or a smaller --depth)" if depth_option else "")
+        )
+
+
+def prepare_run_dir(cfg: TrainConfig) -> Path:
+    if cfg.out is None:
+        return next_free_dir(Path("runs/train"))
+    out = Path(cfg.out)
+    if cfg.resume is None and not cfg.exist_ok and any((out / n).exists() for n in ("best.pt", "last.pt")):
+        raise InputError(
+            f"run folder '{out}' already holds checkpoints; pass another --out, --exist-ok to "
+            f"overwrite, or --resume {out / 'last.pt'} to continue"
+        )
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out '{out}' exists and is not a folder")
+    # Fail before training, not at the first checkpoint: the nearest existing ancestor must be a
+    # writable folder (the run folder itself is created only when there is something to write).
+    parent = out
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise InputError(
+            f"cannot create run folder '{out}': '{parent}' is not a writable folder; choose another --out"
+        )
+    return out
+
+
+def next_free_dir(base: Path, markers: tuple[str, ...] = ("best.pt", "last.pt")) -> Path:
+    """`base`, or `base2`, `base3`, ... : the first that holds none of `markers` (default: checkpoints)."""
+    candidate, n = base, 1
+    while any((candidate / f).exists() for f in markers):
+        n += 1
+        candidate = base.with_name(f"{base.name}{n}")
+    return candidate

@@ -1,0 +1,265 @@
+"""`edgeseg benchmark`: rows, figures, report files, unavailable and failed targets, the CLI."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("openvino")
+
+from edgeseg.bench.report import COLUMNS, render_table, write_reports
+from edgeseg.bench.run import BenchmarkConfig, BenchmarkReport, benchmark, parse_targets
+from edgeseg.cli import main
+from edgeseg.errors import EdgesegRuntimeError, InputError
+from tests.helpers import make_checkpoint, make_dataset
+
+SIZE = (64, 48)
+FAST = {"runs": 4, "rounds": 2, "warmup": 1, "max_images": 6}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    root = tmp_path_factory.mktemp("bench")
+    ckpt = make_checkpoint(root / "run" / "best.pt", size=SIZE)
+    data = make_dataset(root / "data", n=6, size=SIZE)
+    return root, ckpt, data
+
+
+@pytest.fixture(scope="module")
+def report(setup: tuple[Path, Path, Path]) -> tuple[BenchmarkReport, Path, list[str]]:
+    root, ckpt, data = setup
+    lines: list[str] = []
+    cfg = BenchmarkConfig(
+        targets=("onnx:fp32", "openvino:fp32"), data=str(data), out=str(root / "out"), **FAST
+    )
+    return benchmark(ckpt, cfg, log=lines.append), root / "out", lines
+
+
+def test_rows_hold_measured_figures(report: tuple[BenchmarkReport, Path, list[str]]) -> None:
+    rep, _, _ = report
+    assert [r.name for r in rep.rows] == ["pytorch", "onnx:fp32", "openvino:fp32"]
+    assert [r.backend for r in rep.rows] == ["torch", "onnxruntime", "openvino"]
+    base = rep.rows[0]
+    assert base.agreement == 1.0 and base.speedup == 1.0 and base.miou_drop == 0.0
+    for row in rep.rows:
+        assert row.status == "ok" and row.reason is None
+        assert row.size_mb and row.size_mb > 0
+        assert 0.0 <= (row.miou or -1) <= 1.0
+        assert row.model_ms_p50 and row.model_ms_p95 and row.model_ms_p95 >= row.model_ms_p50 > 0
+        assert row.total_ms_p50 and row.total_ms_p95 and row.total_ms_p95 >= row.total_ms_p50 > 0
+        assert row.fps == pytest.approx(1000 / row.total_ms_p50, rel=0.01)
+        assert row.speedup == pytest.approx(base.model_ms_p50 / row.model_ms_p50, rel=0.01)
+        assert row.gflops == pytest.approx(2 * rep.meta["macs"] / row.model_ms_p50 / 1e6, rel=0.02)
+        assert set(row.stages_ms) == {"pre", "infer", "post"}
+    for row in rep.rows[1:]:  # FP32 exports decide the same class almost everywhere
+        assert row.agreement is not None and row.agreement >= 0.999
+        assert abs(row.miou_drop or 0) < 1.0
+    assert rep.meta["macs"] > 0 and rep.meta["cpu_peak"]["gflops"] > 0 and rep.meta["images"] == 6
+    assert rep.meta["eager_contiguous_ms_p50"] > 0  # the plain model(x) timed in the same rounds
+
+
+def test_report_files(report: tuple[BenchmarkReport, Path, list[str]], tmp_path: Path) -> None:
+    rep, _, _ = report
+    paths = write_reports(rep, tmp_path / "r")
+    data = json.loads(paths["json"].read_text())
+    assert set(data) == {"meta", "rows"}
+    assert [r["name"] for r in data["rows"]] == ["pytorch", "onnx:fp32", "openvino:fp32"]
+    expected = {attr for _, attr, _ in COLUMNS} | {"target", "precision", "reason", "path", "stages_ms"}
+    assert expected <= set(data["rows"][1])
+    with paths["csv"].open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["name"] for r in rows] == ["pytorch", "onnx:fp32", "openvino:fp32"]
+    assert float(rows[1]["model_ms_p50"]) == rep.rows[1].model_ms_p50
+    md = paths["md"].read_text()
+    assert md.count("\n| ") >= 3 and "onnx:fp32" in md and "GFLOP/s" in md
+    png = paths["png"].read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000
+    assert not [p for p in paths["json"].parent.iterdir() if p.name.startswith(".")]  # no temp files left
+
+    from rich.console import Console
+
+    console = Console(record=True, width=250)
+    console.print(render_table(rep))
+    text = console.export_text()
+    for row in rep.rows:
+        assert row.name in text
+    assert f"{rep.rows[1].model_ms_p50:.2f}" in text
+
+
+def test_existing_bundles_are_reused(
+    setup: tuple[Path, Path, Path], report: tuple[BenchmarkReport, Path, list[str]]
+) -> None:
+    root, ckpt, _ = setup
+    _, out, first_log = report
+    assert any(line.startswith("exporting onnx:fp32") for line in first_log)
+    bundle = out / "bundles" / "onnx-fp32-64x48"
+    stamp = (bundle / "edgeseg.json").stat().st_mtime_ns
+    lines: list[str] = []
+    cfg = BenchmarkConfig(targets=("onnx:fp32",), out=str(out), runs=2, rounds=1, warmup=0)
+    rep = benchmark(ckpt, cfg, log=lines.append)
+    assert any(line.startswith("reusing") for line in lines)
+    assert not any(line.startswith("exporting") for line in lines)
+    assert (bundle / "edgeseg.json").stat().st_mtime_ns == stamp
+    assert rep.row("onnx:fp32").status == "ok"
+    # Without --data the figures are agreement only: no ground truth, so no mIoU.
+    assert rep.row("onnx:fp32").miou is None and rep.row("onnx:fp32").agreement is not None
+
+    other = make_checkpoint(root / "other" / "best.pt", size=SIZE, seed=5)  # another checkpoint
+    lines.clear()
+    benchmark(other, cfg, log=lines.append)
+    assert any(line.startswith("exporting onnx:fp32") for line in lines)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed: its row is measured"
+)
+def test_unavailable_target_keeps_its_row_with_the_reason(
+    setup: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    _, ckpt, _ = setup
+    cfg = BenchmarkConfig(
+        targets=("onnx:fp32", "tensorrt:fp16"), out=str(tmp_path), runs=2, rounds=1, warmup=0
+    )
+    rep = benchmark(ckpt, cfg)
+    row = rep.row("tensorrt:fp16")
+    assert row.status == "not available"
+    assert row.reason and "tensorrt" in row.reason.lower()
+    assert row.model_ms_p50 is None and row.fps is None
+    assert rep.row("onnx:fp32").status == "ok"
+    data = write_reports(rep, tmp_path / "r")
+    saved = json.loads(data["json"].read_text())
+    assert {"name": "tensorrt:fp16", "status": "not available"}.items() <= saved["rows"][2].items()
+    assert "not available: " in data["md"].read_text()
+
+
+def test_failed_export_is_a_row(
+    setup: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import edgeseg.exporters as exporters
+
+    real = exporters.export
+
+    def failing(checkpoint, config, **kw):  # type: ignore[no-untyped-def]
+        if config.target == "openvino":
+            raise EdgesegRuntimeError("OpenVINO could not convert the graph: boom")
+        return real(checkpoint, config, **kw)
+
+    monkeypatch.setattr(exporters, "export", failing)
+    _, ckpt, _ = setup
+    cfg = BenchmarkConfig(
+        targets=("openvino:fp32", "onnx:fp32"), out=str(tmp_path), runs=2, rounds=1, warmup=0
+    )
+    rep = benchmark(ckpt, cfg)
+    row = rep.row("openvino:fp32")
+    assert (row.status, row.reason) == ("export failed", "OpenVINO could not convert the graph: boom")
+    assert rep.row("onnx:fp32").status == "ok"
+    assert not (tmp_path / "bundles" / "openvino-fp32-64x48").exists()
+
+
+def test_parse_targets() -> None:
+    assert parse_targets("onnx:fp32, openvino:int8") == ("onnx:fp32", "openvino:int8")
+    assert parse_targets("onnx") == ("onnx:fp32", "onnx:fp16", "onnx:int8")
+    every = parse_targets("all")
+    assert {"onnx:int8", "openvino:fp16", "tensorrt:int8"} <= set(every) and len(every) == len(set(every))
+    assert parse_targets("onnx:fp32,onnx:fp32") == ("onnx:fp32",)
+    with pytest.raises(InputError, match="unknown target 'coreml'"):
+        parse_targets("coreml:fp32")
+    with pytest.raises(InputError, match="unknown precision 'fp64'"):
+        parse_targets("onnx:fp64")
+
+
+def test_cli(setup: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, ckpt, data = setup
+    out, js = tmp_path / "out", tmp_path / "b.json"
+    args = ["benchmark", str(ckpt), "--targets", "onnx:fp32", "--data", str(data), "--runs", "2"]
+    assert main([*args, "--warmup", "0", "--out", str(out), "--json", str(js)]) == 0
+    printed = capsys.readouterr().out
+    assert "onnx:fp32" in printed and "pytorch" in printed and "GFLOP/s" in printed
+    assert {p.name for p in out.iterdir()} >= {
+        "benchmark.json",
+        "benchmark.csv",
+        "benchmark.md",
+        "benchmark.png",
+    }
+    assert json.loads(js.read_text())["rows"][1]["name"] == "onnx:fp32"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--targets", "coreml:fp32"], "unknown target 'coreml'"),
+        (["--targets", "onnx:fp64"], "unknown precision 'fp64'"),
+        (["--data", "missing-folder"], "--data folder 'missing-folder' does not exist"),
+        (["--img-size", "63"], "must divide by"),
+        (["--runs", "0"], "--runs"),
+    ],
+)
+def test_cli_bad_input(
+    setup: tuple[Path, Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    message: str,
+) -> None:
+    _, ckpt, _ = setup
+    assert main(["benchmark", str(ckpt), "--out", str(tmp_path / "o"), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("edgeseg: error: ") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_count_macs_and_cpu_peak(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from edgeseg import perf
+
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ConvTranspose2d(8, 4, 2, stride=2)
+    )
+    # conv: 16*16 outputs x 8 channels x 3*3*3 taps; transposed: 16*16 inputs x 8 x 2*2 x 4 outputs
+    assert perf.count_macs(net, (16, 16), 3) == 16 * 16 * 8 * 27 + 16 * 16 * 8 * 4 * 4
+
+    monkeypatch.setattr(
+        perf, "_cpuinfo", lambda: {"flags": "fma avx2", "cpu MHz": "3000.0", "vendor_id": "GenuineIntel"}
+    )
+    monkeypatch.setattr(perf.os, "sched_getaffinity", lambda _: {0, 1, 2, 3}, raising=False)
+    peak = perf.cpu_peak()
+    assert (peak.cores, peak.lanes, peak.fma_pipes, peak.ghz) == (4, 8, 2, 3.0)
+    assert peak.gflops == 4 * 8 * 2 * 2 * 3.0
+    monkeypatch.setattr(perf, "_cpuinfo", lambda: {"flags": "avx512f fma avx2", "vendor_id": "AuthenticAMD"})
+    assert perf.cpu_peak(ghz=2.0).lanes == 8  # Zen 4 runs 512-bit FMAs as two 256-bit halves
+
+
+def test_quickstart_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A scaled-down quickstart: every step runs and writes its files; a second run into the same
+    folder is refused and leaves it untouched."""
+    pytest.importorskip("cv2")
+    out = tmp_path / "qs"
+    args = ["quickstart", "--out", str(out), "--epochs", "1", "--img-size", "64", "--runs", "2"]
+    assert main([*args, "--targets", "onnx:fp32,tensorrt:int8", "--demo-frames", "12"]) == 0
+    printed = capsys.readouterr().out
+    assert "quickstart finished" in printed and "onnx:fp32" in printed and "demo (" in printed
+    for name in (
+        "train/best.pt",
+        "benchmark.json",
+        "benchmark.csv",
+        "benchmark.md",
+        "benchmark.png",
+        "demo.mp4",
+    ):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    report = json.loads((out / "benchmark.json").read_text())
+    assert [r["name"] for r in report["rows"]] == ["pytorch", "onnx:fp32", "tensorrt:int8"]
+    assert report["rows"][1]["status"] == "ok" and report["rows"][1]["miou"] is not None
+    demo = json.loads((out / "demo.json").read_text())
+    assert demo["frames"] == 12 and demo["video_frames"] == 12 and demo["backend"].startswith("onnxruntime")
+
+    before = sorted(p.name for p in out.iterdir())
+    assert main(args) == 2
+    assert "already holds a quickstart" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == before

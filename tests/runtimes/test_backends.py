@@ -1,0 +1,352 @@
+"""One contract suite, parametrized over the backend registry: every backend, on every kind of artifact
+it runs, goes through the same parity, shape, batch, load/close and bad-input tests. A backend whose
+package is missing skips, naming the extra to install. The registry's own behaviour is tested below.
+
+Artifacts (a tiny U-Net, depth 2, width 4, at 64x48, static and dynamic) are built once per module.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeseg.errors import EdgesegRuntimeError, InputError, MissingDependencyError
+from edgeseg.runtimes import (
+    Backend,
+    artifact_kind,
+    available_backends,
+    backend_entry,
+    create_backend,
+    get_backend_class,
+    registered_backends,
+    resolve_backend,
+)
+from tests.helpers import make_checkpoint
+
+SHAPE = (3, 48, 64)  # C, H, W of the tiny model's export size
+CLASSES = 4
+TOLERANCE = 1e-3  # max |Δlogit| against PyTorch
+# The artifacts the suite can build here, by kind; other kinds (e.g. a TensorRT engine) skip.
+BUILDABLE = ("checkpoint", "onnx", "openvino")
+CASES = [(name, kind) for name in registered_backends() for kind in backend_entry(name).kinds]
+
+
+@pytest.fixture(scope="module")
+def ckpt_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("torch")
+    return make_checkpoint(tmp_path_factory.mktemp("run") / "best.pt", classes=CLASSES)
+
+
+@pytest.fixture(scope="module")
+def artifact(ckpt_path: Path) -> Callable[[str, bool], Path]:
+    """artifact(kind, dynamic): the model file of that kind, exported on first use."""
+    cache: dict[tuple[str, bool], Path] = {}
+
+    def get(kind: str, dynamic: bool) -> Path:
+        if kind == "checkpoint":
+            return ckpt_path  # a checkpoint takes any batch and size: it is both
+        if kind not in BUILDABLE:
+            pytest.skip(f"no {kind} artifact can be built on this machine")
+        if (kind, dynamic) not in cache:
+            from edgeseg.exporters import ExportConfig, export
+
+            try:
+                result = export(ckpt_path, ExportConfig(target=kind, dynamic=dynamic, parity_images=1))
+            except MissingDependencyError as exc:
+                pytest.skip(str(exc))
+            cache[kind, dynamic] = result.bundle / result.manifest.model_file
+        return cache[kind, dynamic]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def reference(ckpt_path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """PyTorch logits of the checkpoint's model, computed directly (not through a backend)."""
+    import torch
+
+    from edgeseg.models.checkpoint import load_checkpoint
+
+    model = load_checkpoint(ckpt_path).build_model()
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return model(torch.from_numpy(x)).numpy()
+
+    return run
+
+
+@pytest.fixture(params=CASES, ids=[f"{n}-{k}" for n, k in CASES])
+def case(request: pytest.FixtureRequest) -> tuple[str, str]:
+    name, kind = request.param
+    try:
+        get_backend_class(name)
+    except MissingDependencyError as exc:
+        pytest.skip(str(exc))  # e.g. "... pip install 'edgeseg[openvino]'"
+    return name, kind
+
+
+def open_backend(case: tuple[str, str], artifact: Callable[[str, bool], Path], dynamic: bool) -> Backend:
+    name, kind = case
+    # TensorRT runs on a CUDA device only; every other backend is tested on CPU.
+    return create_backend(name, artifact(kind, dynamic), device="cuda" if name == "tensorrt" else "cpu")
+
+
+def batch(n: int, shape: tuple[int, ...] = SHAPE, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, *shape)).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------ contract suite
+@pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
+def test_parity_and_shapes(case, artifact, reference, dynamic: bool):
+    with open_backend(case, artifact, dynamic) as backend:
+        assert backend.is_loaded and backend.name == case[0]
+        (inp,), (out,) = backend.input_specs, backend.output_specs
+        assert (inp.name, out.name, inp.dtype, out.dtype) == ("image", "logits", "float32", "float32")
+        assert inp.shape[1] == 3 and out.shape[1] == CLASSES and len(inp.shape) == len(out.shape) == 4
+        if dynamic:
+            assert inp.fixed_batch is None and inp.static_dim(2) is None
+        else:
+            assert inp.shape == (1, *SHAPE) or case[1] == "checkpoint"
+        x = batch(1)
+        logits = backend.infer({"image": x})["logits"]
+        assert logits.shape == (1, CLASSES, *SHAPE[1:]) and logits.dtype == np.float32
+        assert np.abs(logits - reference(x)).max() <= TOLERANCE
+        assert backend.last_infer_ms is not None and backend.last_infer_ms > 0
+        assert backend.description.startswith(case[0])
+
+
+@pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
+def test_batch_of_n(case, artifact, reference, dynamic: bool):
+    """A dynamic model runs the batch at once; a fixed batch of 1 runs it in chunks (OpenVINO: async)."""
+    x = batch(5, seed=1)
+    with open_backend(case, artifact, dynamic) as backend:
+        logits = backend.infer({"image": x})["logits"]
+        one_by_one = np.concatenate([backend.infer({"image": x[i : i + 1]})["logits"] for i in range(5)])
+    assert logits.shape == (5, CLASSES, *SHAPE[1:])
+    assert np.abs(logits - reference(x)).max() <= TOLERANCE
+    assert np.abs(logits - one_by_one).max() <= 1e-5
+
+
+def test_dynamic_model_at_other_sizes(case, artifact, reference):
+    with open_backend(case, artifact, True) as backend:
+        for shape in [(3, 32, 96), (3, 80, 40)]:
+            x = batch(2, shape)
+            logits = backend.infer({"image": x})["logits"]
+            assert logits.shape == (2, CLASSES, *shape[1:])
+            assert np.abs(logits - reference(x)).max() <= TOLERANCE
+
+
+def test_load_close_reopen(case, artifact):
+    backend = open_backend(case, artifact, False)
+    x = batch(1)
+    with pytest.raises(EdgesegRuntimeError, match=r"is not loaded; call load\(\) first"):
+        backend.infer({"image": x})
+    with pytest.raises(EdgesegRuntimeError, match="input_specs"):
+        backend.input_specs  # noqa: B018
+    first = backend.load().infer({"image": x})["logits"]
+    assert backend.load() is backend  # loading twice is a no-op
+    backend.close()
+    backend.close()  # idempotent
+    assert not backend.is_loaded
+    with pytest.raises(EdgesegRuntimeError, match=r"was closed; call load\(\) to reopen it"):
+        backend.infer({"image": x})
+    with backend:
+        assert np.array_equal(backend.infer({"image": x})["logits"], first)
+    assert not backend.is_loaded
+
+
+@pytest.mark.parametrize(
+    ("feed", "message"),
+    [
+        (lambda x: {"image": x[:, :1]}, r"input 'image' has 1 at axis 1 \(channels\); the model expects 3"),
+        (lambda x: {"image": x.astype(np.float64)}, r"dtype float64; the model expects float32"),
+        (lambda x: {"image": np.where(x > 2, np.nan, x)}, r"frame contains NaN or Inf values"),
+        (lambda x: {"image": np.where(x > 2, np.inf, x)}, r"frame contains NaN or Inf values"),
+        (lambda x: {"pixels": x}, r"unknown input\(s\) \['pixels'\]; the model's inputs are \['image'\]"),
+        (lambda x: {}, r"missing input\(s\) \['image'\]"),
+        (lambda x: {"image": x[0]}, r"has shape \(3, 48, 64\); the model expects 4 dimensions"),
+        (lambda x: {"image": x[:0]}, r"empty batch"),
+        (lambda x: {"image": x.tolist()}, r"must be a numpy array"),
+        (lambda x: x, r"infer takes a dict"),
+    ],
+    ids=["channels", "dtype", "nan", "inf", "name", "missing", "rank", "empty", "list", "not-a-dict"],
+)
+def test_bad_input(case, artifact, feed, message: str):
+    with open_backend(case, artifact, False) as backend:
+        with pytest.raises(InputError, match=message):
+            backend.infer(feed(batch(1)))
+        assert backend.infer({"image": batch(1)})["logits"].shape[0] == 1  # still usable
+
+
+def test_other_size_refused_when_static_served_when_dynamic(case, artifact):
+    with open_backend(case, artifact, False) as backend:
+        if backend.input_specs[0].static_dim(2) is None:  # a checkpoint takes any valid size
+            assert backend.infer({"image": batch(1, (3, 40, 64))})["logits"].shape[2] == 40
+            return
+        with pytest.raises(InputError, match=r"has 40 at axis 2 \(height\); the model expects 48"):
+            backend.infer({"image": batch(1, (3, 40, 64))})
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random", "missing"])
+def test_corrupt_model_file(case, artifact, tmp_path: Path, damage: str):
+    good = artifact(case[1], False)
+    for sibling in good.parent.glob(f"{good.stem}.*"):  # the model file (and an IR's .bin)
+        shutil.copy(sibling, tmp_path)
+    bad = tmp_path / good.name
+    if damage == "truncated":
+        # An IR's graph reads without its weights: cut the .bin, the file that carries them.
+        weights = bad.with_suffix(".bin") if bad.with_suffix(".bin").is_file() else bad
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 3])
+    elif damage == "random":
+        bad.write_bytes(np.random.default_rng(0).bytes(4096))
+    else:
+        bad = tmp_path / f"nothing{good.suffix}"
+    backend = create_backend(case[0], bad)
+    with pytest.raises(InputError, match=re.escape(f"'{bad}'")):
+        backend.load()
+    assert not backend.is_loaded
+
+
+# -------------------------------------------------------------------------------- registry and options
+def test_listing_backends_imports_nothing():
+    code = (
+        "import sys; from edgeseg.runtimes import available_backends, registered_backends; "
+        "print(available_backends(), registered_backends()); "
+        "heavy = [m for m in ('torch', 'onnxruntime', 'openvino') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert {"torch", "onnxruntime", "openvino"} <= set(registered_backends())
+
+
+def hide(monkeypatch: pytest.MonkeyPatch, *packages: str) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n in packages else real(n, *a))
+
+
+def test_missing_package_names_the_extra(monkeypatch: pytest.MonkeyPatch):
+    hide(monkeypatch, "openvino", "torch")
+    assert "openvino" not in available_backends() and "torch" not in available_backends()
+    with pytest.raises(
+        MissingDependencyError, match=r"openvino backend needs .*pip install 'edgeseg\[openvino\]'"
+    ):
+        get_backend_class("openvino")
+    with pytest.raises(
+        MissingDependencyError, match=r"torch backend needs the 'torch' package.*pip install torch"
+    ):
+        get_backend_class("torch")
+
+
+def test_auto_preference(monkeypatch: pytest.MonkeyPatch):
+    installed = available_backends()
+    if {"openvino", "onnxruntime"} <= set(installed):
+        assert resolve_backend("auto", "onnx") == "openvino"
+    hide(monkeypatch, "openvino")
+    assert resolve_backend("auto", "onnx") == "onnxruntime"
+    with pytest.raises(MissingDependencyError, match=r"pip install 'edgeseg\[openvino\]'"):
+        resolve_backend("auto", "openvino")
+    hide(monkeypatch, "openvino", "onnxruntime")
+    with pytest.raises(MissingDependencyError, match=r"running onnx models .* 'edgeseg\[onnx\]'"):
+        resolve_backend("auto", "onnx")
+    assert resolve_backend("AUTO", "checkpoint") == "torch"
+
+
+def test_explicit_backend_must_run_the_kind():
+    with pytest.raises(
+        InputError, match=r"onnxruntime backend cannot run openvino models; use auto or one of: openvino"
+    ):
+        resolve_backend("onnxruntime", "openvino")
+    with pytest.raises(
+        InputError, match=r"unknown backend 'tensorflow'; choose auto or one of: torch, onnxruntime"
+    ):
+        resolve_backend("tensorflow", "onnx")
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("m.onnx", "onnx"),
+        ("m.XML", "openvino"),
+        ("best.pt", "checkpoint"),
+        ("m.pth", "checkpoint"),
+        ("m.engine", "tensorrt"),
+    ],
+)
+def test_artifact_kind(name: str, kind: str):
+    assert artifact_kind(name) == kind
+
+
+def test_unknown_suffix_is_refused():
+    with pytest.raises(InputError, match=r"'model.tflite' is not a model edgeseg can run"):
+        artifact_kind("model.tflite")
+
+
+def test_unknown_option_lists_the_accepted_ones(artifact):
+    with pytest.raises(InputError, match=r"does not take option\(s\) threads; it takes: device, providers"):
+        create_backend("onnxruntime", artifact("onnx", False), threads=2)
+
+
+def test_onnxruntime_refuses_a_silent_cpu_fallback(artifact, monkeypatch: pytest.MonkeyPatch):
+    """A provider that is in the build but does not start: onnxruntime would run on CPU; we refuse."""
+    ort = pytest.importorskip("onnxruntime")
+    monkeypatch.setattr(
+        ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    )
+    backend = create_backend("onnxruntime", artifact("onnx", False), device="cuda")
+    with (
+        pytest.warns(UserWarning),
+        pytest.raises(EdgesegRuntimeError, match=r"could not start CUDAExecutionProvider"),
+    ):
+        backend.load()
+
+
+def test_onnxruntime_session_options(artifact, reference):
+    pytest.importorskip("onnxruntime")
+    path = artifact("onnx", False)
+    with create_backend(
+        "onnxruntime", path, intra_op_threads=1, inter_op_threads=1, graph_optimization="disable"
+    ) as backend:
+        x = batch(1)
+        assert np.abs(backend.infer({"image": x})["logits"] - reference(x)).max() <= TOLERANCE
+    for options, message in [
+        ({"graph_optimization": "max"}, r"graph_optimization must be one of disable, basic, extended, all"),
+        ({"intra_op_threads": -1}, r"intra_op_threads must be a whole number >= 0"),
+        ({"device": "tpu"}, r"takes device cpu, cuda or cuda:N"),
+        ({"device": "cpu", "providers": ["CPUExecutionProvider"]}, r"either device or providers"),
+    ]:
+        with pytest.raises(InputError, match=message):
+            create_backend("onnxruntime", path, **options)
+
+
+def test_openvino_options(artifact):
+    pytest.importorskip("openvino")
+    path = artifact("openvino", False)
+    with create_backend("openvino", path, device="cpu") as backend:
+        assert "CPU, f32, LATENCY" in backend.description  # fp32 bundle: f32 despite bf16 hardware
+    with create_backend("openvino", path, performance_hint="throughput", num_requests=2) as backend:
+        assert backend.infer({"image": batch(3)})["logits"].shape == (3, CLASSES, *SHAPE[1:])
+    with pytest.raises(InputError, match=r"OpenVINO device NPU is not available here"):
+        create_backend("openvino", path, device="npu").load()
+    with pytest.raises(InputError, match=r"unknown OpenVINO device 'tpu'; use one of CPU, GPU, NPU, AUTO"):
+        create_backend("openvino", path, device="tpu")
+    with pytest.raises(InputError, match=r"performance_hint must be one of LATENCY, THROUGHPUT"):
+        create_backend("openvino", path, performance_hint="fast")
+
+
+def test_torch_refuses_cuda_without_a_device(ckpt_path: Path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    with pytest.raises(InputError, match=r"device 'cuda' was requested but torch .* sees no CUDA device"):
+        create_backend("torch", ckpt_path, device="cuda").load()
