@@ -14,6 +14,7 @@ Adapters turn the one set into what each quantizer reads: `ort_reader` (an ONNX 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import warnings
 from collections.abc import Iterator
@@ -178,6 +179,9 @@ def nncf_dataset(calib: CalibrationSet) -> Any:
     from edgeseg._offline import quiet_telemetry
 
     quiet_telemetry()  # NNCF and OpenVINO would otherwise send usage telemetry
+    # NNCF imports torch.utils.cpp_extension, which logs a warning line on every import where a CUDA
+    # toolkit is installed beside a CPU build of torch: noise in the one-line output of a command.
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     try:
         import nncf
     except ImportError as exc:
