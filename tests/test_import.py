@@ -30,4 +30,4 @@ def test_lazy_names_resolve():
 
     assert edgeseg.UNet.__name__ == "UNet"
     assert callable(edgeseg.train)
-    assert edgeseg.train.__module__ == "edgeseg.training"
+    assert edgeseg.train.__module__ == "edgeseg.training.loop"
