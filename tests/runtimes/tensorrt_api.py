@@ -42,7 +42,9 @@ def dump(module: Any) -> dict[str, Any]:
             register(value)
             return {"kind": "class", "ref": value.__qualname__}
         if isinstance(value, property):
-            return {"kind": "property", "readonly": value.fset is None, "sigs": _signatures(value.fget)}
+            setter = [] if value.fset is None else _signatures(value.fset)
+            return {"kind": "property", "readonly": value.fset is None, "sigs": _signatures(value.fget),
+                    "set": setter}  # fmt: skip
         if callable(value) and not inspect.isclass(value):
             return {"kind": "method" if in_class else "function", "sigs": _signatures(value)}
         t = type(value)

@@ -135,6 +135,11 @@ class _Checker:
                     self.eval(node, scope)
                 if isinstance(node, ast.ClassDef):
                     self._overrides(node, scope)
+                if isinstance(node, ast.Assign):
+                    for target in node.targets:
+                        if isinstance(target, ast.Attribute) and not self._is_self(target, scope):
+                            owner, value = self.eval(target.value, scope), self.eval(node.value, scope)
+                            self._store(owner, target, value)
         return self.report
 
     def problem(self, node: ast.AST, text: str) -> None:
@@ -174,8 +179,10 @@ class _Checker:
                 return next((t for t in types if t is not None), None)
             owner = self.eval(node.value, scope)
             if isinstance(node.ctx, ast.Store):
-                self._store(owner, node)
-                return None
+                return None  # checked with the assigned value's type, in `run`
+            if owner is not None and owner[0] == "localinstance":  # an object of a class in the source
+                found = self.self_attrs.get((id(owner[1]), node.attr), [])
+                return next((t for t in (self.eval(v, where) for v, where in found) if t), None)
             return self.attribute(owner, node.attr, node)
         if isinstance(node, ast.Call):
             if getattr(node.func, "id", getattr(node.func, "attr", None)) == LOADER:
@@ -189,7 +196,7 @@ class _Checker:
         return None
 
     def attribute(self, owner: Type, attr: str, node: ast.AST) -> Type:
-        if owner is None or owner[0] in ("localclass", "callable"):
+        if owner is None or owner[0] in ("localclass", "localinstance", "callable"):
             return None
         if owner[0] == "opaque":
             self.problem(node, f"cannot tell the type of {owner[1]}, so '.{attr}' is unchecked")
@@ -225,9 +232,10 @@ class _Checker:
     ) -> Type:
         if func is None:
             return None
-        if func[0] == "localclass":  # a subclass of a TensorRT class defined in the source
+        if func[0] == "localclass":  # a class in the source: a TensorRT subclass, or our own
             bases = [self.eval(b, func[2]) for b in func[1].bases]
-            return next((("instance", b[1]) for b in bases if b and b[0] == "class"), None)
+            trt_base = next((b[1] for b in bases if b and b[0] == "class"), None)
+            return ("instance", trt_base) if trt_base else ("localinstance", func[1])
         if func[0] == "class":
             sigs, label, bound = self.api.classes[func[1]]["init"], f"{func[1]}(...)", True
             if not sigs:
@@ -254,7 +262,8 @@ class _Checker:
             reasons.append(reason)
         self.problem(node, f"{label} {reasons[0]}; the bindings have {' | '.join(sigs)}")
 
-    def _store(self, owner: Type, node: ast.Attribute) -> None:
+    def _store(self, owner: Type, node: ast.Attribute, value: Type) -> None:
+        """`obj.attr = value` on a TensorRT object: a settable property taking the value's type."""
         if owner is None or owner[0] != "instance":
             return
         label = f"{owner[1]}.{node.attr}"
@@ -264,7 +273,12 @@ class _Checker:
         elif entry["readonly"]:
             self.problem(node, f"{label} is read-only")
         else:
-            self.report.uses.add(f"{label} =")
+            reasons = [mismatch(parse_signature(s)[0][1:], [value], {}, self.api) for s in entry["set"]]
+            if reasons and None not in reasons:
+                have = " | ".join(entry["set"])
+                self.problem(node, f"{label} = ... {reasons[0]}; the bindings have {have}")
+            else:
+                self.report.uses.add(f"{label} =")
 
     def _overrides(self, cls: ast.ClassDef, scope: Scope) -> None:
         """Methods a subclass of a TensorRT class defines must be ones the base has, same arity."""

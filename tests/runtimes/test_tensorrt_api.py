@@ -172,6 +172,7 @@ engine = trt.Runtime(logger).deserialize_cuda_engine(b"")
         ("trt.OnnxParser(network)", "OnnxParser(...) misses logger"),
         ("config.set_flag(trt.MemoryPoolType.WORKSPACE)", "'flag' takes BuilderFlag, given MemoryPoolType"),
         ("engine.num_io_tensors = 2", "ICudaEngine.num_io_tensors is read-only"),
+        ("config.progress_monitor = logger", "'arg1' takes IProgressMonitor, given Logger"),
         ("from tensorrt import Builder as B; B(logger, 1)", "takes 1 positional arguments, given 2"),
         ("class M(trt.IProgressMonitor):\n    def phase_start(self, name): pass",
          "M.phase_start takes 2 parameters; IProgressMonitor has"),
@@ -179,7 +180,8 @@ engine = trt.Runtime(logger).deserialize_cuda_engine(b"")
          "    def run(self):\n        ctx = self.ctx\n        ctx.enqueue_v3(0)",
          "IExecutionContext.enqueue_v3 does not exist"),
     ],
-    ids=["method", "keyword", "missing", "enum-type", "read-only", "from-import", "override", "self-attr"],
+    ids=["method", "keyword", "missing", "enum-type", "read-only", "setter-type", "from-import", "override",
+         "self-attr"],
 )  # fmt: skip
 def test_misuse_is_reported_with_its_line(api: dict[str, Any], line: str, expected: str):
     source = PRELUDE + line + "\n"
