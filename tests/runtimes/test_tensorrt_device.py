@@ -49,8 +49,12 @@ class FakeObject:
     """A TensorRT object: keyword callables become recorded methods, other keywords attributes."""
 
     def __init__(self, cuda: FakeCuda, kind: str, **members: Any) -> None:
+        self._cuda, self._kind = cuda, kind
         for name, value in members.items():
             setattr(self, name, self._method(cuda, f"{kind}.{name}", value) if callable(value) else value)
+
+    def __del__(self) -> None:  # TensorRT frees device memory when its objects go
+        self._cuda.record(f"{self._kind} freed")
 
     @staticmethod
     def _method(cuda: FakeCuda, call: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -135,9 +139,11 @@ def cuda(monkeypatch: pytest.MonkeyPatch) -> FakeCuda:
 
 
 def assert_all_on(cuda: FakeCuda, index: int, first: str, last: str) -> None:
-    """Every TensorRT call ran with `index` current, inside one selection that `first`..`last` span."""
+    """Every TensorRT call ran with `index` current, inside one selection, `first` first and
+    `last` last (freeing excepted: the order objects go in is Python's)."""
     calls = cuda.trt_calls()
-    assert calls[0] == f"{first} @{index}" and calls[-1] == f"{last} @{index}", calls
+    used = [c for c in calls if " freed @" not in c]
+    assert used[0] == f"{first} @{index}" and used[-1] == f"{last} @{index}", calls
     assert all(c.endswith(f"@{index}") for c in calls), calls
     start, end = cuda.journal.index(calls[0]), cuda.journal.index(calls[-1])
     assert f"select {index}" in cuda.journal[:start]
@@ -153,6 +159,7 @@ def test_build_selects_the_device_it_builds_for(cuda: FakeCuda, tmp_path: Path):
     engine, record = build_engine(onnx, tmp_path, precision="fp32", profile=profile, device_index=1)
     assert engine.read_bytes() == b"plan" and record["gpu"] == "Fake GPU 1"
     assert_all_on(cuda, 1, "Builder", "Builder.build_serialized_network")
+    assert {"Builder freed @1", "network freed @1", "config freed @1"} <= set(cuda.journal)
     assert "config.clear_flag @1" in cuda.journal  # fp32: TF32 off, on device 1 like the rest
 
 
@@ -169,9 +176,13 @@ def test_load_and_infer_run_on_the_selected_device(cuda: FakeCuda, tmp_path: Pat
         )
         cuda.journal.clear()
         out = backend.infer({"image": np.ones(INPUT, np.float32)})
-    assert out["logits"].shape == OUTPUT
-    assert_all_on(cuda, 1, "context.set_input_shape", "context.execute_async_v3")
-    assert cuda.journal[0] == "select 1"
+        assert out["logits"].shape == OUTPUT
+        assert_all_on(cuda, 1, "context.set_input_shape", "context.execute_async_v3")
+        assert cuda.journal[0] == "select 1"
+        cuda.journal.clear()
+    # Closing frees the context and the engine with their device current.
+    assert cuda.journal[0] == "select 1" and cuda.journal[-1] == "restore 0"
+    assert {"context freed @1", "engine freed @1", "Runtime freed @1"} <= set(cuda.journal), cuda.journal
 
 
 def test_the_default_device_is_cuda_0(cuda: FakeCuda, tmp_path: Path):

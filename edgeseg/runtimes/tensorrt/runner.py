@@ -241,9 +241,14 @@ class TensorRTBackend(Backend):
         return {name: host.numpy().copy() for name, (_, host) in outs.items()}
 
     def _close(self) -> None:
-        if self._stream is not None:
+        from edgeseg.runtimes.tensorrt.device import selected
+
+        if self._stream is None:
+            self._reset()
+            return
+        with selected(self.device_index):  # TensorRT frees the engine's memory on its own device
             self._stream.synchronize()
-        self._reset()
+            self._reset()
 
     def _embedded_manifest(self) -> Manifest | None:
         return self._manifest
