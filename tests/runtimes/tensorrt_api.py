@@ -128,7 +128,7 @@ def mismatch(params: list[Param], args: list[Any], kwargs: dict[str, Any], api: 
     return None
 
 
-# ------------------------------------------------------------------------------------- checking
+# ---------------------------------------------------------------------- one version's API
 @dataclass
 class Api:
     """One version's bindings, as `dump` wrote them."""

@@ -100,7 +100,7 @@ def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     target = _install(version)
     folder = tmp_path_factory.mktemp(f"trt{version}")
     symbols = _stand_ins(target / EXTENSION, folder)
-    assert "createInferBuilder_INTERNAL" in symbols  # the builder's entry point is stubbed, not real
+    assert "createInferBuilder_INTERNAL" in symbols  # the scan found TensorRT's C entry points
     env = {
         **os.environ,
         "LD_LIBRARY_PATH": os.pathsep.join(filter(None, [str(folder), os.environ.get("LD_LIBRARY_PATH")])),
