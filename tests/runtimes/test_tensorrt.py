@@ -136,7 +136,7 @@ def test_backend_refuses_a_cpu_device(bundle: Path):
 
 
 def test_unwritable_cache_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from edgeseg.runtimes.tensorrt.build import check_writable
+    from edgeseg.runtimes.tensorrt.cache import check_writable
 
     check_writable(tmp_path)
     # Faked: permission bits do not bind root, and the check is what matters.

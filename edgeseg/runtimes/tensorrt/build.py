@@ -1,23 +1,21 @@
-"""Build TensorRT engines from engine-ready ONNX, on the device that runs them, and cache them.
+"""Build TensorRT engines from engine-ready ONNX, on the device that runs them.
 
 An engine is tied to the TensorRT version and the GPU that built it, so it is built where it runs:
 by `edgeseg export` when TensorRT and a CUDA device are present, else on first load or by
-`edgeseg build-engine BUNDLE` on the device. Engines are cached beside the ONNX under a name that
-carries the TensorRT version, the GPU's compute capability and the precision
-(`model.trt10.3.0.sm87.int8.engine`), with a JSON record next to it; a cached engine is reused only
-when its record matches this TensorRT, this GPU and the sha256 of the ONNX it was built from.
+`edgeseg build-engine BUNDLE` on the device; it is cached beside the ONNX (naming and reuse rules in
+edgeseg.runtimes.tensorrt.cache). The build runs with the target GPU selected
+(edgeseg.runtimes.tensorrt.device.selected): TensorRT builds for the current CUDA device.
 
-The TensorRT calls follow the Python API of 10.3 (JetPack 6) through 11.x: a STRONGLY_TYPED network
-(required on 10.x, ignored on 11.x; no FP16/INT8 flags, no calibrators), `OnnxParser.parse_from_file`,
+The TensorRT calls follow the Python API of 10.3 (JetPack 6) through 11.x, checked against both
+versions' bindings by tests/runtimes/test_tensorrt_api.py: a STRONGLY_TYPED network (required on
+10.x, ignored on 11.x; no FP16/INT8 flags, no calibrators), `OnnxParser.parse_from_file`,
 `set_memory_pool_limit(WORKSPACE)`, an optimisation profile, optional VERSION_COMPATIBLE and
 AMPERE_PLUS hardware compatibility, `build_serialized_network`, an `IProgressMonitor` for progress.
-`tensorrt` is imported inside functions only; GPU facts come from torch (a core dependency).
+`tensorrt` is imported inside functions only.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -27,18 +25,16 @@ from typing import Any
 from edgeseg._io import atomic_path, write_json
 from edgeseg.errors import EdgesegRuntimeError, InputError, MissingDependencyError
 from edgeseg.manifest import Manifest
+from edgeseg.runtimes.tensorrt.cache import cache_name, record_path
+from edgeseg.runtimes.tensorrt.device import cuda_device, selected
 
 __all__ = [
     "BuildOptions",
-    "Device",
     "Profile",
     "build_engine",
-    "cache_name",
-    "check_writable",
-    "cuda_device",
     "engine_unavailable_reason",
-    "find_cached",
     "import_tensorrt",
+    "profile_of",
 ]
 
 
@@ -98,20 +94,6 @@ class Profile:
         )
 
 
-@dataclass(frozen=True)
-class Device:
-    """The CUDA device an engine is built for: name, compute capability "8.7", CUDA version."""
-
-    index: int
-    name: str
-    compute_capability: str
-    cuda: str
-
-    @property
-    def sm(self) -> str:
-        return "sm" + self.compute_capability.replace(".", "")
-
-
 def import_tensorrt(purpose: str = "the tensorrt backend") -> Any:
     """`import tensorrt`, or MissingDependencyError saying how to install it on x86 and on Jetson."""
     try:
@@ -119,22 +101,6 @@ def import_tensorrt(purpose: str = "the tensorrt backend") -> Any:
     except ImportError as exc:
         raise MissingDependencyError("tensorrt", "tensorrt", purpose) from exc
     return tensorrt
-
-
-def cuda_device(index: int = 0) -> Device:
-    """Facts about CUDA device `index`, via torch; EdgesegRuntimeError when there is none."""
-    import torch
-
-    if not torch.cuda.is_available():
-        build = f"torch {torch.__version__} " + ("with" if torch.version.cuda else "without") + " CUDA"
-        raise EdgesegRuntimeError(
-            f"TensorRT needs a CUDA device and {build} sees none; on a Jetson install JetPack's CUDA "
-            "build of torch, on x86 the CUDA build matching your driver"
-        )
-    if not 0 <= index < torch.cuda.device_count():
-        raise InputError(f"no CUDA device {index}; this machine has {torch.cuda.device_count()}")
-    major, minor = torch.cuda.get_device_capability(index)
-    return Device(index, torch.cuda.get_device_name(index), f"{major}.{minor}", str(torch.version.cuda))
 
 
 def engine_unavailable_reason() -> str | None:
@@ -146,57 +112,6 @@ def engine_unavailable_reason() -> str | None:
     import torch
 
     return None if torch.cuda.is_available() else "no CUDA device"
-
-
-def cache_name(stem: str, trt_version: str, device: Device, precision: str) -> str:
-    """`model.trt10.3.0.sm87.int8.engine`: what a cached engine is valid for, readable in its name."""
-    return f"{stem}.trt{trt_version}.{device.sm}.{precision}.engine"
-
-
-def _record_path(engine: Path) -> Path:
-    return engine.with_suffix(".json")
-
-
-def _compatible(record: dict[str, Any], trt_version: str, device: Device, onnx_sha: str) -> bool:
-    """Whether a cached engine's record says it runs with this TensorRT on this GPU for this ONNX."""
-    if record.get("onnx_sha256") != onnx_sha:
-        return False
-    built = str(record.get("tensorrt", ""))
-    same_version = built == trt_version
-    # A version-compatible engine runs on later releases of the same major version.
-    later_same_major = (
-        bool(record.get("version_compatible"))
-        and built.split(".")[0] == trt_version.split(".")[0]
-        and _version_key(built) <= _version_key(trt_version)
-    )
-    same_gpu = record.get("compute_capability") == device.compute_capability
-    ampere = _version_key(device.compute_capability) >= (8, 0)
-    ampere_plus = bool(record.get("hardware_compatible")) and ampere
-    return (same_version or later_same_major) and (same_gpu or ampere_plus)
-
-
-def _version_key(text: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in text.split(".") if p.isdigit())
-
-
-def find_cached(
-    cache_dir: Path, stem: str, precision: str, trt_version: str, device: Device, onnx_sha: str
-) -> tuple[Path, dict[str, Any]] | None:
-    """A cached engine valid here: the exact name first, then any compatible engine's record."""
-    exact = cache_dir / cache_name(stem, trt_version, device, precision)
-    candidates = [exact, *sorted(p for p in cache_dir.glob(f"{stem}.trt*.{precision}.engine") if p != exact)]
-    for engine in candidates:
-        try:
-            record = json.loads(_record_path(engine).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue  # no record (or unreadable): its provenance is unknown, so it is not used
-        if (
-            engine.is_file()
-            and record.get("precision") == precision
-            and _compatible(record, trt_version, device, onnx_sha)
-        ):
-            return engine, record
-    return None
 
 
 class _Progress:
@@ -237,25 +152,16 @@ def _logger(trt: Any, errors: list[str]) -> Any:
     return Logger()
 
 
-def build_engine(
+def _build_plan(
+    trt: Any,
     onnx_path: Path,
-    engine_dir: Path,
-    *,
     precision: str,
     profile: Profile | None,
-    options: BuildOptions = BuildOptions(),
-    device_index: int = 0,
-    log: Callable[[str], None] = lambda _: None,
-) -> tuple[Path, dict[str, Any]]:
-    """Build an engine for this GPU from `onnx_path` into `engine_dir` (atomically), with its record.
-
-    Raises InputError when TensorRT cannot parse the graph (every parser error in the message),
-    EdgesegRuntimeError when the build fails, MissingDependencyError without TensorRT.
-    """
-    from edgeseg.manifest import sha256_file
-
-    trt = import_tensorrt("building a TensorRT engine")
-    device = cuda_device(device_index)
+    options: BuildOptions,
+    log: Callable[[str], None],
+) -> Any:
+    """Parse `onnx_path` and build a serialized engine on the current CUDA device (the caller
+    selects it); InputError when the graph does not parse, EdgesegRuntimeError when the build fails."""
     errors: list[str] = []
     logger = _logger(trt, errors)
     builder = trt.Builder(logger)
@@ -279,13 +185,38 @@ def build_engine(
         config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
     progress = _Progress(trt, log)
     config.progress_monitor = progress.monitor
-    log(f"building the TensorRT {trt.__version__} {precision} engine for {device.name} ({device.sm}); "
-        "this takes a while once, the engine is cached")  # fmt: skip
-    start = time.perf_counter()
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         reason = " | ".join(errors) or "no reason given"
         raise EdgesegRuntimeError(f"TensorRT could not build an engine from '{onnx_path}': {reason}")
+    return plan
+
+
+def build_engine(
+    onnx_path: Path,
+    engine_dir: Path,
+    *,
+    precision: str,
+    profile: Profile | None,
+    options: BuildOptions = BuildOptions(),
+    device_index: int = 0,
+    log: Callable[[str], None] = lambda _: None,
+) -> tuple[Path, dict[str, Any]]:
+    """Build an engine for CUDA device `device_index` from `onnx_path` into `engine_dir`
+    (atomically), with its record.
+
+    Raises InputError when TensorRT cannot parse the graph (every parser error in the message),
+    EdgesegRuntimeError when the build fails, MissingDependencyError without TensorRT.
+    """
+    from edgeseg.manifest import sha256_file
+
+    trt = import_tensorrt("building a TensorRT engine")
+    device = cuda_device(device_index)
+    log(f"building the TensorRT {trt.__version__} {precision} engine for {device.name} ({device.sm}); "
+        "this takes a while once, the engine is cached")  # fmt: skip
+    start = time.perf_counter()
+    with selected(device.index):  # TensorRT builds for the current device, not for cuda:N
+        plan = _build_plan(trt, onnx_path, precision, profile, options, log)
     engine = engine_dir / cache_name(onnx_path.stem, trt.__version__, device, precision)
     record = {
         "file": engine.name,
@@ -302,19 +233,8 @@ def build_engine(
     }
     with atomic_path(engine) as tmp:
         tmp.write_bytes(memoryview(plan))
-    write_json(_record_path(engine), record)
+    write_json(record_path(engine), record)
     return engine, record
-
-
-def check_writable(folder: Path) -> None:
-    """InputError when engines cannot be cached in `folder`, so a rebuild is not silently repeated
-    on every start."""
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise InputError(
-            f"cannot cache TensorRT engines in '{folder}' (not writable): every start would rebuild the "
-            "engine; pass engine_cache=DIR (Segmenter) or run 'edgeseg build-engine BUNDLE --cache DIR' "
-            "once as a user who can write there"
-        )
 
 
 DEFAULT_BATCH = 8  # largest batch of a dynamic engine's profile unless --batch says otherwise

@@ -99,13 +99,8 @@ class TensorRTBackend(Backend):
 
     def _engine_for_onnx(self, trt: Any, device: Any) -> bytes:
         from edgeseg.manifest import sha256_file
-        from edgeseg.runtimes.tensorrt.build import (
-            Profile,
-            build_engine,
-            check_writable,
-            find_cached,
-            profile_of,
-        )
+        from edgeseg.runtimes.tensorrt.build import Profile, build_engine, profile_of
+        from edgeseg.runtimes.tensorrt.cache import check_writable, find_cached
 
         manifest = self._manifest
         precision = manifest.precision if manifest else "fp32"
@@ -140,7 +135,8 @@ class TensorRTBackend(Backend):
     def _load(self) -> None:
         import torch
 
-        from edgeseg.runtimes.tensorrt.build import cuda_device, import_tensorrt
+        from edgeseg.runtimes.tensorrt.build import import_tensorrt
+        from edgeseg.runtimes.tensorrt.device import cuda_device, selected
 
         trt = import_tensorrt()
         device = cuda_device(self.device_index)
@@ -152,24 +148,31 @@ class TensorRTBackend(Backend):
         else:
             self._manifest = self._bundle_manifest() or self._onnx_metadata()
             blob = self._engine_for_onnx(trt, device)
-        runtime = trt.Runtime(trt.Logger(trt.Logger.ERROR))
-        if self.engine_record.get("version_compatible"):
-            # Version-compatible plans embed the lean runtime (host code); we built this one ourselves.
-            runtime.engine_host_code_allowed = True
-        engine = runtime.deserialize_cuda_engine(blob)
-        if engine is None:
-            raise InputError(
-                f"TensorRT {trt.__version__} cannot load the engine '{self.engine_file}' on {device.name}: "
-                "it was built for another TensorRT version or GPU, or is damaged; delete it and load the "
-                "bundle again, or run 'edgeseg build-engine BUNDLE' on this device"
-            )
-        self._device = torch.device("cuda", self.device_index)
-        self._engine, self._runtime = engine, runtime
-        self._context = engine.create_execution_context()
+        with selected(device.index):  # TensorRT loads onto, and allocates on, the current device
+            runtime = trt.Runtime(trt.Logger(trt.Logger.ERROR))
+            if self.engine_record.get("version_compatible"):
+                # Version-compatible plans embed the lean runtime (host code); we built this one ourselves.
+                runtime.engine_host_code_allowed = True
+            engine = runtime.deserialize_cuda_engine(blob)
+            if engine is None:
+                raise InputError(
+                    f"TensorRT {trt.__version__} cannot load the engine '{self.engine_file}' on "
+                    f"{device.name}: it was built for another TensorRT version or GPU, or is damaged; "
+                    "delete it and load the bundle again, or run 'edgeseg build-engine BUNDLE' on this device"
+                )
+            context = engine.create_execution_context()
+        self._device = torch.device("cuda", device.index)
+        self._engine, self._runtime, self._context = engine, runtime, context
         self._stream = torch.cuda.Stream(device=self._device)  # never the default stream
         self._gpu = device
 
     def _discover_specs(self) -> tuple[Sequence[TensorSpec], Sequence[TensorSpec]]:
+        from edgeseg.runtimes.tensorrt.device import selected
+
+        with selected(self.device_index):  # every TensorRT call on the engine's device
+            return self._io_specs()
+
+    def _io_specs(self) -> tuple[list[TensorSpec], list[TensorSpec]]:
         import tensorrt as trt
 
         inputs, outputs = [], []
@@ -205,8 +208,11 @@ class TensorRTBackend(Backend):
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
 
+        from edgeseg.runtimes.tensorrt.device import selected
+
         ctx = self._context
-        with torch.cuda.stream(self._stream):
+        # The engine's device current for TensorRT, our stream current for torch's copies.
+        with selected(self.device_index), torch.cuda.stream(self._stream):
             for name, x in feed.items():
                 if name in self._profiles:
                     lo, hi = self._profiles[name]
@@ -235,9 +241,14 @@ class TensorRTBackend(Backend):
         return {name: host.numpy().copy() for name, (_, host) in outs.items()}
 
     def _close(self) -> None:
-        if self._stream is not None:
+        from edgeseg.runtimes.tensorrt.device import selected
+
+        if self._stream is None:
+            self._reset()
+            return
+        with selected(self.device_index):  # TensorRT frees the engine's memory on its own device
             self._stream.synchronize()
-        self._reset()
+            self._reset()
 
     def _embedded_manifest(self) -> Manifest | None:
         return self._manifest

@@ -1,0 +1,83 @@
+"""Where built engines are cached and when a cached one may be reused.
+
+An engine is tied to the TensorRT version and the GPU that built it. Engines are cached beside the
+ONNX under a name that carries the TensorRT version, the GPU's compute capability and the precision
+(`model.trt10.3.0.sm87.int8.engine`), with a JSON record next to it; a cached engine is reused only
+when its record matches this TensorRT, this GPU and the sha256 of the ONNX it was built from
+(version- and hardware-compatible engines also on later releases of the same major / any Ampere+ GPU).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from edgeseg.errors import InputError
+from edgeseg.runtimes.tensorrt.device import Device
+
+__all__ = ["cache_name", "check_writable", "find_cached", "record_path"]
+
+
+def cache_name(stem: str, trt_version: str, device: Device, precision: str) -> str:
+    """`model.trt10.3.0.sm87.int8.engine`: what a cached engine is valid for, readable in its name."""
+    return f"{stem}.trt{trt_version}.{device.sm}.{precision}.engine"
+
+
+def record_path(engine: Path) -> Path:
+    """The JSON build record beside an engine."""
+    return engine.with_suffix(".json")
+
+
+def _compatible(record: dict[str, Any], trt_version: str, device: Device, onnx_sha: str) -> bool:
+    """Whether a cached engine's record says it runs with this TensorRT on this GPU for this ONNX."""
+    if record.get("onnx_sha256") != onnx_sha:
+        return False
+    built = str(record.get("tensorrt", ""))
+    same_version = built == trt_version
+    # A version-compatible engine runs on later releases of the same major version.
+    later_same_major = (
+        bool(record.get("version_compatible"))
+        and built.split(".")[0] == trt_version.split(".")[0]
+        and _version_key(built) <= _version_key(trt_version)
+    )
+    same_gpu = record.get("compute_capability") == device.compute_capability
+    ampere = _version_key(device.compute_capability) >= (8, 0)
+    ampere_plus = bool(record.get("hardware_compatible")) and ampere
+    return (same_version or later_same_major) and (same_gpu or ampere_plus)
+
+
+def _version_key(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in text.split(".") if p.isdigit())
+
+
+def find_cached(
+    cache_dir: Path, stem: str, precision: str, trt_version: str, device: Device, onnx_sha: str
+) -> tuple[Path, dict[str, Any]] | None:
+    """A cached engine valid here: the exact name first, then any compatible engine's record."""
+    exact = cache_dir / cache_name(stem, trt_version, device, precision)
+    candidates = [exact, *sorted(p for p in cache_dir.glob(f"{stem}.trt*.{precision}.engine") if p != exact)]
+    for engine in candidates:
+        try:
+            record = json.loads(record_path(engine).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # no record (or unreadable): its provenance is unknown, so it is not used
+        if (
+            engine.is_file()
+            and record.get("precision") == precision
+            and _compatible(record, trt_version, device, onnx_sha)
+        ):
+            return engine, record
+    return None
+
+
+def check_writable(folder: Path) -> None:
+    """InputError when engines cannot be cached in `folder`, so a rebuild is not silently repeated
+    on every start."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(
+            f"cannot cache TensorRT engines in '{folder}' (not writable): every start would rebuild the "
+            "engine; pass engine_cache=DIR (Segmenter) or run 'edgeseg build-engine BUNDLE --cache DIR' "
+            "once as a user who can write there"
+        )
