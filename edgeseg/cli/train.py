@@ -122,7 +122,7 @@ def eval_(
     from rich.console import Console
     from rich.table import Table
 
-    from edgeseg import evaluate
+    from edgeseg.evaluation import evaluate
 
     existing_dir(data, "--data")
     if model.is_dir() or model.suffix.lower() in (".onnx", ".xml"):

@@ -216,7 +216,7 @@ def test_cli_bad_input(
 def test_count_macs_and_cpu_peak(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
-    from edgeseg import perf
+    from edgeseg.bench import hardware as perf
 
     net = torch.nn.Sequential(
         torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ConvTranspose2d(8, 4, 2, stride=2)
