@@ -130,8 +130,8 @@ def eval_(
     from rich.console import Console
     from rich.table import Table
 
-    from edgeseg import evaluate
     from edgeseg.data import parse_img_size
+    from edgeseg.evaluation import evaluate
 
     existing_dir(data, "--data")
     facts = parse_facts(classes, mean, std, color_order)
