@@ -110,6 +110,7 @@ def make_foreign_onnx(
     x = torch.randn(1, channels, size[1], size[0])
     args = (x, x) if variant == "two_inputs" else (x,)
     names = ["pixel_values", "extra"][: len(args)]
+    path.parent.mkdir(parents=True, exist_ok=True)
     axes = {n: {0: "n", 2: "h", 3: "w"} for n in names} if dynamic else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -62,6 +62,9 @@ def benchmark(
     mean: MeanOpt = None,
     std: StdOpt = None,
     color_order: ColorOrderOpt = None,
+    ignore_index: Annotated[
+        int | None, typer.Option(help="ONNX without edgeseg metadata: the label id metrics skip.")
+    ] = None,
     json_path: JsonOpt = None,
 ) -> None:
     """Export every target (reusing bundles) and measure each against the source's FP32 model (PyTorch,
@@ -86,7 +89,7 @@ def benchmark(
         out=str(out) if out else None,
         cpu_ghz=cpu_ghz,
     )
-    facts = parse_facts(classes, mean, std, color_order)
+    facts = parse_facts(classes, mean, std, color_order, ignore_index)
     report = run_benchmark(checkpoint, config, facts=facts, log=lambda s: typer.echo(s, err=True))
     paths = write_reports(report, report.meta["out"])
     if json_path is not None:
