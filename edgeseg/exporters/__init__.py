@@ -62,11 +62,14 @@ class ExportConfig:
     Attributes:
         target: "onnx" or "openvino" (see edgeseg.formats).
         precision: "fp32", "fp16" or "int8" (see edgeseg.formats for what each target offers).
-        img_size: (width, height) of the exported input; default the checkpoint's training size.
+        img_size: (width, height) of the exported input; default the checkpoint's training size, or
+            an ONNX source's fixed input size (a dynamic one needs it).
         dynamic: make batch, height and width dynamic (sides must still divide by 2**depth).
-        opset: ONNX opset of the exported graph (also the graph the OpenVINO IR is converted from).
+        opset: ONNX opset of the exported graph (also the graph the OpenVINO IR is converted from);
+            checkpoints only: an ONNX source keeps its own (see edgeseg.exporters.onnx_source).
         val_data: a labelled folder for the parity check; default synthetic images.
-        out: the bundle folder; default next to the checkpoint, e.g. runs/x/unet-onnx-fp32.
+        out: the bundle folder; default next to the source, e.g. runs/x/unet-onnx-fp32 for
+            runs/x/best.pt, runs/x/model-onnx-fp32 for runs/x/model.onnx.
         parity_images: synthetic images for the parity check when no val_data is given.
         overwrite: replace an existing bundle at `out`.
         calib: folder of calibration images for int8 (a dataset folder works); default synthetic.
