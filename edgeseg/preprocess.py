@@ -130,10 +130,14 @@ def resolve_preprocessing(
         if value is None
     ]
     if missing:
+        flags = ", ".join(
+            "--" + m.split(" ")[0].replace("_", "-").replace("class-names", "classes") for m in missing
+        )
         raise InputError(
             f"{where} carries no edgeseg metadata, so its preprocessing must be given: pass "
             f"{', '.join(missing)} to Segmenter (e.g. mean=(0.485, 0.456, 0.406), "
-            "std=(0.229, 0.224, 0.225), color_order='RGB', img_size=(256, 256), classes=2)"
+            "std=(0.229, 0.224, 0.225), color_order='RGB', img_size=(256, 256), classes=2); "
+            f"on the command line {flags}"
         )
     assert mean is not None and std is not None and order is not None and size is not None and names
     pre = Preprocessing(

@@ -63,3 +63,59 @@ def make_checkpoint(
         img_size=size,
     )
     return save_checkpoint(path, ckpt, model)
+
+
+def make_foreign_onnx(
+    path: Path,
+    *,
+    size: tuple[int, int] = (48, 32),
+    channels: int = 3,
+    classes: int = 3,
+    dynamic: bool = False,
+    opset: int = 17,
+    variant: str = "plain",
+    seed: int = 0,
+) -> Path:
+    """An ONNX file as another framework writes it: a small encoder-decoder (not edgeseg's UNet: conv,
+    batch norm, max-pool, bilinear upsampling, concat, 1x1 head) exported with plain
+    `torch.onnx.export` (TorchScript exporter), input "pixel_values", output "out", no edgeseg
+    metadata. `variant` makes a graph edgeseg must refuse: "two_inputs", "nhwc_output" (classes on
+    the last axis), "rank3_output"."""
+    import warnings
+
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class Foreign(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.enc = nn.Sequential(nn.Conv2d(channels, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+            self.down = nn.Sequential(nn.Conv2d(8, 16, 3, padding=1), nn.ReLU())
+            self.head = nn.Conv2d(24, classes, 1)
+
+        def forward(self, x: torch.Tensor, *extra: torch.Tensor) -> torch.Tensor:
+            a = self.enc(x + extra[0] if extra else x)
+            b = F.interpolate(self.down(F.max_pool2d(a, 2)), size=a.shape[-2:], mode="bilinear")
+            out = self.head(torch.cat([a, b], 1))
+            if variant == "nhwc_output":
+                return out.permute(0, 2, 3, 1)
+            return out.flatten(2) if variant == "rank3_output" else out
+
+    torch.manual_seed(seed)
+    model = Foreign().eval()
+    with torch.no_grad():  # a trained-looking BN, so the graph is not an identity there
+        model.enc[1].running_mean.uniform_(-0.2, 0.2)
+        model.enc[1].running_var.uniform_(0.5, 1.5)
+    x = torch.randn(1, channels, size[1], size[0])
+    args = (x, x) if variant == "two_inputs" else (x,)
+    names = ["pixel_values", "extra"][: len(args)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    axes = {n: {0: "n", 2: "h", 3: "w"} for n in names} if dynamic else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model, args, str(path), input_names=names, output_names=["out"], opset_version=opset,
+            dynamo=False, dynamic_axes=axes,
+        )  # fmt: skip
+    return path

@@ -81,10 +81,13 @@ def summary_lines(report: BenchmarkReport) -> list[str]:
     """Plain lines saying how the figures were measured and what the CPU can do at most."""
     meta = report.meta
     peak = meta["cpu_peak"]
+    macs = meta.get("macs")
     lines = [
         f"timing: {meta['timing']}; {meta['runs']} runs per row",
-        f"model: {meta['macs'] / 1e9:.2f} GMAC per frame; GFLOP/s = 2 x MACs / model p50 "
-        "(int8 rows: operations per second in the same units)",
+        f"model: {macs / 1e9:.2f} GMAC per frame; GFLOP/s = 2 x MACs / model p50 "
+        "(int8 rows: operations per second in the same units)"
+        if macs
+        else "model: MACs not counted (the source has no PyTorch module), so no GFLOP/s",
         f"CPU peak FP32: {peak['gflops']:.0f} GFLOP/s ({peak['basis']}); "
         f"torch sgemm reaches {meta['sgemm_gflops']:.0f} GFLOP/s here",
     ]
@@ -141,21 +144,21 @@ def _plot(report: BenchmarkReport, path: Path) -> None:
     markers = {"fp32": "o", "fp16": "s", "int8": "^"}
     for r in ok:
         y = (r.miou if use_miou else r.agreement) or 0.0
-        base = r.name == "pytorch"
+        base = r.reference
         ax.scatter(
             r.fps,
             y,
             s=160 if base else 70,
             marker="*" if base else markers.get(r.precision, "o"),
             color=colours.get(r.target, "tab:gray"),
-            label="PyTorch (baseline)" if base else f"{r.name} ({r.fps:.0f} FPS)",
+            label=f"{r.name} (baseline)" if base else f"{r.name} ({r.fps:.0f} FPS)",
             zorder=3,
         )
         if base:
             ax.axhline(y, color="black", linewidth=0.8, linestyle="--", alpha=0.5, zorder=1)
     ax.legend(fontsize=8, loc="best", framealpha=0.9)
     ax.set_xlabel("FPS (whole Segmenter call, p50)")
-    ax.set_ylabel("mIoU vs ground truth" if use_miou else "pixel agreement with PyTorch")
+    ax.set_ylabel("mIoU vs ground truth" if use_miou else "pixel agreement with the baseline")
     missing = [r.name for r in report.rows if r.status != "ok"]
     title = "edgeseg benchmark: speed vs accuracy"
     if missing:

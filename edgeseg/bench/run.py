@@ -1,9 +1,11 @@
-"""`edgeseg benchmark`: every target and precision side by side with the PyTorch baseline.
+"""`edgeseg benchmark`: every target and precision side by side with the FP32 baseline.
 
-For the checkpoint and each requested target:precision the benchmark exports what is missing (an
-existing bundle for the same checkpoint and size is reused), loads it through `Segmenter` exactly as
-an application would, and measures: size, mIoU vs ground truth and its drop vs PyTorch (with
-labelled data), pixel agreement with PyTorch's masks, latency of the model alone and of the whole
+The baseline (the first row, `BenchRow.reference`) is the export source's own FP32 model: the
+checkpoint on PyTorch, or an ONNX file from elsewhere on ONNX Runtime (edgeseg.exporters.source).
+For the source and each requested target:precision the benchmark exports what is missing (an
+existing bundle for the same source and size is reused), loads it through `Segmenter` exactly as
+an application would, and measures: size, mIoU vs ground truth and its drop vs the baseline (with
+labelled data), pixel agreement with the baseline's masks, latency of the model alone and of the whole
 `Segmenter` call, FPS, speed-up vs PyTorch, achieved GFLOP/s and peak memory. A row that cannot be
 measured here keeps its place in the table with the reason (export failed / not available here).
 
@@ -20,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -28,6 +30,9 @@ from edgeseg.bench.hardware import RssSampler, percentile_ms
 from edgeseg.errors import EdgesegError, InputError, MissingDependencyError, first_line
 from edgeseg.formats import PRECISIONS, TARGETS, get_target, missing_packages
 from edgeseg.runtimes.registry import backend_entry
+
+if TYPE_CHECKING:
+    from edgeseg.exporters.source import ExportSource, SourceFacts
 
 __all__ = ["BenchRow", "BenchmarkConfig", "BenchmarkReport", "benchmark", "parse_targets"]
 
@@ -108,6 +113,7 @@ class BenchRow:
     target: str
     precision: str
     backend: str | None = None
+    reference: bool = False  # the baseline row: the source's own FP32 model on its own runtime
     status: str = "ok"  # "ok" | "export failed" | "not available"
     reason: str | None = None
     path: str | None = None
@@ -139,7 +145,7 @@ class BenchmarkReport:
         return {"meta": self.meta, "rows": [asdict(r) for r in self.rows]}
 
     def row(self, name: str) -> BenchRow:
-        """The row called `name` ("pytorch" or "target:precision")."""
+        """The row called `name` ("pytorch", "source onnx" or "target:precision")."""
         for r in self.rows:
             if r.name == name:
                 return r
@@ -151,19 +157,22 @@ def benchmark(
     config: BenchmarkConfig | None = None,
     *,
     dataset: _Labelled | None = None,
+    facts: SourceFacts | None = None,
     log: Callable[[str], None] | None = None,
 ) -> BenchmarkReport:
-    """Export (where missing) and measure every requested target against the PyTorch checkpoint.
+    """Export (where missing) and measure every requested target against the source's FP32 model.
 
-    `dataset` (anything indexable giving (RGB image, mask) at the model's size) replaces
-    `config.data`, e.g. a SyntheticDataset for a model trained on it. `log` receives progress lines.
-    Raises InputError for bad options or a bad checkpoint/data folder; a target that fails to
-    export or load becomes a row with its reason instead of an error.
+    `checkpoint` is an edgeseg checkpoint (baseline: PyTorch) or a `.onnx` file (baseline: that file
+    on ONNX Runtime; `facts` as for edgeseg.exporters.export). `dataset` (anything indexable giving
+    (RGB image, mask) at the model's size) replaces `config.data`, e.g. a SyntheticDataset for a model
+    trained on it. `log` receives progress lines. Raises InputError for bad options or a bad
+    source/data folder; a target that fails to export or load becomes a row with its reason instead
+    of an error.
     """
     import torch
 
     from edgeseg.bench.hardware import count_macs
-    from edgeseg.models.checkpoint import load_checkpoint
+    from edgeseg.exporters.source import open_source
 
     config = config or BenchmarkConfig()
     say = log or (lambda _: None)
@@ -171,40 +180,36 @@ def benchmark(
         raise InputError("--runs and --max-images must be at least 1 (and rounds/warm-up not negative)")
     targets = parse_targets(config.targets or None)
     ckpt_path = Path(checkpoint)
-    ckpt = load_checkpoint(ckpt_path)
-    size = config.img_size or ckpt.img_size
-    stride = ckpt.model_config.stride
-    if size[0] % stride or size[1] % stride:
-        raise InputError(f"--img-size {size[0]}x{size[1]} must divide by {stride} for this model")
+    src = open_source(ckpt_path, facts)
+    size = src.export_size(config.img_size, dynamic=False)
     if config.data and dataset is None and not Path(config.data).is_dir():
         raise InputError(f"--data folder '{config.data}' does not exist (expected DIR/images and DIR/masks)")
     out = Path(config.out) if config.out else ckpt_path.parent / "benchmark"
     if config.threads:
         torch.set_num_threads(config.threads)
 
-    images, truth, data_kind = _eval_set(ckpt, size, config, dataset)
+    images, truth, data_kind = _eval_set(src, size, config, dataset)
     # A user's own loop runs `model(x)` on the default (contiguous) layout; edgeseg's PyTorch row uses
     # channels-last, which is faster on CPUs. Both are eager PyTorch; the report times both. The MACs
-    # are counted on the same module.
-    eager = ckpt.build_model("cpu").to(memory_format=torch.contiguous_format)
-    macs = count_macs(eager, size, ckpt.model_config.in_channels)
-    rows = [BenchRow("pytorch", "pytorch", "fp32", backend="torch", path=str(ckpt_path))]
-    rows[0].size_mb = round(ckpt_path.stat().st_size / 1e6, 2)
+    # are counted on the same module (an ONNX source has none: no MACs, no GFLOP/s).
+    eager = src.torch_module()
+    macs = count_macs(eager, size, src.channels) if eager is not None else None
+    rows = [_reference_row(src)]
     rows += [BenchRow(t, *t.split(":")) for t in targets]
     for row in rows[1:]:
-        _export_row(row, ckpt_path, size, config, out / "bundles", say)
+        _export_row(row, src, size, config, out / "bundles", say)
 
     from edgeseg.evaluation.metrics import ConfusionMatrix, mask_agreement
 
     segs: dict[str, Any] = {}
-    frame = _frame(ckpt.model_config.in_channels)
+    frame = _frame(src.channels)
     ref_masks: list[np.ndarray] | None = None
     try:
         for row in rows:
             if row.status != "ok":
                 continue
             say(f"loading {row.name}")
-            seg = _load_row(row, size)
+            seg = _load_row(row, size, src)
             if seg is None:
                 continue
             segs[row.name] = seg
@@ -214,11 +219,12 @@ def benchmark(
             if masks:
                 row.agreement = round(mask_agreement(np.stack(masks), np.stack(ref_masks)), 6)
             if truth:
-                cm = ConfusionMatrix(len(seg.class_names), ckpt.ignore_index)
+                cm = ConfusionMatrix(len(seg.class_names), src.ignore_index)
                 for m, t in zip(masks, truth, strict=True):
                     cm.update(m, t)
                 row.miou = round(cm.compute().miou, 6)
-        eager_ms = _time_rows(rows, segs, frame, config, say, _eager_call(eager, size))
+        eager_call = _eager_call(eager, size) if eager is not None else None
+        eager_ms = _time_rows(rows, segs, frame, config, say, eager_call)
     finally:
         for seg in segs.values():
             seg.close()
@@ -228,17 +234,28 @@ def benchmark(
         if row.miou is not None and base.miou is not None:
             row.miou_drop = round((base.miou - row.miou) * 100, 3)
         if row.model_ms_p50:
-            row.gflops = round(2 * macs / row.model_ms_p50 / 1e6, 2)
+            if macs:
+                row.gflops = round(2 * macs / row.model_ms_p50 / 1e6, 2)
             if base.model_ms_p50:
                 row.speedup = round(base.model_ms_p50 / row.model_ms_p50, 3)
     meta = _meta(ckpt_path, size, macs, data_kind, len(images), config)
+    meta["reference"] = f"{base.name}: {src.reference_label} ({base.backend})"
     meta["eager_contiguous_ms_p50"] = eager_ms
     meta["out"] = str(out)
     return BenchmarkReport(rows, meta)
 
 
+def _reference_row(src: ExportSource) -> BenchRow:
+    """The baseline row: the source itself on its reference runtime (PyTorch for a checkpoint)."""
+    name = "pytorch" if src.reference_backend == "torch" else f"source {src.kind}"
+    target = "pytorch" if src.reference_backend == "torch" else src.kind
+    row = BenchRow(name, target, "fp32", backend=src.reference_backend, reference=True, path=str(src.path))
+    row.size_mb = round(src.path.stat().st_size / 1e6, 2)
+    return row
+
+
 def _eval_set(
-    ckpt: Any, size: tuple[int, int], config: BenchmarkConfig, dataset: _Labelled | None
+    src: ExportSource, size: tuple[int, int], config: BenchmarkConfig, dataset: _Labelled | None
 ) -> tuple[list[np.ndarray], list[np.ndarray], str]:
     """RGB images at the model's size, their masks (empty without labels) and a description."""
     if dataset is None and config.data:
@@ -247,9 +264,9 @@ def _eval_set(
         dataset = FolderDataset(
             config.data,
             img_size=size,
-            num_classes=ckpt.model_config.classes,
-            ignore_index=ckpt.ignore_index,
-            channels=ckpt.model_config.in_channels,
+            num_classes=src.classes,
+            ignore_index=src.ignore_index,
+            channels=src.channels,
         )
         kind = f"folder {config.data}"
     elif dataset is not None:
@@ -258,8 +275,8 @@ def _eval_set(
         from edgeseg.data import SyntheticDataset
 
         synth = SyntheticDataset(min(config.max_images, 16), size, seed=1234)
-        imgs = [_channels(synth[i][0], ckpt.model_config.in_channels) for i in range(len(synth))]
-        return imgs, [], "synthetic frames (agreement with PyTorch only; no ground truth for this model)"
+        imgs = [_channels(synth[i][0], src.channels) for i in range(len(synth))]
+        return imgs, [], "synthetic frames (agreement with the baseline only; no ground truth for this model)"
     n = min(len(dataset), config.max_images)
     if n == 0:
         raise InputError(f"the benchmark data ({kind}) holds no images")
@@ -283,7 +300,7 @@ def _frame(channels: int) -> np.ndarray:
 
 def _export_row(
     row: BenchRow,
-    ckpt_path: Path,
+    src: ExportSource,
     size: tuple[int, int],
     config: BenchmarkConfig,
     bundles: Path,
@@ -307,7 +324,7 @@ def _export_row(
         row.status, row.reason = "not available", first_line(err)
         return
     dest = bundles / f"{row.target}-{row.precision}-{size[0]}x{size[1]}"
-    if _reusable(dest, ckpt_path, size):
+    if _reusable(dest, src, size):
         say(f"reusing {dest}")
         row.path = str(dest)
         return
@@ -324,32 +341,32 @@ def _export_row(
         parity_images=2,
     )
     try:
-        row.path = str(export(ckpt_path, cfg).bundle)
+        row.path = str(export(src.path, cfg, facts=src.facts).bundle)
     except Exception as exc:  # a failed target is a row, not the end of the benchmark
         row.status, row.reason = "export failed", first_line(exc)
 
 
-def _reusable(dest: Path, ckpt_path: Path, size: tuple[int, int]) -> bool:
-    """A bundle at `dest` that was exported from this very checkpoint at this size and is intact."""
+def _reusable(dest: Path, src: ExportSource, size: tuple[int, int]) -> bool:
+    """A bundle at `dest` that was exported from this very source at this size and is intact."""
     if not (dest / "edgeseg.json").is_file():
         return False
-    from edgeseg.manifest import read_manifest, sha256_file
+    from edgeseg.manifest import read_manifest
 
     try:
         m = read_manifest(dest)
     except EdgesegError:
         return False
-    return m.source.get("sha256") == sha256_file(ckpt_path) and (m.input.width, m.input.height) == size
+    return m.source.get("sha256") == src.sha256 and (m.input.width, m.input.height) == size
 
 
-def _load_row(row: BenchRow, size: tuple[int, int]) -> Any:
+def _load_row(row: BenchRow, size: tuple[int, int], src: ExportSource) -> Any:
     from edgeseg.segmenter import Segmenter
 
     assert row.path is not None
     # Each row runs on its own target's runtime (an ONNX bundle on ONNX Runtime, not on OpenVINO),
-    # so the row measures what its name says.
-    backend = "torch" if row.name == "pytorch" else get_target(row.target).backends[0]
-    kwargs: dict[str, Any] = {"img_size": size} if row.name == "pytorch" else {}
+    # so the row measures what its name says; the baseline on the source's reference runtime.
+    backend = row.backend if row.reference else get_target(row.target).backends[0]
+    kwargs = src.segmenter_options(size) if row.reference else {}
     with RssSampler() as mem:
         try:
             seg = Segmenter(row.path, backend=backend, input_format="rgb", **kwargs)
@@ -359,7 +376,7 @@ def _load_row(row: BenchRow, size: tuple[int, int]) -> Any:
         seg.warmup(2)
     row.peak_mem_mb = mem.growth_mb
     row.backend = seg.backend_name
-    if row.name != "pytorch":
+    if not row.reference:
         files = seg.manifest.files if seg.manifest is not None else {}
         row.size_mb = round(sum((Path(row.path) / f).stat().st_size for f in files) / 1e6, 2)
     return seg
@@ -371,10 +388,11 @@ def _time_rows(
     frame: np.ndarray,
     config: BenchmarkConfig,
     say: Callable[[str], None],
-    eager: Callable[[], object],
-) -> float:
+    eager: Callable[[], object] | None,
+) -> float | None:
     """Model-alone and whole-call latency of every loaded row, in interleaved rounds. `eager` (a plain
-    `model(x)` call) is timed in the same rounds; returns its median in ms."""
+    `model(x)` call, None for a source without a PyTorch module) is timed in the same rounds; returns
+    its median in ms."""
     from edgeseg.preprocess import prepare_frame
 
     model: dict[str, list[float]] = {n: [] for n in segs}
@@ -390,14 +408,14 @@ def _time_rows(
             calls[name]()
             seg(frame)
     eager_ms: list[float] = []
-    for _ in range(config.warmup):
-        eager()
+    for _ in range(config.warmup if eager else 0):
+        eager()  # type: ignore[misc]
     per_round = max(1, -(-config.runs // config.rounds))
     for r in range(config.rounds):
         say(f"timing round {r + 1}/{config.rounds}")
-        for _ in range(per_round):
+        for _ in range(per_round if eager else 0):
             t0 = time.perf_counter()
-            eager()
+            eager()  # type: ignore[misc]
             eager_ms.append((time.perf_counter() - t0) * 1000)
         for name, seg in segs.items():
             for _ in range(per_round):
@@ -419,7 +437,7 @@ def _time_rows(
         row.stages_ms = {
             k: round(float(np.mean([t[k] for t in stages[row.name]])), 3) for k in ("pre", "infer", "post")
         }
-    return round(percentile_ms(eager_ms, 50), 3)
+    return round(percentile_ms(eager_ms, 50), 3) if eager_ms else None
 
 
 def _eager_call(model: Any, size: tuple[int, int]) -> Callable[[], object]:
@@ -436,7 +454,7 @@ def _eager_call(model: Any, size: tuple[int, int]) -> Callable[[], object]:
 
 
 def _meta(
-    ckpt_path: Path, size: tuple[int, int], macs: int, data: str, images: int, config: BenchmarkConfig
+    ckpt_path: Path, size: tuple[int, int], macs: int | None, data: str, images: int, config: BenchmarkConfig
 ) -> dict[str, Any]:
     import torch
 

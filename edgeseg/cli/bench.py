@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from edgeseg.cli._app import JsonOpt, app, existing_dir
+from edgeseg.cli._facts import ClassesOpt, ColorOrderOpt, MeanOpt, StdOpt, parse_facts
 
 if TYPE_CHECKING:
     from edgeseg.bench.run import BenchmarkReport
@@ -31,7 +32,10 @@ def print_report(report: BenchmarkReport, paths: dict[str, Path]) -> None:
 
 @app.command()
 def benchmark(
-    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.pt): the baseline and the source.")],
+    checkpoint: Annotated[
+        Path,
+        typer.Argument(help="Checkpoint (.pt) or ONNX file (.onnx): the source, and the baseline row."),
+    ],
     targets: Annotated[
         str,
         typer.Option(help="target:precision list, e.g. onnx:fp32,openvino:int8; a bare target; or all."),
@@ -54,10 +58,18 @@ def benchmark(
         float | None,
         typer.Option(min=0.1, help="CPU clock for the peak GFLOP/s figure. Default: the OS-reported clock."),
     ] = None,
+    classes: ClassesOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    color_order: ColorOrderOpt = None,
+    ignore_index: Annotated[
+        int | None, typer.Option(help="ONNX without edgeseg metadata: the label id metrics skip.")
+    ] = None,
     json_path: JsonOpt = None,
 ) -> None:
-    """Export every target (reusing bundles) and measure each against PyTorch: size, mIoU, agreement,
-    latency, FPS, speed-up, GFLOP/s, memory; writes benchmark.json/.csv/.md/.png."""
+    """Export every target (reusing bundles) and measure each against the source's FP32 model (PyTorch,
+    or an ONNX source on ONNX Runtime): size, mIoU, agreement, latency, FPS, speed-up, GFLOP/s,
+    memory; writes benchmark.json/.csv/.md/.png."""
     from edgeseg.bench.report import write_reports
     from edgeseg.bench.run import BenchmarkConfig, parse_targets
     from edgeseg.bench.run import benchmark as run_benchmark
@@ -77,7 +89,8 @@ def benchmark(
         out=str(out) if out else None,
         cpu_ghz=cpu_ghz,
     )
-    report = run_benchmark(checkpoint, config, log=lambda s: typer.echo(s, err=True))
+    facts = parse_facts(classes, mean, std, color_order, ignore_index)
+    report = run_benchmark(checkpoint, config, facts=facts, log=lambda s: typer.echo(s, err=True))
     paths = write_reports(report, report.meta["out"])
     if json_path is not None:
         from edgeseg._io import write_json

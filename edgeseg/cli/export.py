@@ -8,15 +8,19 @@ from typing import Annotated
 import typer
 
 from edgeseg.cli._app import JsonOpt, app, existing_dir, write_json_opt
+from edgeseg.cli._facts import ClassesOpt, ColorOrderOpt, MeanOpt, StdOpt, parse_facts
 
 
 @app.command()
 def export(
-    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.pt) to export.")],
+    checkpoint: Annotated[
+        Path, typer.Argument(help="Checkpoint (.pt), or an ONNX file (.onnx, e.g. from another framework).")
+    ],
     target: Annotated[str, typer.Option(help="Deployment target; see the support matrix in the README.")],
     precision: Annotated[str, typer.Option(help="fp32, fp16 or int8 (see the support matrix).")] = "fp32",
     img_size: Annotated[
-        str | None, typer.Option(help="Input size N or WxH. Default: the training size.")
+        str | None,
+        typer.Option(help="Input size N or WxH. Default: the training size (an ONNX file: its fixed size)."),
     ] = None,
     dynamic: Annotated[bool, typer.Option(help="Dynamic batch, height and width.")] = False,
     opset: Annotated[int, typer.Option(help="ONNX opset (18..23).")] = 18,
@@ -45,13 +49,22 @@ def export(
         int | None,
         typer.Option(min=1, help="TensorRT with --dynamic: largest batch of the engine's profile (8)."),
     ] = None,
+    classes: ClassesOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    color_order: ColorOrderOpt = None,
+    ignore_index: Annotated[
+        int | None, typer.Option(help="ONNX without edgeseg metadata: the label id metrics skip.")
+    ] = None,
     json_path: JsonOpt = None,
 ) -> None:
-    """Export a checkpoint to a self-describing bundle and check it against PyTorch."""
+    """Export a checkpoint or an ONNX file to a self-describing bundle and check it against its FP32
+    reference (the PyTorch model, or the source ONNX on ONNX Runtime)."""
     from edgeseg.data import parse_img_size
     from edgeseg.exporters import ExportConfig
     from edgeseg.exporters import export as run_export
 
+    facts = parse_facts(classes, mean, std, color_order, ignore_index)
     existing_dir(val_data, "--val-data")
     existing_dir(calib, "--calib", "a folder of images, or a dataset folder")
     result = run_export(
@@ -71,13 +84,15 @@ def export(
             max_drop=max_drop,
             batch=batch,
         ),
+        facts=facts,
         log=typer.echo,
     )
     typer.echo(f"wrote {result.bundle} ({result.seconds:.1f} s)")
     typer.echo(result.parity.summary())
     drop = (result.manifest.quantization or {}).get("miou_drop_points")
     if drop is not None:
-        typer.echo(f"mIoU drop vs FP32 on --val-data: {drop:.2f} points")
+        ref = "PyTorch" if result.parity.reference == "PyTorch" else "the source ONNX"
+        typer.echo(f"mIoU drop vs FP32 ({ref}) on --val-data: {drop:.2f} points")
     for note in result.notes:
         typer.echo(note)
     write_json_opt(json_path, result.to_dict())

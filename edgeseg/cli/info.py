@@ -87,13 +87,19 @@ def _manifest_lines(m: Manifest) -> list[str]:
     ]
     if d.get("tools"):  # a bare .onnx carries no tool versions
         lines.append(f"  tools      {', '.join(f'{k} {v}' for k, v in d['tools'].items())}")
+    src = d.get("source") or {}
+    if src.get("onnx"):
+        lines.append(f"  source     {src['onnx']} (ONNX, sha256 {str(src.get('sha256'))[:12]})")
     p = d.get("parity") or {}
     if p:
+        # Bundles exported before the reference was recorded compared with PyTorch.
+        ref = p.get("reference", "PyTorch")
+        short = "PyTorch" if ref == "PyTorch" else "source"
         text = (
-            f"  parity     vs PyTorch on {p['inputs']}: max |Δlogit| {p['max_abs_logit_diff']:.2e}, "
-            f"pixel agreement {p['pixel_agreement']:.4%}, mIoU vs PyTorch {p['miou_vs_pytorch']:.4f}"
+            f"  parity     vs {ref} on {p['inputs']}: max |Δlogit| {p['max_abs_logit_diff']:.2e}, "
+            f"pixel agreement {p['pixel_agreement']:.4%}, mIoU vs {short} {p['miou_vs_pytorch']:.4f}"
         )
         if p.get("miou_artifact_vs_gt") is not None:
-            text += f", mIoU vs truth {p['miou_artifact_vs_gt']:.4f} (PyTorch {p['miou_pytorch_vs_gt']:.4f})"
+            text += f", mIoU vs truth {p['miou_artifact_vs_gt']:.4f} ({short} {p['miou_pytorch_vs_gt']:.4f})"
         lines.append(text)
     return lines

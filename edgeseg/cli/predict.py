@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from edgeseg.cli._app import JsonOpt, app, write_json_opt
+from edgeseg.cli._facts import ClassesOpt, ColorOrderOpt, MeanOpt, StdOpt, parse_facts, segmenter_options
 from edgeseg.errors import InputError
 
 
@@ -45,6 +46,13 @@ def predict(
         "predictions"
     ),
     alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Overlay opacity.")] = 0.5,
+    img_size: Annotated[
+        str | None, typer.Option(help="ONNX with a dynamic input and no edgeseg metadata: size WxH.")
+    ] = None,
+    classes: ClassesOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    color_order: ColorOrderOpt = None,
     json_path: JsonOpt = None,
 ) -> None:
     """Segment images: a mask PNG of class ids and a colour overlay per image."""
@@ -52,13 +60,16 @@ def predict(
     from PIL import Image
 
     from edgeseg._io import atomic_path
-    from edgeseg.data import read_image
+    from edgeseg.data import parse_img_size, read_image
     from edgeseg.overlay import colorize
     from edgeseg.segmenter import Segmenter
 
+    options = segmenter_options(
+        parse_facts(classes, mean, std, color_order), parse_img_size(img_size) if img_size else None
+    )
     files = _collect_images(images)
     rows = []
-    with Segmenter(model, backend=backend, device=device, input_format="rgb") as seg:
+    with Segmenter(model, backend=backend, device=device, input_format="rgb", **options) as seg:
         k = len(seg.class_names)
         for path in files:
             image = read_image(path)  # RGB, or HxWx1 gray; the Segmenter converts to the model's channels

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from edgeseg.cli._app import JsonOpt, app, existing_dir, fmt_score, write_json_opt
+from edgeseg.cli._facts import ClassesOpt, ColorOrderOpt, MeanOpt, StdOpt, parse_facts, segmenter_options
 from edgeseg.errors import InputError
 
 
@@ -116,20 +117,41 @@ def eval_(
     device: Annotated[
         str | None, typer.Option(help="auto/cpu/cuda for checkpoints; the backend's device else.")
     ] = None,
+    img_size: Annotated[
+        str | None, typer.Option(help="ONNX with a dynamic input and no edgeseg metadata: size WxH.")
+    ] = None,
+    classes: ClassesOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    color_order: ColorOrderOpt = None,
     json_path: JsonOpt = None,
 ) -> None:
     """Score a model on a labelled folder: mIoU, per-class IoU, Dice, pixel accuracy."""
     from rich.console import Console
     from rich.table import Table
 
+    from edgeseg.data import parse_img_size
     from edgeseg.evaluation import evaluate
 
     existing_dir(data, "--data")
+    facts = parse_facts(classes, mean, std, color_order)
+    options = segmenter_options(facts, parse_img_size(img_size) if img_size else None)
     if model.is_dir() or model.suffix.lower() in (".onnx", ".xml"):
         report = evaluate.evaluate_artifact(
-            model, data, backend=backend, device=device, ignore_index=ignore_index, batch_size=batch_size
+            model,
+            data,
+            backend=backend,
+            device=device,
+            ignore_index=ignore_index,
+            batch_size=batch_size,
+            **options,
         )
     else:
+        if options:
+            raise InputError(
+                "--img-size, --classes, --mean, --std and --color-order apply to an ONNX file only; "
+                f"checkpoint '{model}' holds its own"
+            )
         from edgeseg.models.checkpoint import load_checkpoint
 
         report = evaluate.evaluate_checkpoint(

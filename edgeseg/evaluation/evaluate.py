@@ -120,13 +120,17 @@ def evaluate_artifact(
     device: str | None = None,
     ignore_index: int | None = None,
     batch_size: int = 8,
+    **segmenter_options: Any,
 ) -> EvalReport:
     """Score an exported model (bundle folder, .onnx or .xml) on a dataset folder through `Segmenter`,
-    at the model's input size like training's validation, so the figures compare with the checkpoint's."""
+    at the model's input size like training's validation, so the figures compare with the checkpoint's.
+
+    `segmenter_options` go to `Segmenter`: for an ONNX file from elsewhere (no edgeseg metadata) its
+    mean, std, color_order and classes or class_names, and img_size when its input is dynamic."""
     from edgeseg.data import FolderDataset
     from edgeseg.segmenter import Segmenter
 
-    with Segmenter(path, backend=backend, device=device, input_format="rgb") as seg:
+    with Segmenter(path, backend=backend, device=device, input_format="rgb", **segmenter_options) as seg:
         pre = seg.preprocessing
         if ignore_index is None and seg.manifest is not None:
             ignore_index = seg.manifest.ignore_index

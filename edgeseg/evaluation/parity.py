@@ -1,9 +1,12 @@
-"""Parity: how closely an exported artifact reproduces the PyTorch model on the same inputs.
+"""Parity: how closely an exported artifact reproduces its FP32 reference model on the same inputs.
 
-Both get the same normalised float32 batches, so the figures measure the artifact alone (graph
-conversion, runtime kernels, precision), not preprocessing. Reported: max and mean |Δlogit|, the
-fraction of pixels whose argmax class agrees, the mIoU of the artifact's masks taken against the
-PyTorch masks, and, with labelled data, the mIoU of both against the ground truth.
+The reference is the model the export started from (`Reference`): the checkpoint's PyTorch model,
+or, for an ONNX file from another framework, that file run on ONNX Runtime's CPU provider. Both get
+the same normalised float32 batches, so the figures measure the artifact alone (graph conversion,
+runtime kernels, precision), not preprocessing. Reported: max and mean |Δlogit|, the fraction of
+pixels whose argmax class agrees, the mIoU of the artifact's masks taken against the reference's
+masks, and, with labelled data, the mIoU of both against the ground truth. (The report's
+`*_pytorch*` keys hold the reference's figures whatever it is; its `reference` field names it.)
 
 `run_artifact` executes an artifact with the runtime backend the format table names first for its
 target (edgeseg.runtimes), on CPU.
@@ -13,8 +16,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,7 +34,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ParityReport",
+    "Reference",
     "measure_parity",
+    "onnx_reference",
     "parity_backend",
     "parity_batches",
     "run_artifact",
@@ -58,6 +63,7 @@ class ParityReport:
     miou_artifact_vs_gt: float | None = None
     seconds: float = 0.0
     measured_on: str | None = None  # set when the run stands for another runtime (TensorRT's graph)
+    reference: str = "PyTorch"  # the FP32 model compared with, e.g. "the source ONNX on onnxruntime"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -67,16 +73,93 @@ class ParityReport:
 
     def summary(self) -> str:
         """One line for people: the figures that decide whether the artifact can be trusted."""
+        ref = "PyTorch" if self.reference == "PyTorch" else "source"
         text = (
-            f"parity {self.target}/{self.precision} vs PyTorch on {self.inputs} at "
+            f"parity {self.target}/{self.precision} vs {self.reference} on {self.inputs} at "
             f"{self.img_size[0]}x{self.img_size[1]}: max |Δlogit| {self.max_abs_logit_diff:.2e}, "
-            f"pixel agreement {self.pixel_agreement:.4%}, mIoU vs PyTorch {self.miou_vs_pytorch:.4f}"
+            f"pixel agreement {self.pixel_agreement:.4%}, mIoU vs {ref} {self.miou_vs_pytorch:.4f}"
         )
         if self.miou_pytorch_vs_gt is not None and self.miou_artifact_vs_gt is not None:
-            text += f", mIoU vs truth {self.miou_artifact_vs_gt:.4f} (PyTorch {self.miou_pytorch_vs_gt:.4f})"
+            text += f", mIoU vs truth {self.miou_artifact_vs_gt:.4f} ({ref} {self.miou_pytorch_vs_gt:.4f})"
         if self.measured_on:
             text += f"; measured on the {self.measured_on}"
         return text
+
+
+@dataclass
+class Reference:
+    """The FP32 model an artifact is measured against, and how to feed it.
+
+    `run` maps a normalised float32 NCHW batch to its logits; `label` is how reports name it
+    ("PyTorch", or "the source ONNX on onnxruntime 1.x (CPUExecutionProvider)"); `close` releases
+    what `run` holds. Use as a context manager.
+    """
+
+    label: str
+    classes: int
+    channels: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    color_order: str
+    ignore_index: int | None
+    run: Callable[[np.ndarray], np.ndarray]
+    close: Callable[[], None] = field(default=lambda: None)
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: Checkpoint, model: torch.nn.Module | None = None) -> Reference:
+        """The checkpoint's PyTorch model (`model` if given, else built from the checkpoint) on CPU."""
+        import torch
+
+        net = model if model is not None else ckpt.build_model("cpu")
+        net.eval()
+
+        def run(x: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                return net(torch.from_numpy(x)).float().numpy()
+
+        norm = ckpt.normalization
+        return cls(
+            label="PyTorch",
+            classes=ckpt.model_config.classes,
+            channels=ckpt.model_config.in_channels,
+            mean=tuple(norm.mean),
+            std=tuple(norm.std),
+            color_order=norm.color_order,
+            ignore_index=ckpt.ignore_index,
+            run=run,
+        )
+
+    def __enter__(self) -> Reference:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def onnx_reference(
+    path: str | os.PathLike[str],
+    *,
+    classes: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    color_order: str,
+    ignore_index: int | None = None,
+) -> Reference:
+    """An ONNX file as the reference, run as given by ONNX Runtime's CPU provider (loaded now)."""
+    from edgeseg.runtimes import create_backend
+
+    backend = create_backend("onnxruntime", path, device="cpu").load()
+    return Reference(
+        label=f"the source ONNX on {backend.description}",
+        classes=classes,
+        channels=len(mean),
+        mean=tuple(mean),
+        std=tuple(std),
+        color_order=color_order,
+        ignore_index=ignore_index,
+        run=lambda x: _logits(backend, x).astype(np.float32),
+        close=backend.close,
+    )
 
 
 def _parity_backend_name(target: str) -> str:
@@ -136,7 +219,7 @@ def _to_channels(images: np.ndarray, channels: int, color_order: str) -> np.ndar
 
 
 def parity_batches(
-    ckpt: Checkpoint,
+    ref: Reference,
     img_size: tuple[int, int],
     *,
     val_data: str | os.PathLike[str] | None = None,
@@ -145,19 +228,18 @@ def parity_batches(
 ) -> tuple[str, int, Iterator[tuple[np.ndarray, np.ndarray | None]]]:
     """The comparison inputs: (description, count, batches of (uint8 NHWC images, masks or None)).
 
-    With `val_data`: the labelled folder at `img_size` (the checkpoint's classes and ignore id).
+    With `val_data`: the labelled folder at `img_size` (the reference's classes and ignore id).
     Without: `images` synthetic scenes, whose masks are not compared (their classes are not the model's).
     """
     from edgeseg.data import FolderDataset, SyntheticDataset
 
-    cfg, norm = ckpt.model_config, ckpt.normalization
     if val_data is not None:
         ds: Any = FolderDataset(
             val_data,
             img_size=img_size,
-            num_classes=cfg.classes,
-            ignore_index=ckpt.ignore_index,
-            channels=cfg.in_channels,
+            num_classes=ref.classes,
+            ignore_index=ref.ignore_index,
+            channels=ref.channels,
             cache=False,
         )
         desc, labelled = f"val_data: {val_data} ({len(ds)} images)", True
@@ -169,56 +251,52 @@ def parity_batches(
     def batches() -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
         for start in range(0, len(ds), batch_size):
             items = [ds[i] for i in range(start, min(start + batch_size, len(ds)))]
-            imgs = _to_channels(np.stack([img for img, _ in items]), cfg.in_channels, norm.color_order)
+            imgs = _to_channels(np.stack([img for img, _ in items]), ref.channels, ref.color_order)
             yield imgs, (np.stack([m for _, m in items]) if labelled else None)
 
     return desc, len(ds), batches()
 
 
 def measure_parity(
-    ckpt: Checkpoint,
+    ref: Reference,
     artifact: str | os.PathLike[str],
     *,
     target: str,
     precision: str,
-    img_size: tuple[int, int] | None = None,
+    img_size: tuple[int, int],
     val_data: str | os.PathLike[str] | None = None,
     images: int = 8,
-    model: torch.nn.Module | None = None,
 ) -> ParityReport:
-    """Compare `artifact` (a file of `target`) with the checkpoint's PyTorch model on the same inputs.
-
-    `img_size` (width, height) defaults to the checkpoint's; `model` defaults to `ckpt.build_model()`.
-    """
-    import torch
-
+    """Compare `artifact` (a file of `target`) with the reference model on the same inputs at
+    `img_size` (width, height)."""
     from edgeseg.data import normalize
 
     start = time.perf_counter()
-    size = tuple(img_size or ckpt.img_size)
-    net = model if model is not None else ckpt.build_model("cpu")
-    net.eval()
-    classes, norm = ckpt.model_config.classes, ckpt.normalization
-    desc, count, batches = parity_batches(ckpt, (size[0], size[1]), val_data=val_data, images=images)
+    size = (int(img_size[0]), int(img_size[1]))
+    classes = ref.classes
+    desc, count, batches = parity_batches(ref, size, val_data=val_data, images=images)
     vs_torch = ConfusionMatrix(classes)
-    gt_torch = ConfusionMatrix(classes, ckpt.ignore_index)
-    gt_artifact = ConfusionMatrix(classes, ckpt.ignore_index)
+    gt_torch = ConfusionMatrix(classes, ref.ignore_index)
+    gt_artifact = ConfusionMatrix(classes, ref.ignore_index)
     max_diff, diff_sum, values, agree, pixels, labelled = 0.0, 0.0, 0, 0, 0, False
     with parity_backend(target, artifact) as backend:  # loaded once for every batch
         runtime = backend.description
         for imgs, masks in batches:
-            x = normalize(imgs, norm.mean, norm.std)
-            with torch.inference_mode():
-                ref = net(torch.from_numpy(x)).float().numpy()
+            x = normalize(imgs, ref.mean, ref.std)
+            expected = ref.run(x)
             out = _logits(backend, x)
-            if out.shape != ref.shape:
+            if out.shape != expected.shape:
                 raise EdgesegRuntimeError(
-                    f"'{artifact}' returned shape {out.shape}; PyTorch gives {ref.shape}"
+                    f"'{artifact}' returned shape {out.shape}; {ref.label} gives {expected.shape}"
                 )
-            diff = np.abs(out.astype(np.float32) - ref)
+            diff = np.abs(out.astype(np.float32) - expected)
+            if not np.isfinite(diff).all():
+                raise EdgesegRuntimeError(
+                    f"'{artifact}' or {ref.label} returned NaN or Inf logits; the export cannot be verified"
+                )
             max_diff = max(max_diff, float(diff.max()))
             diff_sum, values = diff_sum + float(diff.sum()), values + diff.size
-            ref_mask, out_mask = ref.argmax(1), out.argmax(1)
+            ref_mask, out_mask = expected.argmax(1), out.argmax(1)
             agree, pixels = agree + int((ref_mask == out_mask).sum()), pixels + ref_mask.size
             vs_torch.update(out_mask, ref_mask)
             if masks is not None:
@@ -231,7 +309,7 @@ def measure_parity(
         runtime=runtime,
         inputs=desc,
         images=count,
-        img_size=(int(size[0]), int(size[1])),
+        img_size=size,
         max_abs_logit_diff=max_diff,
         mean_abs_logit_diff=diff_sum / max(values, 1),
         pixel_agreement=agree / max(pixels, 1),
@@ -239,4 +317,5 @@ def measure_parity(
         miou_pytorch_vs_gt=gt_torch.compute().miou if labelled else None,
         miou_artifact_vs_gt=gt_artifact.compute().miou if labelled else None,
         seconds=round(time.perf_counter() - start, 3),
+        reference=ref.label,
     )

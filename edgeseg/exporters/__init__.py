@@ -1,8 +1,10 @@
-"""Export a checkpoint to a deployment target as a self-describing bundle directory.
+"""Export a checkpoint or an ONNX file to a deployment target as a self-describing bundle directory.
 
-`export(checkpoint, ExportConfig(target=...))` is file in, bundle out. The steps every target shares
-live here: validate the options against the format table, load the checkpoint, draft the manifest,
-let the target's module write its files, measure parity against PyTorch, write `edgeseg.json`. Each
+`export(source, ExportConfig(target=...))` is file in, bundle out. The steps every target shares
+live here: validate the options against the format table, open the source (edgeseg.exporters.source:
+a checkpoint, or an ONNX file from elsewhere), draft the manifest, let the target's module write its
+files from the source's FP32 ONNX graph, measure parity against the source's FP32 reference (PyTorch,
+or the source ONNX on ONNX Runtime), write `edgeseg.json`. Each
 target's module (named by `Target.exporter` in edgeseg.formats) only writes its files:
 
     def export_artifact(job: ExportJob) -> Artifact
@@ -22,28 +24,17 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeseg.errors import InputError
 from edgeseg.formats import Target, ensure_packages, module_version, validate_export_options
-from edgeseg.manifest import (
-    INPUT_NAME,
-    MANIFEST_NAME,
-    OUTPUT_NAME,
-    Manifest,
-    OutputSpec,
-    sha256_file,
-    write_manifest,
-)
+from edgeseg.manifest import INPUT_NAME, MANIFEST_NAME, OUTPUT_NAME, Manifest, write_manifest
 
 if TYPE_CHECKING:
-    import torch
-
     from edgeseg.evaluation.parity import ParityReport
     from edgeseg.exporters.accuracy import DropMeter
-    from edgeseg.models.checkpoint import Checkpoint
+    from edgeseg.exporters.source import ExportSource, SourceFacts
 
 __all__ = [
     "INPUT_NAME",
@@ -62,7 +53,6 @@ __all__ = [
 # 18 is the oldest opset torch's dynamo exporter writes natively (older ones go through the ONNX
 # version converter); 23 the newest torch 2.13 writes.
 MIN_OPSET, MAX_OPSET = 18, 23
-_AXES = {0: "batch", 2: "height", 3: "width"}
 
 
 @dataclass(frozen=True)
@@ -72,11 +62,14 @@ class ExportConfig:
     Attributes:
         target: "onnx" or "openvino" (see edgeseg.formats).
         precision: "fp32", "fp16" or "int8" (see edgeseg.formats for what each target offers).
-        img_size: (width, height) of the exported input; default the checkpoint's training size.
+        img_size: (width, height) of the exported input; default the checkpoint's training size, or
+            an ONNX source's fixed input size (a dynamic one needs it).
         dynamic: make batch, height and width dynamic (sides must still divide by 2**depth).
-        opset: ONNX opset of the exported graph (also the graph the OpenVINO IR is converted from).
+        opset: ONNX opset of the exported graph (also the graph the OpenVINO IR is converted from);
+            checkpoints only: an ONNX source keeps its own (see edgeseg.exporters.onnx_source).
         val_data: a labelled folder for the parity check; default synthetic images.
-        out: the bundle folder; default next to the checkpoint, e.g. runs/x/unet-onnx-fp32.
+        out: the bundle folder; default next to the source, e.g. runs/x/unet-onnx-fp32 for
+            runs/x/best.pt, runs/x/model-onnx-fp32 for runs/x/model.onnx.
         parity_images: synthetic images for the parity check when no val_data is given.
         overwrite: replace an existing bundle at `out`.
         calib: folder of calibration images for int8 (a dataset folder works); default synthetic.
@@ -105,18 +98,23 @@ class ExportConfig:
 
 @dataclass(frozen=True)
 class ExportJob:
-    """What a target's module gets: the model (eval, CPU), the manifest draft (no files, tools or
-    parity yet), the config and the temporary bundle folder to write into; with `config.max_drop`,
-    the meter that scores candidates on val_data, `log` for one-line progress reports, and `dest`,
-    the folder the bundle will have once installed (for messages that name it)."""
+    """What a target's module gets: the source (its FP32 ONNX graph: `write_fp32_onnx`), the manifest
+    draft (no files, tools or parity yet), the config and the temporary bundle folder to write into;
+    with `config.max_drop`, the meter that scores candidates on val_data against the source's FP32
+    reference, `log` for one-line progress reports, and `dest`, the folder the bundle will have once
+    installed (for messages that name it)."""
 
-    model: torch.nn.Module
+    source: ExportSource
     manifest: Manifest
     config: ExportConfig
     workdir: Path
     meter: DropMeter | None = None
     log: Callable[[str], None] = field(default=lambda _: None)
     dest: Path | None = None
+
+    def write_fp32_onnx(self, path: Path) -> None:
+        """Write the source's FP32 ONNX graph for this job's input and metadata to `path`."""
+        self.source.write_onnx(path, self.manifest, opset=self.config.opset)
 
 
 @dataclass(frozen=True)
@@ -193,18 +191,6 @@ def _check_config(config: ExportConfig) -> None:
             raise InputError("--max-drop needs --val-data: the drop is measured on labelled images")
 
 
-def _check_size(size: tuple[int, int], stride: int) -> tuple[int, int]:
-    from edgeseg.models.unet import round_to_stride
-
-    w, h = int(size[0]), int(size[1])
-    if w <= 0 or h <= 0 or w % stride or h % stride:
-        raise InputError(
-            f"--img-size {w}x{h} does not suit this U-Net: width and height must divide by {stride}; "
-            f"e.g. {round_to_stride(w, stride)}x{round_to_stride(h, stride)}"
-        )
-    return w, h
-
-
 def _check_destination(dest: Path, overwrite: bool) -> None:
     if not dest.exists():
         return
@@ -215,29 +201,6 @@ def _check_destination(dest: Path, overwrite: bool) -> None:
     # Never delete a folder that is not a bundle (e.g. --out . by mistake).
     if any(dest.iterdir()) and not (dest / MANIFEST_NAME).is_file():
         raise InputError(f"refusing to replace '{dest}': it is not an edgeseg bundle (no {MANIFEST_NAME})")
-
-
-def _draft_manifest(
-    ckpt: Checkpoint, checkpoint: Path, target: Target, config: ExportConfig, size: tuple[int, int]
-) -> Manifest:
-    from edgeseg._version import __version__
-
-    cfg = ckpt.model_config
-    axes = {INPUT_NAME: dict(_AXES), OUTPUT_NAME: dict(_AXES)} if config.dynamic else {}
-    return Manifest(
-        target=target.name,
-        precision=config.precision,
-        model_file="",
-        class_names=tuple(ckpt.class_names),
-        input=ckpt.input_spec(INPUT_NAME, size),
-        output=OutputSpec(name=OUTPUT_NAME, classes=cfg.classes),
-        source={"checkpoint": str(checkpoint), "sha256": sha256_file(checkpoint)},
-        model={"name": "unet", **cfg.to_dict()},
-        ignore_index=ckpt.ignore_index,
-        dynamic_axes=axes,
-        edgeseg_version=__version__,
-        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    )
 
 
 def _tools(target: Target, artifact: Artifact) -> dict[str, str]:
@@ -281,16 +244,20 @@ def _install(tmp: Path, dest: Path) -> None:
 
 
 def export(
-    checkpoint: str | os.PathLike[str],
+    source: str | os.PathLike[str],
     config: ExportConfig,
     *,
+    facts: SourceFacts | None = None,
     log: Callable[[str], None] | None = None,
 ) -> ExportResult:
-    """Export `checkpoint` as a bundle for `config.target` and check its parity with PyTorch.
+    """Export `source` as a bundle for `config.target` and check its parity with its FP32 reference.
 
+    `source` is an edgeseg checkpoint (the reference: its PyTorch model) or a `.onnx` file (the
+    reference: that file on ONNX Runtime); `facts` gives what an ONNX file from elsewhere does not
+    hold itself (classes, mean/std, colour order; see edgeseg.exporters.source.SourceFacts).
     `log` receives one line per accuracy-aware INT8 attempt (with `config.max_drop`).
 
-    Raises InputError for bad options, a bad checkpoint or an existing destination (before any work),
+    Raises InputError for bad options, a bad source or an existing destination (before any work),
     MissingDependencyError naming the pip extra when a package is missing, EdgesegRuntimeError when
     the conversion fails. On any failure nothing is left at the destination.
     """
@@ -303,15 +270,14 @@ def export(
     ensure_packages(target)
 
     from edgeseg.evaluation.parity import measure_parity
-    from edgeseg.models.checkpoint import load_checkpoint
+    from edgeseg.exporters.source import open_source
 
-    ckpt_path = Path(checkpoint)
-    ckpt = load_checkpoint(ckpt_path)
-    size = _check_size(config.img_size or ckpt.img_size, ckpt.model_config.stride)
+    src = open_source(source, facts)
+    size = src.export_size(config.img_size, config.dynamic)
     dest = (
         Path(config.out)
         if config.out
-        else default_bundle_dir(ckpt_path, target.name, config.precision, config.dynamic)
+        else src.default_bundle_dir(target.name, config.precision, config.dynamic)
     )
     _check_destination(dest, config.overwrite)
 
@@ -319,30 +285,25 @@ def export(
     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
     tmp.mkdir()  # beside the destination: same filesystem, so the final rename is atomic
     try:
-        import torch
-
-        # Checkpoints build channels_last models (faster on CPU); torch.export of one with dynamic
-        # shapes fails its shape constraints, and the exported graph is plain NCHW either way.
-        model = ckpt.build_model("cpu").to(memory_format=torch.contiguous_format)
-        draft = _draft_manifest(ckpt, ckpt_path, target, config, size)
+        draft = src.draft(target.name, config.precision, size, config.dynamic)
         writer = importlib.import_module(str(target.exporter))  # set: validate_export_options checked
-        meter = None
-        if config.max_drop is not None and config.val_data is not None:
-            from edgeseg.exporters.accuracy import DropMeter
+        with src.reference() as reference:
+            meter = None
+            if config.max_drop is not None and config.val_data is not None:
+                from edgeseg.exporters.accuracy import DropMeter
 
-            meter = DropMeter.build(ckpt, model, target.name, size, config.val_data)
-        job = ExportJob(model, draft, config, tmp, meter, log or (lambda _: None), dest)
-        artifact: Artifact = writer.export_artifact(job)
-        report = measure_parity(
-            ckpt,
-            tmp / artifact.model_file,
-            target=target.name,
-            precision=config.precision,
-            img_size=size,
-            val_data=config.val_data,
-            images=config.parity_images,
-            model=model,
-        )
+                meter = DropMeter.build(reference, target.name, size, config.val_data)
+            job = ExportJob(src, draft, config, tmp, meter, log or (lambda _: None), dest)
+            artifact: Artifact = writer.export_artifact(job)
+            report = measure_parity(
+                reference,
+                tmp / artifact.model_file,
+                target=target.name,
+                precision=config.precision,
+                img_size=size,
+                val_data=config.val_data,
+                images=config.parity_images,
+            )
         if artifact.measured_on:
             report = replace(report, measured_on=artifact.measured_on)
         manifest = replace(

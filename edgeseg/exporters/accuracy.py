@@ -1,9 +1,11 @@
-"""Accuracy-aware INT8: keep the mIoU drop vs the FP32 PyTorch model within `--max-drop` points.
+"""Accuracy-aware INT8: keep the mIoU drop vs the FP32 reference within `--max-drop` points.
 
-`DropMeter` scores an artifact file on the labelled `--val-data` against the FP32 PyTorch model's
-mIoU on the same images (the figure the manifest records as `miou_drop_points`); the PyTorch masks
-are computed once. `onnx_int8_within` runs the ONNX remedies in order, each attempt recorded with the
-drop it reached, and stops at the first that meets the bound:
+The reference is the model the export started from (edgeseg.evaluation.parity.Reference): the
+checkpoint's PyTorch model, or a source ONNX file run on ONNX Runtime. `DropMeter` scores an
+artifact file on the labelled `--val-data` against the reference's mIoU on the same images (the
+figure the manifest records as `miou_drop_points`); the reference's masks are computed once.
+`onnx_int8_within` runs the ONNX remedies in order, each attempt recorded with the drop it reached,
+and stops at the first that meets the bound:
 
 1. plain PTQ with the requested calibration method, then the other methods (entropy, percentile);
 2. the first conv (raw pixels in) and the last 1x1 conv (class logits out) kept in float, on the
@@ -31,9 +33,7 @@ from edgeseg.errors import EdgesegRuntimeError
 from edgeseg.evaluation.metrics import ConfusionMatrix
 
 if TYPE_CHECKING:
-    import torch
-
-    from edgeseg.models.checkpoint import Checkpoint
+    from edgeseg.evaluation.parity import Reference
 
 __all__ = ["MAX_SENSITIVE", "SENSITIVITY_IMAGES", "DropMeter", "fail_message", "onnx_int8_within"]
 
@@ -53,10 +53,10 @@ def _miou(
 
 @dataclass(frozen=True)
 class DropMeter:
-    """Scores artifacts by their mIoU drop (points) vs the FP32 PyTorch model on labelled data.
+    """Scores artifacts by their mIoU drop (points) vs the FP32 reference on labelled data.
 
     `inputs` are normalised (1, C, H, W) float32 images, `masks` their (1, H, W) ground truth and
-    `reference` the PyTorch model's (1, H, W) predictions, one entry per val image.
+    `reference` the FP32 reference's (1, H, W) predictions, one entry per val image.
     """
 
     target: str
@@ -68,30 +68,20 @@ class DropMeter:
 
     @classmethod
     def build(
-        cls,
-        ckpt: Checkpoint,
-        model: torch.nn.Module,
-        target: str,
-        img_size: tuple[int, int],
-        val_data: str | os.PathLike[str],
+        cls, ref: Reference, target: str, img_size: tuple[int, int], val_data: str | os.PathLike[str]
     ) -> DropMeter:
-        """Read `val_data` at `img_size` as parity does and run the FP32 `model` on it once."""
-        import torch
-
+        """Read `val_data` at `img_size` as parity does and run the FP32 reference on it once."""
         from edgeseg.data import normalize
         from edgeseg.evaluation.parity import parity_batches
 
-        norm = ckpt.normalization
-        _, _, batches = parity_batches(ckpt, img_size, val_data=val_data, batch_size=1)
+        _, _, batches = parity_batches(ref, img_size, val_data=val_data, batch_size=1)
         inputs, masks, refs = [], [], []
-        with torch.inference_mode():
-            for imgs, mask in batches:
-                x = normalize(imgs, norm.mean, norm.std)
-                inputs.append(x)
-                masks.append(mask)
-                refs.append(model(torch.from_numpy(x)).float().numpy().argmax(1))
-        classes = ckpt.model_config.classes
-        return cls(target, tuple(inputs), tuple(masks), tuple(refs), classes, ckpt.ignore_index)
+        for imgs, mask in batches:
+            x = normalize(imgs, ref.mean, ref.std)
+            inputs.append(x)
+            masks.append(mask)
+            refs.append(ref.run(x).argmax(1))
+        return cls(target, tuple(inputs), tuple(masks), tuple(refs), ref.classes, ref.ignore_index)
 
     def miou(self, preds: Sequence[np.ndarray], count: int | None = None) -> float:
         """mIoU (0..1) of `preds` against the ground truth of the first `count` images (default all)."""

@@ -101,11 +101,11 @@ def write_onnx(model: torch.nn.Module, path: Path, manifest: Manifest, *, opset:
 
 
 def export_artifact(job: ExportJob) -> Artifact:
-    """Write `model.onnx` into the job's bundle folder: the float32 graph, or for fp16/int8 the graph
-    edgeseg.exporters.onnx_quant makes from it."""
+    """Write `model.onnx` into the job's bundle folder: the source's float32 graph, or for fp16/int8
+    the graph edgeseg.exporters.onnx_quant makes from it."""
     dest = job.workdir / MODEL_FILE
     if job.config.precision == "fp32":
-        write_onnx(job.model, dest, job.manifest, opset=job.config.opset)
+        job.write_fp32_onnx(dest)
         return Artifact(MODEL_FILE)
     from edgeseg.exporters import onnx_quant
     from edgeseg.exporters.quantize import load_calibration
@@ -113,7 +113,7 @@ def export_artifact(job: ExportJob) -> Artifact:
     scratch = job.workdir / ".fp32.onnx"  # inside the temporary bundle folder; removed below
     metadata = onnx_metadata(job.manifest)
     try:
-        write_onnx(job.model, scratch, job.manifest, opset=job.config.opset)
+        job.write_fp32_onnx(scratch)
         if job.config.precision == "fp16":
             quantization = onnx_quant.to_fp16(scratch, dest, metadata)
         else:

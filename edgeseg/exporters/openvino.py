@@ -1,7 +1,7 @@
-"""OpenVINO export: the checkpoint's U-Net as an IR pair (`model.xml` + `model.bin`).
+"""OpenVINO export: the source model as an IR pair (`model.xml` + `model.bin`).
 
-The IR is converted from the ONNX graph that edgeseg.exporters.onnx writes (one conversion path
-from PyTorch for every target), read with `openvino.Core().read_model` and saved with
+The IR is converted from the FP32 ONNX graph the export source gives (one conversion path
+for every source and target), read with `openvino.Core().read_model` and saved with
 `openvino.save_model`: fp32 keeps fp32 weights (`compress_to_fp16=False`); fp16 stores them
 compressed to float16 (`compress_to_fp16=True`; the CPU plugin decompresses them and runs at its
 default inference precision); int8 is the fp32 model quantized by `nncf.quantize` on the shared
@@ -22,7 +22,6 @@ from typing import Any
 from edgeseg._offline import quiet_telemetry
 from edgeseg.errors import EdgesegRuntimeError, InputError, MissingDependencyError
 from edgeseg.exporters import Artifact, ExportJob
-from edgeseg.exporters.onnx import write_onnx
 from edgeseg.formats import module_version
 from edgeseg.manifest import METADATA_PREFIX, onnx_metadata
 
@@ -134,7 +133,7 @@ def export_artifact(job: ExportJob) -> Artifact:
 
     scratch = job.workdir / ".model.onnx"  # inside the temporary bundle folder; removed below
     try:
-        write_onnx(job.model, scratch, job.manifest, opset=job.config.opset)
+        job.write_fp32_onnx(scratch)
         try:
             model = ov.Core().read_model(scratch)
         except RuntimeError as exc:

@@ -27,11 +27,9 @@ MEASURED_ON = "CPU execution of the same engine-ready ONNX graph (onnxruntime), 
 
 def _engine_ready_graph(job: ExportJob, dest: Path) -> tuple[dict[str, Any] | None, list[str]]:
     """Write the graph for the job's precision to `dest`; returns (quantization entry, float nodes)."""
-    from edgeseg.exporters.onnx import write_onnx
-
     config, manifest = job.config, job.manifest
     if config.precision == "fp32":
-        write_onnx(job.model, dest, manifest, opset=config.opset)
+        job.write_fp32_onnx(dest)
         return None, []
     from edgeseg.exporters import onnx_quant, tensorrt_graph
     from edgeseg.exporters.quantize import load_calibration
@@ -39,7 +37,7 @@ def _engine_ready_graph(job: ExportJob, dest: Path) -> tuple[dict[str, Any] | No
     scratch = job.workdir / ".fp32.onnx"  # inside the temporary bundle folder; removed below
     metadata = onnx_metadata(manifest)
     try:
-        write_onnx(job.model, scratch, manifest, opset=config.opset)
+        job.write_fp32_onnx(scratch)
         if config.precision == "fp16":
             entry = onnx_quant.to_fp16(scratch, dest, metadata)
             return {**entry, "tensorrt": "strongly typed: float16 in the graph, no builder flag"}, []

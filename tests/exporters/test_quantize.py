@@ -10,19 +10,16 @@ import pytest
 from PIL import Image
 
 from edgeseg.errors import InputError
-from edgeseg.exporters import ExportConfig, _draft_manifest
+from edgeseg.exporters import ExportConfig
 from edgeseg.exporters.quantize import load_calibration, nncf_dataset, ort_reader
-from edgeseg.formats import TARGETS
+from edgeseg.exporters.source import open_source
 from edgeseg.manifest import Manifest
 from tests.helpers import make_checkpoint, make_dataset
 
 
 def _manifest(tmp_path: Path, channels: int = 3) -> Manifest:
-    from edgeseg.models.checkpoint import load_checkpoint
-
     path = make_checkpoint(tmp_path / "ck.pt", channels=channels, size=(32, 32))
-    ckpt = load_checkpoint(path)
-    return _draft_manifest(ckpt, path, TARGETS["onnx"], ExportConfig("onnx"), (32, 32))
+    return open_source(path).draft("onnx", "fp32", (32, 32), dynamic=False)
 
 
 def test_calibration_from_dataset_folder_matches_segmenter_preprocessing(tmp_path: Path) -> None:
