@@ -13,6 +13,10 @@ the runtime-specific steps (Polygraphy's runner contract):
 
 and may override `_infer_chunks` (a model with a fixed batch given a larger batch: OpenVINO uses an
 async queue), `_embedded_manifest` (metadata stored in the model file) and `_describe`.
+
+Every backend takes the keyword `threads` (CPU threads for inference; None or 0: the runtime's
+default) and spells it for its runtime itself, so callers such as the demo pass one number to any
+backend instead of knowing each runtime's option.
 """
 
 from __future__ import annotations
@@ -86,8 +90,13 @@ class Backend(abc.ABC):
     name: ClassVar[str] = ""  # registry name, e.g. "onnxruntime"
     package: ClassVar[str] = ""  # the runtime's import name, for versions in `description`
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None) -> None:
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 0):
+            raise InputError(
+                f"threads must be a whole number >= 0 (0: the runtime's default); got {threads!r}"
+            )
         self.path = Path(path)
+        self.threads = threads or None  # CPU threads for inference; None: the runtime's default
         self._state = "new"  # "new" -> "loaded" -> "closed" (-> "loaded" again on reopen)
         self._inputs: tuple[TensorSpec, ...] = ()
         self._outputs: tuple[TensorSpec, ...] = ()

@@ -68,6 +68,7 @@ class OnnxRuntimeBackend(Backend):
         inter_op_threads: threads across operators (None: onnxruntime's default).
         graph_optimization: "disable", "basic", "extended" or "all" (default).
         log_level: onnxruntime's log severity (0 verbose .. 4 fatal); default 3, errors only.
+        threads: the common thread option of every backend; here intra_op_threads, unless that is given.
     """
 
     name = "onnxruntime"
@@ -83,8 +84,9 @@ class OnnxRuntimeBackend(Backend):
         inter_op_threads: int | None = None,
         graph_optimization: str = "all",
         log_level: int = 3,
+        threads: int | None = None,
     ) -> None:
-        super().__init__(path)
+        super().__init__(path, threads=threads)
         if providers is not None and device is not None:
             raise InputError("pass either device or providers to the onnxruntime backend, not both")
         if providers is not None and not providers:
@@ -100,6 +102,8 @@ class OnnxRuntimeBackend(Backend):
                 f"graph_optimization must be one of {', '.join(GRAPH_OPTIMIZATION_LEVELS)}; "
                 f"got '{graph_optimization}'"
             )
+        if intra_op_threads is None:
+            intra_op_threads = self.threads
         self.intra_op_threads, self.inter_op_threads = intra_op_threads, inter_op_threads
         self.graph_optimization, self.log_level = graph_optimization, log_level
         self._session: Any = None

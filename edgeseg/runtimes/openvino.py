@@ -54,6 +54,7 @@ class OpenVINOBackend(Backend):
             metadata declares fp16/int8 (see the module notes), otherwise the device's default.
         num_requests: infer requests used in parallel for batches (0: OpenVINO's optimum).
         config: further compile properties, passed as is (they override the ones above).
+        threads: the common thread option of every backend; here INFERENCE_NUM_THREADS.
     """
 
     name = "openvino"
@@ -68,8 +69,9 @@ class OpenVINOBackend(Backend):
         inference_precision: str | None = None,
         num_requests: int = 0,
         config: dict[str, Any] | None = None,
+        threads: int | None = None,
     ) -> None:
-        super().__init__(path)
+        super().__init__(path, threads=threads)
         self.device = _normalize_device(device)
         self.performance_hint = str(performance_hint).strip().upper()
         if self.performance_hint not in PERFORMANCE_HINTS:
@@ -129,6 +131,8 @@ class OpenVINOBackend(Backend):
             precision = "f32"
         if precision is not None:
             config["INFERENCE_PRECISION_HINT"] = precision
+        if self.threads:
+            config["INFERENCE_NUM_THREADS"] = self.threads
         config.update(self.config)
         self._precision = config.get("INFERENCE_PRECISION_HINT")
         return config
