@@ -1,11 +1,21 @@
-"""Class colours and mask drawing: the one renderer behind `predict`'s overlays, the demo and the
-training figures. numpy only."""
+"""Class colours and mask drawing: the one renderer behind `predict`'s overlays, the demo's live view
+and the training figures. numpy only.
+
+`Overlay` blends class colours over images. It precomputes, per colour channel, the blended value of
+every (class id, pixel value) pair, so drawing a frame is three table look-ups into the output, with
+no floating-point arithmetic and no per-frame allocation besides the output itself (the index
+buffer is kept between frames of the same size). Class 0, usually background, stays uncoloured;
+ignored and unknown ids are white, as in `colorize`.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["class_colors", "colorize"]
+__all__ = ["Overlay", "class_colors", "colorize"]
+
+_WHITE = 255
+_IDS = 256  # the look-up tables cover uint8 class ids; larger ids are drawn as unknown (white)
 
 
 def class_colors(n: int) -> np.ndarray:
@@ -25,7 +35,69 @@ def class_colors(n: int) -> np.ndarray:
 
 
 def colorize(mask: np.ndarray, n: int, ignore_index: int | None = None) -> np.ndarray:
-    """HxW class ids -> HxWx3 colours; ignored or out-of-range ids are drawn white."""
-    colors = np.concatenate([class_colors(n), np.full((1, 3), 255, np.uint8)])
-    ids = np.where((mask >= 0) & (mask < n), mask, n)
-    return colors[ids]
+    """HxW class ids -> HxWx3 RGB colours; ignored (`ignore_index`) or out-of-range ids are drawn white."""
+    colors = np.concatenate([class_colors(n), np.full((1, 3), _WHITE, np.uint8)])
+    known = (mask >= 0) & (mask < n)
+    if ignore_index is not None:
+        known &= mask != ignore_index
+    return colors[np.where(known, mask, n)]
+
+
+class Overlay:
+    """Draws class colours of masks over images of one channel order ("rgb" or "bgr").
+
+    Args:
+        num_classes: the model's classes.
+        alpha: colour opacity over the image, 0..1.
+        ignore_index: an id drawn white like ids beyond the classes (e.g. a dataset's unlabelled id).
+        order: the channel order of the images and of the drawn colours.
+
+    One Overlay serves one thread at a time (it keeps an index buffer between frames).
+    """
+
+    def __init__(
+        self, num_classes: int, alpha: float = 0.5, *, ignore_index: int | None = None, order: str = "rgb"
+    ) -> None:
+        if order not in ("rgb", "bgr"):
+            raise ValueError(f"order must be 'rgb' or 'bgr'; got {order!r}")
+        k = min(num_classes, _IDS)
+        colours = np.full((_IDS, 3), _WHITE, np.uint8)
+        colours[:k] = class_colors(k)
+        if ignore_index is not None and 0 <= ignore_index < _IDS:
+            colours[ignore_index] = _WHITE
+        self.colours = np.ascontiguousarray(colours[:, ::-1] if order == "bgr" else colours)  # id -> colour
+        self.alpha = float(alpha)
+        values = np.arange(256, dtype=np.float32)
+        # blended[c, id, v]: channel c of a pixel of value v under class id; class 0 keeps the pixel.
+        blended = (1.0 - self.alpha) * values[None, None, :] + self.alpha * self.colours.T[:, :, None]
+        blended[:, 0, :] = values
+        self._blended = np.rint(blended).clip(0, 255).astype(np.uint8).reshape(3, _IDS * 256)
+        self._index = np.empty((0, 0), np.uint16)
+        self._base = np.empty((0, 0), np.uint16)
+
+    def colour_mask(self, mask: np.ndarray) -> np.ndarray:
+        """HxW class ids -> a new HxWx3 image of their colours."""
+        return np.take(self.colours, _ids(mask), axis=0)
+
+    def blend(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """A new HxWx3 uint8 image: `image` (HxWx3 in this Overlay's order, or HxW / HxWx1 gray) with
+        the colours of `mask` (HxW class ids of the same size) blended over it; `image` is unchanged."""
+        gray = image if image.ndim == 2 else image[:, :, 0] if image.shape[2] == 1 else None
+        if image.shape[:2] != mask.shape:
+            raise ValueError(f"mask {mask.shape} and image {image.shape[:2]} differ in size")
+        if self._index.shape != mask.shape:
+            self._index, self._base = np.empty(mask.shape, np.uint16), np.empty(mask.shape, np.uint16)
+        np.left_shift(_ids(mask), 8, out=self._base, dtype=np.uint16)  # id * 256: the table's row
+        out = np.empty((*mask.shape, 3), np.uint8)
+        for c in range(3):
+            np.add(self._base, image[:, :, c] if gray is None else gray, out=self._index)
+            np.take(self._blended[c], self._index, out=out[:, :, c], mode="clip")
+        return out
+
+
+def _ids(mask: np.ndarray) -> np.ndarray:
+    """Class ids as uint8 for the tables; negative ids and ids beyond 255 become 255 (white unless a
+    model has 256 classes or more, whose ids beyond 255 the tables do not tell apart)."""
+    if mask.dtype == np.uint8:
+        return mask
+    return np.where((mask >= 0) & (mask < _IDS), mask, _IDS - 1).astype(np.uint8)

@@ -124,6 +124,7 @@ class BenchRow:
     speedup: float | None = None  # PyTorch model p50 / this model p50
     gflops: float | None = None  # model MACs x 2 / model p50
     peak_mem_mb: float | None = None  # RSS peak above the level before loading
+    baseline: bool = False  # the PyTorch checkpoint itself, which the other rows are measured against
 
 
 @dataclass
@@ -188,7 +189,7 @@ def benchmark(
     # are counted on the same module.
     eager = ckpt.build_model("cpu").to(memory_format=torch.contiguous_format)
     macs = count_macs(eager, size, ckpt.model_config.in_channels)
-    rows = [BenchRow("pytorch", "pytorch", "fp32", backend="torch", path=str(ckpt_path))]
+    rows = [BenchRow("pytorch", "pytorch", "fp32", backend="torch", path=str(ckpt_path), baseline=True)]
     rows[0].size_mb = round(ckpt_path.stat().st_size / 1e6, 2)
     rows += [BenchRow(t, *t.split(":")) for t in targets]
     for row in rows[1:]:
@@ -268,8 +269,10 @@ def _eval_set(
 
 
 def _channels(img: np.ndarray, channels: int) -> np.ndarray:
-    if channels == 1 and img.ndim == 3:
-        return img.mean(axis=2).astype(np.uint8)[..., None]
+    if channels == 1 and img.ndim == 3 and img.shape[2] == 3:
+        from edgeseg.data.imageio import rgb_to_gray  # the luma training and Segmenter use
+
+        return rgb_to_gray(img)
     return img
 
 
@@ -348,8 +351,8 @@ def _load_row(row: BenchRow, size: tuple[int, int]) -> Any:
     assert row.path is not None
     # Each row runs on its own target's runtime (an ONNX bundle on ONNX Runtime, not on OpenVINO),
     # so the row measures what its name says.
-    backend = "torch" if row.name == "pytorch" else get_target(row.target).backends[0]
-    kwargs: dict[str, Any] = {"img_size": size} if row.name == "pytorch" else {}
+    backend = row.backend if row.baseline else get_target(row.target).backends[0]
+    kwargs: dict[str, Any] = {"img_size": size} if row.baseline else {}
     with RssSampler() as mem:
         try:
             seg = Segmenter(row.path, backend=backend, input_format="rgb", **kwargs)
@@ -359,7 +362,7 @@ def _load_row(row: BenchRow, size: tuple[int, int]) -> Any:
         seg.warmup(2)
     row.peak_mem_mb = mem.growth_mb
     row.backend = seg.backend_name
-    if row.name != "pytorch":
+    if not row.baseline:
         files = seg.manifest.files if seg.manifest is not None else {}
         row.size_mb = round(sum((Path(row.path) / f).stat().st_size for f in files) / 1e6, 2)
     return seg

@@ -125,7 +125,9 @@ def eval_(
     from edgeseg import evaluate
 
     existing_dir(data, "--data")
-    if model.is_dir() or model.suffix.lower() in (".onnx", ".xml"):
+    from edgeseg.runtimes import artifact_kind
+
+    if model.is_dir() or artifact_kind(model) != "checkpoint":
         report = evaluate.evaluate_artifact(
             model, data, backend=backend, device=device, ignore_index=ignore_index, batch_size=batch_size
         )

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from edgeseg.errors import EdgesegRuntimeError, InputError
+from edgeseg.errors import EdgesegRuntimeError, InputError, first_line
 from edgeseg.manifest import Manifest, manifest_from_onnx_metadata
-from edgeseg.runtimes.base import Backend, Dim, TensorSpec, short_reason
+from edgeseg.runtimes.base import Backend, Dim, TensorSpec
 
 __all__ = ["GRAPH_OPTIMIZATION_LEVELS", "OnnxRuntimeBackend"]
 
@@ -144,12 +144,12 @@ class OnnxRuntimeBackend(Backend):
             )
         except file_errors as exc:
             raise InputError(
-                f"cannot load ONNX model '{self.path}' (corrupt or truncated?): {short_reason(exc)}"
+                f"cannot load ONNX model '{self.path}' (corrupt or truncated?): {first_line(exc)}"
             ) from None
         except Exception as exc:  # provider start-up failures and other pybind errors
             raise EdgesegRuntimeError(
                 f"onnxruntime could not create a session for '{self.path}' with "
-                f"{', '.join(self.provider_names)}: {short_reason(exc)}"
+                f"{', '.join(self.provider_names)}: {first_line(exc)}"
             ) from None
         # onnxruntime falls back to CPU when a provider fails to start; refuse to run on the fallback.
         dropped = [name for name in self.provider_names if name not in session.get_providers()]

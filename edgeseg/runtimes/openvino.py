@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from edgeseg.errors import EdgesegRuntimeError, InputError
+from edgeseg.errors import EdgesegRuntimeError, InputError, first_line
 from edgeseg.manifest import METADATA_PREFIX, Manifest, manifest_from_onnx_metadata
-from edgeseg.runtimes.base import Backend, Dim, TensorSpec, short_reason
+from edgeseg.runtimes.base import Backend, Dim, TensorSpec
 
 __all__ = ["DEVICES", "PERFORMANCE_HINTS", "OpenVINOBackend"]
 
@@ -102,7 +102,7 @@ class OpenVINOBackend(Backend):
         except Exception as exc:  # OpenVINO raises RuntimeError and its own GeneralFailure types
             what = _FILE_KINDS[suffix]
             raise InputError(
-                f"cannot load {what} '{self.path}' (corrupt or truncated?): {short_reason(exc)}"
+                f"cannot load {what} '{self.path}' (corrupt or truncated?): {first_line(exc)}"
             ) from None
 
     def _metadata(self, model: Any) -> Manifest | None:
@@ -117,7 +117,7 @@ class OpenVINOBackend(Backend):
                             props[prefix + key] = value.astype(str)
         except (RuntimeError, UnicodeDecodeError) as exc:  # a damaged file: bytes that are not UTF-8
             raise InputError(
-                f"the edgeseg metadata of '{self.path}' cannot be read (corrupt file?): {short_reason(exc)}"
+                f"the edgeseg metadata of '{self.path}' cannot be read (corrupt file?): {first_line(exc)}"
             ) from None
         return manifest_from_onnx_metadata(
             props, model_file=self.path.name, where=f"the edgeseg metadata of '{self.path}'"
@@ -158,7 +158,7 @@ class OpenVINOBackend(Backend):
             compiled = core.compile_model(model, self.device, self._compile_config())
         except Exception as exc:
             raise EdgesegRuntimeError(
-                f"OpenVINO could not compile '{self.path}' for {self.device}: {short_reason(exc)}"
+                f"OpenVINO could not compile '{self.path}' for {self.device}: {first_line(exc)}"
             ) from None
         self._compiled = compiled
         self._request = compiled.create_infer_request()
