@@ -1,10 +1,11 @@
-"""Drawing the demo's overlay: edgeseg's `Overlay` (numpy look-up tables, shared with `predict`)
-relative to OpenCV's LUT + addWeighted + copyTo (what the demo drew with before), in one run.
+"""Drawing the demo's overlay: edgeseg's `Overlay` (shared with `predict`) on its OpenCV path (what the
+demo runs) and on its numpy path (no OpenCV loaded), relative to the demo's former drawing (OpenCV's
+LUT + addWeighted + copyTo, new buffers every frame), in one run.
 
     python benchmarks/overlay_speed.py [--size 640x480] [--classes 12] [--runs 200]
 
 Both draw the same BGR frame and mask, rounds interleaved so machine noise hits both alike; prints
-the median milliseconds of each, the ratio, and the largest pixel difference (rounding only).
+the median milliseconds of each, the ratios, and the largest pixel differences (rounding only).
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def main() -> None:
     overlay = Overlay(args.classes, alpha, order="bgr")
     draws = {
         "overlay": lambda: overlay.blend(frame, mask),
-        "opencv": lambda: opencv_blend(lut, frame, mask, alpha),
+        "tables": lambda: overlay._blend_tables(frame, mask),
+        "former": lambda: opencv_blend(lut, frame, mask, alpha),
     }
     times: dict[str, list[float]] = {name: [] for name in draws}
     for _ in range(args.runs):
@@ -54,11 +56,13 @@ def main() -> None:
             draw()
             times[name].append((time.perf_counter() - t0) * 1000)
     ms = {name: statistics.median(t) for name, t in times.items()}
-    diff = np.abs(draws["overlay"]().astype(np.int16) - draws["opencv"]()).max()
+    former = draws["former"]().astype(np.int16)
     print(f"{w}x{h}, {args.classes} classes, {args.runs} runs each, interleaved")
     for name, value in ms.items():
         print(f"  {name:8s} {value:6.2f} ms (median)")
-    print(f"  Overlay / OpenCV time ratio {ms['overlay'] / ms['opencv']:.2f}; max pixel difference {diff}")
+    for name in ("overlay", "tables"):
+        diff = np.abs(draws[name]() - former).max()
+        print(f"  {name} / former time ratio {ms[name] / ms['former']:.2f}; max pixel difference {diff}")
 
 
 if __name__ == "__main__":

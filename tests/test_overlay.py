@@ -24,12 +24,17 @@ def test_overlay_blends_foreground_and_keeps_background():
     mask = rng.integers(0, 4, (9, 13)).astype(np.uint8)
     mask[0, 0], mask[0, 1] = 0, 2
     alpha = 0.3
-    out = Overlay(4, alpha).blend(image, mask)
+    overlay = Overlay(4, alpha)
+    out = overlay._blend_tables(image, mask)  # numpy's path, whether or not OpenCV is loaded
     expected = np.rint((1 - alpha) * image + alpha * class_colors(4)[mask].astype(np.float64)).astype(
         np.uint8
     )
     expected[mask == 0] = image[mask == 0]  # class 0 stays uncoloured
     assert out.dtype == np.uint8 and np.array_equal(out, expected)
+    drawn = overlay.blend(image, mask)  # OpenCV's path where it is loaded: within its rounding
+    assert np.abs(drawn.astype(np.int16) - expected).max() <= 1 and np.array_equal(
+        drawn[mask == 0], image[mask == 0]
+    )
     before = image.copy()
     Overlay(4, alpha).blend(image, mask)
     assert np.array_equal(image, before)  # the input is untouched
@@ -58,3 +63,18 @@ def test_overlay_reuses_its_buffers_across_sizes():
     for h, w in ((4, 5), (4, 5), (7, 2)):
         mask = np.ones((h, w), np.uint8)
         assert overlay.blend(np.zeros((h, w, 3), np.uint8), mask).shape == (h, w, 3)
+
+
+@pytest.mark.parametrize("alpha", [0.5, 0.3, 0.8])
+def test_opencv_path_draws_the_same_overlay(alpha: float):
+    """With OpenCV loaded (the demo) the blend runs on it; the pixels are the numpy tables' (class 0
+    exact, the rest within OpenCV's rounding)."""
+    cv2 = pytest.importorskip("cv2")
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    mask = rng.integers(0, 14, (24, 32)).astype(np.uint8)
+    overlay = Overlay(12, alpha, order="bgr")
+    fast, tables = overlay._blend_opencv(cv2, image, mask), overlay._blend_tables(image, mask)
+    assert np.abs(fast.astype(np.int16) - tables).max() <= (0 if alpha == 0.5 else 1)
+    assert np.array_equal(fast[mask == 0], image[mask == 0])
+    assert np.array_equal(overlay.blend(image, mask), fast)  # cv2 is loaded: blend takes that path
