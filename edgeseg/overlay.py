@@ -14,6 +14,7 @@ a frame allocates only its output.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import numpy as np
 
@@ -113,16 +114,16 @@ class Overlay:
             np.take(self._blended[c], index, out=out[:, :, c], mode="clip")
         return out
 
-    def _blend_opencv(self, cv: object, image: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    def _blend_opencv(self, cv: Any, image: np.ndarray, ids: np.ndarray) -> np.ndarray:
         shape3 = (*ids.shape, 3)
         ids3, colours = self._buffer("ids3", shape3, np.uint8), self._buffer("colours", shape3, np.uint8)
         blend, foreground = self._buffer("blend", shape3, np.uint8), self._buffer("fg", ids.shape, np.uint8)
-        cv.merge([ids, ids, ids], dst=ids3)  # type: ignore[attr-defined]
-        cv.LUT(ids3, self._lut, dst=colours)  # type: ignore[attr-defined]
-        cv.addWeighted(image, 1.0 - self.alpha, colours, self.alpha, 0.0, dst=blend)  # type: ignore[attr-defined]
+        cv.merge([ids, ids, ids], dst=ids3)
+        cv.LUT(ids3, self._lut, dst=colours)
+        cv.addWeighted(image, 1.0 - self.alpha, colours, self.alpha, 0.0, dst=blend)
         np.greater(ids, 0, out=foreground.view(bool))
         out = image.copy()
-        cv.copyTo(blend, foreground, out)  # type: ignore[attr-defined]
+        cv.copyTo(blend, foreground, out)
         return out
 
 
