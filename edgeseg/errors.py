@@ -7,6 +7,8 @@ what to do.
 
 from __future__ import annotations
 
+import re
+
 
 class EdgesegError(Exception):
     """Base class of the errors edgeseg explains to the user."""
@@ -47,11 +49,21 @@ class MissingDependencyError(InputError, ImportError):
         self.extra = extra
 
 
+# A C++ source location, as OpenVINO prefixes its messages ("Exception from src/inference/src/cpp/
+# core.cpp:112:", "Check 'x' failed at src/core/src/node.cpp:98:").
+_SOURCE_LOCATION = re.compile(r"\.(?:cpp|hpp|cc|cxx|h|c):\d+")
+
+
 def first_line(exc: BaseException) -> str:
-    """The first non-empty line of an exception's message (library errors are often pages long)."""
+    """The line of an exception's message that says what went wrong, for a one-line report: the first
+    non-empty line (onnxruntime, torch and Python errors start with the cause), or the last one when
+    the message starts with source locations (OpenVINO ends with the cause, after them). Library
+    errors are often pages long; every edgeseg message that quotes one goes through here."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     if not lines:
         return type(exc).__name__
+    if len(lines) > 1 and _SOURCE_LOCATION.search(lines[0]):
+        return lines[-1]
     # Some libraries write paragraphs on one line; the first sentence carries the cause.
     line = lines[0]
     cut = line.find(". ")

@@ -12,9 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 
-from edgeseg.data.imageio import resize_image, resize_mask
+from edgeseg.data.imageio import resize_image, resize_mask, rgb_to_gray
 from edgeseg.data.transforms import normalize
 from edgeseg.errors import InputError
 from edgeseg.manifest import Manifest
@@ -211,13 +210,6 @@ def _as_frame(frame: object) -> np.ndarray:
     return img
 
 
-def _luma(rgb: np.ndarray) -> np.ndarray:
-    """HxWx3 RGB -> HxWx1 gray, Pillow's ITU-R 601 luma (what training read gray images with)."""
-    if rgb.dtype == np.uint8:
-        return np.asarray(Image.fromarray(np.ascontiguousarray(rgb)).convert("L"))[:, :, None]
-    return (rgb @ np.array([0.299, 0.587, 0.114], np.float32))[:, :, None]
-
-
 def _in_model_channels(img: np.ndarray, pre: Preprocessing, size: tuple[int, int], fmt: str) -> np.ndarray:
     """The frame resized to `size` (width, height), in the model's channels and order.
 
@@ -226,7 +218,7 @@ def _in_model_channels(img: np.ndarray, pre: Preprocessing, size: tuple[int, int
     runs first, as training converted images before resizing them.
     """
     if img.shape[2] == 3 and pre.channels == 1:
-        return resize_image(_luma(img[:, :, ::-1] if fmt == "bgr" else img), size)
+        return resize_image(rgb_to_gray(img[:, :, ::-1] if fmt == "bgr" else img), size)
     small = resize_image(img, size)
     if small.shape[2] == 1:
         return small if pre.channels == 1 else np.repeat(small, 3, axis=2)  # gray is gray in any order

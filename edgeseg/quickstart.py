@@ -80,10 +80,16 @@ def _demo_row(report: BenchmarkReport) -> BenchRow:
     """The fastest artifact that still agrees with PyTorch (PyTorch itself if none does)."""
     faithful = [
         r
-        for r in report.rows[1:]
-        if r.status == "ok" and r.fps and r.agreement is not None and r.agreement >= FAITHFUL
+        for r in report.rows
+        if not r.reference
+        and r.status == "ok"
+        and r.fps
+        and r.agreement is not None
+        and r.agreement >= FAITHFUL
     ]
-    return max(faithful, key=lambda r: r.fps or 0.0) if faithful else report.rows[0]
+    return (
+        max(faithful, key=lambda r: r.fps or 0.0) if faithful else next(r for r in report.rows if r.reference)
+    )
 
 
 def quickstart(

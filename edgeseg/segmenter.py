@@ -1,6 +1,6 @@
 """`Segmenter`: one class that runs any edgeseg model, from a checkpoint to an OpenVINO bundle.
 
-    seg = Segmenter("runs/x/unet-openvino-fp32")      # bundle folder, .onnx, .xml or checkpoint .pt
+    seg = Segmenter("runs/x/unet-openvino-fp32")      # bundle folder, .onnx, .xml, .engine or .pt
     result = seg(frame_bgr)                            # HxWx3 uint8 BGR (OpenCV's order), or HxW gray
     result.mask                                        # HxW uint8 class ids at the frame's size
     result.timings                                     # {"pre", "infer", "post", "total"} in ms
@@ -80,9 +80,11 @@ class Segmenter:
 
     Args:
         path: a bundle folder (its manifest and file hashes are verified), a `.onnx`, an OpenVINO
-            `.xml`, or a checkpoint `.pt`.
-        backend: "auto" (the best installed one for the model: for .onnx OpenVINO, then ONNX Runtime;
-            see edgeseg.runtimes.registry) or a name: "onnxruntime", "openvino", "torch".
+            `.xml`, a TensorRT `.engine`, or a checkpoint `.pt`.
+        backend: "auto" (the best installed one for the model, keeping to the runtimes a bundle was
+            exported for: an onnx bundle OpenVINO, then ONNX Runtime; a tensorrt bundle TensorRT; a
+            bare .onnx TensorRT, then OpenVINO, then ONNX Runtime; see edgeseg.runtimes.registry) or
+            a name: "onnxruntime", "openvino", "tensorrt", "torch".
         device: the backend's device ("cpu", "cuda", "GPU", ...); None for its default (CPU).
         input_format: channel order of colour frames, "bgr" (OpenCV, default) or "rgb".
         img_size: (width, height) the model runs at; needed for a model without metadata and a
@@ -91,8 +93,8 @@ class Segmenter:
             elsewhere (no edgeseg metadata) needs mean, std and color_order (the model's channel
             order: "RGB", "BGR" or "GRAY"), plus img_size and classes when its graph does not fix them.
             resize is "stretch" (default) or "letterbox" (keep the aspect ratio, pad with the mean).
-        **backend_options: passed to the backend, e.g. providers=[...], intra_op_threads=2 for
-            onnxruntime; performance_hint="THROUGHPUT" for openvino.
+        **backend_options: passed to the backend, e.g. threads=2 (every backend takes it),
+            providers=[...] for onnxruntime, performance_hint="THROUGHPUT" for openvino.
 
     A Segmenter serves one thread at a time (backends hold per-model request state); use one per
     thread, or `predict_batch` for throughput.

@@ -233,7 +233,7 @@ def test_bad_models_and_options(models, tmp_path: Path):
             r"cannot run openvino models",
         ),
         (
-            lambda: Segmenter(models["color"]["onnx"], backend="onnxruntime", threads=2),
+            lambda: Segmenter(models["color"]["onnx"], backend="onnxruntime", workers=2),
             r"does not take option",
         ),
         (lambda: Segmenter(models["color"]["checkpoint"], resize="crop"), r"resize must be one of stretch"),

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgeseg._cpu import usable_cores
+
 if TYPE_CHECKING:
     import torch
 
@@ -103,7 +105,7 @@ def _cpuinfo() -> dict[str, str]:
 def cpu_peak(ghz: float | None = None) -> CpuPeak:
     """Estimate the peak FP32 GFLOP/s of the cores this process may use (x86 Linux in detail; other
     machines get a 4-lane estimate, flagged in `basis`). `ghz` overrides the clock."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = usable_cores()
     info = _cpuinfo()
     flags = set(info.get("flags", "").split())
     amd = info.get("vendor_id") == "AuthenticAMD"

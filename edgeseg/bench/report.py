@@ -95,7 +95,12 @@ def summary_lines(report: BenchmarkReport) -> list[str]:
     if eager:
         best = {
             p: min(
-                (r.model_ms_p50 for r in report.rows[1:] if r.precision == p and r.model_ms_p50), default=None
+                (
+                    r.model_ms_p50
+                    for r in report.rows
+                    if not r.reference and r.precision == p and r.model_ms_p50
+                ),
+                default=None,
             )
             for p in ("fp32", "int8")
         }
@@ -140,7 +145,7 @@ def _plot(report: BenchmarkReport, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=110)
     # Colour by runtime, marker by precision, names in the legend: labels beside the points
     # collide as soon as two artifacts are equally fast.
-    colours = {"pytorch": "black", "onnx": "tab:blue", "openvino": "tab:purple", "tensorrt": "tab:green"}
+    colours = {"onnx": "tab:blue", "openvino": "tab:purple", "tensorrt": "tab:green"}
     markers = {"fp32": "o", "fp16": "s", "int8": "^"}
     for r in ok:
         y = (r.miou if use_miou else r.agreement) or 0.0

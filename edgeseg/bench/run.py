@@ -285,8 +285,10 @@ def _eval_set(
 
 
 def _channels(img: np.ndarray, channels: int) -> np.ndarray:
-    if channels == 1 and img.ndim == 3:
-        return img.mean(axis=2).astype(np.uint8)[..., None]
+    if channels == 1 and img.ndim == 3 and img.shape[2] == 3:
+        from edgeseg.data.imageio import rgb_to_gray  # the luma training and Segmenter use
+
+        return rgb_to_gray(img)
     return img
 
 

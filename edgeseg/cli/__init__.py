@@ -2,7 +2,9 @@
 
 Each command lives in its own module of this package and registers itself on the shared typer
 app when imported. Errors the user can fix are one line on stderr with exit code 2; runtime
-failures exit 1; a traceback is shown only with --debug (or EDGESEG_DEBUG=1).
+failures exit 1; a traceback is shown only with --debug (or EDGESEG_DEBUG=1). Warnings are one line
+too, `edgeseg: warning: ...`, instead of Python's "file.py:120: UserWarning" and a source line; only
+while a command runs, so the library keeps Python's own warnings for programs that import it.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import errno
 import os
 import sys
+import warnings
+from typing import TextIO
 
 import typer
 
@@ -20,7 +24,7 @@ from edgeseg.cli import train, export, engine, predict, info, demo, bench  # noq
 # isort: on
 from edgeseg._io import discard_pending
 from edgeseg.cli._app import app
-from edgeseg.errors import EdgesegError
+from edgeseg.errors import EdgesegError, first_line
 
 try:  # typer >= 0.22 vendors click; older releases depend on it
     from typer import TyperException as _CliException
@@ -35,6 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     first_cmd = next((i for i, a in enumerate(args) if not a.startswith("-")), len(args))
     debug = "--debug" in args[:first_cmd] or os.environ.get("EDGESEG_DEBUG") == "1"
+    with warnings.catch_warnings():  # restores Python's warning display when the command ends
+        if not debug:
+            warnings.showwarning = _warning
+        return _run(args, debug)
+
+
+def _run(args: list[str], debug: bool) -> int:
     try:
         rv = app(args=args, prog_name="edgeseg", standalone_mode=False)
         if rv == 130:
@@ -87,6 +98,20 @@ def _os_error_message(exc: OSError) -> str:
 
 def _command_names() -> set[str]:
     return {c.name or c.callback.__name__.rstrip("_") for c in app.registered_commands if c.callback}
+
+
+def _warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """`warnings.showwarning` for the CLI: the warning's text as one line, without Python's source
+    location and code line (those are for developers: --debug shows them)."""
+    text = first_line(message) if isinstance(message, Warning) else str(message).strip()
+    print(f"edgeseg: warning: {' '.join(text.split()) or category.__name__}", file=file or sys.stderr)
 
 
 def _error(msg: str) -> None:

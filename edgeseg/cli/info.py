@@ -15,14 +15,16 @@ if TYPE_CHECKING:
 
 @app.command()
 def info(
-    model: Annotated[Path, typer.Argument(help="Checkpoint (.pt), bundle folder, .onnx or .xml.")],
+    model: Annotated[Path, typer.Argument(help="Checkpoint (.pt), bundle folder, .onnx, .xml or .engine.")],
     json_path: JsonOpt = None,
 ) -> None:
     """Show what a model file holds: architecture, classes, input, normalisation, training or parity."""
     if model.is_dir():
         _bundle_info(model, json_path)
         return
-    if model.suffix.lower() in (".onnx", ".xml"):
+    from edgeseg.runtimes import artifact_kind
+
+    if artifact_kind(model) != "checkpoint":  # .onnx, .xml, .engine: what the model file holds
         _model_file_info(model, json_path)
         return
     from edgeseg.models.checkpoint import load_checkpoint

@@ -61,7 +61,7 @@ def predict(
 
     from edgeseg._io import atomic_path
     from edgeseg.data import parse_img_size, read_image
-    from edgeseg.overlay import colorize
+    from edgeseg.overlay import Overlay
     from edgeseg.segmenter import Segmenter
 
     options = segmenter_options(
@@ -71,14 +71,11 @@ def predict(
     rows = []
     with Segmenter(model, backend=backend, device=device, input_format="rgb", **options) as seg:
         k = len(seg.class_names)
+        overlay = Overlay(k, alpha)  # RGB, like the images read here
         for path in files:
             image = read_image(path)  # RGB, or HxWx1 gray; the Segmenter converts to the model's channels
             result = seg(image)
-            rgb = np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
-            colour = colorize(result.mask, k)
-            blend = np.where(result.mask[..., None] > 0, (1 - alpha) * rgb + alpha * colour, rgb).astype(
-                np.uint8
-            )  # class 0 (usually background) stays uncoloured
+            blend = overlay.blend(image, result.mask)  # class 0 (usually background) stays uncoloured
             for suffix, img in (("mask", Image.fromarray(result.mask)), ("overlay", Image.fromarray(blend))):
                 with atomic_path(out / f"{path.stem}_{suffix}.png") as tmp:
                     img.save(tmp, format="PNG")

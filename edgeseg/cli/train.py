@@ -136,7 +136,9 @@ def eval_(
     existing_dir(data, "--data")
     facts = parse_facts(classes, mean, std, color_order)
     options = segmenter_options(facts, parse_img_size(img_size) if img_size else None)
-    if model.is_dir() or model.suffix.lower() in (".onnx", ".xml"):
+    from edgeseg.runtimes import artifact_kind
+
+    if model.is_dir() or artifact_kind(model) != "checkpoint":
         report = evaluate.evaluate_artifact(
             model,
             data,

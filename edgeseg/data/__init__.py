@@ -14,6 +14,7 @@ from edgeseg.data.imageio import (
     read_mask,
     resize_image,
     resize_mask,
+    rgb_to_gray,
 )
 from edgeseg.data.split import DatasetView, SegmentationDataset, split_indices
 from edgeseg.data.synthetic import SYNTHETIC_CLASSES, SyntheticDataset, render_scene
@@ -50,5 +51,6 @@ __all__ = [
     "render_scene",
     "resize_image",
     "resize_mask",
+    "rgb_to_gray",
     "split_indices",
 ]

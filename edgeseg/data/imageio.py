@@ -24,6 +24,7 @@ __all__ = [
     "read_mask",
     "resize_image",
     "resize_mask",
+    "rgb_to_gray",
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -83,6 +84,19 @@ def _stretch(arr: np.ndarray) -> np.ndarray:
     return np.rint((arr - lo) * (255.0 / (hi - lo))).astype(np.uint8)
 
 
+def rgb_to_gray(rgb: np.ndarray) -> np.ndarray:
+    """HxWx3 RGB -> HxWx1 gray by Pillow's ITU-R 601 luma (L = 0.299 R + 0.587 G + 0.114 B).
+
+    The one colour-to-gray rule: training reads gray images with it (`read_image(channels=1)`), and
+    `Segmenter`, calibration, parity and the benchmark convert colour frames for gray models with it,
+    so a gray model sees the same pixels everywhere. uint8 stays uint8 with Pillow's rounding; other
+    dtypes give float32 (for frames already converted to float on the 0..255 scale).
+    """
+    if rgb.dtype == np.uint8:
+        return np.asarray(Image.fromarray(np.ascontiguousarray(rgb), "RGB").convert("L"))[:, :, None]
+    return (rgb.astype(np.float32, copy=False) @ np.array([0.299, 0.587, 0.114], np.float32))[:, :, None]
+
+
 def read_image(path: str | os.PathLike[str], channels: int | None = None) -> np.ndarray:
     """Read an image file as uint8 HxWxC in RGB order.
 
@@ -106,7 +120,7 @@ def read_image(path: str | os.PathLike[str], channels: int | None = None) -> np.
             f"cannot read image '{path}': unsupported colour mode {img.mode}; re-export it as RGB or gray"
         ) from exc
     if channels == 1:
-        return np.asarray(rgb.convert("L"), dtype=np.uint8)[:, :, None]
+        return rgb_to_gray(np.asarray(rgb, dtype=np.uint8))
     return np.asarray(rgb, dtype=np.uint8)
 
 

@@ -31,6 +31,7 @@ __all__ = ["BaselineWorker", "resolve_baseline"]
 # machine does not starve the comparison of every sample (at 19, or even 10, it got ~1 sample per
 # second there); its CPU use is bounded by `duty` in any case.
 _NICE = 5
+_BACKEND = "torch"  # the baseline is the PyTorch model, by definition
 
 
 def resolve_baseline(
@@ -76,7 +77,9 @@ class BaselineWorker:
         num_classes: the artifact's classes.
         input_format: the frames' channel order ("bgr").
         duty: the share of one core the worker may use (it sleeps in between).
-        limit_threads: run torch with one thread (when the artifact itself is not a torch model).
+        model_package: the runtime package of the model being demonstrated (`Backend.package`).
+            torch's thread count is process-wide, so the worker limits torch to one thread only
+            when that model runs on another runtime; limiting it would otherwise slow the model.
     """
 
     def __init__(
@@ -87,16 +90,20 @@ class BaselineWorker:
         num_classes: int,
         input_format: str = "bgr",
         duty: float = 0.25,
-        limit_threads: bool = True,
+        model_package: str = "",
     ) -> None:
+        from edgeseg.runtimes import get_backend_class
         from edgeseg.segmenter import Segmenter
 
-        if limit_threads:
-            import torch
-
-            torch.set_num_threads(1)
+        shared = model_package == get_backend_class(_BACKEND).package
         self.checkpoint = checkpoint
-        self._seg = Segmenter(checkpoint, backend="torch", img_size=img_size, input_format=input_format)
+        self._seg = Segmenter(
+            checkpoint,
+            backend=_BACKEND,
+            img_size=img_size,
+            input_format=input_format,
+            threads=None if shared else 1,
+        )
         self.duty = min(max(duty, 0.01), 1.0)
         self.vs_baseline = ConfusionMatrix(num_classes)  # rows: PyTorch's mask, columns: the artifact's
         self.baseline_truth = ConfusionMatrix(num_classes)

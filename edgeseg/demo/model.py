@@ -7,44 +7,34 @@ spread one frame over every core and leaving the rest of the pipeline to wait fo
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgeseg._cpu import usable_cores
+
 __all__ = ["load_segmenter", "model_threads", "time_alone"]
 
 
 def model_threads(threads: int | None) -> int:
-    """Threads for the model: `threads` as given, else all cores but one (at least 1)."""
+    """Threads for the model: `threads` as given, else all cores this process may use but one (at least 1)."""
     if threads is not None:
         return threads
-    # The cores this process may run on (a container or taskset may allow fewer than the machine has).
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
-    return max(1, cores - 1)
+    return max(1, usable_cores() - 1)
 
 
 def load_segmenter(model: Path, backend: str, device: str | None, threads: int) -> Any:
-    """The Segmenter, its runtime limited to `threads` (0: the runtime's own default)."""
-    from edgeseg.manifest import read_manifest
-    from edgeseg.runtimes import artifact_kind, resolve_backend
+    """The Segmenter, its runtime limited to `threads` (0: the runtime's own default).
+
+    The backend is `Segmenter`'s to choose (edgeseg.runtimes.resolve_backend, with the bundle's
+    target), so the demo runs exactly what `Segmenter(model, backend)` runs, or refuses it with the
+    same message; every backend takes `threads` and spells it for its runtime.
+    """
     from edgeseg.segmenter import Segmenter
 
-    file = model / read_manifest(model, verify=False).model_file if model.is_dir() else model
-    name = resolve_backend(backend, artifact_kind(file))
-    # Each runtime spells its thread limit differently; TensorRT runs on the GPU and needs none.
-    options: dict[str, dict[str, Any]] = {
-        "openvino": {"config": {"INFERENCE_NUM_THREADS": threads}},
-        "onnxruntime": {"intra_op_threads": threads},
-    }
-    seg = Segmenter(model, backend=name, device=device, **(options.get(name, {}) if threads else {}))
-    if name == "torch" and threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    return seg
+    return Segmenter(model, backend=backend, device=device, threads=threads or None)
 
 
 def time_alone(seg: Any, image: np.ndarray, budget_s: float = 0.5, runs: int = 30) -> float:

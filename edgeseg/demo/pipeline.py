@@ -20,9 +20,11 @@ import sys
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgeseg._io import write_json
 from edgeseg.demo.baseline import BaselineWorker, resolve_baseline
 from edgeseg.demo.capture import Capture, Frame
 from edgeseg.demo.config import DemoConfig, DemoSummary
@@ -30,37 +32,49 @@ from edgeseg.demo.model import load_segmenter, model_threads, time_alone
 from edgeseg.demo.render import Renderer, VideoSink, Window, display_problem, write_snapshot
 from edgeseg.demo.server import StreamServer
 from edgeseg.demo.sources import FrameSource, open_source
-from edgeseg.demo.stats import StageTimes, hud_lines, live_stats, update_confusion
+from edgeseg.demo.stats import DemoState, StageTimes, build_summary, hud_lines, live_stats, update_confusion
 from edgeseg.errors import EdgesegError, EdgesegRuntimeError, InputError, first_line
 from edgeseg.evaluation.metrics import ConfusionMatrix
 
 __all__ = ["run_demo"]
 
 
+@dataclass(frozen=True)
+class _Parts:
+    """What a run is made of, opened by `run_demo` before the run starts."""
+
+    seg: Any
+    capture: Capture
+    threads: int | None = None
+    baseline: BaselineWorker | None = None
+    baseline_note: str = "comparison with PyTorch turned off"
+    server: StreamServer | None = None
+    sink: VideoSink | None = None
+    window: Window | None = None
+
+
 class _Demo:
-    def __init__(
-        self, model: Path, config: DemoConfig, stop: threading.Event, seg: Any, capture: Capture
-    ) -> None:
-        self.model, self.config, self.stop, self.seg, self.capture = model, config, stop, seg, capture
+    """One run: the model thread's loop, the calling thread's drawing, and the figures of both."""
+
+    def __init__(self, model: Path, config: DemoConfig, stop: threading.Event, parts: _Parts) -> None:
+        self.model, self.config, self.stop = model, config, stop
+        self.seg, self.capture, self.threads = parts.seg, parts.capture, parts.threads
+        self.baseline, self.baseline_note = parts.baseline, parts.baseline_note
+        self.server, self.sink, self.window = parts.server, parts.sink, parts.window
         self.say = config.on_message or (lambda line: print(line, file=sys.stderr))
         self.times = StageTimes()
         self.results: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
-        self.k = len(seg.class_names)
-        ignore = seg.manifest.ignore_index if seg.manifest else None
-        self.truth = ConfusionMatrix(self.k, ignore_index=ignore)
+        self.k = len(self.seg.class_names)
+        manifest = self.seg.manifest
+        self.precision = manifest.precision if manifest else "fp32"
+        self.truth = ConfusionMatrix(self.k, ignore_index=manifest.ignore_index if manifest else None)
         self.truth_frames = 0
-        self.baseline: BaselineWorker | None = None
-        self.baseline_note = "comparison with PyTorch turned off"
-        self.server: StreamServer | None = None
-        self.sink: VideoSink | None = None
-        self.window: Window | None = None
         self.renderer = Renderer(self.k, config.alpha, config.show_mask)
         self.frames = 0
         self.done_at: deque[float] = deque(maxlen=30)
         self.latency_ms = 0.0
         self.paused_s = 0.0
         self.snapshots: list[str] = []
-        self.threads: int | None = None
         self.isolated_fps = 0.0
         self.pending: Frame | None = None  # a frame taken before the run started, processed first
         self._paused_at = 0.0
@@ -189,13 +203,51 @@ class _Demo:
         )
         return canvas
 
+    # -- figures -----------------------------------------------------------------------------------
+
+    def state(self, *, final: bool = False) -> DemoState:
+        """A snapshot of the run's figures (over the whole run when `final`, else the recent ones)."""
+        capture, base = self.capture, self.baseline
+        return DemoState(
+            model=self.model,
+            backend=self.seg.backend_name,
+            device=self.seg.backend.description,
+            precision=self.precision,
+            source=capture.source.description,
+            frames=self.frames,
+            done_at=tuple(self.done_at),
+            stages_recent=self.times.means(recent=True),
+            stages=self.times.means() if final else {},
+            baseline=base.figures() if base is not None else None,
+            baseline_note=self.baseline_note,
+            truth=self.truth.compute() if self.truth_frames else None,
+            truth_frames=self.truth_frames,
+            duration_s=self.finished - self.started - self.paused_s,
+            latency_ms=self.latency_ms / self.frames if self.frames else 0.0,
+            isolated_fps=self.isolated_fps,
+            threads=self.threads,
+            captured=capture.captured,
+            dropped=capture.dropped,
+            reopens=capture.reopens,
+            stalled=capture.stalled,
+            snapshots=tuple(self.snapshots),
+            url=self.server.url if self.server is not None else None,
+        )
+
     def live_stats(self) -> dict[str, Any]:
-        return live_stats(self)
+        return live_stats(self.state())
 
     def summary(self, ended: str) -> DemoSummary:
-        from edgeseg.demo.stats import build_summary
-
-        return build_summary(self, ended)
+        """Finish the video and the comparison, build the summary and write `config.json_path`."""
+        video = self.sink.close() if self.sink is not None else None
+        if self.baseline is not None:
+            self.baseline.drain()
+        summary = build_summary(
+            self.state(final=True), ended, video, self.sink.frames if self.sink is not None else 0
+        )
+        if self.config.json_path is not None:
+            write_json(self.config.json_path, summary.to_dict())
+        return summary
 
 
 def run_demo(
@@ -217,56 +269,61 @@ def run_demo(
             f"{problem}: add --headless (with --serve PORT to watch in a browser, or --save out.mp4)"
         )
     with contextlib.ExitStack() as stack:
-        if isinstance(config.source, FrameSource):
-            source = config.source
-            source.open()
-        else:
-            source = open_source(
-                config.source,
-                frame_size=config.frame_size,
-                fps=config.fps,
-                seed=config.seed,
-                loop=config.loop,
-                stall_timeout=config.stall_timeout,
-            )
-        capture = Capture(source, stall_timeout=config.stall_timeout, retry_seconds=config.retry_seconds)
+        capture = Capture(
+            _open(config), stall_timeout=config.stall_timeout, retry_seconds=config.retry_seconds
+        )
         stack.callback(capture.stop)  # also closes the source, unless a read is still blocked in it
         server = StreamServer(config.serve, config.bind) if config.serve is not None else None
         if server is not None:
             stack.callback(server.close)
         threads = model_threads(config.threads)
         seg = stack.enter_context(load_segmenter(path, config.backend, config.device, threads))
-        demo = _Demo(path, config, stop, seg, capture)
-        demo.threads, demo.server = threads, server
-        if config.compare:
-            checkpoint, demo.baseline_note = resolve_baseline(config.baseline, seg.manifest, path)
-            if (
-                checkpoint is not None
-                and seg.backend_name == "torch"
-                and Path(checkpoint).resolve() == path.resolve()
-            ):
-                checkpoint, demo.baseline_note = (
-                    None,
-                    "no baseline: the model is the PyTorch checkpoint itself",
-                )
-            if checkpoint is not None:
-                pre = seg.preprocessing
-                demo.baseline = BaselineWorker(
-                    checkpoint,
-                    img_size=(pre.width, pre.height),
-                    num_classes=demo.k,
-                    input_format=seg.input_format,
-                    duty=config.baseline_duty,
-                    limit_threads=seg.backend_name != "torch",
-                )
-                stack.callback(demo.baseline.close)
-        if config.save is not None:
-            demo.sink = VideoSink(Path(config.save), config.video_fps or source.fps or 30.0)
+        baseline, note = _baseline(config, seg, path) if config.compare else (None, _Parts.baseline_note)
+        if baseline is not None:
+            stack.callback(baseline.close)
+        fps = config.video_fps or capture.source.fps or 30.0
+        sink = VideoSink(Path(config.save), fps) if config.save is not None else None
+        window = None
         if not config.headless:
-            demo.window = Window(f"edgeseg: {path.name}")
-            stack.callback(demo.window.close)
-        return _run(demo)
+            window = Window(f"edgeseg: {path.name}")
+            stack.callback(window.close)
+        parts = _Parts(seg, capture, threads, baseline, note, server, sink, window)
+        return _run(_Demo(path, config, stop, parts))
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _open(config: DemoConfig) -> FrameSource:
+    """The configured source, opened."""
+    if isinstance(config.source, FrameSource):
+        config.source.open()
+        return config.source
+    return open_source(
+        config.source,
+        frame_size=config.frame_size,
+        fps=config.fps,
+        seed=config.seed,
+        loop=config.loop,
+        stall_timeout=config.stall_timeout,
+    )
+
+
+def _baseline(config: DemoConfig, seg: Any, path: Path) -> tuple[BaselineWorker | None, str]:
+    """(the comparison worker or None, the note saying which baseline or why there is none)."""
+    checkpoint, note = resolve_baseline(config.baseline, seg.manifest, path)
+    if checkpoint is None:
+        return None, note
+    if Path(checkpoint).resolve() == seg.backend.path.resolve():
+        return None, "no baseline: the model is the PyTorch checkpoint itself"
+    pre = seg.preprocessing
+    worker = BaselineWorker(
+        checkpoint,
+        img_size=(pre.width, pre.height),
+        num_classes=len(seg.class_names),
+        input_format=seg.input_format,
+        duty=config.baseline_duty,
+        model_package=seg.backend.package,
+    )
+    return worker, note
 
 
 def _run(demo: _Demo) -> DemoSummary:

@@ -13,7 +13,7 @@ import numpy as np
 from edgeseg._io import atomic_open
 from edgeseg.demo._cv import load_cv2
 from edgeseg.errors import EdgesegRuntimeError, InputError
-from edgeseg.overlay import class_colors
+from edgeseg.overlay import Overlay
 
 __all__ = ["VIDEO_FORMATS", "Renderer", "VideoSink", "Window", "display_problem", "write_snapshot"]
 
@@ -26,21 +26,11 @@ class Renderer:
 
     def __init__(self, num_classes: int, alpha: float = 0.5, show_mask: bool = False) -> None:
         self.alpha, self.show_mask = float(alpha), show_mask
-        lut = np.full((256, 1, 3), 255, np.uint8)  # ids beyond the classes: white
-        lut[: min(num_classes, 256), 0] = class_colors(min(num_classes, 256))[:, ::-1]  # RGB -> BGR
-        self._lut = lut
+        self._overlay = Overlay(num_classes, alpha, order="bgr")  # the renderer `predict` uses too
 
     def draw(self, frame: np.ndarray, mask: np.ndarray, hud: list[str]) -> np.ndarray:
         """A new BGR image: the overlay (or the mask) with the HUD; `frame` is left untouched."""
-        cv = load_cv2()
-        ids = mask if mask.dtype == np.uint8 else np.minimum(mask, 255).astype(np.uint8)
-        colours = cv.LUT(cv.merge([ids, ids, ids]), self._lut)
-        if self.show_mask:
-            out = colours
-        else:
-            blend = cv.addWeighted(frame, 1.0 - self.alpha, colours, self.alpha, 0.0)
-            out = frame.copy()
-            cv.copyTo(blend, (ids > 0).view(np.uint8), out)
+        out = self._overlay.colour_mask(mask) if self.show_mask else self._overlay.blend(frame, mask)
         if hud:
             self._hud(out, hud)
         return out

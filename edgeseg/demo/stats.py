@@ -1,4 +1,7 @@
-"""The demo's figures: per-stage timings, the live figures (HUD and /stats.json) and the summary."""
+"""The demo's figures: per-stage timings, the live figures (HUD and /stats.json) and the summary.
+
+The pipeline hands its figures over as a `DemoState`, a frozen snapshot it builds, so this module
+reads no pipeline internals and imports nothing of it."""
 
 from __future__ import annotations
 
@@ -6,19 +9,18 @@ import math
 import threading
 import time
 from collections import defaultdict, deque
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from edgeseg._io import write_json
 from edgeseg.demo._cv import load_cv2
 from edgeseg.demo.config import DemoSummary
-from edgeseg.evaluation.metrics import ConfusionMatrix
+from edgeseg.evaluation.metrics import ConfusionMatrix, SegMetrics
 
-if TYPE_CHECKING:
-    from edgeseg.demo.pipeline import _Demo
-
-__all__ = ["StageTimes", "build_summary", "hud_lines", "live_stats", "update_confusion"]
+__all__ = ["DemoState", "StageTimes", "build_summary", "hud_lines", "live_stats", "update_confusion"]
 
 # Stages in the order a frame meets them. wait_in: the model thread waiting for a frame; wait_out:
 # waiting for the drawing side to take its result; truth: scoring against ground truth; render:
@@ -78,40 +80,78 @@ def update_confusion(cm: ConfusionMatrix, pred: np.ndarray, truth: np.ndarray) -
     cm.matrix += hist.reshape(k, k).astype(np.int64)
 
 
-def _fps(demo: _Demo) -> float:
-    done = demo.done_at
-    if len(done) < 2:
+def _fps(done_at: tuple[float, ...]) -> float:
+    if len(done_at) < 2:
         return 0.0
-    return (len(done) - 1) / max(done[-1] - done[0], 1e-9)
+    return (len(done_at) - 1) / max(done_at[-1] - done_at[0], 1e-9)
 
 
 def _nan_to_none(value: float | None) -> float | None:
     return None if value is None or math.isnan(value) else value
 
 
-def live_stats(demo: _Demo) -> dict[str, Any]:
+@dataclass(frozen=True)
+class DemoState:
+    """The run's figures at one moment, as the pipeline hands them to `live_stats` and `build_summary`.
+
+    Attributes:
+        model: the model's path. backend: the backend's registry name; device: its description.
+        precision: the model's precision. source: the source's description.
+        frames: frames drawn so far; done_at: when the most recent ones were done (perf_counter s).
+        stages_recent, stages: mean milliseconds per stage over the last frames and over the run.
+        baseline: the comparison's figures (BaselineWorker.figures()), or None without one.
+        baseline_note: which baseline is used, or why there is none.
+        truth: scores against ground truth, or None when no frame had any; truth_frames: frames scored.
+        duration_s: the run's length without pauses. latency_ms: mean capture-to-drawn time.
+        isolated_fps: the model's FPS timed alone before the run. threads: the model's thread limit.
+        captured, dropped, reopens, stalled: the capture's counters and whether it is stalled now.
+        snapshots: PNGs written by the s key. url: the browser view's address, or None.
+    """
+
+    model: Path
+    backend: str
+    device: str
+    precision: str
+    source: str
+    frames: int = 0
+    done_at: tuple[float, ...] = ()
+    stages_recent: Mapping[str, float] = field(default_factory=dict)
+    stages: Mapping[str, float] = field(default_factory=dict)
+    baseline: Mapping[str, Any] | None = None
+    baseline_note: str = ""
+    truth: SegMetrics | None = None
+    truth_frames: int = 0
+    duration_s: float = 0.0
+    latency_ms: float = 0.0
+    isolated_fps: float = 0.0
+    threads: int | None = None
+    captured: int = 0
+    dropped: int = 0
+    reopens: int = 0
+    stalled: bool = False
+    snapshots: tuple[str, ...] = ()
+    url: str | None = None
+
+
+def live_stats(state: DemoState) -> dict[str, Any]:
     """The figures of the moment: recent FPS and stage times, running agreement and mIoU."""
-    stages = demo.times.means(recent=True)
-    base = demo.baseline.figures() if demo.baseline is not None else {}
-    truth = demo.truth.compute() if demo.truth_frames else None
-    manifest = demo.seg.manifest
-    state = "stalled, reopening" if demo.capture.stalled else "running"
+    stages, base, truth = state.stages_recent, state.baseline or {}, state.truth
     return {
-        "model": demo.model.name,
-        "backend": demo.seg.backend_name,
-        "device": demo.seg.backend.description,
-        "precision": manifest.precision if manifest else "fp32",
-        "source": demo.capture.source.description,
-        "frames": demo.frames,
-        "fps": _fps(demo),
+        "model": state.model.name,
+        "backend": state.backend,
+        "device": state.device,
+        "precision": state.precision,
+        "source": state.source,
+        "frames": state.frames,
+        "fps": _fps(state.done_at),
         "model_fps": 1000.0 / stages["total"] if stages.get("total") else None,
         "stages_ms": {k: round(v, 3) for k, v in stages.items() if k in ("pre", "infer", "post", "render")},
         "agreement": base.get("pixel_agreement"),
         "miou_vs_baseline": _nan_to_none(base.get("miou")),
         "baseline_frames": base.get("frames_compared", 0),
         "miou_vs_truth": _nan_to_none(truth.miou) if truth else None,
-        "dropped": demo.capture.dropped,
-        "state": state,
+        "dropped": state.dropped,
+        "state": "stalled, reopening" if state.stalled else "running",
         "time": time.time(),
     }
 
@@ -133,40 +173,37 @@ def hud_lines(s: dict[str, Any]) -> list[str]:
     return lines
 
 
-def build_summary(demo: _Demo, ended: str) -> DemoSummary:
-    """Finish the video, collect the run's figures and write `config.json_path`."""
-    stages = demo.times.means()
-    duration = max(demo.finished - demo.started - demo.paused_s, 1e-9)
-    fps = demo.frames / duration if demo.frames else 0.0
+def build_summary(
+    state: DemoState, ended: str, video: Path | None = None, video_frames: int = 0
+) -> DemoSummary:
+    """The run's summary from its final state; `video` is the finished --save file, if any."""
+    stages, duration = state.stages, max(state.duration_s, 1e-9)
+    fps = state.frames / duration if state.frames else 0.0
     model_fps = 1000.0 / stages["total"] if stages.get("total") else 0.0
-    manifest = demo.seg.manifest
-    video = demo.sink.close() if demo.sink is not None else None
-    if demo.baseline is not None:
-        demo.baseline.drain()
-    truth = demo.truth.compute() if demo.truth_frames else None
-    summary = DemoSummary(
-        model=str(demo.model),
-        backend=demo.seg.backend.description,
-        precision=manifest.precision if manifest else "fp32",
-        source=demo.capture.source.description,
-        frames=demo.frames,
+    truth = state.truth
+    return DemoSummary(
+        model=str(state.model),
+        backend=state.device,
+        precision=state.precision,
+        source=state.source,
+        frames=state.frames,
         duration_s=round(duration, 3),
         fps=round(fps, 2),
         model_fps=round(model_fps, 2),
         infer_fps=round(1000.0 / stages["infer"], 2) if stages.get("infer") else 0.0,
-        model_fps_isolated=round(demo.isolated_fps, 2),
+        model_fps_isolated=round(state.isolated_fps, 2),
         fps_ratio=round(fps / model_fps, 4) if model_fps else 0.0,
-        threads=demo.threads,
+        threads=state.threads,
         stages_ms={k: round(v, 3) for k, v in stages.items()},
-        latency_ms=round(demo.latency_ms / demo.frames, 3) if demo.frames else 0.0,
-        captured=demo.capture.captured,
-        dropped=demo.capture.dropped,
-        reopens=demo.capture.reopens,
-        baseline=demo.baseline.figures() if demo.baseline is not None else None,
-        baseline_note=demo.baseline_note,
+        latency_ms=round(state.latency_ms, 3),
+        captured=state.captured,
+        dropped=state.dropped,
+        reopens=state.reopens,
+        baseline=dict(state.baseline) if state.baseline is not None else None,
+        baseline_note=state.baseline_note,
         truth=(
             {
-                "frames": demo.truth_frames,
+                "frames": state.truth_frames,
                 "miou": _nan_to_none(truth.miou),
                 "pixel_accuracy": truth.pixel_accuracy,
             }
@@ -175,10 +212,7 @@ def build_summary(demo: _Demo, ended: str) -> DemoSummary:
         ),
         ended=ended,
         video=str(video) if video else None,
-        video_frames=demo.sink.frames if demo.sink is not None and video else 0,
-        snapshots=list(demo.snapshots),
-        url=demo.server.url if demo.server is not None else None,
+        video_frames=video_frames if video else 0,
+        snapshots=list(state.snapshots),
+        url=state.url,
     )
-    if demo.config.json_path is not None:
-        write_json(demo.config.json_path, summary.to_dict())
-    return summary

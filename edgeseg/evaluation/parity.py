@@ -210,11 +210,11 @@ def _logits(backend: Backend, batch: np.ndarray) -> np.ndarray:
 
 
 def _to_channels(images: np.ndarray, channels: int, color_order: str) -> np.ndarray:
-    """uint8 RGB NHWC -> the model's channels: gray by Pillow's luma (as read_image does), or BGR."""
+    """uint8 RGB NHWC -> the model's channels: gray by `rgb_to_gray` (as read_image does), or BGR."""
     if channels == 1 and images.shape[-1] == 3:
-        from PIL import Image
+        from edgeseg.data.imageio import rgb_to_gray
 
-        return np.stack([np.asarray(Image.fromarray(img).convert("L"))[:, :, None] for img in images])
+        return np.stack([rgb_to_gray(img) for img in images])
     return images[..., ::-1] if color_order.upper() == "BGR" else images
 
 

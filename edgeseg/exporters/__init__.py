@@ -60,7 +60,7 @@ class ExportConfig:
     """What to export and where.
 
     Attributes:
-        target: "onnx" or "openvino" (see edgeseg.formats).
+        target: "onnx", "openvino" or "tensorrt" (the names of edgeseg.formats.TARGETS).
         precision: "fp32", "fp16" or "int8" (see edgeseg.formats for what each target offers).
         img_size: (width, height) of the exported input; default the checkpoint's training size, or
             an ONNX source's fixed input size (a dynamic one needs it).

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from edgeseg._offline import quiet_telemetry
-from edgeseg.errors import EdgesegRuntimeError, InputError, MissingDependencyError
+from edgeseg.errors import EdgesegRuntimeError, InputError, MissingDependencyError, first_line
 from edgeseg.exporters import Artifact, ExportJob
 from edgeseg.formats import module_version
 from edgeseg.manifest import METADATA_PREFIX, onnx_metadata
@@ -29,12 +29,6 @@ __all__ = ["MODEL_FILE", "RT_INFO_KEY", "export_artifact", "quantize_int8"]
 
 MODEL_FILE = "model.xml"  # and model.bin beside it
 RT_INFO_KEY = "edgeseg"
-
-
-def _reason(exc: BaseException) -> str:
-    # OpenVINO's messages end with the cause, after lines of source locations.
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return lines[-1] if lines else type(exc).__name__
 
 
 def quantize_int8(model: Any, job: ExportJob) -> tuple[Any, dict[str, Any]]:
@@ -52,7 +46,7 @@ def quantize_int8(model: Any, job: ExportJob) -> tuple[Any, dict[str, Any]]:
     try:
         quantized = nncf.quantize(model, dataset, subset_size=calib.size)
     except Exception as exc:
-        raise EdgesegRuntimeError(f"NNCF quantization failed: {_reason(exc)}") from exc
+        raise EdgesegRuntimeError(f"NNCF quantization failed: {first_line(exc)}") from exc
     entry = {"method": "nncf.quantize", "preset": "mixed (default)", **calib.to_manifest()}
     if job.meter is None or job.config.max_drop is None:
         return quantized, entry
@@ -111,7 +105,7 @@ def _within_max_drop(
                 subset_size=calib_size,
             )
         except Exception as exc:
-            raise EdgesegRuntimeError(f"NNCF accuracy control failed: {_reason(exc)}") from exc
+            raise EdgesegRuntimeError(f"NNCF accuracy control failed: {first_line(exc)}") from exc
         drop = _drop(controlled, job)
         what = "nncf.quantize_with_accuracy_control"
         attempts.append({"what": what, "miou_drop_points": round(drop, 4)})
@@ -137,7 +131,9 @@ def export_artifact(job: ExportJob) -> Artifact:
         try:
             model = ov.Core().read_model(scratch)
         except RuntimeError as exc:
-            raise EdgesegRuntimeError(f"OpenVINO could not convert the ONNX graph: {_reason(exc)}") from exc
+            raise EdgesegRuntimeError(
+                f"OpenVINO could not convert the ONNX graph: {first_line(exc)}"
+            ) from exc
         quantization: dict[str, Any] | None = None
         tools: dict[str, str] = {}
         if job.config.precision == "int8":
@@ -152,7 +148,7 @@ def export_artifact(job: ExportJob) -> Artifact:
         except OSError:
             raise  # a full disk or unwritable folder: the CLI names the path and what to do
         except RuntimeError as exc:
-            raise EdgesegRuntimeError(f"OpenVINO could not save the IR: {_reason(exc)}") from exc
+            raise EdgesegRuntimeError(f"OpenVINO could not save the IR: {first_line(exc)}") from exc
     finally:
         scratch.unlink(missing_ok=True)
     return Artifact(MODEL_FILE, tools=tools, quantization=quantization)

@@ -13,6 +13,10 @@ the runtime-specific steps (Polygraphy's runner contract):
 
 and may override `_infer_chunks` (a model with a fixed batch given a larger batch: OpenVINO uses an
 async queue), `_embedded_manifest` (metadata stored in the model file) and `_describe`.
+
+Every backend takes the keyword `threads` (CPU threads for inference; None or 0: the runtime's
+default) and spells it for its runtime itself, so callers such as the demo pass one number to any
+backend instead of knowing each runtime's option.
 """
 
 from __future__ import annotations
@@ -27,12 +31,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 
-from edgeseg.errors import EdgesegError, EdgesegRuntimeError, InputError
+from edgeseg.errors import EdgesegError, EdgesegRuntimeError, InputError, first_line
 
 if TYPE_CHECKING:
     from edgeseg.manifest import Manifest
 
-__all__ = ["Backend", "Dim", "TensorSpec", "short_reason"]
+__all__ = ["Backend", "Dim", "TensorSpec"]
 
 Dim = int | str | None  # a static size, or a dynamic axis (its symbolic name, or None when unnamed)
 _NCHW = ("batch", "channels", "height", "width")  # how edgeseg's image tensors name their axes
@@ -60,15 +64,6 @@ class TensorSpec:
         return self.static_dim(0) if self.shape else None
 
 
-def short_reason(exc: BaseException) -> str:
-    """One line of a runtime's exception text. OpenVINO puts the cause on the last line after source
-    locations; onnxruntime and torch put it first."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    if not lines:
-        return type(exc).__name__
-    return lines[0] if len(lines) == 1 or lines[0].startswith("[ONNXRuntimeError]") else lines[-1]
-
-
 def _axis_label(rank: int, axis: int) -> str:
     return f"axis {axis} ({_NCHW[axis]})" if rank == len(_NCHW) else f"axis {axis}"
 
@@ -86,8 +81,13 @@ class Backend(abc.ABC):
     name: ClassVar[str] = ""  # registry name, e.g. "onnxruntime"
     package: ClassVar[str] = ""  # the runtime's import name, for versions in `description`
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None) -> None:
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 0):
+            raise InputError(
+                f"threads must be a whole number >= 0 (0: the runtime's default); got {threads!r}"
+            )
         self.path = Path(path)
+        self.threads = threads or None  # CPU threads for inference; None: the runtime's default
         self._state = "new"  # "new" -> "loaded" -> "closed" (-> "loaded" again on reopen)
         self._inputs: tuple[TensorSpec, ...] = ()
         self._outputs: tuple[TensorSpec, ...] = ()
@@ -106,7 +106,7 @@ class Backend(abc.ABC):
             raise
         except Exception as exc:  # what a runtime raises on a file damaged in a way nobody foresaw
             raise EdgesegRuntimeError(
-                f"{self.name} could not load '{self.path}' (corrupt file?): {short_reason(exc)}"
+                f"{self.name} could not load '{self.path}' (corrupt file?): {first_line(exc)}"
             ) from exc
         try:
             inputs, outputs = self._discover_specs()
@@ -114,7 +114,7 @@ class Backend(abc.ABC):
             self._close()
             if isinstance(exc, Exception) and not isinstance(exc, (EdgesegError, MemoryError)):
                 raise EdgesegRuntimeError(
-                    f"{self.name} could not read the inputs and outputs of '{self.path}': {short_reason(exc)}"
+                    f"{self.name} could not read the inputs and outputs of '{self.path}': {first_line(exc)}"
                 ) from exc
             raise
         self._inputs, self._outputs = tuple(inputs), tuple(outputs)
@@ -171,9 +171,7 @@ class Backend(abc.ABC):
         except EdgesegError:
             raise
         except Exception as exc:  # runtimes raise their own types (pybind errors derive from Exception)
-            raise EdgesegRuntimeError(
-                f"{self.name} failed to run '{self.path}': {short_reason(exc)}"
-            ) from exc
+            raise EdgesegRuntimeError(f"{self.name} failed to run '{self.path}': {first_line(exc)}") from exc
         self.last_infer_ms = (time.perf_counter() - start) * 1000.0
         return outputs
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from edgeseg.errors import EdgesegRuntimeError, InputError
+from edgeseg.errors import EdgesegRuntimeError, InputError, first_line
 from edgeseg.manifest import Manifest, manifest_from_onnx_metadata
-from edgeseg.runtimes.base import Backend, Dim, TensorSpec, short_reason
+from edgeseg.runtimes.base import Backend, Dim, TensorSpec
 
 __all__ = ["GRAPH_OPTIMIZATION_LEVELS", "OnnxRuntimeBackend"]
 
@@ -68,6 +68,7 @@ class OnnxRuntimeBackend(Backend):
         inter_op_threads: threads across operators (None: onnxruntime's default).
         graph_optimization: "disable", "basic", "extended" or "all" (default).
         log_level: onnxruntime's log severity (0 verbose .. 4 fatal); default 3, errors only.
+        threads: the common thread option of every backend; here intra_op_threads, unless that is given.
     """
 
     name = "onnxruntime"
@@ -83,8 +84,9 @@ class OnnxRuntimeBackend(Backend):
         inter_op_threads: int | None = None,
         graph_optimization: str = "all",
         log_level: int = 3,
+        threads: int | None = None,
     ) -> None:
-        super().__init__(path)
+        super().__init__(path, threads=threads)
         if providers is not None and device is not None:
             raise InputError("pass either device or providers to the onnxruntime backend, not both")
         if providers is not None and not providers:
@@ -100,6 +102,8 @@ class OnnxRuntimeBackend(Backend):
                 f"graph_optimization must be one of {', '.join(GRAPH_OPTIMIZATION_LEVELS)}; "
                 f"got '{graph_optimization}'"
             )
+        if intra_op_threads is None:
+            intra_op_threads = self.threads
         self.intra_op_threads, self.inter_op_threads = intra_op_threads, inter_op_threads
         self.graph_optimization, self.log_level = graph_optimization, log_level
         self._session: Any = None
@@ -140,12 +144,12 @@ class OnnxRuntimeBackend(Backend):
             )
         except file_errors as exc:
             raise InputError(
-                f"cannot load ONNX model '{self.path}' (corrupt or truncated?): {short_reason(exc)}"
+                f"cannot load ONNX model '{self.path}' (corrupt or truncated?): {first_line(exc)}"
             ) from None
         except Exception as exc:  # provider start-up failures and other pybind errors
             raise EdgesegRuntimeError(
                 f"onnxruntime could not create a session for '{self.path}' with "
-                f"{', '.join(self.provider_names)}: {short_reason(exc)}"
+                f"{', '.join(self.provider_names)}: {first_line(exc)}"
             ) from None
         # onnxruntime falls back to CPU when a provider fails to start; refuse to run on the fallback.
         dropped = [name for name in self.provider_names if name not in session.get_providers()]

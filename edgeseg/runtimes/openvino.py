@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from edgeseg.errors import EdgesegRuntimeError, InputError
+from edgeseg.errors import EdgesegRuntimeError, InputError, first_line
 from edgeseg.manifest import METADATA_PREFIX, Manifest, manifest_from_onnx_metadata
-from edgeseg.runtimes.base import Backend, Dim, TensorSpec, short_reason
+from edgeseg.runtimes.base import Backend, Dim, TensorSpec
 
 __all__ = ["DEVICES", "PERFORMANCE_HINTS", "OpenVINOBackend"]
 
@@ -54,6 +54,7 @@ class OpenVINOBackend(Backend):
             metadata declares fp16/int8 (see the module notes), otherwise the device's default.
         num_requests: infer requests used in parallel for batches (0: OpenVINO's optimum).
         config: further compile properties, passed as is (they override the ones above).
+        threads: the common thread option of every backend; here INFERENCE_NUM_THREADS.
     """
 
     name = "openvino"
@@ -68,8 +69,9 @@ class OpenVINOBackend(Backend):
         inference_precision: str | None = None,
         num_requests: int = 0,
         config: dict[str, Any] | None = None,
+        threads: int | None = None,
     ) -> None:
-        super().__init__(path)
+        super().__init__(path, threads=threads)
         self.device = _normalize_device(device)
         self.performance_hint = str(performance_hint).strip().upper()
         if self.performance_hint not in PERFORMANCE_HINTS:
@@ -100,7 +102,7 @@ class OpenVINOBackend(Backend):
         except Exception as exc:  # OpenVINO raises RuntimeError and its own GeneralFailure types
             what = _FILE_KINDS[suffix]
             raise InputError(
-                f"cannot load {what} '{self.path}' (corrupt or truncated?): {short_reason(exc)}"
+                f"cannot load {what} '{self.path}' (corrupt or truncated?): {first_line(exc)}"
             ) from None
 
     def _metadata(self, model: Any) -> Manifest | None:
@@ -115,7 +117,7 @@ class OpenVINOBackend(Backend):
                             props[prefix + key] = value.astype(str)
         except (RuntimeError, UnicodeDecodeError) as exc:  # a damaged file: bytes that are not UTF-8
             raise InputError(
-                f"the edgeseg metadata of '{self.path}' cannot be read (corrupt file?): {short_reason(exc)}"
+                f"the edgeseg metadata of '{self.path}' cannot be read (corrupt file?): {first_line(exc)}"
             ) from None
         return manifest_from_onnx_metadata(
             props, model_file=self.path.name, where=f"the edgeseg metadata of '{self.path}'"
@@ -129,6 +131,8 @@ class OpenVINOBackend(Backend):
             precision = "f32"
         if precision is not None:
             config["INFERENCE_PRECISION_HINT"] = precision
+        if self.threads:
+            config["INFERENCE_NUM_THREADS"] = self.threads
         config.update(self.config)
         self._precision = config.get("INFERENCE_PRECISION_HINT")
         return config
@@ -154,7 +158,7 @@ class OpenVINOBackend(Backend):
             compiled = core.compile_model(model, self.device, self._compile_config())
         except Exception as exc:
             raise EdgesegRuntimeError(
-                f"OpenVINO could not compile '{self.path}' for {self.device}: {short_reason(exc)}"
+                f"OpenVINO could not compile '{self.path}' for {self.device}: {first_line(exc)}"
             ) from None
         self._compiled = compiled
         self._request = compiled.create_infer_request()

@@ -14,6 +14,12 @@ and installed:
     .engine        tensorrt
     checkpoint     torch
 
+For a bundle, the list keeps only the runtimes its target was exported for (`TARGETS[t].backends`):
+an onnx bundle runs on openvino > onnxruntime, a tensorrt bundle's engine-ready ONNX on tensorrt
+alone, so without TensorRT "auto" refuses it, naming what to install, rather than running it
+elsewhere. `resolve_backend` is the one place this is decided: `Segmenter` calls it (so do `edgeseg
+info` for a model file), and the demo, predict, eval and the benchmark go through `Segmenter`.
+
 TensorRT comes first for ONNX because on a machine that has it (a Jetson, a CUDA server) it is the
 fastest; it builds (once) and caches an engine for the graph on that GPU (edgeseg.runtimes.tensorrt.runner).
 """

@@ -36,15 +36,21 @@ class TorchBackend(Backend):
         path: the checkpoint (`edgeseg.save_checkpoint` format).
         device: "cpu" (default), "cuda" or "cuda:N".
         channels_last: run in channels_last memory format (default True).
+        threads: torch's intra-op threads, set at load (torch.set_num_threads, process-wide).
     """
 
     name = "torch"
     package = "torch"
 
     def __init__(
-        self, path: str | os.PathLike[str], *, device: str | None = None, channels_last: bool = True
+        self,
+        path: str | os.PathLike[str],
+        *,
+        device: str | None = None,
+        channels_last: bool = True,
+        threads: int | None = None,
     ) -> None:
-        super().__init__(path)
+        super().__init__(path, threads=threads)
         self.device = str(device or "cpu").strip().lower()
         self.channels_last = channels_last
         self._ckpt: Checkpoint | None = None
@@ -68,6 +74,8 @@ class TorchBackend(Backend):
             )
         if device.type not in ("cpu", "cuda"):
             raise InputError(f"the torch backend runs on cpu or cuda; got '{self.device}'")
+        if self.threads:
+            torch.set_num_threads(self.threads)  # torch has no per-model limit; this one is global
         ckpt = load_checkpoint(self.path)  # InputError naming the file when it is not a checkpoint
         model = ckpt.build_model(device)
         if not self.channels_last:

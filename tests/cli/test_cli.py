@@ -265,3 +265,46 @@ def test_eval_on_bundles_matches_the_checkpoint(tmp_path: Path, tiny_checkpoint:
     for name in ("bundle", "onnx"):
         assert abs(scores[name]["miou"] - scores["ckpt"]["miou"]) < 1e-3
         assert abs(scores[name]["pixel_accuracy"] - scores["ckpt"]["pixel_accuracy"]) < 1e-3
+
+
+def test_warnings_print_as_one_line_like_errors(tmp_path: Path, tiny_checkpoint: Path, capsys):
+    """A command's warnings are `edgeseg: warning: ...` lines, not Python's `file.py:N: UserWarning`
+    with a source line; programs importing the library still get ordinary Python warnings."""
+    pytest.importorskip("onnxruntime", reason="pip install 'edgeseg[onnx]'")
+    import warnings
+
+    calib = make_dataset(tmp_path / "calib", n=4, size=(64, 48))
+    before = warnings.showwarning
+    rc, _, err = run_cli(
+        ["export", tiny_checkpoint, "--target", "onnx", "--precision", "int8", "--calib", calib,
+         "--parity-images", "1", "--out", tmp_path / "b"],
+        capsys,
+    )  # fmt: skip
+    assert rc == 0, err
+    expected = (
+        "edgeseg: warning: calibrating on 4 images; 100+ representative images give more reliable INT8 ranges"
+    )
+    assert expected in err.splitlines()
+    assert "UserWarning" not in err and ".py:" not in err and "warnings.warn" not in err
+    assert warnings.showwarning is before  # the CLI's display ends with the command
+
+    from edgeseg.exporters.quantize import load_calibration
+    from edgeseg.manifest import read_manifest
+
+    with pytest.warns(UserWarning, match="calibrating on 4 images"):
+        load_calibration(calib, read_manifest(tmp_path / "b"))
+
+
+@pytest.mark.parametrize("command", ["info", "eval"])
+def test_an_engine_file_is_a_tensorrt_model_not_a_checkpoint(tmp_path: Path, capsys, command: str):
+    """The commands tell model files apart by `artifact_kind` (which knows .engine), not by suffix lists."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("TensorRT is installed here")
+    engine = tmp_path / "model.engine"
+    engine.write_bytes(b"\0" * 64)
+    args = [command, engine] + (["--data", make_dataset(tmp_path / "d", n=1)] if command == "eval" else [])
+    rc, _, err = run_cli(args, capsys)
+    assert rc == 2 and len(err.splitlines()) == 1
+    assert "needs the 'tensorrt' package" in err and "checkpoint" not in err

@@ -187,6 +187,30 @@ def test_bad_input(case, artifact, feed, message: str):
         assert backend.infer({"image": batch(1)})["logits"].shape[0] == 1  # still usable
 
 
+def test_threads_is_every_backends_option(case, artifact, reference):
+    """`threads` is the one thread option callers (the demo) pass to any backend; each spells it for
+    its runtime (intra-op threads, INFERENCE_NUM_THREADS, torch's thread count; unused on a GPU)."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        with pytest.raises(InputError, match=r"threads must be a whole number >= 0"):
+            create_backend(case[0], artifact(case[1], False), threads=-1)
+        device = "cuda" if case[0] == "tensorrt" else "cpu"
+        with create_backend(case[0], artifact(case[1], False), device=device, threads=1) as backend:
+            assert backend.threads == 1
+            x = batch(1)
+            assert np.abs(backend.infer({"image": x})["logits"] - reference(x)).max() <= TOLERANCE
+            if case[0] == "torch":
+                assert torch.get_num_threads() == 1
+            if case[0] == "onnxruntime":
+                assert backend.intra_op_threads == 1
+            if case[0] == "openvino":
+                assert int(backend._compiled.get_property("INFERENCE_NUM_THREADS")) == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_other_size_refused_when_static_served_when_dynamic(case, artifact):
     with open_backend(case, artifact, False) as backend:
         if backend.input_specs[0].static_dim(2) is None:  # a checkpoint takes any valid size
@@ -292,8 +316,8 @@ def test_unknown_suffix_is_refused():
 
 
 def test_unknown_option_lists_the_accepted_ones(artifact):
-    with pytest.raises(InputError, match=r"does not take option\(s\) threads; it takes: device, providers"):
-        create_backend("onnxruntime", artifact("onnx", False), threads=2)
+    with pytest.raises(InputError, match=r"does not take option\(s\) workers; it takes: device, providers"):
+        create_backend("onnxruntime", artifact("onnx", False), workers=2)
 
 
 def test_onnxruntime_refuses_a_silent_cpu_fallback(artifact, monkeypatch: pytest.MonkeyPatch):

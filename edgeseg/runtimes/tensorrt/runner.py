@@ -44,6 +44,7 @@ class TensorRTBackend(Backend):
         workspace_mib, version_compatible, hardware_compatible: builder settings for a build
             (see edgeseg.runtimes.tensorrt.build.BuildOptions).
         log: receives progress lines of a build; default stderr.
+        threads: taken, as by every backend, and unused: the GPU runs the model.
     """
 
     name = "tensorrt"
@@ -59,10 +60,11 @@ class TensorRTBackend(Backend):
         version_compatible: bool = False,
         hardware_compatible: bool = False,
         log: Callable[[str], None] | None = None,
+        threads: int | None = None,
     ) -> None:
         from edgeseg.runtimes.tensorrt.build import BuildOptions
 
-        super().__init__(path)
+        super().__init__(path, threads=threads)  # the GPU runs the model: no CPU threads to limit
         kind, _, index = str(device or "cuda").lower().partition(":")
         if kind != "cuda" or (index and not index.isdigit()):
             raise InputError(

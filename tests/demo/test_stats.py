@@ -1,0 +1,63 @@
+"""The demo's figures from a `DemoState` snapshot: what the HUD, /stats.json and the summary say."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from edgeseg.demo.stats import DemoState, build_summary, hud_lines, live_stats
+from edgeseg.evaluation.metrics import SegMetrics
+
+
+def _state(**changes: object) -> DemoState:
+    state = DemoState(
+        model=Path("runs/x/bundle"),
+        backend="onnxruntime",
+        device="onnxruntime 1.2 (CPUExecutionProvider)",
+        precision="int8",
+        source="synthetic 64x48",
+        frames=40,
+        done_at=(10.0, 10.5, 11.0),
+        stages_recent={"pre": 1.0, "infer": 4.0, "post": 1.0, "total": 8.0, "wait_in": 0.5},
+        stages={"pre": 1.0, "infer": 5.0, "post": 1.0, "total": 10.0},
+        baseline={"pixel_agreement": 0.99, "miou": float("nan"), "frames_compared": 3},
+        truth=SegMetrics(miou=0.5, dice=0.6, pixel_accuracy=0.9),
+        truth_frames=4,
+        duration_s=2.0,
+        latency_ms=12.5,
+        isolated_fps=120.0,
+        threads=1,
+        captured=41,
+        dropped=1,
+        snapshots=("a.png",),
+    )
+    return dataclasses.replace(state, **changes)
+
+
+def test_state_is_a_frozen_snapshot():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        _state().frames = 1  # type: ignore[misc]
+
+
+def test_live_stats_and_hud():
+    s = live_stats(_state())
+    assert s["fps"] == 2.0 and s["model_fps"] == 125.0 and s["backend"] == "onnxruntime"
+    assert s["stages_ms"] == {"pre": 1.0, "infer": 4.0, "post": 1.0}  # wait_in is not shown
+    assert s["miou_vs_baseline"] is None and s["miou_vs_truth"] == 0.5 and s["state"] == "running"
+    lines = hud_lines(s)
+    assert lines[0] == "onnxruntime INT8  frame 40" and "vs PyTorch 99.00% mIoU - (n=3)" in lines
+    assert live_stats(_state(stalled=True, done_at=(1.0,)))["state"] == "stalled, reopening"
+    assert live_stats(_state(done_at=(1.0,)))["fps"] == 0.0
+
+
+def test_summary_from_the_final_state(tmp_path: Path):
+    summary = build_summary(_state(), "max_frames", tmp_path / "o.mp4", 40)
+    assert (summary.fps, summary.model_fps, summary.infer_fps, summary.fps_ratio) == (20.0, 100.0, 200.0, 0.2)
+    assert summary.backend.startswith("onnxruntime 1.2") and summary.latency_ms == 12.5
+    assert summary.truth == {"frames": 4, "miou": 0.5, "pixel_accuracy": 0.9}
+    assert summary.video == str(tmp_path / "o.mp4") and summary.video_frames == 40
+    assert summary.snapshots == ["a.png"] and summary.ended == "max_frames"
+    bare = build_summary(_state(frames=0, stages={}, truth=None, baseline=None), "stopped")
+    assert (bare.fps, bare.model_fps, bare.truth, bare.baseline, bare.video) == (0.0, 0.0, None, None, None)
