@@ -172,7 +172,7 @@ def benchmark(
     import torch
 
     from edgeseg.bench.hardware import count_macs
-    from edgeseg.exporters.source import open_source
+    from edgeseg.exporters.sources import open_source
 
     config = config or BenchmarkConfig()
     say = log or (lambda _: None)
@@ -235,7 +235,7 @@ def benchmark(
             row.miou_drop = round((base.miou - row.miou) * 100, 3)
         if row.model_ms_p50:
             if macs:
-                row.gflops = round(2 * macs / row.model_ms_p50 / 1e6, 2)
+                row.gflops = float(f"{2 * macs / row.model_ms_p50 / 1e6:.4g}")  # 4 digits: tiny models too
             if base.model_ms_p50:
                 row.speedup = round(base.model_ms_p50 / row.model_ms_p50, 3)
     meta = _meta(ckpt_path, size, macs, data_kind, len(images), config)

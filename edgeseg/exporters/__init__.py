@@ -270,7 +270,7 @@ def export(
     ensure_packages(target)
 
     from edgeseg.evaluation.parity import measure_parity
-    from edgeseg.exporters.source import open_source
+    from edgeseg.exporters.sources import open_source
 
     src = open_source(source, facts)
     size = src.export_size(config.img_size, config.dynamic)

@@ -6,11 +6,12 @@ reference that parity, the mIoU drop and the accuracy-aware `--max-drop` search 
 also the source's (`ExportSource.reference`):
 
 - `CheckpointSource`: the checkpoint's PyTorch model, exported with torch's dynamo exporter
-  (edgeseg.exporters.onnx.write_onnx); the reference is that PyTorch model.
+  (edgeseg.exporters.torch_onnx.write_onnx); the reference is that PyTorch model.
 - `OnnxSource` (edgeseg.exporters.onnx_source): the given graph itself, checked and brought to the
   export's size; the reference is the source file run on ONNX Runtime's CPU provider.
 
-`open_source(path, facts)` picks by the file: a `.onnx` is an ONNX source, anything else a checkpoint.
+`open_source(path, facts)` (edgeseg.exporters.sources) picks by the file: a `.onnx` is an ONNX
+source, anything else a checkpoint.
 `SourceFacts` are what a graph from elsewhere cannot say about itself (class names, normalisation,
 channel order); an ONNX file written by edgeseg carries them in its metadata.
 """
@@ -18,7 +19,6 @@ channel order); an ONNX file written by edgeseg carries them in its metadata.
 from __future__ import annotations
 
 import abc
-import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from edgeseg.evaluation.parity import Reference
     from edgeseg.models.checkpoint import Checkpoint
 
-__all__ = ["CheckpointSource", "ExportSource", "SourceFacts", "open_source"]
+__all__ = ["CheckpointSource", "ExportSource", "SourceFacts"]
 
 _AXES = {0: "batch", 2: "height", 3: "width"}
 
@@ -235,7 +235,7 @@ class CheckpointSource(ExportSource):
         return self._model
 
     def write_onnx(self, path: Path, manifest: Manifest, *, opset: int) -> None:
-        from edgeseg.exporters.onnx import write_onnx
+        from edgeseg.exporters.torch_onnx import write_onnx
 
         write_onnx(self.torch_module(), path, manifest, opset=opset)
 
@@ -243,24 +243,3 @@ class CheckpointSource(ExportSource):
         from edgeseg.evaluation.parity import Reference
 
         return Reference.from_checkpoint(self.ckpt, self.torch_module())
-
-
-def open_source(path: str | os.PathLike[str], facts: SourceFacts | None = None) -> ExportSource:
-    """The export source at `path`: a `.onnx` file (with `facts` for what it does not say itself)
-    or an edgeseg checkpoint. Raises InputError for a missing or unusable file, or for facts given
-    for a checkpoint (which holds its own)."""
-    src = Path(path)
-    facts = facts or SourceFacts()
-    if src.suffix.lower() == ".onnx":
-        from edgeseg.exporters.onnx_source import OnnxSource
-
-        return OnnxSource.open(src, facts)
-    given = facts.given()
-    if given:
-        raise InputError(
-            f"{', '.join(given)} apply to an ONNX source only; checkpoint '{src}' holds its own classes "
-            "and preprocessing"
-        )
-    from edgeseg.models.checkpoint import load_checkpoint
-
-    return CheckpointSource(src, load_checkpoint(src))

@@ -12,7 +12,7 @@ from PIL import Image
 from edgeseg.errors import InputError
 from edgeseg.exporters import ExportConfig
 from edgeseg.exporters.quantize import load_calibration, nncf_dataset, ort_reader
-from edgeseg.exporters.source import open_source
+from edgeseg.exporters.sources import open_source
 from edgeseg.manifest import Manifest
 from tests.helpers import make_checkpoint, make_dataset
 
