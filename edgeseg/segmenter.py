@@ -28,8 +28,11 @@ from edgeseg.preprocess import (
     INPUT_FORMATS,
     Overrides,
     Preprocessing,
+    Placement,
     prepare_frame,
+    prepare_fused_frame,
     resolve_preprocessing,
+    restore_ids,
     restore_output,
 )
 from edgeseg.runtimes import Backend, artifact_kind, create_backend, resolve_backend
@@ -196,6 +199,8 @@ class Segmenter:
 
     def _run_batch(self, frames: Sequence[np.ndarray], fmt: str, return_probs: bool) -> list[SegResult]:
         pre = self._pre
+        if pre.fused:
+            return self._run_fused(frames, fmt, return_probs)
         inputs, placements, pre_ms = [], [], []
         for frame in frames:
             t0 = time.perf_counter()
@@ -215,6 +220,38 @@ class Segmenter:
             timings["total"] = sum(timings.values())
             results.append(SegResult(mask, timings, probs))
         return results
+
+    def _run_fused(self, frames: Sequence[np.ndarray], fmt: str, return_probs: bool) -> list[SegResult]:
+        """Frames straight into a graph that resizes, normalises and takes the argmax itself; frames
+        of one size share a call (a tensor holds one size), and only the ids are resized back here."""
+        pre = self._pre
+        imgs, pre_ms = [], []
+        for frame in frames:
+            t0 = time.perf_counter()
+            imgs.append(prepare_fused_frame(frame, pre, fmt))
+            pre_ms.append((time.perf_counter() - t0) * 1000.0)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, img in enumerate(imgs):
+            groups.setdefault(img.shape, []).append(i)
+        results: list[SegResult | None] = [None] * len(frames)
+        for members in groups.values():
+            t0 = time.perf_counter()
+            batch = imgs[members[0]][None] if len(members) == 1 else np.stack([imgs[i] for i in members])
+            outputs = self._backend.infer({pre.input_name: batch})
+            infer_ms = (time.perf_counter() - t0) * 1000.0 / len(members)
+            for j, i in enumerate(members):
+                t0 = time.perf_counter()
+                hw = imgs[i].shape[:2]
+                probs = None
+                if return_probs or not pre.mask_name:
+                    whole = Placement(hw[0], hw[1], 0, 0, pre.height, pre.width)
+                    mask, probs = restore_output(outputs[pre.output_name][j], whole, return_probs)
+                else:
+                    mask = restore_ids(outputs[pre.mask_name][j], hw)
+                timings = {"pre": pre_ms[i], "infer": infer_ms, "post": (time.perf_counter() - t0) * 1000.0}
+                timings["total"] = sum(timings.values())
+                results[i] = SegResult(mask, timings, probs)
+        return [r for r in results if r is not None]
 
     def warmup(self, n: int = 3) -> None:
         """Run `n` blank frames through the model, so the first real frame is not the slow one

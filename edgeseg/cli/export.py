@@ -45,6 +45,12 @@ def export(
         int | None,
         typer.Option(min=1, help="TensorRT with --dynamic: largest batch of the engine's profile (8)."),
     ] = None,
+    fuse_prepost: Annotated[
+        bool,
+        typer.Option(
+            help="onnx/openvino: resize, normalisation and argmax inside the graph (uint8 frames in, ids out)."
+        ),
+    ] = False,
     json_path: JsonOpt = None,
 ) -> None:
     """Export a checkpoint to a self-describing bundle and check it against PyTorch."""
@@ -70,6 +76,7 @@ def export(
             calib_method=calib_method.strip().lower(),
             max_drop=max_drop,
             batch=batch,
+            fuse_prepost=fuse_prepost,
         ),
         log=typer.echo,
     )

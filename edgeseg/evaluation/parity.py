@@ -121,9 +121,15 @@ def run_artifact(target: str, path: str | os.PathLike[str], batch: np.ndarray) -
         return _logits(backend, np.asarray(batch, dtype=np.float32))
 
 
-def _logits(backend: Backend, batch: np.ndarray) -> np.ndarray:
-    # edgeseg's graphs have one image input and one logits output; their names come from the model.
-    return backend.infer({backend.input_specs[0].name: batch})[backend.output_specs[0].name]
+def _logits(backend: Backend, batch: np.ndarray, frames: np.ndarray | None = None) -> np.ndarray:
+    # edgeseg's graphs have one image input and the logits as first output; names come from the model.
+    # A graph with pre/post inside (uint8 input) takes the frames themselves, NHWC in its frame order.
+    spec = backend.input_specs[0]
+    if spec.dtype == "uint8":
+        if frames is None:
+            raise InputError(f"'{backend.path}' takes uint8 frames (pre/post in the graph), not tensors")
+        batch = np.ascontiguousarray(frames)
+    return backend.infer({spec.name: batch})[backend.output_specs[0].name]
 
 
 def _to_channels(images: np.ndarray, channels: int, color_order: str) -> np.ndarray:
@@ -133,6 +139,11 @@ def _to_channels(images: np.ndarray, channels: int, color_order: str) -> np.ndar
 
         return np.stack([np.asarray(Image.fromarray(img).convert("L"))[:, :, None] for img in images])
     return images[..., ::-1] if color_order.upper() == "BGR" else images
+
+
+def _frame_order(images: np.ndarray, color_order: str) -> np.ndarray:
+    """Images in the model's channel order -> the order a fused graph takes frames in (BGR or gray)."""
+    return images[..., ::-1] if color_order.upper() == "RGB" else images
 
 
 def parity_batches(
@@ -210,7 +221,7 @@ def measure_parity(
             x = normalize(imgs, norm.mean, norm.std)
             with torch.inference_mode():
                 ref = net(torch.from_numpy(x)).float().numpy()
-            out = _logits(backend, x)
+            out = _logits(backend, x, _frame_order(imgs, norm.color_order))
             if out.shape != ref.shape:
                 raise EdgesegRuntimeError(
                     f"'{artifact}' returned shape {out.shape}; PyTorch gives {ref.shape}"

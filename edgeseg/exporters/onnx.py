@@ -16,6 +16,7 @@ import contextlib
 import logging
 import warnings
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -102,7 +103,19 @@ def write_onnx(model: torch.nn.Module, path: Path, manifest: Manifest, *, opset:
 
 def export_artifact(job: ExportJob) -> Artifact:
     """Write `model.onnx` into the job's bundle folder: the float32 graph, or for fp16/int8 the graph
-    edgeseg.exporters.onnx_quant makes from it."""
+    edgeseg.exporters.onnx_quant makes from it; with `fuse_prepost`, wrapped with pre/post
+    (edgeseg.exporters.prepost) once it is quantized (calibration feeds the plain graph)."""
+    artifact = _plain_artifact(job)
+    if not job.config.fuse_prepost:
+        return artifact
+    from edgeseg.exporters.prepost import fuse_onnx_file, fused_manifest
+
+    fused = fused_manifest(job.manifest)
+    fuse_onnx_file(job.workdir / MODEL_FILE, job.manifest, onnx_metadata(fused))
+    return replace(artifact, manifest=fused)
+
+
+def _plain_artifact(job: ExportJob) -> Artifact:
     dest = job.workdir / MODEL_FILE
     if job.config.precision == "fp32":
         write_onnx(job.model, dest, job.manifest, opset=job.config.opset)
