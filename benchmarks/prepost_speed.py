@@ -96,11 +96,15 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _measure(rows: list[tuple[str, Segmenter, Segmenter]], size: tuple[int, int], args: argparse.Namespace) -> None:
+def _measure(
+    rows: list[tuple[str, Segmenter, Segmenter]], size: tuple[int, int], args: argparse.Namespace
+) -> None:
     frames = _frames(size, args.agreement_frames)
     frame = frames[0]
     model: dict[str, list[float]] = {name: [] for name, _, _ in rows}
-    calls: dict[str, list[float]] = {f"{name} {kind}": [] for name, _, _ in rows for kind in ("plain", "fused")}
+    calls: dict[str, list[float]] = {
+        f"{name} {kind}": [] for name, _, _ in rows for kind in ("plain", "fused")
+    }
     stages: dict[str, list[tuple[float, float, float]]] = {name: [] for name, _, _ in rows}
     feeds = {}
     for name, plain, fused in rows:

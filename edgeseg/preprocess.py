@@ -181,7 +181,12 @@ def _fused(
             f"{where} resizes frames to {meta.width}x{meta.height} inside its graph; img_size "
             f"{size[0]}x{size[1]} needs a model exported without pre/post in the graph (--no-fuse-prepost)"
         )
-    if (overrides.resize or meta.resize) != "stretch" or overrides.mean or overrides.std or overrides.color_order:
+    if (
+        (overrides.resize or meta.resize) != "stretch"
+        or overrides.mean
+        or overrides.std
+        or overrides.color_order
+    ):
         raise InputError(
             f"{where} does its resize and normalisation inside its graph; resize, mean, std and "
             "color_order cannot be overridden (export with --no-fuse-prepost to choose them here)"

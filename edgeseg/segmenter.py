@@ -27,8 +27,8 @@ from edgeseg.manifest import MANIFEST_NAME, Manifest, read_manifest
 from edgeseg.preprocess import (
     INPUT_FORMATS,
     Overrides,
-    Preprocessing,
     Placement,
+    Preprocessing,
     prepare_frame,
     prepare_fused_frame,
     resolve_preprocessing,
@@ -76,6 +76,23 @@ def _input_format(value: str) -> str:
     if fmt not in INPUT_FORMATS:
         raise InputError(f"input_format must be 'bgr' or 'rgb'; got '{value}'")
     return fmt
+
+
+def _fused_onnx_backend(requested: str, name: str, manifest: Manifest | None, where: str) -> str:
+    """The backend for an ONNX graph that resizes frames itself: ONNX Runtime, because OpenVINO's CPU
+    plugin ignores ONNX Resize's `antialias` (measured: up to 129 grey levels off Pillow's resize
+    when shrinking), which would change the masks. "auto" is steered to onnxruntime; an explicit
+    openvino (or a bare .onnx found to be such a graph once loaded) is refused with what to do."""
+    fused = manifest is not None and manifest.target == "onnx" and "resize" in manifest.input.graph_steps
+    if not fused or name != "openvino":
+        return name
+    if requested.strip().lower() == "auto":
+        return resolve_backend("onnxruntime", "onnx")
+    raise InputError(
+        f"model {where} resizes frames inside its ONNX graph with an antialiased Resize, which OpenVINO "
+        "does not honour; run it with backend='onnxruntime', or export it with --target openvino "
+        "(OpenVINO's own resize) or without --fuse-prepost"
+    )
 
 
 class Segmenter:
@@ -131,9 +148,11 @@ class Segmenter:
         )
         model_file, manifest = _locate(Path(path))
         name = resolve_backend(backend, artifact_kind(model_file), manifest.target if manifest else None)
+        name = _fused_onnx_backend(backend, name, manifest, f"'{path}'")
         self._backend: Backend = create_backend(name, model_file, device=device, **backend_options).load()
         try:
             self._manifest = manifest or self._backend.embedded_manifest
+            _fused_onnx_backend("loaded", name, self._manifest, f"'{path}'")  # a bare .onnx
             self._pre = resolve_preprocessing(
                 self._manifest,
                 overrides,

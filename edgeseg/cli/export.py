@@ -48,7 +48,7 @@ def export(
     fuse_prepost: Annotated[
         bool,
         typer.Option(
-            help="onnx/openvino: resize, normalisation and argmax inside the graph (uint8 frames in, ids out)."
+            help="onnx/openvino: resize, normalisation, argmax in the graph (uint8 frames in, ids out)."
         ),
     ] = False,
     json_path: JsonOpt = None,

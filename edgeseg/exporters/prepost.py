@@ -118,10 +118,16 @@ def fuse_onnx(model: onnx.ModelProto, manifest: Manifest, metadata: dict[str, st
     nodes = [
         # Pillow's bilinear: antialiased when shrinking, weights normalised inside the image.
         helper.make_node(
-            "Resize", [FRAME_NAME, "", "", "prepost_size"], ["prepost_resized"], name="prepost_resize",
-            mode="linear", antialias=1, exclude_outside=1, axes=[1, 2],
+            "Resize",
+            [FRAME_NAME, "", "", "prepost_size"],
+            ["prepost_resized"],
+            name="prepost_resize",
+            mode="linear",
+            antialias=1,
+            exclude_outside=1,
+            axes=[1, 2],
             coordinate_transformation_mode="half_pixel",
-        ),  # fmt: skip
+        ),
     ]
     src = "prepost_resized"
     if c == 3 and inp.color_order.upper() != frame_order(inp.color_order):
