@@ -326,15 +326,21 @@ def restore_output(
 
 
 def prepare_fused_frame(frame: np.ndarray, pre: Preprocessing, input_format: str) -> np.ndarray:
-    """One frame -> HxWxC uint8 in the graph's `frame_order`, for a graph doing its own preprocessing.
+    """One frame -> HxWxC uint8 in the graph's `frame_order`, for a graph doing its own preprocessing;
+    resized to the model's size here (Pillow, as `prepare_frame`) when the graph does not resize.
 
-    A frame already in that order is passed as is (no copy). Colour frames for a gray model become
-    gray by Pillow's luma, as in the numpy path; gray frames for a colour model are repeated to 3
-    channels; float frames (0..255) are rounded to uint8, the graph's input type.
+    A frame already in that order (and resized by the graph) is passed as is (no copy). Colour
+    frames for a gray model become gray by Pillow's luma, as in the numpy path; gray frames for a
+    colour model are repeated to 3 channels; float frames (0..255) are rounded to uint8, the graph's
+    input type.
     """
     img = _as_frame(frame)
     if img.dtype != np.uint8:
         img = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    if "resize" not in pre.graph_steps:
+        if pre.frame_order == "GRAY" and img.shape[2] == 3:  # luma first, as training converted
+            img = _luma(img[:, :, ::-1] if input_format == "bgr" else img)
+        img = resize_image(img, (pre.width, pre.height))
     if pre.frame_order == "GRAY":
         return img if img.shape[2] == 1 else _luma(img[:, :, ::-1] if input_format == "bgr" else img)
     if img.shape[2] == 1:

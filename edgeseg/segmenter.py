@@ -242,12 +242,14 @@ class Segmenter:
 
     def _run_fused(self, frames: Sequence[np.ndarray], fmt: str, return_probs: bool) -> list[SegResult]:
         """Frames straight into a graph that resizes, normalises and takes the argmax itself; frames
-        of one size share a call (a tensor holds one size), and only the ids are resized back here."""
+        of one size share a call (a tensor holds one size), and only the ids are resized back here.
+        A graph that does not resize (OpenVINO's) gets the frame resized to the model's size first."""
         pre = self._pre
-        imgs, pre_ms = [], []
+        imgs, sizes, pre_ms = [], [], []
         for frame in frames:
             t0 = time.perf_counter()
             imgs.append(prepare_fused_frame(frame, pre, fmt))
+            sizes.append(frame.shape[:2])
             pre_ms.append((time.perf_counter() - t0) * 1000.0)
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, img in enumerate(imgs):
@@ -260,7 +262,7 @@ class Segmenter:
             infer_ms = (time.perf_counter() - t0) * 1000.0 / len(members)
             for j, i in enumerate(members):
                 t0 = time.perf_counter()
-                hw = imgs[i].shape[:2]
+                hw = sizes[i]
                 probs = None
                 if return_probs or not pre.mask_name:
                     whole = Placement(hw[0], hw[1], 0, 0, pre.height, pre.width)

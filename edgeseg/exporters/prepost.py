@@ -17,9 +17,13 @@ up to 167 levels on shrinking frames, OpenCV `INTER_AREA` by up to 125; both wou
 
 - ONNX (onnx target): the exported graph wrapped with onnx.helper nodes (Resize, Gather for the
   channel order, Transpose, Cast, Mul/Sub; ArgMax and Cast on the output), one file as before.
-- OpenVINO (openvino target): `openvino.preprocess.PrePostProcessor` on the IR (u8 NHWC tensor of
-  dynamic spatial size, RESIZE_BILINEAR_PILLOW, colour conversion, mean/scale, NCHW), and a TopK
-  (k=1) on the logits for the ids (OpenVINO's ONNX frontend turns ArgMax into the same TopK).
+- OpenVINO (openvino target): `openvino.preprocess.PrePostProcessor` on the IR (u8 NHWC tensor at
+  the model's size, BGR to RGB, mean/scale, NCHW) and a TopK (k=1) on the logits for the ids
+  (OpenVINO's ONNX frontend turns ArgMax into the same TopK). The resize stays in numpy (Pillow),
+  because OpenVINO's only Pillow-exact resize is slow: `RESIZE_BILINEAR_PILLOW` took 5-7x Pillow's
+  time on a 1280x720 frame (117-170 ms vs 17-25 ms on a busy 2-core machine, same run), and its
+  linear modes ignore `antialias` (up to 129 grey levels off). The manifest's `graph_steps` then
+  lists "normalize" without "resize", and `Segmenter` resizes the uint8 frame before handing it over.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ __all__ = [
     "FRAME_NAME",
     "INPUT_STEPS",
     "MASK_NAME",
+    "OPENVINO_STEPS",
     "OUTPUT_STEPS",
     "frame_order",
     "fuse_onnx",
@@ -46,7 +51,8 @@ __all__ = [
 
 FRAME_NAME = "frame"  # the fused graph's input: uint8 NHWC frames
 MASK_NAME = "mask"  # its class-id output
-INPUT_STEPS = ("resize", "normalize")
+INPUT_STEPS = ("resize", "normalize")  # what the ONNX wrapper does
+OPENVINO_STEPS = ("normalize",)  # the resize stays in numpy (see the module notes)
 OUTPUT_STEPS = ("argmax",)
 
 
@@ -61,8 +67,9 @@ def mask_dtype(classes: int) -> str:
     return "uint8" if classes <= 256 else "uint16"
 
 
-def fused_manifest(manifest: Manifest) -> Manifest:
-    """The manifest of the fused graph made from the plain graph `manifest` describes."""
+def fused_manifest(manifest: Manifest, steps: tuple[str, ...] = INPUT_STEPS) -> Manifest:
+    """The manifest of the fused graph made from the plain graph `manifest` describes, whose graph
+    does the input `steps` and the argmax."""
     inp, out = manifest.input, manifest.output
     if inp.resize != "stretch":
         raise InputError(f"pre/post in the graph needs resize 'stretch'; the model uses '{inp.resize}'")
@@ -71,11 +78,13 @@ def fused_manifest(manifest: Manifest) -> Manifest:
         name=FRAME_NAME,
         layout="NHWC",
         dtype="uint8",
-        graph_steps=INPUT_STEPS,
+        graph_steps=steps,
         frame_order=frame_order(inp.color_order),
     )
     fused_out: OutputSpec = replace(out, graph_steps=OUTPUT_STEPS, mask=MASK_NAME)
-    axes: dict[str, dict[int, str]] = {FRAME_NAME: {1: "frame_height", 2: "frame_width"}}
+    axes: dict[str, dict[int, str]] = {FRAME_NAME: {}}
+    if "resize" in steps:
+        axes[FRAME_NAME] = {1: "frame_height", 2: "frame_width"}
     if 0 in manifest.dynamic_axes.get(inp.name, {}):
         axes[FRAME_NAME][0] = "batch"
         axes[MASK_NAME] = {0: "batch"}
@@ -174,20 +183,19 @@ def fuse_onnx_file(path: Any, manifest: Manifest, metadata: dict[str, str]) -> N
 
 
 def fuse_openvino(model: Any, manifest: Manifest) -> Any:
-    """The OpenVINO model `model` (the plain graph) with pre/post added; returns a new model (without
+    """The OpenVINO model `model` (the plain graph) with `OPENVINO_STEPS` and the argmax added; returns
+    a new model (without
     rt_info: the exporter stores the fused manifest's metadata on it afterwards)."""
     import openvino as ov
     import openvino.opset13 as ops
-    from openvino.preprocess import ColorFormat, PrePostProcessor, ResizeAlgorithm
+    from openvino.preprocess import ColorFormat, PrePostProcessor
 
     inp, out = manifest.input, manifest.output
     ppp = PrePostProcessor(model)
     port = ppp.input(inp.name)
     tensor = port.tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC"))
-    tensor.set_spatial_dynamic_shape()
     steps = port.preprocess()
     steps.convert_element_type(ov.Type.f32)
-    steps.resize(ResizeAlgorithm.RESIZE_BILINEAR_PILLOW)
     if inp.channels == 3 and inp.color_order.upper() != frame_order(inp.color_order):
         tensor.set_color_format(ColorFormat.BGR)
         steps.convert_color(ColorFormat.RGB)

@@ -6,6 +6,7 @@ One tiny U-Net (depth 2, width 4, 64x48) per channel count, exported plain and f
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -109,6 +110,9 @@ def test_manifest_records_the_graph_steps(bundles) -> None:
     assert (fused.input.dtype, fused.input.layout, fused.input.frame_order) == ("uint8", "NHWC", "BGR")
     assert fused.output.graph_steps == ("argmax",) and fused.output.mask == "mask"
     assert plain.input.graph_steps == () and plain.output.mask == ""
+    if importlib.util.find_spec("openvino") is not None:  # its resize stays in numpy (speed)
+        ov = read_manifest(bundles(3, "openvino", True))
+        assert ov.input.graph_steps == ("normalize",) and ov.output.mask == "mask"
     assert fused.parity is not None and fused.parity["pixel_agreement"] == 1.0
     # A manifest written before these keys existed still reads, as a plain graph.
     data = json.loads(json.dumps(plain.to_dict()))
