@@ -85,6 +85,7 @@ class BenchmarkConfig:
         threads: CPU threads for the PyTorch baseline (default: torch's own choice).
         cpu_ghz: the clock for the CPU's peak FP32 rate (default: the clock the OS reports, which
             on many machines is the base clock, below what the cores reach under load).
+        frame_size: (width, height) of the frame the whole Segmenter call is timed on.
     """
 
     targets: tuple[str, ...] = ()
@@ -98,6 +99,7 @@ class BenchmarkConfig:
     out: str | None = None
     threads: int | None = None
     cpu_ghz: float | None = None
+    frame_size: tuple[int, int] = FRAME_SIZE
 
 
 @dataclass
@@ -169,6 +171,8 @@ def benchmark(
     say = log or (lambda _: None)
     if config.runs < 1 or config.rounds < 1 or config.warmup < 0 or config.max_images < 1:
         raise InputError("--runs and --max-images must be at least 1 (and rounds/warm-up not negative)")
+    if len(config.frame_size) != 2 or min(config.frame_size) < 1:
+        raise InputError(f"--frame-size must be WxH with both sides >= 1; got {config.frame_size}")
     targets = parse_targets(config.targets or None)
     ckpt_path = Path(checkpoint)
     ckpt = load_checkpoint(ckpt_path)
@@ -197,7 +201,7 @@ def benchmark(
     from edgeseg.evaluation.metrics import ConfusionMatrix, mask_agreement
 
     segs: dict[str, Any] = {}
-    frame = _frame(ckpt.model_config.in_channels)
+    frame = _frame(ckpt.model_config.in_channels, config.frame_size)
     ref_masks: list[np.ndarray] | None = None
     try:
         for row in rows:
@@ -273,11 +277,11 @@ def _channels(img: np.ndarray, channels: int) -> np.ndarray:
     return img
 
 
-def _frame(channels: int) -> np.ndarray:
-    """A camera-sized RGB (or gray) frame for the whole-call timing."""
+def _frame(channels: int, size: tuple[int, int]) -> np.ndarray:
+    """A camera-sized RGB (or gray) frame of `size` (width, height) for the whole-call timing."""
     from edgeseg.data.synthetic import render_scene
 
-    rgb, _ = render_scene(np.random.default_rng(7), FRAME_SIZE)
+    rgb, _ = render_scene(np.random.default_rng(7), size)
     return _channels(rgb, channels)
 
 
@@ -449,7 +453,7 @@ def _meta(
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "checkpoint": str(ckpt_path),
         "img_size": list(size),
-        "frame_size": list(FRAME_SIZE),
+        "frame_size": list(config.frame_size),
         "data": data,
         "images": images,
         "runs": config.runs,

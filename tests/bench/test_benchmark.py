@@ -35,7 +35,11 @@ def report(setup: tuple[Path, Path, Path]) -> tuple[BenchmarkReport, Path, list[
     root, ckpt, data = setup
     lines: list[str] = []
     cfg = BenchmarkConfig(
-        targets=("onnx:fp32", "openvino:fp32"), data=str(data), out=str(root / "out"), **FAST
+        targets=("onnx:fp32", "openvino:fp32"),
+        data=str(data),
+        out=str(root / "out"),
+        frame_size=(97, 61),
+        **FAST,
     )
     return benchmark(ckpt, cfg, log=lines.append), root / "out", lines
 
@@ -44,6 +48,7 @@ def test_rows_hold_measured_figures(report: tuple[BenchmarkReport, Path, list[st
     rep, _, _ = report
     assert [r.name for r in rep.rows] == ["pytorch", "onnx:fp32", "openvino:fp32"]
     assert [r.backend for r in rep.rows] == ["torch", "onnxruntime", "openvino"]
+    assert rep.meta["frame_size"] == [97, 61]
     base = rep.rows[0]
     assert base.agreement == 1.0 and base.speedup == 1.0 and base.miou_drop == 0.0
     for row in rep.rows:
@@ -197,6 +202,7 @@ def test_cli(setup: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.Capt
         (["--data", "missing-folder"], "--data folder 'missing-folder' does not exist"),
         (["--img-size", "63"], "must divide by"),
         (["--runs", "0"], "--runs"),
+        (["--frame-size", "640"], "--frame-size must be WxH"),
     ],
 )
 def test_cli_bad_input(
