@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from edgeseg import perf
+from edgeseg.bench import hardware as perf
 from edgeseg.models.checkpoint import Checkpoint, Normalization, load_checkpoint, save_checkpoint
 from edgeseg.models.unet import UNet
 

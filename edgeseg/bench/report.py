@@ -85,7 +85,7 @@ def summary_lines(report: BenchmarkReport) -> list[str]:
         f"timing: {meta['timing']}; {meta['runs']} runs per row",
         f"model: {meta['macs'] / 1e9:.2f} GMAC per frame; GFLOP/s = 2 x MACs / model p50 "
         "(int8 rows: operations per second in the same units)",
-        f"CPU peak FP32: {peak['gflops']:.0f} GFLOP/s ({peak['basis']}); "
+        f"CPU peak FP32, estimated: {peak['gflops']:.0f} GFLOP/s ({peak['basis']}); "
         f"torch sgemm reaches {meta['sgemm_gflops']:.0f} GFLOP/s here",
     ]
     eager = meta.get("eager_contiguous_ms_p50")

@@ -222,7 +222,7 @@ def test_cli_bad_input(
 def test_count_macs_and_cpu_peak(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
-    from edgeseg import perf
+    from edgeseg.bench import hardware as perf
 
     net = torch.nn.Sequential(
         torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ConvTranspose2d(8, 4, 2, stride=2)
@@ -239,6 +239,10 @@ def test_count_macs_and_cpu_peak(monkeypatch: pytest.MonkeyPatch) -> None:
     assert peak.gflops == 4 * 8 * 2 * 2 * 3.0
     monkeypatch.setattr(perf, "_cpuinfo", lambda: {"flags": "avx512f fma avx2", "vendor_id": "AuthenticAMD"})
     assert perf.cpu_peak(ghz=2.0).lanes == 8  # Zen 4 runs 512-bit FMAs as two 256-bit halves
+    zen5 = {"flags": "avx512f fma avx2", "vendor_id": "AuthenticAMD", "cpu family": "26"}
+    monkeypatch.setattr(perf, "_cpuinfo", lambda: zen5)
+    peak = perf.cpu_peak(ghz=2.0)
+    assert peak.lanes == 16 and "Zen 5" in peak.basis and peak.basis.startswith("estimate")
 
 
 def test_quickstart_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
