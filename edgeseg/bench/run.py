@@ -86,6 +86,8 @@ class BenchmarkConfig:
         cpu_ghz: the clock for the CPU's peak FP32 rate (default: the clock the OS reports, which
             on many machines is the base clock, below what the cores reach under load).
         frame_size: (width, height) of the frame the whole Segmenter call is timed on.
+        ceiling_seconds: time per runtime and precision for the measured ceilings
+            (edgeseg.bench.ceilings); 0 skips them.
     """
 
     targets: tuple[str, ...] = ()
@@ -100,6 +102,7 @@ class BenchmarkConfig:
     threads: int | None = None
     cpu_ghz: float | None = None
     frame_size: tuple[int, int] = FRAME_SIZE
+    ceiling_seconds: float = 1.0
 
 
 @dataclass
@@ -125,6 +128,7 @@ class BenchRow:
     fps: float | None = None  # whole Segmenter calls per second (p50)
     speedup: float | None = None  # PyTorch model p50 / this model p50
     gflops: float | None = None  # model MACs x 2 / model p50
+    ceiling_share: float | None = None  # gflops / the measured ceiling of its precision, in (0, 1]
     peak_mem_mb: float | None = None  # RSS peak above the level before loading
 
 
@@ -238,6 +242,12 @@ def benchmark(
     meta = _meta(ckpt_path, size, macs, data_kind, len(images), config)
     meta["eager_contiguous_ms_p50"] = eager_ms
     meta["out"] = str(out)
+    if config.ceiling_seconds > 0:
+        from edgeseg.bench.ceilings import apply_ceilings, measure_ceilings
+
+        say("measuring this machine's ceilings per precision (1x1 convolutions)")
+        meta["ceilings"] = measure_ceilings(config.ceiling_seconds)
+        apply_ceilings(rows, meta["ceilings"])
     return BenchmarkReport(rows, meta)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from edgeseg.errors import EdgesegRuntimeError, InputError
 from tests.helpers import make_checkpoint, make_dataset
 
 SIZE = (64, 48)
-FAST = {"runs": 4, "rounds": 2, "warmup": 1, "max_images": 6}
+FAST = {"runs": 4, "rounds": 2, "warmup": 1, "max_images": 6, "ceiling_seconds": 0.05}
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +50,8 @@ def test_rows_hold_measured_figures(report: tuple[BenchmarkReport, Path, list[st
     assert [r.name for r in rep.rows] == ["pytorch", "onnx:fp32", "openvino:fp32"]
     assert [r.backend for r in rep.rows] == ["torch", "onnxruntime", "openvino"]
     assert rep.meta["frame_size"] == [97, 61]
+    assert rep.meta["ceilings"]["fp32"]["gflops"] > 0
+    assert all(r.ceiling_share is not None and 0 < r.ceiling_share <= 1 for r in rep.rows)
     base = rep.rows[0]
     assert base.agreement == 1.0 and base.speedup == 1.0 and base.miou_drop == 0.0
     for row in rep.rows:
@@ -273,3 +276,22 @@ def test_quickstart_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert main(args) == 2
     assert "already holds a quickstart" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_measured_ceilings_are_positive_and_shares_at_most_one() -> None:
+    pytest.importorskip("onnx")
+    from edgeseg.bench.ceilings import apply_ceilings, measure_ceilings
+    from edgeseg.bench.run import BenchRow
+
+    ceilings = measure_ceilings(seconds=0.05, channels=32, size=8)  # tiny: checks figures, not speed
+    assert "fp32" in ceilings and "int8" in ceilings
+    for entry in ceilings.values():
+        assert math.isfinite(entry["gflops"]) and entry["gflops"] > 0 and "1x1 Conv" in entry["how"]
+        assert all(v > 0 for v in entry["by_runtime"].values())
+    fast = ceilings["fp32"]["gflops"] * 3  # a row above its ceiling raises it: share 1, said so
+    rows = [BenchRow("a", "onnx", "fp32", gflops=fast), BenchRow("b", "onnx", "int8", gflops=1e-3)]
+    rows.append(BenchRow("c", "onnx", "fp32", gflops=fast / 2))
+    apply_ceilings(rows, ceilings)
+    assert rows[0].ceiling_share == 1.0 and "raised_by" in ceilings["fp32"]
+    assert rows[2].ceiling_share == 0.5
+    assert rows[1].ceiling_share is not None and 0 < rows[1].ceiling_share <= 1
