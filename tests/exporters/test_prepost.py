@@ -138,3 +138,18 @@ def test_fused_models_refuse_what_they_cannot_do(bundles) -> None:
         Segmenter(bundle, backend="onnxruntime", resize="letterbox")
     with pytest.raises(InputError, match="--fuse-prepost is not supported for target tensorrt"):
         validate_export_options("tensorrt", "fp32", prepost=True)
+
+
+def test_cli_export_fuse_prepost(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edgeseg.cli import main
+
+    ckpt = make_checkpoint(tmp_path / "best.pt")
+    out = tmp_path / "bundle"
+    assert main(["export", str(ckpt), "--target", "onnx", "--fuse-prepost", "--out", str(out)]) == 0
+    assert "pixel agreement 100.0000%" in capsys.readouterr().out
+    assert read_manifest(out).input.graph_steps == ("resize", "normalize")
+    assert main(["info", str(out)]) == 0
+    bad = ["export", str(ckpt), "--target", "tensorrt", "--fuse-prepost", "--out", str(tmp_path / "t")]
+    assert main(bad) == 2
+    assert "--fuse-prepost is not supported for target tensorrt" in capsys.readouterr().err
+    assert not (tmp_path / "t").exists()
