@@ -29,6 +29,9 @@ __all__ = [
     "validate_export_options",
 ]
 
+# Option names whose command-line flag is spelt otherwise (the rest are `--<name>`).
+_FLAGS = {"prepost": "fuse-prepost"}
+
 # Every precision edgeseg knows, in the order tables list them.
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 
@@ -90,7 +93,7 @@ TARGETS: dict[str, Target] = {
             suffixes=(".onnx",),
             precisions=("fp32", "fp16", "int8"),
             planned=(),
-            options=frozenset({"dynamic"}),
+            options=frozenset({"dynamic", "prepost"}),
             requires=(*_ONNX_TOOLS, Requirement("onnxruntime", "onnx")),
             backends=("onnxruntime", "openvino"),
             exporter="edgeseg.exporters.onnx",
@@ -101,7 +104,7 @@ TARGETS: dict[str, Target] = {
             suffixes=(".xml", ".bin"),
             precisions=("fp32", "fp16", "int8"),
             planned=(),
-            options=frozenset({"dynamic"}),
+            options=frozenset({"dynamic", "prepost"}),
             # The IR is converted from the exported ONNX graph, so the ONNX tools are needed too.
             requires=(*_ONNX_TOOLS, Requirement("openvino", "openvino")),
             backends=("openvino",),
@@ -139,7 +142,12 @@ def exportable_targets() -> list[str]:
 
 
 def validate_export_options(
-    target: str | Target, precision: str, *, dynamic: bool = False, batch: bool = False
+    target: str | Target,
+    precision: str,
+    *,
+    dynamic: bool = False,
+    batch: bool = False,
+    prepost: bool = False,
 ) -> Target:
     """Check that `target` can be exported at `precision` with the given options; returns the Target.
 
@@ -159,10 +167,10 @@ def validate_export_options(
             f"available: {', '.join(tgt.precisions)}"
         )
     # One entry per option: a new option is one more line here and one more name in Target.options.
-    given = {"dynamic": dynamic, "batch": batch}
+    given = {"dynamic": dynamic, "batch": batch, "prepost": prepost}
     for option, value in given.items():
         if value and option not in tgt.options:
-            raise InputError(f"--{option} is not supported for target {tgt.name}")
+            raise InputError(f"--{_FLAGS.get(option, option)} is not supported for target {tgt.name}")
     return tgt
 
 
@@ -199,7 +207,7 @@ def support_matrix_markdown() -> str:
         cells = [f"`{t.name}` ({t.title})", " ".join(f"`{s}`" for s in t.suffixes)]
         for prec in PRECISIONS:
             cells.append("yes" if prec in t.precisions else "planned" if prec in t.planned else "-")
-        cells.append(", ".join(f"`--{o}`" for o in sorted(t.options)) or "-")
+        cells.append(", ".join(f"`--{_FLAGS.get(o, o)}`" for o in sorted(t.options)) or "-")
         extras = sorted({r.extra for r in t.requires})
         cells.append(f"`pip install 'edgeseg[{','.join(extras)}]'`")
         cells.append(", ".join(t.backends))

@@ -52,6 +52,11 @@ class InputSpec:
     x = (pixel / 255 - mean) / std per channel, channels in `color_order` ("RGB", "BGR" or "GRAY"),
     the frame brought to `width` x `height` by `resize` ("stretch"). With dynamic H/W, any size whose
     sides divide by `size_multiple` works; `width` x `height` is the export size.
+
+    `graph_steps` lists the preprocessing the graph itself does (empty for a plain graph): "resize"
+    (any frame size to `width` x `height`, Pillow's antialiased bilinear) and "normalize" (uint8 to
+    float, mean/std, the model's channel order, NHWC to NCHW). Such a graph takes uint8 NHWC frames
+    (`layout`, `dtype`) whose channels are in `frame_order` ("BGR", "RGB" or "GRAY").
     """
 
     name: str
@@ -65,16 +70,24 @@ class InputSpec:
     layout: str = "NCHW"
     dtype: str = "float32"
     size_multiple: int = 1
+    graph_steps: tuple[str, ...] = ()
+    frame_order: str = ""  # with graph_steps: the channel order of the frames the graph takes
 
 
 @dataclass(frozen=True)
 class OutputSpec:
-    """The network output: raw class scores (logits) of shape (N, classes, H, W); argmax is the mask."""
+    """The network output: raw class scores (logits) of shape (N, classes, H, W); argmax is the mask.
+
+    A graph whose `graph_steps` holds "argmax" also outputs the class ids, (N, H, W) uint8 (uint16
+    beyond 256 classes), as the tensor named `mask`; the logits stay an output for probabilities.
+    """
 
     name: str
     classes: int
     layout: str = "NCHW"
     dtype: str = "float32"
+    graph_steps: tuple[str, ...] = ()
+    mask: str = ""
 
 
 @dataclass(frozen=True)
@@ -159,12 +172,16 @@ class Manifest:
                 layout=inp.get("layout", str, default="NCHW"),
                 dtype=inp.get("dtype", str, default="float32"),
                 size_multiple=inp.get("size_multiple", int, default=1),
+                graph_steps=tuple(str(v) for v in inp.get("graph_steps", list, default=[])),
+                frame_order=inp.get("frame_order", str, default=""),
             ),
             output=OutputSpec(
                 name=out.get("name", str),
                 classes=out.get("classes", int),
                 layout=out.get("layout", str, default="NCHW"),
                 dtype=out.get("dtype", str, default="float32"),
+                graph_steps=tuple(str(v) for v in out.get("graph_steps", list, default=[])),
+                mask=out.get("mask", str, default=""),
             ),
             dynamic_axes=axes,
             source=r.get("source", dict, default={}),

@@ -4,6 +4,11 @@ numpy and Pillow only (no torch, no runtime), so a deployed process stays light.
 training's: colour frames become gray with Pillow's luma (as `read_image(channels=1)` does), frames
 are resized with the same bilinear filter, normalised with the same `normalize`, and masks are
 brought back to the frame's size with the same nearest-neighbour sampling as `resize_mask`.
+
+A model whose graph does its own pre/postprocessing (manifest `input.graph_steps`, see
+edgeseg.exporters.prepost) gets the frame itself, as uint8 HxWxC in the graph's `frame_order`
+(`prepare_fused_frame`), and returns class ids at the network's size that `restore_ids` brings to the
+frame's size; only frames in another channel order or channel count are converted here.
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ __all__ = [
     "Placement",
     "Preprocessing",
     "prepare_frame",
+    "prepare_fused_frame",
     "resolve_preprocessing",
+    "restore_ids",
     "restore_output",
 ]
 
@@ -63,6 +70,14 @@ class Preprocessing:
     resize: str
     class_names: tuple[str, ...]
     dtype: str = "float32"
+    graph_steps: tuple[str, ...] = ()  # preprocessing the graph does itself (empty: all done here)
+    frame_order: str = ""  # with graph_steps: the channel order the graph takes frames in
+    mask_name: str = ""  # the graph's class-id output, when it does the argmax
+
+    @property
+    def fused(self) -> bool:
+        """Whether the graph takes frames (uint8 NHWC) and does resize and normalisation itself."""
+        return bool(self.graph_steps)
 
 
 @dataclass(frozen=True)
@@ -105,6 +120,8 @@ def resolve_preprocessing(
     if len(inp.shape) != 4 or len(out.shape) != 4:
         raise InputError(f"{where}: edgeseg runs models with NCHW image input and logits; got {inp}, {out}")
     meta = manifest.input if manifest else None
+    if meta is not None and meta.graph_steps and manifest is not None:
+        return _fused(manifest, overrides, inp, out, where)
     static_hw = (inp.static_dim(3), inp.static_dim(2))
     size = overrides.img_size or ((meta.width, meta.height) if meta else None)
     size = size or (static_hw if None not in static_hw else None)
@@ -154,6 +171,47 @@ def resolve_preprocessing(
     )
     _check(pre, inp, classes, meta.size_multiple if meta else 1, where)
     return pre
+
+
+def _fused(
+    manifest: Manifest, overrides: Overrides, inp: TensorSpec, out: TensorSpec, where: str
+) -> Preprocessing:
+    """The preprocessing of a graph that resizes and normalises frames itself (its manifest's)."""
+    meta = manifest.input
+    size = overrides.img_size or (meta.width, meta.height)
+    if size != (meta.width, meta.height):
+        raise InputError(
+            f"{where} resizes frames to {meta.width}x{meta.height} inside its graph; img_size "
+            f"{size[0]}x{size[1]} needs a model exported without pre/post in the graph (--no-fuse-prepost)"
+        )
+    if (
+        (overrides.resize or meta.resize) != "stretch"
+        or overrides.mean
+        or overrides.std
+        or overrides.color_order
+    ):
+        raise InputError(
+            f"{where} does its resize and normalisation inside its graph; resize, mean, std and "
+            "color_order cannot be overridden (export with --no-fuse-prepost to choose them here)"
+        )
+    if inp.dtype != "uint8" or out.static_dim(1) not in (None, manifest.output.classes):
+        raise InputError(f"{where}: its graph does not match its manifest (input {inp}, output {out})")
+    return Preprocessing(
+        input_name=inp.name,
+        output_name=out.name,
+        channels=meta.channels,
+        width=meta.width,
+        height=meta.height,
+        color_order=meta.color_order,
+        mean=meta.mean,
+        std=meta.std,
+        resize="stretch",
+        class_names=overrides.class_names or manifest.class_names,
+        dtype="uint8",
+        graph_steps=meta.graph_steps,
+        frame_order=meta.frame_order or ("GRAY" if meta.channels == 1 else "BGR"),
+        mask_name=manifest.output.mask if "argmax" in manifest.output.graph_steps else "",
+    )
 
 
 def _check(pre: Preprocessing, inp: TensorSpec, classes: int | None, multiple: int, where: str) -> None:
@@ -261,3 +319,31 @@ def restore_output(
     probs /= probs.sum(0, keepdims=True)
     probs = resize_mask(probs.transpose(1, 2, 0), (p.frame_width, p.frame_height)).transpose(2, 0, 1)
     return mask, np.ascontiguousarray(probs)
+
+
+def prepare_fused_frame(frame: np.ndarray, pre: Preprocessing, input_format: str) -> np.ndarray:
+    """One frame -> HxWxC uint8 in the graph's `frame_order`, for a graph doing its own preprocessing;
+    resized to the model's size here (Pillow, as `prepare_frame`) when the graph does not resize.
+
+    A frame already in that order (and resized by the graph) is passed as is (no copy). Colour
+    frames for a gray model become gray by Pillow's luma, as in the numpy path; gray frames for a
+    colour model are repeated to 3 channels; float frames (0..255) are rounded to uint8, the graph's
+    input type.
+    """
+    img = _as_frame(frame)
+    if img.dtype != np.uint8:
+        img = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    if "resize" not in pre.graph_steps:
+        if pre.frame_order == "GRAY" and img.shape[2] == 3:  # luma first, as training converted
+            img = rgb_to_gray(img[:, :, ::-1] if input_format == "bgr" else img)
+        img = resize_image(img, (pre.width, pre.height))
+    if pre.frame_order == "GRAY":
+        return img if img.shape[2] == 1 else rgb_to_gray(img[:, :, ::-1] if input_format == "bgr" else img)
+    if img.shape[2] == 1:
+        return np.repeat(img, 3, axis=2)  # gray is gray in any channel order
+    return img if input_format == pre.frame_order.lower() else np.ascontiguousarray(img[:, :, ::-1])
+
+
+def restore_ids(ids: np.ndarray, frame_hw: tuple[int, int]) -> np.ndarray:
+    """HxW class ids at the network's size -> at the frame's size (`resize_mask`'s nearest sampling)."""
+    return resize_mask(ids, (frame_hw[1], frame_hw[0]))

@@ -27,9 +27,12 @@ from edgeseg.manifest import MANIFEST_NAME, Manifest, read_manifest
 from edgeseg.preprocess import (
     INPUT_FORMATS,
     Overrides,
+    Placement,
     Preprocessing,
     prepare_frame,
+    prepare_fused_frame,
     resolve_preprocessing,
+    restore_ids,
     restore_output,
 )
 from edgeseg.runtimes import Backend, artifact_kind, create_backend, resolve_backend
@@ -73,6 +76,23 @@ def _input_format(value: str) -> str:
     if fmt not in INPUT_FORMATS:
         raise InputError(f"input_format must be 'bgr' or 'rgb'; got '{value}'")
     return fmt
+
+
+def _fused_onnx_backend(requested: str, name: str, manifest: Manifest | None, where: str) -> str:
+    """The backend for an ONNX graph that resizes frames itself: ONNX Runtime, because OpenVINO's CPU
+    plugin ignores ONNX Resize's `antialias` (measured: up to 129 grey levels off Pillow's resize
+    when shrinking), which would change the masks. "auto" is steered to onnxruntime; an explicit
+    openvino (or a bare .onnx found to be such a graph once loaded) is refused with what to do."""
+    fused = manifest is not None and manifest.target == "onnx" and "resize" in manifest.input.graph_steps
+    if not fused or name != "openvino":
+        return name
+    if requested.strip().lower() == "auto":
+        return resolve_backend("onnxruntime", "onnx")
+    raise InputError(
+        f"model {where} resizes frames inside its ONNX graph with an antialiased Resize, which OpenVINO "
+        "does not honour; run it with backend='onnxruntime', or export it with --target openvino "
+        "(OpenVINO's own resize) or without --fuse-prepost"
+    )
 
 
 class Segmenter:
@@ -130,9 +150,11 @@ class Segmenter:
         )
         model_file, manifest = _locate(Path(path))
         name = resolve_backend(backend, artifact_kind(model_file), manifest.target if manifest else None)
+        name = _fused_onnx_backend(backend, name, manifest, f"'{path}'")
         self._backend: Backend = create_backend(name, model_file, device=device, **backend_options).load()
         try:
             self._manifest = manifest or self._backend.embedded_manifest
+            _fused_onnx_backend("loaded", name, self._manifest, f"'{path}'")  # a bare .onnx
             self._pre = resolve_preprocessing(
                 self._manifest,
                 overrides,
@@ -198,6 +220,8 @@ class Segmenter:
 
     def _run_batch(self, frames: Sequence[np.ndarray], fmt: str, return_probs: bool) -> list[SegResult]:
         pre = self._pre
+        if pre.fused:
+            return self._run_fused(frames, fmt, return_probs)
         inputs, placements, pre_ms = [], [], []
         for frame in frames:
             t0 = time.perf_counter()
@@ -217,6 +241,40 @@ class Segmenter:
             timings["total"] = sum(timings.values())
             results.append(SegResult(mask, timings, probs))
         return results
+
+    def _run_fused(self, frames: Sequence[np.ndarray], fmt: str, return_probs: bool) -> list[SegResult]:
+        """Frames straight into a graph that resizes, normalises and takes the argmax itself; frames
+        of one size share a call (a tensor holds one size), and only the ids are resized back here.
+        A graph that does not resize (OpenVINO's) gets the frame resized to the model's size first."""
+        pre = self._pre
+        imgs, sizes, pre_ms = [], [], []
+        for frame in frames:
+            t0 = time.perf_counter()
+            imgs.append(prepare_fused_frame(frame, pre, fmt))
+            sizes.append(frame.shape[:2])
+            pre_ms.append((time.perf_counter() - t0) * 1000.0)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, img in enumerate(imgs):
+            groups.setdefault(img.shape, []).append(i)
+        results: list[SegResult | None] = [None] * len(frames)
+        for members in groups.values():
+            t0 = time.perf_counter()
+            batch = imgs[members[0]][None] if len(members) == 1 else np.stack([imgs[i] for i in members])
+            outputs = self._backend.infer({pre.input_name: batch})
+            infer_ms = (time.perf_counter() - t0) * 1000.0 / len(members)
+            for j, i in enumerate(members):
+                t0 = time.perf_counter()
+                hw = sizes[i]
+                probs = None
+                if return_probs or not pre.mask_name:
+                    whole = Placement(hw[0], hw[1], 0, 0, pre.height, pre.width)
+                    mask, probs = restore_output(outputs[pre.output_name][j], whole, return_probs)
+                else:
+                    mask = restore_ids(outputs[pre.mask_name][j], hw)
+                timings = {"pre": pre_ms[i], "infer": infer_ms, "post": (time.perf_counter() - t0) * 1000.0}
+                timings["total"] = sum(timings.values())
+                results[i] = SegResult(mask, timings, probs)
+        return [r for r in results if r is not None]
 
     def warmup(self, n: int = 3) -> None:
         """Run `n` blank frames through the model, so the first real frame is not the slow one

@@ -69,8 +69,8 @@ class CpuPeak:
 
     Attributes:
         cores: logical CPUs this process may run on (what the runtimes use).
-        lanes: FP32 lanes of one vector FMA as executed (8 for AVX2, 16 for AVX-512 on Intel; 8 on
-            AMD Zen 4, which runs 512-bit instructions as two 256-bit halves).
+        lanes: FP32 lanes of one vector FMA as executed (8 for AVX2, 16 for AVX-512 on Intel and on
+            AMD Zen 5 (cpu family 0x1A); 8 on Zen 4, which runs 512-bit instructions as two halves).
         fma_pipes: vector FMA pipes per core (2 on every x86 core since Haswell and Zen 2).
         ghz: clock in GHz (the current clock the kernel reports unless overridden; boost varies).
         gflops: the product, in GFLOP/s.
@@ -109,8 +109,14 @@ def cpu_peak(ghz: float | None = None) -> CpuPeak:
     info = _cpuinfo()
     flags = set(info.get("flags", "").split())
     amd = info.get("vendor_id") == "AuthenticAMD"
+    try:
+        family = int(info.get("cpu family", "0"))
+    except ValueError:
+        family = 0
     if "avx512f" in flags and not amd:
         lanes, isa = 16, "AVX-512"
+    elif "avx512f" in flags and family >= 0x1A:  # Zen 5 (family 26): full 512-bit FMA datapaths
+        lanes, isa = 16, "AVX-512, 512-bit datapaths (AMD Zen 5)"
     elif "avx512f" in flags:
         lanes, isa = 8, "AVX-512 as 2x256-bit (AMD Zen 4)"
     elif "avx2" in flags and "fma" in flags:
@@ -128,7 +134,8 @@ def cpu_peak(ghz: float | None = None) -> CpuPeak:
     gflops = cores * lanes * fma_pipes * 2 * ghz
     model = info.get("model name", platform.processor() or "unknown CPU")
     basis = (
-        f"{model}: {cores} cores x {lanes} lanes ({isa}) x {fma_pipes} FMA x 2 flops"
+        f"estimate from the CPU's family and flags, {model}: {cores} cores x {lanes} lanes ({isa})"
+        f" x {fma_pipes} FMA x 2 flops"
         f" x {ghz:.2f} GHz ({clock_basis})"
     )
     return CpuPeak(cores, lanes, fma_pipes, round(ghz, 3), round(gflops, 1), basis)

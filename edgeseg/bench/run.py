@@ -90,6 +90,9 @@ class BenchmarkConfig:
         threads: CPU threads for the PyTorch baseline (default: torch's own choice).
         cpu_ghz: the clock for the CPU's peak FP32 rate (default: the clock the OS reports, which
             on many machines is the base clock, below what the cores reach under load).
+        frame_size: (width, height) of the frame the whole Segmenter call is timed on.
+        ceiling_seconds: time per runtime and precision for the measured ceilings
+            (edgeseg.bench.ceilings); 0 skips them.
     """
 
     targets: tuple[str, ...] = ()
@@ -103,6 +106,8 @@ class BenchmarkConfig:
     out: str | None = None
     threads: int | None = None
     cpu_ghz: float | None = None
+    frame_size: tuple[int, int] = FRAME_SIZE
+    ceiling_seconds: float = 1.0
 
 
 @dataclass
@@ -129,6 +134,7 @@ class BenchRow:
     fps: float | None = None  # whole Segmenter calls per second (p50)
     speedup: float | None = None  # PyTorch model p50 / this model p50
     gflops: float | None = None  # model MACs x 2 / model p50
+    ceiling_share: float | None = None  # gflops / the measured ceiling of its precision, in (0, 1]
     peak_mem_mb: float | None = None  # RSS peak above the level before loading
 
 
@@ -178,6 +184,8 @@ def benchmark(
     say = log or (lambda _: None)
     if config.runs < 1 or config.rounds < 1 or config.warmup < 0 or config.max_images < 1:
         raise InputError("--runs and --max-images must be at least 1 (and rounds/warm-up not negative)")
+    if len(config.frame_size) != 2 or min(config.frame_size) < 1:
+        raise InputError(f"--frame-size must be WxH with both sides >= 1; got {config.frame_size}")
     targets = parse_targets(config.targets or None)
     ckpt_path = Path(checkpoint)
     src = open_source(ckpt_path, facts)
@@ -202,7 +210,7 @@ def benchmark(
     from edgeseg.evaluation.metrics import ConfusionMatrix, mask_agreement
 
     segs: dict[str, Any] = {}
-    frame = _frame(src.channels)
+    frame = _frame(src.channels, config.frame_size)
     ref_masks: list[np.ndarray] | None = None
     try:
         for row in rows:
@@ -242,6 +250,12 @@ def benchmark(
     meta["reference"] = f"{base.name}: {src.reference_label} ({base.backend})"
     meta["eager_contiguous_ms_p50"] = eager_ms
     meta["out"] = str(out)
+    if config.ceiling_seconds > 0:
+        from edgeseg.bench.ceilings import apply_ceilings, measure_ceilings
+
+        say("measuring this machine's ceilings per precision (1x1 convolutions)")
+        meta["ceilings"] = measure_ceilings(config.ceiling_seconds)
+        apply_ceilings(rows, meta["ceilings"])
     return BenchmarkReport(rows, meta)
 
 
@@ -292,11 +306,11 @@ def _channels(img: np.ndarray, channels: int) -> np.ndarray:
     return img
 
 
-def _frame(channels: int) -> np.ndarray:
-    """A camera-sized RGB (or gray) frame for the whole-call timing."""
+def _frame(channels: int, size: tuple[int, int]) -> np.ndarray:
+    """A camera-sized RGB (or gray) frame of `size` (width, height) for the whole-call timing."""
     from edgeseg.data.synthetic import render_scene
 
-    rgb, _ = render_scene(np.random.default_rng(7), FRAME_SIZE)
+    rgb, _ = render_scene(np.random.default_rng(7), size)
     return _channels(rgb, channels)
 
 
@@ -469,7 +483,7 @@ def _meta(
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "checkpoint": str(ckpt_path),
         "img_size": list(size),
-        "frame_size": list(FRAME_SIZE),
+        "frame_size": list(config.frame_size),
         "data": data,
         "images": images,
         "runs": config.runs,

@@ -30,6 +30,18 @@ def print_report(report: BenchmarkReport, paths: dict[str, Path]) -> None:
         typer.echo("wrote " + ", ".join(str(p) for p in paths.values()))
 
 
+def _frame_size(text: str) -> tuple[int, int]:
+    from edgeseg.data import parse_img_size
+    from edgeseg.errors import InputError
+
+    if "x" not in text.lower():  # parse_img_size reads "640" as 640x640; a frame says both sides
+        raise InputError(f"--frame-size must be WxH, e.g. 1280x720; got '{text}'")
+    try:
+        return parse_img_size(text)
+    except InputError:
+        raise InputError(f"--frame-size must be WxH, e.g. 1280x720; got '{text}'") from None
+
+
 @app.command()
 def benchmark(
     checkpoint: Annotated[
@@ -65,6 +77,9 @@ def benchmark(
     ignore_index: Annotated[
         int | None, typer.Option(help="ONNX without edgeseg metadata: the label id metrics skip.")
     ] = None,
+    frame_size: Annotated[
+        str, typer.Option(help="Frame size WxH the whole Segmenter call is timed on.")
+    ] = "640x480",
     json_path: JsonOpt = None,
 ) -> None:
     """Export every target (reusing bundles) and measure each against the source's FP32 model (PyTorch,
@@ -77,6 +92,7 @@ def benchmark(
 
     existing_dir(data, "--data")
     existing_dir(calib, "--calib", "a folder of images, or a dataset folder")
+    frame = _frame_size(frame_size)
     config = BenchmarkConfig(
         targets=parse_targets(targets),
         data=str(data) if data else None,
@@ -88,6 +104,7 @@ def benchmark(
         max_images=max_images,
         out=str(out) if out else None,
         cpu_ghz=cpu_ghz,
+        frame_size=frame,
     )
     facts = parse_facts(classes, mean, std, color_order, ignore_index)
     report = run_benchmark(checkpoint, config, facts=facts, log=lambda s: typer.echo(s, err=True))

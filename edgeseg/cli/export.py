@@ -56,6 +56,12 @@ def export(
     ignore_index: Annotated[
         int | None, typer.Option(help="ONNX without edgeseg metadata: the label id metrics skip.")
     ] = None,
+    fuse_prepost: Annotated[
+        bool,
+        typer.Option(
+            help="onnx/openvino: resize, normalisation, argmax in the graph (uint8 frames in, ids out)."
+        ),
+    ] = False,
     json_path: JsonOpt = None,
 ) -> None:
     """Export a checkpoint or an ONNX file to a self-describing bundle and check it against its FP32
@@ -83,6 +89,7 @@ def export(
             calib_method=calib_method.strip().lower(),
             max_drop=max_drop,
             batch=batch,
+            fuse_prepost=fuse_prepost,
         ),
         facts=facts,
         log=typer.echo,

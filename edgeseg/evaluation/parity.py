@@ -204,9 +204,15 @@ def run_artifact(target: str, path: str | os.PathLike[str], batch: np.ndarray) -
         return _logits(backend, np.asarray(batch, dtype=np.float32))
 
 
-def _logits(backend: Backend, batch: np.ndarray) -> np.ndarray:
-    # edgeseg's graphs have one image input and one logits output; their names come from the model.
-    return backend.infer({backend.input_specs[0].name: batch})[backend.output_specs[0].name]
+def _logits(backend: Backend, batch: np.ndarray, frames: np.ndarray | None = None) -> np.ndarray:
+    # edgeseg's graphs have one image input and the logits as first output; names come from the model.
+    # A graph with pre/post inside (uint8 input) takes the frames themselves, NHWC in its frame order.
+    spec = backend.input_specs[0]
+    if spec.dtype == "uint8":
+        if frames is None:
+            raise InputError(f"'{backend.path}' takes uint8 frames (pre/post in the graph), not tensors")
+        batch = np.ascontiguousarray(frames)
+    return backend.infer({spec.name: batch})[backend.output_specs[0].name]
 
 
 def _to_channels(images: np.ndarray, channels: int, color_order: str) -> np.ndarray:
@@ -216,6 +222,11 @@ def _to_channels(images: np.ndarray, channels: int, color_order: str) -> np.ndar
 
         return np.stack([rgb_to_gray(img) for img in images])
     return images[..., ::-1] if color_order.upper() == "BGR" else images
+
+
+def _frame_order(images: np.ndarray, color_order: str) -> np.ndarray:
+    """Images in the model's channel order -> the order a fused graph takes frames in (BGR or gray)."""
+    return images[..., ::-1] if color_order.upper() == "RGB" else images
 
 
 def parity_batches(
@@ -284,7 +295,7 @@ def measure_parity(
         for imgs, masks in batches:
             x = normalize(imgs, ref.mean, ref.std)
             expected = ref.run(x)
-            out = _logits(backend, x)
+            out = _logits(backend, x, _frame_order(imgs, ref.color_order))
             if out.shape != expected.shape:
                 raise EdgesegRuntimeError(
                     f"'{artifact}' returned shape {out.shape}; {ref.label} gives {expected.shape}"

@@ -79,6 +79,9 @@ class ExportConfig:
             fails (no bundle) when none meets it (see edgeseg.exporters.accuracy).
         batch: targets with a "batch" option (TensorRT), with `dynamic`: the largest batch the
             engine's optimisation profile accepts; None for the target's default.
+        fuse_prepost: put the preprocessing (resize, normalisation, layout) and the argmax into the
+            graph (see edgeseg.exporters.prepost), for targets with the "prepost" option; the
+            graph then takes uint8 frames of any size and returns class ids (and the logits).
     """
 
     target: str
@@ -94,6 +97,7 @@ class ExportConfig:
     calib_method: str = "minmax"
     max_drop: float | None = None
     batch: int | None = None
+    fuse_prepost: bool = False
 
 
 @dataclass(frozen=True)
@@ -122,7 +126,9 @@ class Artifact:
     """What a target's module wrote: the model file's name inside the bundle, extra tools it used and,
     for fp16/int8, how it reduced the precision (the manifest's `quantization` field). Optional:
     `engine`, the manifest's record of a device-specific build (TensorRT); `notes`, lines the user
-    should read after the export; `measured_on`, what parity's CPU run of the model file stands for."""
+    should read after the export; `measured_on`, what parity's CPU run of the model file stands for;
+    `manifest`, the draft as the model file needs it when the target changed the graph's input and
+    outputs (pre/post in the graph: edgeseg.exporters.prepost.fused_manifest)."""
 
     model_file: str
     tools: dict[str, str] = field(default_factory=dict)
@@ -130,6 +136,7 @@ class Artifact:
     engine: dict[str, Any] | None = None
     notes: tuple[str, ...] = ()
     measured_on: str | None = None
+    manifest: Manifest | None = None
 
 
 @dataclass(frozen=True)
@@ -263,7 +270,11 @@ def export(
     """
     start = time.perf_counter()
     target = validate_export_options(
-        config.target, config.precision, dynamic=config.dynamic, batch=config.batch is not None
+        config.target,
+        config.precision,
+        dynamic=config.dynamic,
+        batch=config.batch is not None,
+        prepost=config.fuse_prepost,
     )
     config = replace(config, target=target.name, precision=config.precision.strip().lower())
     _check_config(config)
@@ -307,7 +318,7 @@ def export(
         if artifact.measured_on:
             report = replace(report, measured_on=artifact.measured_on)
         manifest = replace(
-            draft,
+            artifact.manifest or draft,
             model_file=artifact.model_file,
             tools=_tools(target, artifact),
             parity=report.to_dict(),

@@ -4,6 +4,7 @@ edgeseg.exporters.torch_onnx."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,20 @@ MODEL_FILE = "model.onnx"
 
 
 def export_artifact(job: ExportJob) -> Artifact:
-    """Write `model.onnx` into the job's bundle folder: the source's float32 graph, or for fp16/int8
-    the graph edgeseg.exporters.onnx_quant makes from it."""
+    """Write `model.onnx` into the job's bundle folder: the source's float32 graph, or for fp16/int8 the
+    graph edgeseg.exporters.onnx_quant makes from it; with `fuse_prepost`, wrapped with pre/post
+    (edgeseg.exporters.prepost) once it is quantized (calibration feeds the plain graph)."""
+    artifact = _plain_artifact(job)
+    if not job.config.fuse_prepost:
+        return artifact
+    from edgeseg.exporters.prepost import fuse_onnx_file, fused_manifest
+
+    fused = fused_manifest(job.manifest)
+    fuse_onnx_file(job.workdir / MODEL_FILE, job.manifest, onnx_metadata(fused))
+    return replace(artifact, manifest=fused)
+
+
+def _plain_artifact(job: ExportJob) -> Artifact:
     dest = job.workdir / MODEL_FILE
     if job.config.precision == "fp32":
         job.write_fp32_onnx(dest)

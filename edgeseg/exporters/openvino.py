@@ -141,7 +141,13 @@ def export_artifact(job: ExportJob) -> Artifact:
             tools["nncf"] = module_version("nncf")
         elif job.config.precision == "fp16":
             quantization = {"method": "fp16-compressed IR weights (openvino.save_model compress_to_fp16)"}
-        for key, value in onnx_metadata(job.manifest).items():
+        manifest = job.manifest
+        if job.config.fuse_prepost:  # after quantization: calibration feeds the plain graph
+            from edgeseg.exporters.prepost import OPENVINO_STEPS, fuse_openvino, fused_manifest
+
+            model = fuse_openvino(model, job.manifest)
+            manifest = fused_manifest(job.manifest, OPENVINO_STEPS)
+        for key, value in onnx_metadata(manifest).items():
             model.set_rt_info(value, [RT_INFO_KEY, key.removeprefix(METADATA_PREFIX)])
         try:
             ov.save_model(model, job.workdir / MODEL_FILE, compress_to_fp16=job.config.precision == "fp16")
@@ -151,4 +157,5 @@ def export_artifact(job: ExportJob) -> Artifact:
             raise EdgesegRuntimeError(f"OpenVINO could not save the IR: {first_line(exc)}") from exc
     finally:
         scratch.unlink(missing_ok=True)
-    return Artifact(MODEL_FILE, tools=tools, quantization=quantization)
+    fused = manifest if job.config.fuse_prepost else None
+    return Artifact(MODEL_FILE, tools=tools, quantization=quantization, manifest=fused)

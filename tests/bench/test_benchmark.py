@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from edgeseg.errors import EdgesegRuntimeError, InputError
 from tests.helpers import make_checkpoint, make_dataset
 
 SIZE = (64, 48)
-FAST = {"runs": 4, "rounds": 2, "warmup": 1, "max_images": 6}
+FAST = {"runs": 4, "rounds": 2, "warmup": 1, "max_images": 6, "ceiling_seconds": 0.05}
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,11 @@ def report(setup: tuple[Path, Path, Path]) -> tuple[BenchmarkReport, Path, list[
     root, ckpt, data = setup
     lines: list[str] = []
     cfg = BenchmarkConfig(
-        targets=("onnx:fp32", "openvino:fp32"), data=str(data), out=str(root / "out"), **FAST
+        targets=("onnx:fp32", "openvino:fp32"),
+        data=str(data),
+        out=str(root / "out"),
+        frame_size=(97, 61),
+        **FAST,
     )
     return benchmark(ckpt, cfg, log=lines.append), root / "out", lines
 
@@ -44,6 +49,9 @@ def test_rows_hold_measured_figures(report: tuple[BenchmarkReport, Path, list[st
     rep, _, _ = report
     assert [r.name for r in rep.rows] == ["pytorch", "onnx:fp32", "openvino:fp32"]
     assert [r.backend for r in rep.rows] == ["torch", "onnxruntime", "openvino"]
+    assert rep.meta["frame_size"] == [97, 61]
+    assert rep.meta["ceilings"]["fp32"]["gflops"] > 0
+    assert all(r.ceiling_share is not None and 0 < r.ceiling_share <= 1 for r in rep.rows)
     base = rep.rows[0]
     assert base.agreement == 1.0 and base.speedup == 1.0 and base.miou_drop == 0.0
     for row in rep.rows:
@@ -197,6 +205,7 @@ def test_cli(setup: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.Capt
         (["--data", "missing-folder"], "--data folder 'missing-folder' does not exist"),
         (["--img-size", "63"], "must divide by"),
         (["--runs", "0"], "--runs"),
+        (["--frame-size", "640"], "--frame-size must be WxH"),
     ],
 )
 def test_cli_bad_input(
@@ -233,6 +242,10 @@ def test_count_macs_and_cpu_peak(monkeypatch: pytest.MonkeyPatch) -> None:
     assert peak.gflops == 4 * 8 * 2 * 2 * 3.0
     monkeypatch.setattr(perf, "_cpuinfo", lambda: {"flags": "avx512f fma avx2", "vendor_id": "AuthenticAMD"})
     assert perf.cpu_peak(ghz=2.0).lanes == 8  # Zen 4 runs 512-bit FMAs as two 256-bit halves
+    zen5 = {"flags": "avx512f fma avx2", "vendor_id": "AuthenticAMD", "cpu family": "26"}
+    monkeypatch.setattr(perf, "_cpuinfo", lambda: zen5)
+    peak = perf.cpu_peak(ghz=2.0)
+    assert peak.lanes == 16 and "Zen 5" in peak.basis and peak.basis.startswith("estimate")
 
 
 def test_quickstart_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -263,3 +276,22 @@ def test_quickstart_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert main(args) == 2
     assert "already holds a quickstart" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_measured_ceilings_are_positive_and_shares_at_most_one() -> None:
+    pytest.importorskip("onnx")
+    from edgeseg.bench.ceilings import apply_ceilings, measure_ceilings
+    from edgeseg.bench.run import BenchRow
+
+    ceilings = measure_ceilings(seconds=0.05, channels=32, size=8)  # tiny: checks figures, not speed
+    assert "fp32" in ceilings and "int8" in ceilings
+    for entry in ceilings.values():
+        assert math.isfinite(entry["gflops"]) and entry["gflops"] > 0 and "1x1 Conv" in entry["how"]
+        assert all(v > 0 for v in entry["by_runtime"].values())
+    fast = ceilings["fp32"]["gflops"] * 3  # a row above its ceiling raises it: share 1, said so
+    rows = [BenchRow("a", "onnx", "fp32", gflops=fast), BenchRow("b", "onnx", "int8", gflops=1e-3)]
+    rows.append(BenchRow("c", "onnx", "fp32", gflops=fast / 2))
+    apply_ceilings(rows, ceilings)
+    assert rows[0].ceiling_share == 1.0 and "raised_by" in ceilings["fp32"]
+    assert rows[2].ceiling_share == 0.5
+    assert rows[1].ceiling_share is not None and 0 < rows[1].ceiling_share <= 1

@@ -1,0 +1,212 @@
+"""Pre- and postprocessing inside the exported graph ("fused"): frames in, class ids out.
+
+A fused graph takes uint8 NHWC frames of any size, in the order OpenCV gives them (BGR; gray for
+1-channel models), and does in the runtime what `edgeseg.preprocess` does in numpy: resize to the
+model's size, the model's channel order, (x / 255 - mean) / std, NHWC to NCHW; and on the output the
+argmax to class ids. The logits stay an output, for `return_probs`. `Segmenter` then only brings the
+ids back to the frame's size (nearest neighbour on uint8).
+
+The resize kernel is the one the numpy path uses: Pillow's bilinear filter, which is antialiased
+when it shrinks (its support widens with the scale) and normalises its weights over the pixels inside
+the image. Measured against Pillow on random uint8 frames (97x61, 300x200, 640x480, 1281x719 to
+64x48 and 320x240): ONNX `Resize(mode=linear, antialias=1, exclude_outside=1,
+coordinate_transformation_mode=half_pixel)` on uint8 differs by at most 1 grey level (mean 0.001) on
+ONNX Runtime; OpenVINO's `RESIZE_BILINEAR_PILLOW` by less than 1 (it resizes in float). Plain
+bilinear (ONNX linear without antialias, OpenVINO `RESIZE_LINEAR`, OpenCV `INTER_LINEAR`) differs by
+up to 167 levels on shrinking frames, OpenCV `INTER_AREA` by up to 125; both would change masks.
+
+- ONNX (onnx target): the exported graph wrapped with onnx.helper nodes (Resize, Gather for the
+  channel order, Transpose, Cast, Mul/Sub; ArgMax and Cast on the output), one file as before.
+- OpenVINO (openvino target): `openvino.preprocess.PrePostProcessor` on the IR (u8 NHWC tensor at
+  the model's size, BGR to RGB, mean/scale, NCHW) and a TopK (k=1) on the logits for the ids
+  (OpenVINO's ONNX frontend turns ArgMax into the same TopK). The resize stays in numpy (Pillow),
+  because OpenVINO's only Pillow-exact resize is slow: `RESIZE_BILINEAR_PILLOW` took 5-7x Pillow's
+  time on a 1280x720 frame (117-170 ms vs 17-25 ms on a busy 2-core machine, same run), and its
+  linear modes ignore `antialias` (up to 129 grey levels off). The manifest's `graph_steps` then
+  lists "normalize" without "resize", and `Segmenter` resizes the uint8 frame before handing it over.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from edgeseg.errors import EdgesegRuntimeError, InputError
+from edgeseg.manifest import InputSpec, Manifest, OutputSpec
+
+if TYPE_CHECKING:
+    import onnx
+
+__all__ = [
+    "FRAME_NAME",
+    "INPUT_STEPS",
+    "MASK_NAME",
+    "OPENVINO_STEPS",
+    "OUTPUT_STEPS",
+    "frame_order",
+    "fuse_onnx",
+    "fuse_openvino",
+    "fused_manifest",
+]
+
+FRAME_NAME = "frame"  # the fused graph's input: uint8 NHWC frames
+MASK_NAME = "mask"  # its class-id output
+INPUT_STEPS = ("resize", "normalize")  # what the ONNX wrapper does
+OPENVINO_STEPS = ("normalize",)  # the resize stays in numpy (see the module notes)
+OUTPUT_STEPS = ("argmax",)
+
+
+def frame_order(color_order: str) -> str:
+    """The channel order a fused graph takes frames in: BGR for colour models (OpenCV's order, what
+    cameras give), GRAY for gray ones."""
+    return "GRAY" if color_order.upper() == "GRAY" else "BGR"
+
+
+def mask_dtype(classes: int) -> str:
+    """The ids' dtype, as `edgeseg.preprocess.restore_output` gives them."""
+    return "uint8" if classes <= 256 else "uint16"
+
+
+def fused_manifest(manifest: Manifest, steps: tuple[str, ...] = INPUT_STEPS) -> Manifest:
+    """The manifest of the fused graph made from the plain graph `manifest` describes, whose graph
+    does the input `steps` and the argmax."""
+    inp, out = manifest.input, manifest.output
+    if inp.resize != "stretch":
+        raise InputError(f"pre/post in the graph needs resize 'stretch'; the model uses '{inp.resize}'")
+    fused_in: InputSpec = replace(
+        inp,
+        name=FRAME_NAME,
+        layout="NHWC",
+        dtype="uint8",
+        graph_steps=steps,
+        frame_order=frame_order(inp.color_order),
+    )
+    fused_out: OutputSpec = replace(out, graph_steps=OUTPUT_STEPS, mask=MASK_NAME)
+    axes: dict[str, dict[int, str]] = {FRAME_NAME: {}}
+    if "resize" in steps:
+        axes[FRAME_NAME] = {1: "frame_height", 2: "frame_width"}
+    if 0 in manifest.dynamic_axes.get(inp.name, {}):
+        axes[FRAME_NAME][0] = "batch"
+        axes[MASK_NAME] = {0: "batch"}
+        axes[out.name] = {0: "batch"}
+    return replace(manifest, input=fused_in, output=fused_out, dynamic_axes=axes)
+
+
+def _scale_offset(inp: InputSpec) -> tuple[list[float], list[float]]:
+    # (x / 255 - mean) / std = x * (1 / (255 std)) - mean / std, as edgeseg.data.normalize computes it.
+    scale = [1.0 / (255.0 * s) for s in inp.std]
+    offset = [m / s for m, s in zip(inp.mean, inp.std, strict=True)]
+    return scale, offset
+
+
+def fuse_onnx(model: onnx.ModelProto, manifest: Manifest, metadata: dict[str, str]) -> onnx.ModelProto:
+    """The plain graph `model` (input and logits as `manifest` names them) wrapped into a fused one.
+
+    `metadata` becomes the graph's metadata_props (the fused manifest's essentials). The result is
+    checked with onnx.checker (with shape inference).
+    """
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    inp, out = manifest.input, manifest.output
+    g = model.graph
+    if [i.name for i in g.input] != [inp.name] or out.name not in [o.name for o in g.output]:
+        raise EdgesegRuntimeError(f"cannot fuse pre/post: the graph has no single input '{inp.name}'")
+    batch: Any = "batch" if 0 in manifest.dynamic_axes.get(inp.name, {}) else 1
+    frame = helper.make_tensor_value_info(
+        FRAME_NAME, TensorProto.UINT8, [batch, "frame_height", "frame_width", inp.channels]
+    )
+    scale, offset = _scale_offset(inp)
+    c = inp.channels
+    inits = [
+        numpy_helper.from_array(np.array([inp.height, inp.width], np.int64), "prepost_size"),
+        numpy_helper.from_array(np.array(scale, np.float32).reshape(1, c, 1, 1), "prepost_scale"),
+        numpy_helper.from_array(np.array(offset, np.float32).reshape(1, c, 1, 1), "prepost_offset"),
+    ]
+    nodes = [
+        # Pillow's bilinear: antialiased when shrinking, weights normalised inside the image.
+        helper.make_node(
+            "Resize",
+            [FRAME_NAME, "", "", "prepost_size"],
+            ["prepost_resized"],
+            name="prepost_resize",
+            mode="linear",
+            antialias=1,
+            exclude_outside=1,
+            axes=[1, 2],
+            coordinate_transformation_mode="half_pixel",
+        ),
+    ]
+    src = "prepost_resized"
+    if c == 3 and inp.color_order.upper() != frame_order(inp.color_order):
+        inits.append(numpy_helper.from_array(np.array([2, 1, 0], np.int64), "prepost_reverse"))
+        nodes.append(helper.make_node("Gather", [src, "prepost_reverse"], ["prepost_ordered"], axis=3))
+        src = "prepost_ordered"
+    nodes += [
+        helper.make_node("Transpose", [src], ["prepost_nchw"], perm=[0, 3, 1, 2]),
+        helper.make_node("Cast", ["prepost_nchw"], ["prepost_float"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["prepost_float", "prepost_scale"], ["prepost_scaled"]),
+        helper.make_node("Sub", ["prepost_scaled", "prepost_offset"], [inp.name]),
+    ]
+    ids = TensorProto.UINT8 if mask_dtype(out.classes) == "uint8" else TensorProto.UINT16
+    post = [
+        helper.make_node("ArgMax", [out.name], ["prepost_ids"], axis=1, keepdims=0),
+        helper.make_node("Cast", ["prepost_ids"], [MASK_NAME], to=ids),
+    ]
+    mask = helper.make_tensor_value_info(MASK_NAME, ids, [batch, inp.height, inp.width])
+    logits = next(o for o in g.output if o.name == out.name)
+    graph = helper.make_graph(
+        [*nodes, *g.node, *post],
+        g.name or "edgeseg",
+        [frame],
+        [logits, mask],
+        initializer=[*inits, *g.initializer],
+        value_info=list(g.value_info),
+    )
+    fused = helper.make_model(graph, opset_imports=list(model.opset_import))
+    fused.ir_version = model.ir_version
+    fused.producer_name, fused.producer_version = model.producer_name, model.producer_version
+    helper.set_model_props(fused, metadata)
+    try:
+        onnx.checker.check_model(fused, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise EdgesegRuntimeError(f"the fused ONNX graph is invalid: {str(exc).splitlines()[0]}") from exc
+    return fused
+
+
+def fuse_onnx_file(path: Any, manifest: Manifest, metadata: dict[str, str]) -> None:
+    """Rewrite the plain graph at `path` as its fused graph (in place: the file is the job's own)."""
+    import onnx
+
+    onnx.save_model(fuse_onnx(onnx.load(str(path)), manifest, metadata), str(path))
+
+
+def fuse_openvino(model: Any, manifest: Manifest) -> Any:
+    """The OpenVINO model `model` (the plain graph) with `OPENVINO_STEPS` and the argmax added; returns
+    a new model (without
+    rt_info: the exporter stores the fused manifest's metadata on it afterwards)."""
+    import openvino as ov
+    import openvino.opset13 as ops
+    from openvino.preprocess import ColorFormat, PrePostProcessor
+
+    inp, out = manifest.input, manifest.output
+    ppp = PrePostProcessor(model)
+    port = ppp.input(inp.name)
+    tensor = port.tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC"))
+    steps = port.preprocess()
+    steps.convert_element_type(ov.Type.f32)
+    if inp.channels == 3 and inp.color_order.upper() != frame_order(inp.color_order):
+        tensor.set_color_format(ColorFormat.BGR)
+        steps.convert_color(ColorFormat.RGB)
+    steps.mean([255.0 * m for m in inp.mean]).scale([255.0 * s for s in inp.std])
+    port.model().set_layout(ov.Layout("NCHW"))
+    model = ppp.build()
+    model.input(0).get_tensor().set_names({FRAME_NAME})
+    logits = model.output(out.name).get_node().input_value(0)  # what feeds the logits' Result
+    # TopK(k=1) over the classes is argmax: OpenVINO's own ONNX frontend converts ArgMax to it.
+    top = ops.topk(logits, 1, 1, "max", "none", ov.Type.i32)
+    ids = ops.convert(ops.squeeze(top.output(1), [1]), mask_dtype(out.classes).replace("uint", "u"))
+    ids.output(0).get_tensor().set_names({MASK_NAME})
+    results = [r for r in model.get_results()] + [ops.result(ids)]
+    return ov.Model(results, model.get_parameters(), model.get_friendly_name())

@@ -1,0 +1,155 @@
+"""Pre/post in the graph (`fuse_prepost`): fused masks agree with the numpy path on odd frame sizes,
+gray frames, batches and probabilities; the manifest says what the graph does; wrong uses fail clearly.
+
+One tiny U-Net (depth 2, width 4, 64x48) per channel count, exported plain and fused once per module.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxscript")
+pytest.importorskip("onnxruntime")
+
+from edgeseg import Segmenter
+from edgeseg.errors import InputError
+from edgeseg.exporters import ExportConfig, export
+from edgeseg.formats import validate_export_options
+from edgeseg.manifest import Manifest, read_manifest
+from tests.helpers import make_checkpoint
+
+TARGETS = [("onnx", "onnxruntime"), ("openvino", "openvino")]
+SHAPES = [(61, 97, 3), (719, 1281, 3), (61, 97), (48, 64, 3)]  # odd sizes, gray, the model's own
+
+
+def _needs(backend: str) -> None:
+    if backend == "openvino":
+        pytest.importorskip("openvino")
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int, str, bool], Path]:
+    """bundles(channels, target, fused): the bundle, exported on first use."""
+    root = tmp_path_factory.mktemp("prepost")
+    made: dict[tuple[int, str, bool], Path] = {}
+
+    def get(channels: int, target: str, fused: bool) -> Path:
+        key = (channels, target, fused)
+        if key not in made:
+            ckpt = root / f"c{channels}.pt"
+            if not ckpt.exists():
+                make_checkpoint(ckpt, channels=channels, seed=3)
+            out = root / f"{target}-{channels}-{'fused' if fused else 'plain'}"
+            made[key] = export(ckpt, ExportConfig(target, out=str(out), fuse_prepost=fused)).bundle
+        return made[key]
+
+    return get
+
+
+def _frames(seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, shape, dtype=np.uint8) for shape in SHAPES]
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+@pytest.mark.parametrize(("target", "backend"), TARGETS)
+def test_fused_masks_agree_with_the_numpy_path(bundles, channels, target, backend) -> None:
+    _needs(backend)
+    with (
+        Segmenter(bundles(channels, target, False), backend=backend) as plain,
+        Segmenter(bundles(channels, target, True), backend=backend) as fused,
+    ):
+        assert fused.preprocessing.fused and not plain.preprocessing.fused
+        for frame in _frames():
+            a, b = plain(frame), fused(frame)
+            assert b.mask.shape == frame.shape[:2] and b.mask.dtype == np.uint8
+            assert (a.mask == b.mask).mean() >= 0.999, frame.shape
+            assert set(b.timings) == {"pre", "infer", "post", "total"}
+
+
+@pytest.mark.parametrize(("target", "backend"), TARGETS)
+def test_fused_batch_and_probabilities_match(bundles, target, backend) -> None:
+    _needs(backend)
+    frames = _frames(1) + _frames(2)  # sizes repeat: frames of one size share a call
+    with (
+        Segmenter(bundles(3, target, False), backend=backend) as plain,
+        Segmenter(bundles(3, target, True), backend=backend) as fused,
+    ):
+        batch = fused.predict_batch(frames, return_probs=True, batch_size=5)
+        singles = [fused(f) for f in frames]
+        reference = plain.predict_batch(frames, return_probs=True)
+        for frame, b, s, r in zip(frames, batch, singles, reference, strict=True):
+            assert np.array_equal(b.mask, s.mask)
+            assert (b.mask == r.mask).mean() >= 0.999
+            assert b.probabilities is not None and r.probabilities is not None
+            assert b.probabilities.shape == (4, *frame.shape[:2])
+            np.testing.assert_allclose(b.probabilities, r.probabilities, atol=2e-2)
+            assert np.array_equal(b.probabilities.argmax(0), b.mask)
+
+
+def test_rgb_frames_and_float_frames(bundles) -> None:
+    frame = _frames(4)[1]
+    with (
+        Segmenter(bundles(3, "onnx", False), backend="onnxruntime", input_format="rgb") as plain,
+        Segmenter(bundles(3, "onnx", True), backend="onnxruntime", input_format="rgb") as fused,
+    ):
+        assert (plain(frame).mask == fused(frame).mask).mean() >= 0.999
+        assert np.array_equal(fused(frame).mask, fused(frame.astype(np.float32)).mask)
+
+
+def test_manifest_records_the_graph_steps(bundles) -> None:
+    fused, plain = read_manifest(bundles(3, "onnx", True)), read_manifest(bundles(3, "onnx", False))
+    assert fused.input.graph_steps == ("resize", "normalize")
+    assert (fused.input.dtype, fused.input.layout, fused.input.frame_order) == ("uint8", "NHWC", "BGR")
+    assert fused.output.graph_steps == ("argmax",) and fused.output.mask == "mask"
+    assert plain.input.graph_steps == () and plain.output.mask == ""
+    if importlib.util.find_spec("openvino") is not None:  # its resize stays in numpy (speed)
+        ov = read_manifest(bundles(3, "openvino", True))
+        assert ov.input.graph_steps == ("normalize",) and ov.output.mask == "mask"
+    assert fused.parity is not None and fused.parity["pixel_agreement"] == 1.0
+    # A manifest written before these keys existed still reads, as a plain graph.
+    data = json.loads(json.dumps(plain.to_dict()))
+    for spec in ("input", "output"):
+        data[spec] = {k: v for k, v in data[spec].items() if k not in ("graph_steps", "frame_order", "mask")}
+    assert Manifest.from_dict(data).input.graph_steps == ()
+
+
+def test_fused_onnx_runs_on_onnxruntime_not_openvino(bundles) -> None:
+    pytest.importorskip("openvino")
+    bundle = bundles(3, "onnx", True)
+    with Segmenter(bundle) as seg:  # auto: OpenVINO would ignore the Resize's antialias
+        assert seg.backend_name == "onnxruntime"
+    with pytest.raises(InputError, match="does not honour"):
+        Segmenter(bundle, backend="openvino")
+
+
+def test_fused_models_refuse_what_they_cannot_do(bundles) -> None:
+    bundle = bundles(3, "onnx", True)
+    with pytest.raises(InputError, match="--no-fuse-prepost"):
+        Segmenter(bundle, backend="onnxruntime", img_size=(128, 96))
+    with pytest.raises(InputError, match="cannot be overridden"):
+        Segmenter(bundle, backend="onnxruntime", resize="letterbox")
+    with pytest.raises(InputError, match="--fuse-prepost is not supported for target tensorrt"):
+        validate_export_options("tensorrt", "fp32", prepost=True)
+
+
+def test_cli_export_fuse_prepost(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edgeseg.cli import main
+
+    ckpt = make_checkpoint(tmp_path / "best.pt")
+    out = tmp_path / "bundle"
+    assert main(["export", str(ckpt), "--target", "onnx", "--fuse-prepost", "--out", str(out)]) == 0
+    assert "pixel agreement 100.0000%" in capsys.readouterr().out
+    assert read_manifest(out).input.graph_steps == ("resize", "normalize")
+    assert main(["info", str(out)]) == 0
+    bad = ["export", str(ckpt), "--target", "tensorrt", "--fuse-prepost", "--out", str(tmp_path / "t")]
+    assert main(bad) == 2
+    assert "--fuse-prepost is not supported for target tensorrt" in capsys.readouterr().err
+    assert not (tmp_path / "t").exists()
