@@ -14,23 +14,30 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
-from edgeseg._io import write_json
-from edgeseg.errors import InputError
+from edgeseg.errors import EdgesegRuntimeError, InputError
 from edgeseg.evaluation.evaluate import confusion_on, to_input
 from edgeseg.evaluation.metrics import ConfusionMatrix
 from edgeseg.models.checkpoint import Checkpoint, Normalization, load_checkpoint, save_checkpoint
 from edgeseg.models.device import resolve_device
-from edgeseg.models.unet import UNet, UNetConfig
+from edgeseg.models.unet import UNet
 from edgeseg.training import distributed as ddp
 from edgeseg.training.losses import DiceCELoss
+from edgeseg.training.record import RunRecord
 from edgeseg.training.setup import (
     TrainConfig,
     TrainResult,
+    auto_batch_size,
     build_datasets,
+    build_model,
     prepare_run_dir,
+    resolve_class_weights,
 )
 
-__all__ = ["cosine_with_warmup", "train", "train_step"]
+__all__ = ["TrainingDiverged", "cosine_with_warmup", "train", "train_step"]
+
+
+class TrainingDiverged(EdgesegRuntimeError):
+    """The training loss became NaN or infinite (exit code 1)."""
 
 
 def cosine_with_warmup(total_steps: int, warmup_steps: int, floor: float = 0.01):  # type: ignore[no-untyped-def]
@@ -50,10 +57,18 @@ def train_step(
     loss_fn: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler | None,
+    *,
+    cpu_bf16: bool = False,
 ) -> torch.Tensor:
-    """One optimisation step; returns the (detached) loss. Shared with benchmarks/train_overhead.py."""
+    """One optimisation step; returns the (detached) loss. `scaler`: CUDA fp16 autocast;
+    `cpu_bf16`: CPU bf16 autocast. Shared with benchmarks/train_overhead.py and train_bf16.py."""
     optimizer.zero_grad(set_to_none=True)
-    if scaler is not None:
+    if cpu_bf16:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = loss_fn(model(x), y)
+        loss.backward()
+        optimizer.step()
+    elif scaler is not None:
         with torch.autocast("cuda", dtype=torch.float16):
             loss = loss_fn(model(x), y)
         scaler.scale(loss).backward()
@@ -137,18 +152,21 @@ class _Trainer:
             raise InputError("need at least one training and one validation image")
         mean, std = default_normalization(info["channels"])
         norm = Normalization(tuple(mean), tuple(std), "RGB" if info["channels"] == 3 else "GRAY")
-        mcfg = UNetConfig(info["channels"], info["num_classes"], cfg.depth, cfg.width, cfg.upsample)  # type: ignore[arg-type]
+        mcfg, model = build_model(cfg, info)
         if self.resumed is not None and self.resumed.model_config != mcfg:
             raise InputError(f"'{cfg.resume}' was trained on different data/model settings; cannot resume")
         # channels_last lets oneDNN (CPU) and cuDNN pick their fast NHWC convolutions: ~1.3x here.
-        model = UNet.from_config(mcfg).to(dev, memory_format=torch.channels_last)
+        model = model.to(dev, memory_format=torch.channels_last)
         ignore = info["ignore_index"]
-        loss_fn = DiceCELoss(mcfg.classes, ignore)
+        weights = resolve_class_weights(cfg, train_ds, info)
+        loss_fn = DiceCELoss(
+            mcfg.classes, ignore, class_weight=None if weights is None else torch.tensor(weights)
+        ).to(dev)
 
         sampler = DistributedSampler(
             train_ds, num_replicas=self.dist.world_size, rank=self.dist.rank, shuffle=True, seed=cfg.seed
         )
-        bs = min(cfg.batch_size, len(sampler))
+        bs = min(cfg.batch_size or auto_batch_size(len(train_ds), self.dist.world_size), len(sampler))
         loader = DataLoader(
             train_ds,
             batch_size=bs,
@@ -162,13 +180,14 @@ class _Trainer:
         steps_per_epoch = len(loader)
         total = steps_per_epoch * cfg.epochs
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        # Warm-up and decay are sized from the real number of optimizer steps of this run.
         sched = torch.optim.lr_scheduler.LambdaLR(
             optimizer, cosine_with_warmup(total, max(1, int(cfg.warmup_fraction * total)))
         )
         scaler = torch.amp.GradScaler("cuda") if cfg.amp and dev.type == "cuda" else None
-
-        history: list[dict[str, Any]] = []
-        best_miou, best_epoch, start_epoch = -1.0, 0, 1
+        facts = {"batch_size": bs, "steps_per_epoch": steps_per_epoch, "class_weights": weights}
+        record = RunRecord(self.run_dir, cfg, info, facts, write=self.dist.is_main)
+        start_epoch = 1
         if self.resumed is not None:
             st = self.resumed.train_state or {}
             model.load_state_dict(self.resumed.state_dict)
@@ -176,10 +195,10 @@ class _Trainer:
             sched.load_state_dict(st["scheduler"])
             if scaler is not None and st.get("scaler"):
                 scaler.load_state_dict(st["scaler"])
-            history = json.loads(st["history"])
-            best_miou, best_epoch = float(st["best_miou"]), int(st["best_epoch"])
+            record.restore(json.loads(st["history"]), float(st["best_miou"]), int(st["best_epoch"]))
             start_epoch = int(st["epoch"]) + 1
             self.log(f"resuming {cfg.resume} at epoch {start_epoch}/{cfg.epochs}")
+        record.open_tensorboard()
         net: torch.nn.Module = model
         if self.dist.enabled:
             net = torch.nn.parallel.DistributedDataParallel(
@@ -198,84 +217,117 @@ class _Trainer:
         self.log(
             f"training UNet(depth={cfg.depth}, width={cfg.width}) on {data_desc}: "
             f"{len(train_ds)} train / {len(val_ds)} val images, {mcfg.classes} classes, "
-            f"{info['img_size'][0]}x{info['img_size'][1]}, {info['channels']} channel(s), {dev}"
+            f"{info['img_size'][0]}x{info['img_size'][1]}, {info['channels']} channel(s), {dev}, "
+            f"batch {bs} x {steps_per_epoch} steps/epoch"
             + (f", {self.dist.world_size} processes" if self.dist.enabled else "")
+            + (", bf16 autocast" if cfg.bf16 and dev.type == "cpu" else "")
         )
         progress = self._progress()
-        for epoch in range(start_epoch, cfg.epochs + 1):
-            te = time.perf_counter()
-            sampler.set_epoch(epoch)
-            train_ds.set_epoch(epoch)
-            net.train()
-            loss_sum = torch.zeros((), device=dev)
-            task = progress.add_task(
-                f"epoch {epoch}/{cfg.epochs}",
-                total=steps_per_epoch,
-                loss=float("nan"),
-                best=max(best_miou, 0),
-            )
-            for step, (images, masks) in enumerate(loader, 1):
-                x = to_input(images, norm, dev)
-                y = masks.to(dev, non_blocking=True)
-                loss_sum += train_step(net, x, y, loss_fn, optimizer, scaler)
-                sched.step()
-                if step % 10 == 0 or step == steps_per_epoch:
-                    progress.update(task, completed=step, loss=float(loss_sum) / step)
-            train_seconds = time.perf_counter() - te
-            train_loss = float(ddp.all_reduce_sum(loss_sum, self.dist)) / (
-                steps_per_epoch * self.dist.world_size
-            )
-            metrics = self._validate(model, val_ds, norm, mcfg.classes, ignore)
-            progress.remove_task(task)
-            row = {
-                "epoch": epoch,
-                "train_loss": train_loss,
-                "miou": metrics.miou,
-                "dice": metrics.dice,
-                "pixel_accuracy": metrics.pixel_accuracy,
-                "lr": optimizer.param_groups[0]["lr"],
-                "seconds": round(time.perf_counter() - te, 2),
-                "train_seconds": round(train_seconds, 3),
-                "steps": steps_per_epoch,
-            }
-            history.append(row)
-            improved = metrics.miou > best_miou
-            if improved:
-                best_miou, best_epoch = metrics.miou, epoch
-            self.log(
-                f"epoch {epoch:>3}/{cfg.epochs}  loss {train_loss:.4f}  val mIoU {metrics.miou:.4f}  "
-                f"Dice {metrics.dice:.4f}  acc {metrics.pixel_accuracy:.4f}  {row['seconds']:.1f}s"
-                + ("  [best]" if improved else "")
-            )
-            if self.dist.is_main:
-                ckpt.training = self._summary(cfg, data_desc, epoch, best_epoch, best_miou, history, info)
-                if improved:
-                    ckpt.training["val"] = metrics.to_dict(info["class_names"])
-                    ckpt.train_state = None
-                    save_checkpoint(best_path, ckpt, model)
-                ckpt.train_state = {
+        try:
+            for epoch in range(start_epoch, cfg.epochs + 1):
+                te = time.perf_counter()
+                sampler.set_epoch(epoch)
+                train_ds.set_epoch(epoch)
+                net.train()
+                loss_sum = torch.zeros((), device=dev)
+                task = progress.add_task(
+                    f"epoch {epoch}/{cfg.epochs}",
+                    total=steps_per_epoch,
+                    loss=float("nan"),
+                    best=max(record.best_miou, 0),
+                )
+                for step, (images, masks) in enumerate(loader, 1):
+                    x = to_input(images, norm, dev)
+                    y = masks.to(dev, non_blocking=True)
+                    loss_sum += train_step(
+                        net, x, y, loss_fn, optimizer, scaler, cpu_bf16=cfg.bf16 and dev.type == "cpu"
+                    )
+                    sched.step()
+                    if step % 10 == 0 or step == steps_per_epoch:
+                        mean_loss = float(loss_sum) / step  # syncs anyway: check it here for free
+                        if not self.dist.enabled:
+                            self._check_finite(mean_loss, epoch, step, record, last_path)
+                        progress.update(task, completed=step, loss=mean_loss)
+                train_seconds = time.perf_counter() - te
+                train_loss = float(ddp.all_reduce_sum(loss_sum, self.dist)) / (
+                    steps_per_epoch * self.dist.world_size
+                )
+                self._check_finite(train_loss, epoch, steps_per_epoch, record, last_path)
+                metrics = self._validate(model, val_ds, norm, mcfg.classes, ignore)
+                progress.remove_task(task)
+                row = {
                     "epoch": epoch,
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": sched.state_dict(),
-                    "scaler": scaler.state_dict() if scaler is not None else {},
-                    "history": json.dumps(history),
-                    "best_miou": best_miou,
-                    "best_epoch": best_epoch,
-                    "config": json.dumps(cfg.to_dict()),
+                    "train_loss": train_loss,
+                    "miou": metrics.miou,
+                    "dice": metrics.dice,
+                    "pixel_accuracy": metrics.pixel_accuracy,
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "seconds": round(time.perf_counter() - te, 2),
+                    "train_seconds": round(train_seconds, 3),
+                    "steps": steps_per_epoch,
                 }
-                save_checkpoint(last_path, ckpt, model)
-                ckpt.train_state = None
-                self._write_metrics(history, best_epoch, best_miou, info, cfg)
-        progress.stop()
+                improved = record.add(row, metrics.to_dict(info["class_names"]))
+                self.log(
+                    f"epoch {epoch:>3}/{cfg.epochs}  loss {train_loss:.4f}  val mIoU {metrics.miou:.4f}  "
+                    f"Dice {metrics.dice:.4f}  acc {metrics.pixel_accuracy:.4f}  {row['seconds']:.1f}s"
+                    + ("  [best]" if improved else "")
+                )
+                if self.dist.is_main:
+                    ckpt.training = record.summary(data_desc)
+                    if improved:
+                        ckpt.training["val"] = record.best
+                        ckpt.train_state = None
+                        save_checkpoint(best_path, ckpt, model)
+                    ckpt.train_state = {
+                        "epoch": epoch,
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": sched.state_dict(),
+                        "scaler": scaler.state_dict() if scaler is not None else {},
+                        "history": json.dumps(record.history),
+                        "best_miou": record.best_miou,
+                        "best_epoch": record.best_epoch,
+                        "config": json.dumps(cfg.to_dict()),
+                    }
+                    save_checkpoint(last_path, ckpt, model)
+                    ckpt.train_state = None
+                    record.write_metrics()
+                if cfg.patience is not None and record.since_best() >= cfg.patience and epoch < cfg.epochs:
+                    record.stopped_early = epoch
+                    self.log(
+                        f"early stop after epoch {epoch}: val mIoU has not improved for {cfg.patience} "
+                        f"epochs (best {record.best_miou:.4f} at epoch {record.best_epoch})"
+                    )
+                    break
+        finally:
+            progress.stop()
+            record.close()
         seconds = time.perf_counter() - t0
         if self.dist.is_main:
-            self._write_metrics(history, best_epoch, best_miou, info, cfg, seconds)
-            self._plots(history, best_path, val_ds)
+            record.write_metrics(seconds)
+            record.plots(best_path, val_ds, self.device)
             self.log(
-                f"best val mIoU {best_miou:.4f} at epoch {best_epoch}; {seconds:.0f}s; wrote {self.run_dir}/"
+                f"best val mIoU {record.best_miou:.4f} at epoch {record.best_epoch}; {seconds:.0f}s; "
+                f"wrote {self.run_dir}/"
             )
         ddp.barrier(self.dist)
-        return TrainResult(self.run_dir, best_path, last_path, best_miou, best_epoch, history, seconds)
+        return TrainResult(
+            self.run_dir, best_path, last_path, record.best_miou, record.best_epoch, record.history, seconds
+        )
+
+    def _check_finite(self, loss: float, epoch: int, step: int, record: RunRecord, last: Path) -> None:
+        """Stop a diverged run with one line; last.pt (the previous epoch) is left as it was."""
+        if math.isfinite(loss):
+            return
+        done = record.history[-1]["epoch"] if record.history else 0
+        kept = (
+            f"{last} still holds epoch {done}, the last good one"
+            if done and self.dist.is_main
+            else "no checkpoint was written"
+        )
+        raise TrainingDiverged(
+            f"training diverged: the loss became {loss} in epoch {epoch} (by step {step}); stopped. "
+            f"{kept}; lower --lr (now {self.cfg.lr:g}) and train again"
+        )
 
     def _progress(self):  # type: ignore[no-untyped-def]
         from rich.console import Console
@@ -305,7 +357,7 @@ class _Trainer:
             norm=norm,
             num_classes=classes,
             ignore_index=ignore,
-            batch_size=max(1, self.cfg.batch_size),
+            batch_size=self.cfg.batch_size or 8,
             device=self.device,
             indices=shard,
         )
@@ -313,54 +365,3 @@ class _Trainer:
         full = ConfusionMatrix(classes, ignore)
         full.matrix = total.cpu().numpy()
         return full.compute()
-
-    @staticmethod
-    def _summary(
-        cfg: TrainConfig,
-        data_desc: str,
-        epoch: int,
-        best_epoch: int,
-        best_miou: float,
-        history: list[dict[str, Any]],
-        info: dict[str, Any],
-    ) -> dict[str, Any]:
-        return {
-            "data": data_desc,
-            "val_data": cfg.val_data,
-            "epoch": epoch,
-            "epochs": cfg.epochs,
-            "best_epoch": best_epoch,
-            "best_miou": best_miou,
-            "seed": cfg.seed,
-            "binary_255": info["binary_255"],
-            "config": cfg.to_dict(),
-        }
-
-    def _write_metrics(
-        self,
-        history: list[dict[str, Any]],
-        best_epoch: int,
-        best_miou: float,
-        info: dict[str, Any],
-        cfg: TrainConfig,
-        seconds: float | None = None,
-    ) -> None:
-        write_json(
-            self.run_dir / "metrics.json",
-            {
-                "best_epoch": best_epoch,
-                "best_miou": best_miou,
-                "epochs": history,
-                "class_names": info["class_names"],
-                "img_size": list(info["img_size"]),
-                "seconds": None if seconds is None else round(seconds, 1),
-                "config": cfg.to_dict(),
-            },
-        )
-
-    def _plots(self, history: list[dict[str, Any]], best_path: Path, val_ds: Any) -> None:
-        from edgeseg.training.figures import plot_curves, plot_samples
-
-        plot_curves(history, self.run_dir / "curves.png")
-        best = load_checkpoint(best_path)
-        plot_samples(best, val_ds, self.run_dir / "samples.png", device=self.device)
