@@ -83,7 +83,8 @@ class _Trainer:
         if self.dist.is_main and not self.cfg.quiet:
             from rich.console import Console
 
-            Console(stderr=True, highlight=False).print(msg)
+            # One line per message, unwrapped: logs and tests can grep it.
+            Console(stderr=True, highlight=False).print(msg, soft_wrap=True)
 
     def run(self) -> TrainResult:
         try:
