@@ -89,7 +89,7 @@ def main() -> None:
         for r in range(args.rounds):
             cfg = TrainConfig(
                 data=str(data), val_data=str(val), img_size=(args.size, args.size), epochs=args.epochs,
-                augment=False, quiet=True, out=str(root / f"run{r}"), device="cpu",
+                batch_size=16, augment=False, quiet=True, out=str(root / f"run{r}"), device="cpu",
             )  # fmt: skip
             steps = (args.images // cfg.batch_size) * (args.epochs - 1)
             bare.append(bare_step_time(cfg, data, steps))

@@ -29,7 +29,10 @@ def train(
         typer.Option(help="Training size N or WxH, e.g. 256 or 480x352. Default: the data's size."),
     ] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Epochs (default 8).")] = None,
-    batch_size: Annotated[int, typer.Option(min=1)] = 16,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(min=1, help="Default: from the dataset size (at least 8 steps/epoch, 2..16)."),
+    ] = None,
     lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate (AdamW, cosine decay).")] = 3e-3,
     ignore_index: Annotated[
         int | None,
@@ -47,6 +50,21 @@ def train(
     seed: Annotated[int, typer.Option(help="Seed for init, split, shuffling and augmentation.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
     workers: Annotated[int, typer.Option(min=0, help="Data-loading worker processes.")] = 0,
+    class_weights: Annotated[
+        str,
+        typer.Option(
+            help="Cross-entropy class weights: none, auto (median frequency balancing) or w1,w2,..."
+        ),
+    ] = "none",
+    patience: Annotated[
+        int | None, typer.Option(min=1, help="Stop after N epochs without a better val mIoU.")
+    ] = None,
+    tensorboard: Annotated[
+        bool, typer.Option(help="Write TensorBoard event files beside metrics.json (extra 'tensorboard').")
+    ] = False,
+    bf16: Annotated[
+        bool, typer.Option(help="bf16 autocast on CPU (pays only on CPUs with AVX512-BF16/AMX; measure).")
+    ] = False,
     resume: Annotated[Path | None, typer.Option(help="Continue a run from its last.pt.")] = None,
     out: Annotated[
         Path | None, typer.Option(help="Run folder. Default: runs/train (runs/train2, ... if taken).")
@@ -83,6 +101,10 @@ def train(
         seed=seed,
         device=device,
         workers=workers,
+        class_weights=_class_weights_spec(class_weights),
+        patience=patience,
+        tensorboard=tensorboard,
+        bf16=bf16,
         resume=str(resume) if resume else None,
         out=str(out) if out else None,
         exist_ok=exist_ok,
@@ -103,6 +125,11 @@ def train(
         f"best val mIoU {result.best_miou:.4f} (epoch {result.best_epoch}) -> {result.best_checkpoint}"
     )
     write_json_opt(json_path, summary)
+
+
+def _class_weights_spec(spec: str) -> str:
+    spec = spec.strip()
+    return spec.lower() if spec.lower() in ("none", "auto") else spec
 
 
 @app.command("eval")

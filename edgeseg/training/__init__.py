@@ -6,12 +6,14 @@ the public function ``edgeseg.train``.
 """
 
 from edgeseg.models.device import resolve_device
-from edgeseg.training.loop import cosine_with_warmup, train, train_step
+from edgeseg.training.loop import TrainingDiverged, cosine_with_warmup, train, train_step
 from edgeseg.training.setup import (
     SYNTHETIC_SIZE,
     TrainConfig,
     TrainResult,
+    auto_batch_size,
     build_datasets,
+    build_model,
     check_img_size,
     next_free_dir,
     prepare_run_dir,
@@ -21,7 +23,10 @@ __all__ = [
     "SYNTHETIC_SIZE",
     "TrainConfig",
     "TrainResult",
+    "TrainingDiverged",
+    "auto_batch_size",
     "build_datasets",
+    "build_model",
     "check_img_size",
     "cosine_with_warmup",
     "next_free_dir",

@@ -10,18 +10,37 @@ from edgeseg._plot import pyplot
 from edgeseg.overlay import colorize
 
 
-def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
-    """Train loss and val mIoU / Dice / pixel accuracy per epoch."""
+def plot_curves(
+    history: list[dict[str, Any]],
+    path: Path,
+    *,
+    best_epoch: int | None = None,
+    best: dict[str, Any] | None = None,
+) -> None:
+    """Train loss and val mIoU / Dice / pixel accuracy per epoch; with `best` (the best epoch's
+    SegMetrics.to_dict) a third panel of its per-class IoU."""
     plt = pyplot()
     epochs = [h["epoch"] for h in history]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    per_class = (best or {}).get("iou_per_class") or {}
+    fig, axes = plt.subplots(1, 3 if per_class else 2, figsize=(15 if per_class else 10, 4))
+    ax1, ax2 = axes[0], axes[1]
     ax1.plot(epochs, [h["train_loss"] for h in history], marker="o")
     ax1.set(title="train loss (CE + Dice)", xlabel="epoch")
     for key, label in (("miou", "val mIoU"), ("dice", "val Dice"), ("pixel_accuracy", "val pixel acc")):
         ax2.plot(epochs, [h[key] for h in history], marker="o", label=label)
     ax2.set(title="validation", xlabel="epoch", ylim=(0, 1))
+    if best_epoch:
+        ax2.axvline(best_epoch, color="gray", linestyle="--", linewidth=1, label=f"best (epoch {best_epoch})")
     ax2.legend(loc="lower right")
-    for ax in (ax1, ax2):
+    if per_class:
+        names = list(per_class)
+        values = [per_class[n] if per_class[n] is not None else 0.0 for n in names]
+        axes[2].barh(names, values)
+        axes[2].invert_yaxis()
+        axes[2].set(title=f"val IoU per class, epoch {best_epoch}", xlim=(0, 1))
+        for y, (n, v) in enumerate(zip(names, values, strict=True)):
+            axes[2].text(min(v, 0.85) + 0.01, y, "n/a" if per_class[n] is None else f"{v:.2f}", va="center")
+    for ax in axes:
         ax.grid(alpha=0.3)
     fig.tight_layout()
     with atomic_path(path) as tmp:

@@ -14,56 +14,27 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
-from edgeseg._io import write_json
 from edgeseg.errors import InputError
 from edgeseg.evaluation.evaluate import confusion_on, to_input
 from edgeseg.evaluation.metrics import ConfusionMatrix
 from edgeseg.models.checkpoint import Checkpoint, Normalization, load_checkpoint, save_checkpoint
 from edgeseg.models.device import resolve_device
-from edgeseg.models.unet import UNet, UNetConfig
+from edgeseg.models.unet import UNet
 from edgeseg.training import distributed as ddp
 from edgeseg.training.losses import DiceCELoss
+from edgeseg.training.record import RunRecord
 from edgeseg.training.setup import (
     TrainConfig,
     TrainResult,
+    auto_batch_size,
     build_datasets,
+    build_model,
     prepare_run_dir,
+    resolve_class_weights,
 )
+from edgeseg.training.step import TrainingDiverged, cosine_with_warmup, train_step
 
-__all__ = ["cosine_with_warmup", "train", "train_step"]
-
-
-def cosine_with_warmup(total_steps: int, warmup_steps: int, floor: float = 0.01):  # type: ignore[no-untyped-def]
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        t = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-
-    return factor
-
-
-def train_step(
-    model: torch.nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    loss_fn: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler | None,
-) -> torch.Tensor:
-    """One optimisation step; returns the (detached) loss. Shared with benchmarks/train_overhead.py."""
-    optimizer.zero_grad(set_to_none=True)
-    if scaler is not None:
-        with torch.autocast("cuda", dtype=torch.float16):
-            loss = loss_fn(model(x), y)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        loss = loss_fn(model(x), y)
-        loss.backward()
-        optimizer.step()
-    return loss.detach()
+__all__ = ["TrainingDiverged", "cosine_with_warmup", "train", "train_step"]
 
 
 def train(config: TrainConfig | None = None, **overrides: Any) -> TrainResult:
@@ -112,7 +83,8 @@ class _Trainer:
         if self.dist.is_main and not self.cfg.quiet:
             from rich.console import Console
 
-            Console(stderr=True, highlight=False).print(msg)
+            # One line per message, unwrapped: logs and tests can grep it.
+            Console(stderr=True, highlight=False).print(msg, soft_wrap=True)
 
     def run(self) -> TrainResult:
         try:
@@ -127,155 +99,221 @@ class _Trainer:
             ddp.shutdown(self.dist)
 
     def _run(self) -> TrainResult:
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        torch.manual_seed(cfg.seed)
+        self._setup()
+        record = self.record
+        self.log(self._describe())
+        progress = self._progress()
+        try:
+            for epoch in range(self.start_epoch, cfg.epochs + 1):
+                te = time.perf_counter()
+                train_loss = self._train_epoch(epoch, progress)
+                train_seconds = time.perf_counter() - te
+                metrics = self._validate(self.model, self.val_ds, self.norm, self.num_classes, self.ignore)
+                row = {
+                    "epoch": epoch,
+                    "train_loss": train_loss,
+                    "miou": metrics.miou,
+                    "dice": metrics.dice,
+                    "pixel_accuracy": metrics.pixel_accuracy,
+                    "lr": self.optimizer.param_groups[0]["lr"],
+                    "seconds": round(time.perf_counter() - te, 2),
+                    "train_seconds": round(train_seconds, 3),
+                    "steps": self.steps_per_epoch,
+                }
+                improved = record.add(row, metrics.to_dict(self.info["class_names"]))
+                self.log(
+                    f"epoch {epoch:>3}/{cfg.epochs}  loss {train_loss:.4f}  val mIoU {metrics.miou:.4f}  "
+                    f"Dice {metrics.dice:.4f}  acc {metrics.pixel_accuracy:.4f}  {row['seconds']:.1f}s"
+                    + ("  [best]" if improved else "")
+                )
+                if self.dist.is_main:
+                    self._save(epoch, improved)
+                if cfg.patience is not None and record.since_best() >= cfg.patience and epoch < cfg.epochs:
+                    record.stopped_early = epoch
+                    self.log(
+                        f"early stop after epoch {epoch}: val mIoU has not improved for {cfg.patience} "
+                        f"epochs (best {record.best_miou:.4f} at epoch {record.best_epoch})"
+                    )
+                    break
+        finally:
+            progress.stop()
+            record.close()
+        seconds = time.perf_counter() - t0
+        if self.dist.is_main:
+            record.write_metrics(seconds)
+            record.plots(self.best_path, self.val_ds, self.device)
+            self.log(
+                f"best val mIoU {record.best_miou:.4f} at epoch {record.best_epoch}; {seconds:.0f}s; "
+                f"wrote {self.run_dir}/"
+            )
+        ddp.barrier(self.dist)
+        return TrainResult(
+            self.run_dir, self.best_path, self.last_path, record.best_miou, record.best_epoch,
+            record.history, seconds,
+        )  # fmt: skip
+
+    def _setup(self) -> None:
+        """Data, model, loss, loader, optimizer, schedule and the run record (restored on resume)."""
         from edgeseg.data import default_normalization
 
         cfg, dev = self.cfg, self.device
-        t0 = time.perf_counter()
-        torch.manual_seed(cfg.seed)
-        train_ds, val_ds, info = build_datasets(cfg)
-        if len(train_ds) == 0 or len(val_ds) == 0:
+        self.train_ds, self.val_ds, info = build_datasets(cfg)
+        if len(self.train_ds) == 0 or len(self.val_ds) == 0:
             raise InputError("need at least one training and one validation image")
+        self.info, self.ignore = info, info["ignore_index"]
         mean, std = default_normalization(info["channels"])
-        norm = Normalization(tuple(mean), tuple(std), "RGB" if info["channels"] == 3 else "GRAY")
-        mcfg = UNetConfig(info["channels"], info["num_classes"], cfg.depth, cfg.width, cfg.upsample)  # type: ignore[arg-type]
+        self.norm = Normalization(tuple(mean), tuple(std), "RGB" if info["channels"] == 3 else "GRAY")
+        mcfg, model = build_model(cfg, info)
         if self.resumed is not None and self.resumed.model_config != mcfg:
             raise InputError(f"'{cfg.resume}' was trained on different data/model settings; cannot resume")
+        self.num_classes = mcfg.classes
         # channels_last lets oneDNN (CPU) and cuDNN pick their fast NHWC convolutions: ~1.3x here.
-        model = UNet.from_config(mcfg).to(dev, memory_format=torch.channels_last)
-        ignore = info["ignore_index"]
-        loss_fn = DiceCELoss(mcfg.classes, ignore)
-
-        sampler = DistributedSampler(
-            train_ds, num_replicas=self.dist.world_size, rank=self.dist.rank, shuffle=True, seed=cfg.seed
+        self.model = model = model.to(dev, memory_format=torch.channels_last)
+        weights = resolve_class_weights(cfg, self.train_ds, info)
+        self.loss_fn = DiceCELoss(
+            mcfg.classes, self.ignore, class_weight=None if weights is None else torch.tensor(weights)
+        ).to(dev)
+        self._make_loader()
+        total = self.steps_per_epoch * cfg.epochs
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        # Warm-up and decay are sized from the real number of optimizer steps of this run.
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, cosine_with_warmup(total, max(1, int(cfg.warmup_fraction * total)))
         )
-        bs = min(cfg.batch_size, len(sampler))
-        loader = DataLoader(
-            train_ds,
-            batch_size=bs,
-            sampler=sampler,
-            num_workers=cfg.workers,
-            drop_last=len(sampler) > bs,  # a 1-image last batch would skew batch norm
-            pin_memory=dev.type == "cuda",
-            # Not persistent: workers must see each epoch's set_epoch() (fresh augmentation draws).
-            persistent_workers=False,
-        )
-        steps_per_epoch = len(loader)
-        total = steps_per_epoch * cfg.epochs
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, cosine_with_warmup(total, max(1, int(cfg.warmup_fraction * total)))
-        )
-        scaler = torch.amp.GradScaler("cuda") if cfg.amp and dev.type == "cuda" else None
-
-        history: list[dict[str, Any]] = []
-        best_miou, best_epoch, start_epoch = -1.0, 0, 1
+        self.scaler = torch.amp.GradScaler("cuda") if cfg.amp and dev.type == "cuda" else None
+        facts = {
+            "batch_size": self.batch_size,
+            "steps_per_epoch": self.steps_per_epoch,
+            "class_weights": weights,
+        }
+        self.record = RunRecord(self.run_dir, cfg, info, facts, write=self.dist.is_main)
+        self.start_epoch = 1
         if self.resumed is not None:
             st = self.resumed.train_state or {}
             model.load_state_dict(self.resumed.state_dict)
-            optimizer.load_state_dict(st["optimizer"])
-            sched.load_state_dict(st["scheduler"])
-            if scaler is not None and st.get("scaler"):
-                scaler.load_state_dict(st["scaler"])
-            history = json.loads(st["history"])
-            best_miou, best_epoch = float(st["best_miou"]), int(st["best_epoch"])
-            start_epoch = int(st["epoch"]) + 1
-            self.log(f"resuming {cfg.resume} at epoch {start_epoch}/{cfg.epochs}")
-        net: torch.nn.Module = model
+            self.optimizer.load_state_dict(st["optimizer"])
+            self.sched.load_state_dict(st["scheduler"])
+            if self.scaler is not None and st.get("scaler"):
+                self.scaler.load_state_dict(st["scaler"])
+            self.record.restore(json.loads(st["history"]), float(st["best_miou"]), int(st["best_epoch"]))
+            self.start_epoch = int(st["epoch"]) + 1
+            self.log(f"resuming {cfg.resume} at epoch {self.start_epoch}/{cfg.epochs}")
+        self.record.open_tensorboard()
+        self.net: torch.nn.Module = model
         if self.dist.enabled:
-            net = torch.nn.parallel.DistributedDataParallel(
+            self.net = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[dev.index] if dev.type == "cuda" else None
             )
-
-        ckpt = Checkpoint(
+        self.ckpt = Checkpoint(
             model_config=mcfg,
             class_names=info["class_names"],
-            normalization=norm,
+            normalization=self.norm,
             img_size=info["img_size"],
-            ignore_index=ignore,
+            ignore_index=self.ignore,
         )
-        best_path, last_path = self.run_dir / "best.pt", self.run_dir / "last.pt"
-        data_desc = cfg.data or f"synthetic(seed={cfg.seed})"
-        self.log(
-            f"training UNet(depth={cfg.depth}, width={cfg.width}) on {data_desc}: "
-            f"{len(train_ds)} train / {len(val_ds)} val images, {mcfg.classes} classes, "
-            f"{info['img_size'][0]}x{info['img_size'][1]}, {info['channels']} channel(s), {dev}"
+        self.best_path, self.last_path = self.run_dir / "best.pt", self.run_dir / "last.pt"
+        self.data_desc = cfg.data or f"synthetic(seed={cfg.seed})"
+
+    def _make_loader(self) -> None:
+        cfg = self.cfg
+        self.sampler = DistributedSampler(
+            self.train_ds, num_replicas=self.dist.world_size, rank=self.dist.rank, shuffle=True, seed=cfg.seed
+        )
+        n = len(self.sampler)
+        self.batch_size = bs = min(
+            cfg.batch_size or auto_batch_size(len(self.train_ds), self.dist.world_size), n
+        )
+        self.loader = DataLoader(
+            self.train_ds,
+            batch_size=bs,
+            sampler=self.sampler,
+            num_workers=cfg.workers,
+            drop_last=n > bs,  # a 1-image last batch would skew batch norm
+            pin_memory=self.device.type == "cuda",
+            # Not persistent: workers must see each epoch's set_epoch() (fresh augmentation draws).
+            persistent_workers=False,
+        )
+        self.steps_per_epoch = len(self.loader)
+
+    def _describe(self) -> str:
+        cfg, info = self.cfg, self.info
+        return (
+            f"training UNet(depth={cfg.depth}, width={cfg.width}) on {self.data_desc}: "
+            f"{len(self.train_ds)} train / {len(self.val_ds)} val images, {self.num_classes} classes, "
+            f"{info['img_size'][0]}x{info['img_size'][1]}, {info['channels']} channel(s), {self.device}, "
+            f"batch {self.batch_size} x {self.steps_per_epoch} steps/epoch"
             + (f", {self.dist.world_size} processes" if self.dist.enabled else "")
+            + (", bf16 autocast" if cfg.bf16 and self.device.type == "cpu" else "")
         )
-        progress = self._progress()
-        for epoch in range(start_epoch, cfg.epochs + 1):
-            te = time.perf_counter()
-            sampler.set_epoch(epoch)
-            train_ds.set_epoch(epoch)
-            net.train()
-            loss_sum = torch.zeros((), device=dev)
-            task = progress.add_task(
-                f"epoch {epoch}/{cfg.epochs}",
-                total=steps_per_epoch,
-                loss=float("nan"),
-                best=max(best_miou, 0),
-            )
-            for step, (images, masks) in enumerate(loader, 1):
-                x = to_input(images, norm, dev)
-                y = masks.to(dev, non_blocking=True)
-                loss_sum += train_step(net, x, y, loss_fn, optimizer, scaler)
-                sched.step()
-                if step % 10 == 0 or step == steps_per_epoch:
-                    progress.update(task, completed=step, loss=float(loss_sum) / step)
-            train_seconds = time.perf_counter() - te
-            train_loss = float(ddp.all_reduce_sum(loss_sum, self.dist)) / (
-                steps_per_epoch * self.dist.world_size
-            )
-            metrics = self._validate(model, val_ds, norm, mcfg.classes, ignore)
-            progress.remove_task(task)
-            row = {
-                "epoch": epoch,
-                "train_loss": train_loss,
-                "miou": metrics.miou,
-                "dice": metrics.dice,
-                "pixel_accuracy": metrics.pixel_accuracy,
-                "lr": optimizer.param_groups[0]["lr"],
-                "seconds": round(time.perf_counter() - te, 2),
-                "train_seconds": round(train_seconds, 3),
-                "steps": steps_per_epoch,
-            }
-            history.append(row)
-            improved = metrics.miou > best_miou
-            if improved:
-                best_miou, best_epoch = metrics.miou, epoch
-            self.log(
-                f"epoch {epoch:>3}/{cfg.epochs}  loss {train_loss:.4f}  val mIoU {metrics.miou:.4f}  "
-                f"Dice {metrics.dice:.4f}  acc {metrics.pixel_accuracy:.4f}  {row['seconds']:.1f}s"
-                + ("  [best]" if improved else "")
-            )
-            if self.dist.is_main:
-                ckpt.training = self._summary(cfg, data_desc, epoch, best_epoch, best_miou, history, info)
-                if improved:
-                    ckpt.training["val"] = metrics.to_dict(info["class_names"])
-                    ckpt.train_state = None
-                    save_checkpoint(best_path, ckpt, model)
-                ckpt.train_state = {
-                    "epoch": epoch,
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": sched.state_dict(),
-                    "scaler": scaler.state_dict() if scaler is not None else {},
-                    "history": json.dumps(history),
-                    "best_miou": best_miou,
-                    "best_epoch": best_epoch,
-                    "config": json.dumps(cfg.to_dict()),
-                }
-                save_checkpoint(last_path, ckpt, model)
-                ckpt.train_state = None
-                self._write_metrics(history, best_epoch, best_miou, info, cfg)
-        progress.stop()
-        seconds = time.perf_counter() - t0
-        if self.dist.is_main:
-            self._write_metrics(history, best_epoch, best_miou, info, cfg, seconds)
-            self._plots(history, best_path, val_ds)
-            self.log(
-                f"best val mIoU {best_miou:.4f} at epoch {best_epoch}; {seconds:.0f}s; wrote {self.run_dir}/"
-            )
-        ddp.barrier(self.dist)
-        return TrainResult(self.run_dir, best_path, last_path, best_miou, best_epoch, history, seconds)
+
+    def _train_epoch(self, epoch: int, progress: Any) -> float:
+        """One pass over the training set; returns the mean loss over all processes."""
+        dev, steps = self.device, self.steps_per_epoch
+        self.sampler.set_epoch(epoch)
+        self.train_ds.set_epoch(epoch)
+        self.net.train()
+        loss_sum = torch.zeros((), device=dev)
+        task = progress.add_task(
+            f"epoch {epoch}/{self.cfg.epochs}",
+            total=steps,
+            loss=float("nan"),
+            best=max(self.record.best_miou, 0),
+        )
+        bf16 = self.cfg.bf16 and dev.type == "cpu"
+        for step, (images, masks) in enumerate(self.loader, 1):
+            x = to_input(images, self.norm, dev)
+            y = masks.to(dev, non_blocking=True)
+            loss_sum += train_step(self.net, x, y, self.loss_fn, self.optimizer, self.scaler, cpu_bf16=bf16)
+            self.sched.step()
+            if step % 10 == 0 or step == steps:
+                mean_loss = float(loss_sum) / step  # syncs anyway: check it here for free
+                if not self.dist.enabled:  # a rank stopping alone would leave the others waiting
+                    self._check_finite(mean_loss, epoch, step)
+                progress.update(task, completed=step, loss=mean_loss)
+        train_loss = float(ddp.all_reduce_sum(loss_sum, self.dist)) / (steps * self.dist.world_size)
+        self._check_finite(train_loss, epoch, steps)
+        progress.remove_task(task)
+        return train_loss
+
+    def _save(self, epoch: int, improved: bool) -> None:
+        """best.pt (weights only) when improved, last.pt with the training state, metrics.json."""
+        ckpt, record = self.ckpt, self.record
+        ckpt.training = record.summary(self.data_desc)
+        if improved:
+            ckpt.training["val"] = record.best
+            ckpt.train_state = None
+            save_checkpoint(self.best_path, ckpt, self.model)
+        ckpt.train_state = {
+            "epoch": epoch,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else {},
+            "history": json.dumps(record.history),
+            "best_miou": record.best_miou,
+            "best_epoch": record.best_epoch,
+            "config": json.dumps(self.cfg.to_dict()),
+        }
+        save_checkpoint(self.last_path, ckpt, self.model)
+        ckpt.train_state = None
+        record.write_metrics()
+
+    def _check_finite(self, loss: float, epoch: int, step: int) -> None:
+        """Stop a diverged run with one line; last.pt (the previous epoch) is left as it was."""
+        if math.isfinite(loss):
+            return
+        done = self.record.history[-1]["epoch"] if self.record.history else 0
+        kept = (
+            f"{self.last_path} still holds epoch {done}, the last good one"
+            if done and self.dist.is_main
+            else "no checkpoint was written"
+        )
+        raise TrainingDiverged(
+            f"training diverged: the loss became {loss} in epoch {epoch} (by step {step}); stopped. "
+            f"{kept}; lower --lr (now {self.cfg.lr:g}) and train again"
+        )
 
     def _progress(self):  # type: ignore[no-untyped-def]
         from rich.console import Console
@@ -305,7 +343,7 @@ class _Trainer:
             norm=norm,
             num_classes=classes,
             ignore_index=ignore,
-            batch_size=max(1, self.cfg.batch_size),
+            batch_size=self.cfg.batch_size or 8,
             device=self.device,
             indices=shard,
         )
@@ -313,54 +351,3 @@ class _Trainer:
         full = ConfusionMatrix(classes, ignore)
         full.matrix = total.cpu().numpy()
         return full.compute()
-
-    @staticmethod
-    def _summary(
-        cfg: TrainConfig,
-        data_desc: str,
-        epoch: int,
-        best_epoch: int,
-        best_miou: float,
-        history: list[dict[str, Any]],
-        info: dict[str, Any],
-    ) -> dict[str, Any]:
-        return {
-            "data": data_desc,
-            "val_data": cfg.val_data,
-            "epoch": epoch,
-            "epochs": cfg.epochs,
-            "best_epoch": best_epoch,
-            "best_miou": best_miou,
-            "seed": cfg.seed,
-            "binary_255": info["binary_255"],
-            "config": cfg.to_dict(),
-        }
-
-    def _write_metrics(
-        self,
-        history: list[dict[str, Any]],
-        best_epoch: int,
-        best_miou: float,
-        info: dict[str, Any],
-        cfg: TrainConfig,
-        seconds: float | None = None,
-    ) -> None:
-        write_json(
-            self.run_dir / "metrics.json",
-            {
-                "best_epoch": best_epoch,
-                "best_miou": best_miou,
-                "epochs": history,
-                "class_names": info["class_names"],
-                "img_size": list(info["img_size"]),
-                "seconds": None if seconds is None else round(seconds, 1),
-                "config": cfg.to_dict(),
-            },
-        )
-
-    def _plots(self, history: list[dict[str, Any]], best_path: Path, val_ds: Any) -> None:
-        from edgeseg.training.figures import plot_curves, plot_samples
-
-        plot_curves(history, self.run_dir / "curves.png")
-        best = load_checkpoint(best_path)
-        plot_samples(best, val_ds, self.run_dir / "samples.png", device=self.device)

@@ -11,9 +11,31 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg.errors import InputError
-from edgeseg.models.unet import round_to_stride
+from edgeseg.models.unet import UNet, UNetConfig, round_to_stride
 
 SYNTHETIC_SIZE = (128, 128)
+# auto_batch_size: aim for at least this many optimizer steps per epoch, within these batch sizes.
+MIN_STEPS_PER_EPOCH = 8
+MIN_AUTO_BATCH, MAX_AUTO_BATCH = 2, 16
+
+
+def auto_batch_size(n_train: int, world_size: int = 1) -> int:
+    """The batch size per process that gives `n_train` images at least MIN_STEPS_PER_EPOCH optimizer
+    steps per epoch: the largest power of two <= n_train / (MIN_STEPS_PER_EPOCH * world_size),
+    clamped to [MIN_AUTO_BATCH, MAX_AUTO_BATCH]. A fixed batch of 16 gives 24 images one step an
+    epoch; benchmarks/README.md has the runs that chose these numbers."""
+    per_step = n_train / (MIN_STEPS_PER_EPOCH * max(1, world_size))
+    batch = MIN_AUTO_BATCH
+    while batch * 2 <= min(per_step, MAX_AUTO_BATCH):
+        batch *= 2
+    return batch
+
+
+def build_model(cfg: TrainConfig, info: dict[str, Any]) -> tuple[UNetConfig, UNet]:
+    """The network a run trains, from its config and its data (channels, classes): the one place
+    an architecture is chosen."""
+    mcfg = UNetConfig(info["channels"], info["num_classes"], cfg.depth, cfg.width, cfg.upsample)  # type: ignore[arg-type]
+    return mcfg, UNet.from_config(mcfg)
 
 
 @dataclass
@@ -25,7 +47,7 @@ class TrainConfig:
     classes: int | None = None  # None = classes.txt or the largest mask id + 1
     img_size: tuple[int, int] | None = None  # (width, height); None = the data's own size
     epochs: int = 8
-    batch_size: int = 16
+    batch_size: int | None = None  # None = auto_batch_size(number of training images)
     lr: float = 3e-3
     weight_decay: float = 1e-4
     warmup_fraction: float = 0.05
@@ -40,6 +62,10 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = True  # mixed precision, CUDA only
+    bf16: bool = False  # bf16 autocast on CPU (see benchmarks/train_bf16.py for when it pays)
+    class_weights: str = "none"  # none | auto (median frequency balancing) | w1,w2,... per class
+    patience: int | None = None  # stop after this many epochs without a better val mIoU
+    tensorboard: bool = False  # TensorBoard event files beside metrics.json
     workers: int = 0
     out: str | None = None  # None = runs/train, or runs/train2, ... if that already holds a run
     exist_ok: bool = False
@@ -120,6 +146,17 @@ def build_datasets(cfg: TrainConfig) -> tuple[Any, Any, dict[str, Any]]:
         "binary_255": bool(getattr(base, "binary_255", False)),
     }
     return train, val, info
+
+
+def resolve_class_weights(cfg: TrainConfig, train: Any, info: dict[str, Any]) -> list[float] | None:
+    """The cross-entropy class weights `cfg.class_weights` asks for: None, the given list, or
+    (auto) median frequency balancing over the training masks at training size, unaugmented."""
+    from edgeseg.training.losses import class_weights_from_spec, median_frequency_weights
+
+    if cfg.class_weights != "auto":
+        return class_weights_from_spec(cfg.class_weights, info["num_classes"])
+    masks = (train.base[i][1] for i in train.indices)
+    return median_frequency_weights(masks, info["num_classes"], info["ignore_index"])
 
 
 def check_img_size(
