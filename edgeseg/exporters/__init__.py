@@ -193,14 +193,26 @@ def _check_config(config: ExportConfig) -> None:
             raise InputError("--max-drop needs --val-data: the drop is measured on labelled images")
 
 
-def _check_size(size: tuple[int, int], stride: int) -> tuple[int, int]:
-    from edgeseg.models.unet import round_to_stride
+def _check_size(size: tuple[int, int], ckpt: Checkpoint, dynamic: bool) -> tuple[int, int]:
+    """The export size, or InputError naming the nearest size the architecture accepts."""
+    from edgeseg.models.registry import round_to_stride
 
     w, h = int(size[0]), int(size[1])
+    spec = ckpt.model_config
+    if spec.family == "imported":
+        if (w, h) != tuple(ckpt.img_size) or dynamic:
+            iw, ih = ckpt.img_size
+            raise InputError(
+                f"an imported model exports at the size it was imported at, {iw}x{ih}, with a fixed "
+                f"input size (got --img-size {w}x{h}{', --dynamic' if dynamic else ''}); import it "
+                "again with img_size=(W, H) for another size"
+            )
+        return w, h
+    stride = spec.stride
     if w <= 0 or h <= 0 or w % stride or h % stride:
         raise InputError(
-            f"--img-size {w}x{h} does not suit this U-Net: width and height must divide by {stride}; "
-            f"e.g. {round_to_stride(w, stride)}x{round_to_stride(h, stride)}"
+            f"--img-size {w}x{h} does not suit {spec.describe()}: width and height must divide by "
+            f"{stride}; e.g. {round_to_stride(w, stride)}x{round_to_stride(h, stride)}"
         )
     return w, h
 
@@ -232,7 +244,7 @@ def _draft_manifest(
         input=ckpt.input_spec(INPUT_NAME, size),
         output=OutputSpec(name=OUTPUT_NAME, classes=cfg.classes),
         source={"checkpoint": str(checkpoint), "sha256": sha256_file(checkpoint)},
-        model={"name": "unet", **cfg.to_dict()},
+        model={"name": cfg.arch, **cfg.to_dict()},
         ignore_index=ckpt.ignore_index,
         dynamic_axes=axes,
         edgeseg_version=__version__,
@@ -307,7 +319,7 @@ def export(
 
     ckpt_path = Path(checkpoint)
     ckpt = load_checkpoint(ckpt_path)
-    size = _check_size(config.img_size or ckpt.img_size, ckpt.model_config.stride)
+    size = _check_size(config.img_size or ckpt.img_size, ckpt, config.dynamic)
     dest = (
         Path(config.out)
         if config.out

@@ -20,13 +20,15 @@ from edgeseg.evaluation.evaluate import confusion_on, to_input
 from edgeseg.evaluation.metrics import ConfusionMatrix
 from edgeseg.models.checkpoint import Checkpoint, Normalization, load_checkpoint, save_checkpoint
 from edgeseg.models.device import resolve_device
-from edgeseg.models.unet import UNet, UNetConfig
+from edgeseg.models.registry import build_model
 from edgeseg.training import distributed as ddp
 from edgeseg.training.losses import DiceCELoss
 from edgeseg.training.setup import (
     TrainConfig,
     TrainResult,
     build_datasets,
+    model_spec,
+    new_model,
     prepare_run_dir,
 )
 
@@ -137,11 +139,13 @@ class _Trainer:
             raise InputError("need at least one training and one validation image")
         mean, std = default_normalization(info["channels"])
         norm = Normalization(tuple(mean), tuple(std), "RGB" if info["channels"] == 3 else "GRAY")
-        mcfg = UNetConfig(info["channels"], info["num_classes"], cfg.depth, cfg.width, cfg.upsample)  # type: ignore[arg-type]
+        mcfg = model_spec(cfg, info["channels"], info["num_classes"])
         if self.resumed is not None and self.resumed.model_config != mcfg:
             raise InputError(f"'{cfg.resume}' was trained on different data/model settings; cannot resume")
         # channels_last lets oneDNN (CPU) and cuDNN pick their fast NHWC convolutions: ~1.3x here.
-        model = UNet.from_config(mcfg).to(dev, memory_format=torch.channels_last)
+        model = (new_model(cfg, mcfg) if self.resumed is None else build_model(mcfg)).to(
+            dev, memory_format=torch.channels_last
+        )
         ignore = info["ignore_index"]
         loss_fn = DiceCELoss(mcfg.classes, ignore)
 
@@ -196,7 +200,7 @@ class _Trainer:
         best_path, last_path = self.run_dir / "best.pt", self.run_dir / "last.pt"
         data_desc = cfg.data or f"synthetic(seed={cfg.seed})"
         self.log(
-            f"training UNet(depth={cfg.depth}, width={cfg.width}) on {data_desc}: "
+            f"training {mcfg.describe()} on {data_desc}: "
             f"{len(train_ds)} train / {len(val_ds)} val images, {mcfg.classes} classes, "
             f"{info['img_size'][0]}x{info['img_size'][1]}, {info['channels']} channel(s), {dev}"
             + (f", {self.dist.world_size} processes" if self.dist.enabled else "")
@@ -295,7 +299,7 @@ class _Trainer:
         progress.start()
         return progress
 
-    def _validate(self, model: UNet, val_ds: Any, norm: Normalization, classes: int, ignore: int | None):  # type: ignore[no-untyped-def]
+    def _validate(self, model: Any, val_ds: Any, norm: Normalization, classes: int, ignore: int | None):  # type: ignore[no-untyped-def]
         # Each rank scores its shard; summing the confusion matrices gives the exact full-set metrics.
         ddp.sync_buffers(model, self.dist)
         shard = list(range(self.dist.rank, len(val_ds), self.dist.world_size))
