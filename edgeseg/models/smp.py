@@ -126,14 +126,17 @@ def init_encoder(model: nn.Module, spec: ModelSpec, weights: str) -> nn.Module:
     # A whole SMP model's state dict works too: its encoder's keys carry the "encoder." prefix.
     if not any(k in encoder.state_dict() for k in state) and any(k.startswith("encoder.") for k in state):
         state = {k[len("encoder.") :]: v for k, v in state.items() if k.startswith("encoder.")}
-    result = encoder.load_state_dict(state, strict=False)
-    missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
-    if missing or unexpected:
+    try:
+        # strict, through the encoder's own load_state_dict (SMP's drop a classifier's "fc." keys)
+        encoder.load_state_dict(state, strict=True)
+    except RuntimeError:
+        have = set(encoder.state_dict())
+        missing, unexpected = sorted(have - set(state)), sorted(set(state) - have)
         raise InputError(
             f"--encoder-weights '{path}' does not fit encoder {_encoder(spec)}: {len(missing)} missing "
             f"keys (e.g. {', '.join(missing[:3]) or '-'}), {len(unexpected)} unexpected "
             f"(e.g. {', '.join(unexpected[:3]) or '-'}); pass weights saved from this encoder"
-        )
+        ) from None
     return model
 
 
