@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
     from edgeseg.models.registry import ModelSpec
 
-__all__ = ["ImportedModel", "check_program", "import_model"]
+__all__ = ["as_imported", "check_program", "import_model"]
 
 ARCH = "imported"
 _ALLOWED_PREFIX = "torch.ops.aten."
@@ -59,11 +59,12 @@ def build(spec: ModelSpec, extra: dict[str, Any]) -> nn.Module:
     program, state = extra.get("program"), extra.get("state_dict")
     if not isinstance(program, str) or not isinstance(state, dict):
         raise InputError("an imported model is rebuilt from its model file (its program and weights)")
-    return ImportedModel(program, state, tuple(spec.kwargs["img_size"]), spec.in_channels)
+    w, h = (int(v) for v in spec.kwargs["img_size"])
+    return as_imported(_deserialize(program, state, (1, spec.in_channels, h, w)))
 
 
 def stride(spec: ModelSpec) -> int:
-    return 1  # any size is "divisible"; the fixed size is enforced by `ImportedModel.check_input`
+    return 1  # any size is "divisible"; the fixed size is enforced by `Checkpoint.check_input`
 
 
 def describe(spec: ModelSpec) -> str:
@@ -74,54 +75,38 @@ def describe(spec: ModelSpec) -> str:
 # -- the module ---------------------------------------------------------------------------------
 
 
-def _torch_module_base() -> type:
-    import torch
+def as_imported(graph: nn.Module) -> nn.Module:
+    """Give the program's module (a torch.fx GraphModule) what edgeseg's models have, in place.
 
-    return torch.nn.Module
+    The class is swapped rather than the module wrapped: a GraphModule nested in another module does
+    not re-export to ONNX (torch's decomposition cannot resolve the nested attribute paths), while
+    the GraphModule itself does. `weights_from_file`: `Checkpoint.build_model` must not load the
+    state dict again; `train(False)` is a no-op (the program was captured in eval mode, BatchNorm
+    statistics and disabled dropout are part of the graph, and torch refuses train()/eval() on an
+    exported module); batches larger than 1 run image by image (the program was captured at 1).
+    """
+    base = type(graph)
 
+    def forward(self: Any, x: Any) -> Any:
+        if x.shape[0] == 1:
+            return base.forward(self, x)
+        import torch
 
-class ImportedModel(_torch_module_base()):  # type: ignore[misc]
-    """An imported program run eagerly by PyTorch. Its weights are buffers of the program, so
-    `state_dict()` round-trips and `.to(device)` moves them. Batches run one image at a time (the
-    program was captured at batch 1)."""
+        return torch.cat([base.forward(self, x[i : i + 1]) for i in range(x.shape[0])])
 
-    weights_from_file = True  # Checkpoint.build_model: the program was rebuilt with its weights
-
-    def __init__(
-        self, program: str, state: dict[str, Any], img_size: tuple[int, int], in_channels: int
-    ) -> None:
-        super().__init__()
-        self.program_json = program
-        self.img_size = (int(img_size[0]), int(img_size[1]))
-        self.in_channels = in_channels
-        self.graph = _deserialize(program, state, (1, in_channels, self.img_size[1], self.img_size[0]))
-
-    def train(self, mode: bool = True) -> ImportedModel:
-        # The program was captured in eval mode (BatchNorm statistics, dropout off are part of the
-        # graph) and torch refuses train()/eval() on an exported module: keep it as captured.
+    def train(self: Any, mode: bool = True) -> Any:
         if mode:
             raise InputError("an imported model runs in inference mode only; it cannot be trained")
         self.training = False
         return self
 
-    def check_input(self, x: torch.Tensor) -> None:
-        w, h = self.img_size
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"this imported model takes N x {self.in_channels} x {h} x {w} input, got {tuple(x.shape)}"
-            )
-        if x.shape[2] != h or x.shape[3] != w:
-            raise ValueError(
-                f"this imported model runs at {w}x{h} only (the size it was imported at); got "
-                f"{x.shape[3]}x{x.shape[2]}. Import it again with img_size=(W, H) for another size"
-            )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        import torch
-
-        if x.shape[0] == 1:
-            return self.graph(x)
-        return torch.cat([self.graph(x[i : i + 1]) for i in range(x.shape[0])])
+    graph.__class__ = type(
+        "ImportedProgram", (base,), {"forward": forward, "train": train, "weights_from_file": True}
+    )
+    for name in ("train", "eval"):  # torch sets refusing train()/eval() on the instance
+        graph.__dict__.pop(name, None)
+    graph.training = False
+    return graph
 
 
 def check_program(program: str) -> dict[str, Any]:
@@ -217,15 +202,19 @@ def _logits(output: Any) -> torch.Tensor:
     return output
 
 
-class _Logits(_torch_module_base()):  # type: ignore[misc]
+def _unwrapped(module: nn.Module) -> nn.Module:
     """The user's module with a dict output unwrapped: what torch.export captures."""
+    import torch
 
-    def __init__(self, module: nn.Module) -> None:
-        super().__init__()
-        self.module = module
+    class Logits(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.module = module
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _logits(self.module(x))
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return _logits(self.module(x))
+
+    return Logits()
 
 
 def import_model(
@@ -271,7 +260,7 @@ def import_model(
         raise InputError(f"'{dest}' already exists; choose another path or remove it first")
     if not isinstance(module, torch.nn.Module):
         raise InputError(f"import_model takes a torch.nn.Module; got {type(module).__name__}")
-    wrapped = _Logits(module.eval()).eval()
+    wrapped = _unwrapped(module.eval()).eval()
     x = torch.rand(1, channels, h, w)
     with torch.inference_mode():
         y = wrapped(x)
