@@ -155,7 +155,8 @@ def test_imported_patterns_export_with_parity(imported: tuple[Path, str], target
     path, _ = imported
     fp32 = export(path, ExportConfig(target=target, out=str(path.parent / f"{target}-fp32")))
     assert fp32.parity.pixel_agreement >= 0.999, fp32.parity.summary()
-    int8 = export(path, ExportConfig(target=target, precision="int8", out=str(path.parent / f"{target}-int8")))
+    int8_out = str(path.parent / f"{target}-int8")
+    int8 = export(path, ExportConfig(target=target, precision="int8", out=int8_out))
     assert int8.manifest.quantization and int8.parity.pixel_agreement >= 0.9, int8.parity.summary()
     assert int8.manifest.model["arch"] == "imported"
 
@@ -167,7 +168,8 @@ def test_imported_patterns_make_engine_ready_int8_graphs(imported: tuple[Path, s
     from edgeseg.exporters.tensorrt_graph import check_engine_ready
 
     path, _ = imported
-    result = export(path, ExportConfig(target="tensorrt", precision="int8", out=str(path.parent / "trt-int8")))
+    config = ExportConfig(target="tensorrt", precision="int8", out=str(path.parent / "trt-int8"))
+    result = export(path, config)
     assert check_engine_ready(result.bundle / "model.onnx", "int8") == []
     assert result.parity.pixel_agreement >= 0.9, result.parity.summary()
 
