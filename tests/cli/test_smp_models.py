@@ -67,7 +67,7 @@ def test_eval_and_segmenter(run, capsys: pytest.CaptureFixture[str]):
     from edgeseg import Segmenter
 
     out, _, val = run
-    rc, text, err = run_cli(["eval", out / "best.pt", "--data", val, "--json", out / "eval.json"], capsys)
+    rc, _, err = run_cli(["eval", out / "best.pt", "--data", val, "--json", out / "eval.json"], capsys)
     assert rc == 0, err
     miou = json.loads((out / "eval.json").read_text())["metrics"]["miou"]
     assert 0.0 <= miou <= 1.0
@@ -86,7 +86,8 @@ def test_export(run, target: str, precision: str, capsys: pytest.CaptureFixture[
     out, _, val = run
     bundle = out / f"b-{target}-{precision}"
     rc, _, err = run_cli(["export", out / "best.pt", "--target", target, "--precision", precision,
-                          "--val-data", val, "--out", bundle, "--json", out / "export.json"], capsys)  # fmt: skip
+                          "--val-data", val, "--out", bundle, "--json", out / "export.json"],
+                         capsys)  # fmt: skip
     assert rc == 0, err
     parity = json.loads((out / "export.json").read_text())["parity"]
     assert parity["pixel_agreement"] >= (0.999 if precision == "fp32" else 0.9), parity
@@ -111,8 +112,9 @@ def test_tensorrt_int8_graph_is_engine_ready(run, capsys: pytest.CaptureFixture[
 @pytest.mark.slow
 def test_benchmark(run, capsys: pytest.CaptureFixture[str]):
     out, _, val = run
-    rc, _, err = run_cli(["benchmark", out / "best.pt", "--targets", "onnx:fp32", "--data", val, "--runs", "2",
-                          "--warmup", "1", "--out", out / "bench", "--json", out / "bench.json"], capsys)  # fmt: skip
+    rc, _, err = run_cli(["benchmark", out / "best.pt", "--targets", "onnx:fp32", "--data", val,
+                          "--runs", "2", "--warmup", "1", "--out", out / "bench",
+                          "--json", out / "bench.json"], capsys)  # fmt: skip
     assert rc == 0, err
     rows = {r["name"]: r for r in json.loads((out / "bench.json").read_text())["rows"]}
     assert rows["onnx:fp32"]["agreement"] >= 0.999, rows["onnx:fp32"]

@@ -191,3 +191,18 @@ def test_top_level_export_of_a_module(tmp_path: Path):
     assert result.manifest.class_names == ("bg", "fg")
     with pytest.raises(InputError, match=r"needs out="):
         edgeseg.export(DictOut().eval(), target="onnx", classes=2, img_size=(32, 24), mean=MEAN, std=STD)
+
+
+def test_imported_file_through_predict_and_info(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    from PIL import Image
+
+    from edgeseg.cli import main
+
+    path = edgeseg.import_model(_trained_bn(PadUNet(), 3), tmp_path / "m.pt", classes=3, img_size=(46, 30),
+                                mean=MEAN, std=STD)  # fmt: skip
+    Image.fromarray(np.full((40, 50, 3), 90, np.uint8)).save(tmp_path / "frame.png")
+    assert main(["predict", str(path), str(tmp_path / "frame.png"), "--out", str(tmp_path / "pred")]) == 0
+    mask = np.asarray(Image.open(tmp_path / "pred" / "frame_mask.png"))
+    assert mask.shape == (40, 50) and mask.max() < 3
+    assert main(["info", str(path)]) == 0
+    assert "imported PadUNet (torch.export program at 46x30)" in capsys.readouterr().out
