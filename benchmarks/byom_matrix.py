@@ -51,14 +51,16 @@ def _images(data: Path | None, size: int) -> torch.Tensor:
     return (x - torch.tensor(MEAN)[:, None, None]) / torch.tensor(STD)[:, None, None]
 
 
-def _checkpoint(arch: str, encoder: str, x: torch.Tensor, path: Path) -> Path:
-    spec = ModelSpec(f"smp:{arch}", 3, 4, {"encoder": encoder})
+def _checkpoint(arch: str, encoder: str, x: torch.Tensor, path: Path, names: list[str]) -> Path:
+    spec = ModelSpec(f"smp:{arch}", 3, len(names), {"encoder": encoder})
     torch.manual_seed(0)
     model = build_model(spec).train()
     with torch.no_grad():  # BatchNorm statistics of real images: what a trained model would have
         for i in range(0, len(x), 4):
             model(x[i : i + 4])
-    ckpt = Checkpoint(spec, [f"c{i}" for i in range(4)], Normalization(MEAN, STD), (x.shape[3], x.shape[2]))
+    size = (x.shape[3], x.shape[2])
+    ignore = 11 if len(names) == 11 else None  # camvid-mini: 11 classes, id 11 unlabelled
+    ckpt = Checkpoint(spec, names, Normalization(MEAN, STD), size, ignore_index=ignore)
     return save_checkpoint(path, ckpt, model.eval())
 
 
@@ -75,6 +77,7 @@ def main() -> None:
     val = str(data / "val") if data is not None else None
     calib = str(data / "train") if data is not None else None
     x = _images(data, args.size)
+    names = (data / "classes.txt").read_text().split() if data is not None else [f"c{i}" for i in range(4)]
     print(f"torch {torch.__version__}, {args.size}x{args.size}, parity on {val or 'synthetic images'}")
     print("| arch | encoder | stride | target | fp32 agree % | int8 agree % | int8 mIoU vs PyTorch | s |")
     print("|---|---|---|---|---|---|---|---|")
@@ -83,8 +86,8 @@ def main() -> None:
             for encoder in args.encoders.split(","):
                 t0 = time.perf_counter()
                 try:
-                    ckpt = _checkpoint(arch, encoder, x, Path(tmp) / f"{arch}-{encoder}.pt")
-                    stride = ModelSpec(f"smp:{arch}", 3, 4, {"encoder": encoder}).stride
+                    ckpt = _checkpoint(arch, encoder, x, Path(tmp) / f"{arch}-{encoder}.pt", names)
+                    stride = ModelSpec(f"smp:{arch}", 3, 2, {"encoder": encoder}).stride
                 except (EdgesegError, RuntimeError, ValueError) as exc:
                     print(f"| {arch} | {encoder} | - | - | build failed: {str(exc).splitlines()[0][:120]} |")
                     continue
