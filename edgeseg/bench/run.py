@@ -218,7 +218,7 @@ def benchmark(
                 for m, t in zip(masks, truth, strict=True):
                     cm.update(m, t)
                 row.miou = round(cm.compute().miou, 6)
-        eager_ms = _time_rows(rows, segs, frame, config, say, _eager_call(eager, size))
+        eager_ms = _time_rows(rows, segs, frame, config, say, _eager_call(eager, size, ckpt.model_config.in_channels))
     finally:
         for seg in segs.values():
             seg.close()
@@ -422,11 +422,11 @@ def _time_rows(
     return round(percentile_ms(eager_ms, 50), 3)
 
 
-def _eager_call(model: Any, size: tuple[int, int]) -> Callable[[], object]:
+def _eager_call(model: Any, size: tuple[int, int], channels: int) -> Callable[[], object]:
     """`model(x)` with batch 1, no grad: the baseline most users measure."""
     import torch
 
-    x = torch.zeros(1, model.config.in_channels, size[1], size[0])
+    x = torch.zeros(1, channels, size[1], size[0])
 
     def call() -> object:
         with torch.inference_mode():
