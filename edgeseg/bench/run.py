@@ -218,7 +218,9 @@ def benchmark(
                 for m, t in zip(masks, truth, strict=True):
                     cm.update(m, t)
                 row.miou = round(cm.compute().miou, 6)
-        eager_ms = _time_rows(rows, segs, frame, config, say, _eager_call(eager, size, ckpt.model_config.in_channels))
+        eager_ms = _time_rows(
+            rows, segs, frame, config, say, _eager_call(eager, size, ckpt.model_config.in_channels)
+        )
     finally:
         for seg in segs.values():
             seg.close()
