@@ -244,7 +244,7 @@ def _draft_manifest(
         input=ckpt.input_spec(INPUT_NAME, size),
         output=OutputSpec(name=OUTPUT_NAME, classes=cfg.classes),
         source={"checkpoint": str(checkpoint), "sha256": sha256_file(checkpoint)},
-        model={"name": cfg.arch, **cfg.to_dict()},
+        model={"name": cfg.arch, **cfg.kwargs, **cfg.to_dict()},  # kwargs flat too: schema-1 readers
         ignore_index=ckpt.ignore_index,
         dynamic_axes=axes,
         edgeseg_version=__version__,

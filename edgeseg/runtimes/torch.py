@@ -110,7 +110,7 @@ class TorchBackend(Backend):
             input=ckpt.input_spec(INPUT_NAME, (width, height)),
             output=OutputSpec(name=OUTPUT_NAME, classes=cfg.classes),
             source={"checkpoint": str(self.path)},
-            model={"name": cfg.arch, **cfg.to_dict()},
+            model={"name": cfg.arch, **cfg.kwargs, **cfg.to_dict()},  # kwargs flat too: schema-1 readers
             ignore_index=ckpt.ignore_index,
             dynamic_axes={INPUT_NAME: dict(axes), OUTPUT_NAME: dict(axes)},
         )
