@@ -22,6 +22,11 @@ _LAZY = {
     "Normalization": "edgeseg.models.checkpoint",
     "load_checkpoint": "edgeseg.models.checkpoint",
     "save_checkpoint": "edgeseg.models.checkpoint",
+    "ModelSpec": "edgeseg.models.registry",
+    "build_model": "edgeseg.models.registry",
+    "import_model": "edgeseg.models.imported",
+    "export": "edgeseg.exporters.api",
+    "ExportConfig": "edgeseg.exporters",
     "train": "edgeseg.training.loop",
     "TrainConfig": "edgeseg.training.setup",
     "TrainResult": "edgeseg.training.setup",
@@ -40,7 +45,9 @@ __all__ = [
     "BenchmarkConfig",
     "Checkpoint",
     "ConfusionMatrix",
+    "ExportConfig",
     "FolderDataset",
+    "ModelSpec",
     "Normalization",
     "SegMetrics",
     "SegResult",
@@ -52,7 +59,10 @@ __all__ = [
     "UNetConfig",
     "__version__",
     "benchmark",
+    "build_model",
     "evaluate_checkpoint",
+    "export",
+    "import_model",
     "load_checkpoint",
     "save_checkpoint",
     "train",
@@ -63,7 +73,11 @@ if TYPE_CHECKING:
     from edgeseg.data import FolderDataset, SyntheticDataset
     from edgeseg.evaluation.evaluate import evaluate_checkpoint
     from edgeseg.evaluation.metrics import ConfusionMatrix, SegMetrics
+    from edgeseg.exporters import ExportConfig
+    from edgeseg.exporters.api import export
     from edgeseg.models.checkpoint import Checkpoint, Normalization, load_checkpoint, save_checkpoint
+    from edgeseg.models.imported import import_model
+    from edgeseg.models.registry import ModelSpec, build_model
     from edgeseg.models.unet import UNet, UNetConfig
     from edgeseg.segmenter import Segmenter, SegResult
     from edgeseg.training.loop import train

@@ -231,7 +231,7 @@ def benchmark(
                 for m, t in zip(masks, truth, strict=True):
                     cm.update(m, t)
                 row.miou = round(cm.compute().miou, 6)
-        eager_call = _eager_call(eager, size) if eager is not None else None
+        eager_call = _eager_call(eager, size, src.channels) if eager is not None else None
         eager_ms = _time_rows(rows, segs, frame, config, say, eager_call)
     finally:
         for seg in segs.values():
@@ -456,11 +456,11 @@ def _time_rows(
     return round(percentile_ms(eager_ms, 50), 3) if eager_ms else None
 
 
-def _eager_call(model: Any, size: tuple[int, int]) -> Callable[[], object]:
+def _eager_call(model: Any, size: tuple[int, int], channels: int) -> Callable[[], object]:
     """`model(x)` with batch 1, no grad: the baseline most users measure."""
     import torch
 
-    x = torch.zeros(1, model.config.in_channels, size[1], size[0])
+    x = torch.zeros(1, channels, size[1], size[0])
 
     def call() -> object:
         with torch.inference_mode():

@@ -31,18 +31,19 @@ def info(
 
     ckpt = load_checkpoint(model)
     meta = ckpt.meta()
-    cfg, norm, tr = meta["model"], meta["normalization"], meta["training"]
+    spec, norm, tr = ckpt.model_config, meta["normalization"], meta["training"]
     w, h = meta["img_size"]
+    kind = "imported model" if spec.family == "imported" else "checkpoint"
     lines = [
-        f"{model}: edgeseg checkpoint (edgeseg {meta['edgeseg_version']})",
-        f"  model      UNet(in_channels={cfg['in_channels']}, classes={cfg['classes']}, "
-        f"depth={cfg['depth']}, width={cfg['width']}, upsample={cfg['upsample']})",
+        f"{model}: edgeseg {kind} (edgeseg {meta['edgeseg_version']})",
+        f"  model      {spec.describe()}, in_channels={spec.in_channels}, classes={spec.classes}, "
+        f"size multiple {spec.stride}",
         f"  classes    {', '.join(meta['class_names'])}"
         + (f"  (ignore id {meta['ignore_index']})" if meta["ignore_index"] is not None else ""),
         f"  input      {w}x{h} {norm['color_order']}, mean {norm['mean']}, std {norm['std']}, "
         f"resize {norm['resize']}",
     ]
-    if tr:
+    if tr and "epoch" in tr:
         lines.append(
             f"  training   {tr.get('data')}: epoch {tr.get('epoch')}/{tr.get('epochs')}, "
             f"best val mIoU {tr.get('best_miou', float('nan')):.4f} at epoch {tr.get('best_epoch')}"

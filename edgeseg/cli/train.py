@@ -38,7 +38,22 @@ def train(
         int | None,
         typer.Option(help="Mask id of unlabelled pixels, skipped by loss and metrics (e.g. 11 for CamVid)."),
     ] = None,
-    model: Annotated[str, typer.Option(help="Architecture (only 'unet').")] = "unet",
+    arch: Annotated[
+        str,
+        typer.Option(
+            "--arch",
+            "--model",
+            help="unet (edgeseg's U-Net) or smp:<arch> (segmentation_models_pytorch: smp:unet, smp:fpn...).",
+        ),
+    ] = "unet",
+    encoder: Annotated[
+        str | None,
+        typer.Option(help="smp:<arch> only: the encoder, e.g. resnet18, mobilenet_v2 (default resnet18)."),
+    ] = None,
+    encoder_weights: Annotated[
+        str,
+        typer.Option(help="smp:<arch> only: none, imagenet (downloads) or a .pt/.pth/.safetensors FILE."),
+    ] = "none",
     depth: Annotated[
         int, typer.Option(min=1, max=6, help="Downsamplings; sizes must divide by 2**depth.")
     ] = 4,
@@ -73,11 +88,9 @@ def train(
     quiet: Annotated[bool, typer.Option(help="No progress output.")] = False,
     json_path: JsonOpt = None,
 ) -> None:
-    """Train a U-Net (single process, or DDP under torchrun)."""
+    """Train a U-Net or an SMP model (single process, or DDP under torchrun)."""
     from edgeseg.data import parse_img_size
 
-    if model != "unet":
-        raise InputError(f"unknown --model '{model}'; available: unet")
     if upsample not in ("transpose", "bilinear"):
         raise InputError(f"--upsample must be 'transpose' or 'bilinear', got '{upsample}'")
     existing_dir(data, "--data")
@@ -97,6 +110,9 @@ def train(
         depth=depth,
         width=width,
         upsample=upsample,
+        arch=arch.strip().lower(),
+        encoder=encoder,
+        encoder_weights=encoder_weights,
         augment=augment,
         seed=seed,
         device=device,

@@ -205,17 +205,28 @@ class CheckpointSource(ExportSource):
         self._model: torch.nn.Module | None = None
 
     def _bundle_stem(self) -> str:
-        return "unet"
+        return self.ckpt.model_config.arch.replace(":", "-")  # unet, smp-unet, ...
 
     def export_size(self, requested: tuple[int, int] | None, dynamic: bool) -> tuple[int, int]:
-        from edgeseg.models.unet import round_to_stride
+        """The export size, or InputError naming the nearest size the architecture accepts."""
+        from edgeseg.models.registry import round_to_stride
 
-        stride = self.size_multiple
         w, h = (int(v) for v in (requested or self.ckpt.img_size))
+        spec = self.ckpt.model_config
+        if spec.family == "imported":
+            if (w, h) != tuple(self.ckpt.img_size) or dynamic:
+                iw, ih = self.ckpt.img_size
+                raise InputError(
+                    f"an imported model exports at the size it was imported at, {iw}x{ih}, with a fixed "
+                    f"input size (got --img-size {w}x{h}{', --dynamic' if dynamic else ''}); import it "
+                    "again with img_size=(W, H) for another size"
+                )
+            return w, h
+        stride = spec.stride
         if w <= 0 or h <= 0 or w % stride or h % stride:
             raise InputError(
-                f"--img-size {w}x{h} does not suit this U-Net: width and height must divide by {stride}; "
-                f"e.g. {round_to_stride(w, stride)}x{round_to_stride(h, stride)}"
+                f"--img-size {w}x{h} does not suit {spec.describe()}: width and height must divide by "
+                f"{stride}; e.g. {round_to_stride(w, stride)}x{round_to_stride(h, stride)}"
             )
         return w, h
 
@@ -223,7 +234,8 @@ class CheckpointSource(ExportSource):
         return {"kind": self.kind, "checkpoint": str(self.path), "sha256": self.sha256}
 
     def model_record(self) -> dict[str, Any]:
-        return {"name": "unet", **self.ckpt.model_config.to_dict()}
+        cfg = self.ckpt.model_config
+        return {"name": cfg.arch, **cfg.kwargs, **cfg.to_dict()}  # kwargs flat too: schema-1 readers
 
     def torch_module(self) -> torch.nn.Module:
         if self._model is None:

@@ -3,6 +3,10 @@
 The file is written by ``torch.save`` but holds only tensors and plain containers of str/int/float,
 and it is always read with ``torch.load(weights_only=True)``: a file that would need to unpickle
 Python objects (and so could run code) is refused, never loaded.
+
+Version 2 records the architecture by name with its arguments (`ModelSpec`, edgeseg.models.registry)
+and, for an imported module, its program (JSON, edgeseg.models.imported); version-1 files (edgeseg's
+U-Net config at the top of "model") still load, as `unet` specs.
 """
 
 from __future__ import annotations
@@ -19,10 +23,11 @@ import torch
 from edgeseg._io import atomic_path
 from edgeseg.errors import InputError, first_line
 from edgeseg.manifest import InputSpec
-from edgeseg.models.unet import UNet, UNetConfig
+from edgeseg.models.registry import ModelSpec, build_model
+from edgeseg.models.unet import UNetConfig, spec_of
 
 FORMAT = "edgeseg.checkpoint"
-VERSION = 1
+VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,7 @@ class Normalization:
 class Checkpoint:
     """A loaded checkpoint: the rebuilt model plus everything needed to feed it."""
 
-    model_config: UNetConfig
+    model_config: ModelSpec  # a UNetConfig given here is converted to its spec
     class_names: list[str]
     normalization: Normalization
     img_size: tuple[int, int]  # (width, height) the model was trained at
@@ -52,6 +57,15 @@ class Checkpoint:
     state_dict: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
     train_state: dict[str, Any] | None = field(default=None, repr=False)  # optimizer etc. for --resume
     path: Path | None = None
+    program: str | None = field(default=None, repr=False)  # an imported module's program (JSON)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model_config, UNetConfig):
+            self.model_config = spec_of(self.model_config)
+
+    @property
+    def arch(self) -> str:
+        return self.model_config.arch
 
     def meta(self) -> dict[str, Any]:
         """The JSON-serialisable description (no tensors)."""
@@ -82,11 +96,34 @@ class Checkpoint:
             size_multiple=cfg.stride,
         )
 
-    def build_model(self, device: str | torch.device = "cpu") -> UNet:
-        """A `UNet` with the checkpoint's weights, in eval mode."""
-        model = UNet.from_config(self.model_config)
-        model.load_state_dict(self.state_dict)
+    def build_model(self, device: str | torch.device = "cpu") -> torch.nn.Module:
+        """The checkpoint's network (built through the registry) with its weights, in eval mode."""
+        model = build_model(self.model_config, {"program": self.program, "state_dict": self.state_dict})
+        if not getattr(model, "weights_from_file", False):  # an imported program has them already
+            model.load_state_dict(self.state_dict)
         return model.to(device, memory_format=torch.channels_last).eval()
+
+    def check_input(self, shape: tuple[int, ...]) -> None:
+        """InputError naming the nearest valid size when an N x C x H x W input cannot go through."""
+        from edgeseg.models.registry import round_to_stride
+
+        spec = self.model_config
+        if len(shape) != 4 or shape[1] != spec.in_channels:
+            raise InputError(f"{spec.arch} takes N x {spec.in_channels} x H x W input; got {tuple(shape)}")
+        h, w = int(shape[2]), int(shape[3])
+        if spec.family == "imported":
+            if (w, h) != tuple(self.img_size):
+                raise InputError(
+                    f"this imported model runs at {self.img_size[0]}x{self.img_size[1]} only (the size it "
+                    f"was imported at); got {w}x{h}"
+                )
+            return
+        s = spec.stride
+        if h % s or w % s:
+            raise InputError(
+                f"input height and width must divide by {s} for {spec.describe()}; got {h}x{w} (HxW). "
+                f"Resize or pad to e.g. {round_to_stride(h, s)}x{round_to_stride(w, s)}"
+            )
 
 
 def save_checkpoint(path: str | Path, ckpt: Checkpoint, model: torch.nn.Module | None = None) -> Path:
@@ -101,6 +138,8 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint, model: torch.nn.Module |
     }
     if ckpt.train_state is not None:
         payload["train_state"] = ckpt.train_state
+    if ckpt.program is not None:
+        payload["program"] = ckpt.program
     path = Path(path)
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
@@ -152,7 +191,7 @@ def load_checkpoint(path: str | Path, *, with_train_state: bool = False) -> Chec
         meta = json.loads(payload["meta"])
         norm = meta["normalization"]
         ckpt = Checkpoint(
-            model_config=UNetConfig.from_dict(meta["model"]),
+            model_config=ModelSpec.from_dict(meta["model"]),
             class_names=list(meta["class_names"]),
             normalization=Normalization(
                 mean=tuple(norm["mean"]),
@@ -166,12 +205,15 @@ def load_checkpoint(path: str | Path, *, with_train_state: bool = False) -> Chec
             state_dict=payload["state_dict"],
             train_state=payload.get("train_state") if with_train_state else None,
             path=path,
+            program=payload.get("program"),
         )
     except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
         raise InputError(f"checkpoint '{path}' is damaged: its metadata is incomplete ({exc})") from None
     # Catch mismatched weights now, with the file named, rather than at first use.
     try:
-        UNet.from_config(ckpt.model_config).load_state_dict(ckpt.state_dict)
+        ckpt.build_model("cpu")
+    except InputError as exc:
+        raise InputError(f"checkpoint '{path}': {exc}") from None
     except RuntimeError as exc:
         raise InputError(
             f"checkpoint '{path}' is damaged: weights do not match its model config ({first_line(exc)})"

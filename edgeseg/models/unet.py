@@ -12,6 +12,11 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from edgeseg.errors import InputError
+from edgeseg.models.registry import ModelSpec, round_to_stride
+
+__all__ = ["UNet", "UNetConfig", "round_to_stride"]
+
 Upsample = Literal["transpose", "bilinear"]
 
 
@@ -152,6 +157,41 @@ class UNet(nn.Module):
         return self.head(y)
 
 
-def round_to_stride(n: int, stride: int) -> int:
-    """The multiple of `stride` nearest to `n` (at least `stride`)."""
-    return max(stride, round(n / stride) * stride)
+# The registry's family contract (edgeseg.models.registry): `unet` is this module's one member.
+_KWARGS = ("depth", "width", "upsample")
+
+
+def _config(spec: ModelSpec) -> UNetConfig:
+    try:
+        kwargs = {k: spec.kwargs[k] for k in _KWARGS if k in spec.kwargs}
+        return UNetConfig(spec.in_channels, spec.classes, **kwargs)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
+def check(spec: ModelSpec) -> None:
+    """InputError for arguments edgeseg's U-Net does not take."""
+    if spec.member is not None:
+        raise InputError(f"unknown architecture '{spec.arch}'; edgeseg's U-Net is plain 'unet'")
+    unknown = sorted(set(spec.kwargs) - set(_KWARGS))
+    if unknown:
+        raise InputError(f"'unet' does not take {', '.join(unknown)}; it takes {', '.join(_KWARGS)}")
+    _config(spec)
+
+
+def build(spec: ModelSpec, extra: dict[str, Any]) -> UNet:
+    return UNet.from_config(_config(spec))
+
+
+def stride(spec: ModelSpec) -> int:
+    return _config(spec).stride
+
+
+def describe(spec: ModelSpec) -> str:
+    c = _config(spec)
+    return f"UNet(depth={c.depth}, width={c.width}, upsample={c.upsample})"
+
+
+def spec_of(config: UNetConfig) -> ModelSpec:
+    """The registry spec of a `UNetConfig` (what version-2 checkpoints store)."""
+    return ModelSpec("unet", config.in_channels, config.classes, {k: getattr(config, k) for k in _KWARGS})

@@ -1,4 +1,5 @@
-"""The PyTorch backend: runs an edgeseg checkpoint (`.pt`) eagerly, on CPU or CUDA.
+"""The PyTorch backend: runs an edgeseg model file (`.pt`) eagerly, on CPU or CUDA: a checkpoint of
+any registered architecture (edgeseg.models.registry) or a module written by `edgeseg.import_model`.
 
 It is the reference every exported artifact is compared with, and the way to use a checkpoint
 straight from training. The model is channels_last (what `Checkpoint.build_model` returns, faster for
@@ -24,7 +25,8 @@ if TYPE_CHECKING:
 
 __all__ = ["TorchBackend"]
 
-# A checkpoint takes any batch and any size whose sides divide by 2**depth, like a --dynamic export;
+# A checkpoint takes any batch and any size whose sides divide by its stride, like a --dynamic export
+# (an imported program: any batch, its one size);
 # its tensors carry the names edgeseg's exports use, so a checkpoint and its bundles take the same feed.
 _DYNAMIC = {0: "batch", 2: "height", 3: "width"}
 
@@ -94,10 +96,7 @@ class TorchBackend(Backend):
         x = torch.from_numpy(feed[INPUT_NAME]).to(self._device)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        try:
-            self._model.check_input(x)  # sides that do not divide by 2**depth: the caller's to fix
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
+        self._checkpoint.check_input(tuple(x.shape))  # InputError: a size the model cannot take
         with torch.inference_mode():
             y = self._model(x)
         # contiguous(): back to plain NCHW, the layout every other backend returns.
@@ -110,6 +109,7 @@ class TorchBackend(Backend):
         ckpt = self._checkpoint
         cfg = ckpt.model_config
         width, height = ckpt.img_size
+        axes = {0: "batch"} if cfg.family == "imported" else _DYNAMIC
         return Manifest(
             target="checkpoint",
             precision="fp32",
@@ -118,9 +118,9 @@ class TorchBackend(Backend):
             input=ckpt.input_spec(INPUT_NAME, (width, height)),
             output=OutputSpec(name=OUTPUT_NAME, classes=cfg.classes),
             source={"checkpoint": str(self.path)},
-            model=cfg.to_dict(),
+            model={"name": cfg.arch, **cfg.kwargs, **cfg.to_dict()},  # kwargs flat too: schema-1 readers
             ignore_index=ckpt.ignore_index,
-            dynamic_axes={INPUT_NAME: dict(_DYNAMIC), OUTPUT_NAME: dict(_DYNAMIC)},
+            dynamic_axes={INPUT_NAME: dict(axes), OUTPUT_NAME: dict(axes)},
         )
 
     def _describe(self) -> str:

@@ -19,7 +19,7 @@ from edgeseg.evaluation.evaluate import confusion_on, to_input
 from edgeseg.evaluation.metrics import ConfusionMatrix
 from edgeseg.models.checkpoint import Checkpoint, Normalization, load_checkpoint, save_checkpoint
 from edgeseg.models.device import resolve_device
-from edgeseg.models.unet import UNet
+from edgeseg.models.registry import build_model
 from edgeseg.training import distributed as ddp
 from edgeseg.training.losses import DiceCELoss
 from edgeseg.training.record import RunRecord
@@ -28,7 +28,8 @@ from edgeseg.training.setup import (
     TrainResult,
     auto_batch_size,
     build_datasets,
-    build_model,
+    model_spec,
+    new_model,
     prepare_run_dir,
     resolve_class_weights,
 )
@@ -166,11 +167,12 @@ class _Trainer:
         self.info, self.ignore = info, info["ignore_index"]
         mean, std = default_normalization(info["channels"])
         self.norm = Normalization(tuple(mean), tuple(std), "RGB" if info["channels"] == 3 else "GRAY")
-        mcfg, model = build_model(cfg, info)
+        mcfg = model_spec(cfg, info["channels"], info["num_classes"])
         if self.resumed is not None and self.resumed.model_config != mcfg:
             raise InputError(f"'{cfg.resume}' was trained on different data/model settings; cannot resume")
         self.num_classes = mcfg.classes
         # channels_last lets oneDNN (CPU) and cuDNN pick their fast NHWC convolutions: ~1.3x here.
+        model = new_model(cfg, mcfg) if self.resumed is None else build_model(mcfg)
         self.model = model = model.to(dev, memory_format=torch.channels_last)
         weights = resolve_class_weights(cfg, self.train_ds, info)
         self.loss_fn = DiceCELoss(
@@ -241,7 +243,7 @@ class _Trainer:
     def _describe(self) -> str:
         cfg, info = self.cfg, self.info
         return (
-            f"training UNet(depth={cfg.depth}, width={cfg.width}) on {self.data_desc}: "
+            f"training {self.ckpt.model_config.describe()} on {self.data_desc}: "
             f"{len(self.train_ds)} train / {len(self.val_ds)} val images, {self.num_classes} classes, "
             f"{info['img_size'][0]}x{info['img_size'][1]}, {info['channels']} channel(s), {self.device}, "
             f"batch {self.batch_size} x {self.steps_per_epoch} steps/epoch"
@@ -333,7 +335,7 @@ class _Trainer:
         progress.start()
         return progress
 
-    def _validate(self, model: UNet, val_ds: Any, norm: Normalization, classes: int, ignore: int | None):  # type: ignore[no-untyped-def]
+    def _validate(self, model: Any, val_ds: Any, norm: Normalization, classes: int, ignore: int | None):  # type: ignore[no-untyped-def]
         # Each rank scores its shard; summing the confusion matrices gives the exact full-set metrics.
         ddp.sync_buffers(model, self.dist)
         shard = list(range(self.dist.rank, len(val_ds), self.dist.world_size))

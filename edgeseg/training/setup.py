@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg.errors import InputError
-from edgeseg.models.unet import UNet, UNetConfig, round_to_stride
+from edgeseg.models.registry import ModelSpec, round_to_stride
 
 SYNTHETIC_SIZE = (128, 128)
 # auto_batch_size: aim for at least this many optimizer steps per epoch, within these batch sizes.
@@ -31,13 +31,6 @@ def auto_batch_size(n_train: int, world_size: int = 1) -> int:
     return batch
 
 
-def build_model(cfg: TrainConfig, info: dict[str, Any]) -> tuple[UNetConfig, UNet]:
-    """The network a run trains, from its config and its data (channels, classes): the one place
-    an architecture is chosen."""
-    mcfg = UNetConfig(info["channels"], info["num_classes"], cfg.depth, cfg.width, cfg.upsample)  # type: ignore[arg-type]
-    return mcfg, UNet.from_config(mcfg)
-
-
 @dataclass
 class TrainConfig:
     """Every training option; `edgeseg train` flags map one to one onto these fields."""
@@ -55,6 +48,9 @@ class TrainConfig:
     depth: int = 4
     width: int = 16
     upsample: str = "transpose"
+    arch: str = "unet"  # "unet" or "smp:<arch>" (edgeseg.models.registry)
+    encoder: str | None = None  # smp: the encoder; None = edgeseg.models.smp.DEFAULT_ENCODER
+    encoder_weights: str = "none"  # smp: none, imagenet (SMP's download) or a state-dict FILE
     val_fraction: float = 0.2
     synthetic_train: int = 320
     synthetic_val: int = 128
@@ -101,7 +97,7 @@ def build_datasets(cfg: TrainConfig) -> tuple[Any, Any, dict[str, Any]]:
     """Train and val views (train augmented) plus what the checkpoint must record about the data."""
     from edgeseg.data import Augment, DatasetView, FolderDataset, SyntheticDataset, split_indices
 
-    stride = 2**cfg.depth
+    stride = model_spec(cfg, 3, 2).stride
     if cfg.data is None:
         if cfg.val_data is not None:
             raise InputError("--val-data needs --data (the synthetic dataset makes its own val split)")
@@ -111,7 +107,7 @@ def build_datasets(cfg: TrainConfig) -> tuple[Any, Any, dict[str, Any]]:
                 "has its own 4 classes and no unlabelled pixels"
             )
         size = cfg.img_size or SYNTHETIC_SIZE
-        check_img_size(size, stride)
+        check_img_size(size, stride, depth_option=cfg.arch == "unet")
         base = SyntheticDataset(cfg.synthetic_train + cfg.synthetic_val, img_size=size, seed=cfg.seed)
         train_idx = list(range(cfg.synthetic_train))
         val_idx = list(range(cfg.synthetic_train, len(base)))
@@ -120,7 +116,7 @@ def build_datasets(cfg: TrainConfig) -> tuple[Any, Any, dict[str, Any]]:
         base = FolderDataset(
             cfg.data, img_size=cfg.img_size, num_classes=cfg.classes, ignore_index=cfg.ignore_index
         )
-        check_img_size(base.img_size, stride, given=cfg.img_size is not None)
+        check_img_size(base.img_size, stride, given=cfg.img_size is not None, depth_option=cfg.arch == "unet")
         if cfg.val_data is not None:
             val_base = FolderDataset(
                 cfg.val_data,
@@ -159,6 +155,39 @@ def resolve_class_weights(cfg: TrainConfig, train: Any, info: dict[str, Any]) ->
     return median_frequency_weights(masks, info["num_classes"], info["ignore_index"])
 
 
+def model_spec(cfg: TrainConfig, channels: int, classes: int) -> ModelSpec:
+    """The registry spec of the network `cfg` trains on data with `channels` and `classes`."""
+    if cfg.arch == "unet":
+        kwargs: dict[str, Any] = {"depth": cfg.depth, "width": cfg.width, "upsample": cfg.upsample}
+    elif cfg.arch.startswith("smp:"):
+        from edgeseg.models.smp import DEFAULT_ENCODER
+
+        kwargs = {"encoder": cfg.encoder or DEFAULT_ENCODER}
+    else:
+        raise InputError(f"unknown --arch '{cfg.arch}'; choose unet or smp:<arch> (e.g. smp:unet)")
+    if cfg.encoder is not None and cfg.arch == "unet":
+        raise InputError("--encoder applies to smp:<arch> models; edgeseg's unet takes --depth/--width")
+    spec = ModelSpec(cfg.arch, channels, classes, kwargs)
+    from edgeseg.models.registry import family_of
+
+    family_of(spec).check(spec)  # unknown arch/encoder: one line naming the valid ones, before data
+    return spec
+
+
+def new_model(cfg: TrainConfig, spec: ModelSpec) -> Any:
+    """The freshly initialised network to train: random weights, or `--encoder-weights` applied."""
+    from edgeseg.models.registry import build_model
+
+    model = build_model(spec)
+    if spec.family == "smp":
+        from edgeseg.models.smp import init_encoder
+
+        model = init_encoder(model, spec, cfg.encoder_weights)
+    elif cfg.encoder_weights.lower() != "none":
+        raise InputError("--encoder-weights applies to smp:<arch> models")
+    return model
+
+
 def check_img_size(
     size: tuple[int, int], stride: int, *, given: bool = True, depth_option: bool = True
 ) -> None:
@@ -168,8 +197,9 @@ def check_img_size(
     if w % stride or h % stride:
         hint = f"{round_to_stride(w, stride)}x{round_to_stride(h, stride)}"
         what = "--img-size" if given else "the images' own size"
+        rule = f"2**depth = {stride}" if depth_option else f"the model's stride {stride}"
         raise InputError(
-            f"{what} {w}x{h} does not divide by 2**depth = {stride}; pass --img-size {hint}"
+            f"{what} {w}x{h} does not divide by {rule}; pass --img-size {hint}"
             + (" (or a smaller --depth)" if depth_option else "")
         )
 

@@ -1,0 +1,306 @@
+"""`imported`: any PyTorch module, captured once by `edgeseg.import_model` and then run without its
+source code and without unpickling anything.
+
+Why not `torch.export.save` / `torch.export.load` (`.pt2`) as the file format: their loader is not
+weights-only safe. On torch 2.13/2.14, `torch.export.load` reads tensor-subclass weights and constants
+with `torch.load(weights_only=False)` and "opaque" constants with `pickle.loads` (both run arbitrary
+code from the file), rebuilds symbolic shapes with `sympy.sympify` (which evaluates strings), resolves
+node and metadata targets by dotted name under `torch.*`, and carries `guards_code`, Python source of
+shape guards. Torch's own docstring says: never load a `.pt2` from an untrusted source.
+
+What edgeseg stores instead, inside an ordinary edgeseg checkpoint (tensors + JSON, read with
+`torch.load(weights_only=True)`): the program `torch.export.export` captures at the model's fixed
+input size, serialised by torch's own serializer (`torch._export.serde.serialize`, what
+`torch.export.save` uses) to its JSON graph, and the program's weights as plain tensors. Before that
+JSON reaches torch's deserializer, `check_program` refuses anything that could execute code: every
+node must call an `aten` operator (or `operator.getitem`), shapes must be static (no symbolic
+expressions for sympy to parse), no guards code, no custom objects; node metadata (stack traces with
+the writer's paths, module class names resolved by name) is dropped. What remains is a graph of
+aten calls over tensors the safe unpickler read. The cost: the program is specialised to the size it
+was imported at (`img_size`; computed pads and resizes become constants, which also keeps them
+exportable), batch size 1 (larger batches run image by image in PyTorch; exported graphs get a
+dynamic batch from the exporter), and the torch that reads it must understand the writer's schema.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgeseg.errors import EdgesegRuntimeError, InputError, first_line
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from edgeseg.models.registry import ModelSpec
+
+__all__ = ["as_imported", "check_program", "import_model"]
+
+ARCH = "imported"
+_ALLOWED_PREFIX = "torch.ops.aten."
+_ALLOWED_TARGETS = {"_operator.getitem"}
+_COLOR_CHANNELS = {"RGB": 3, "BGR": 3, "GRAY": 1}
+
+
+# -- the registry's family contract ------------------------------------------------------------
+
+
+def check(spec: ModelSpec) -> None:
+    if spec.member is not None or "img_size" not in spec.kwargs:
+        raise InputError(f"'{spec.arch}' is not an imported model (no img_size recorded)")
+
+
+def build(spec: ModelSpec, extra: dict[str, Any]) -> nn.Module:
+    """The imported program as a module; needs the file's `program` (JSON) and `state_dict`."""
+    program, state = extra.get("program"), extra.get("state_dict")
+    if not isinstance(program, str) or not isinstance(state, dict):
+        raise InputError("an imported model is rebuilt from its model file (its program and weights)")
+    w, h = (int(v) for v in spec.kwargs["img_size"])
+    return as_imported(_deserialize(program, state, (1, spec.in_channels, h, w)))
+
+
+def stride(spec: ModelSpec) -> int:
+    return 1  # any size is "divisible"; the fixed size is enforced by `Checkpoint.check_input`
+
+
+def describe(spec: ModelSpec) -> str:
+    w, h = spec.kwargs["img_size"]
+    return f"imported {spec.kwargs.get('module', 'module')} (torch.export program at {w}x{h})"
+
+
+# -- the module ---------------------------------------------------------------------------------
+
+
+def as_imported(graph: nn.Module) -> nn.Module:
+    """Give the program's module (a torch.fx GraphModule) what edgeseg's models have, in place.
+
+    The class is swapped rather than the module wrapped: a GraphModule nested in another module does
+    not re-export to ONNX (torch's decomposition cannot resolve the nested attribute paths), while
+    the GraphModule itself does. `weights_from_file`: `Checkpoint.build_model` must not load the
+    state dict again; `train(False)` is a no-op (the program was captured in eval mode, BatchNorm
+    statistics and disabled dropout are part of the graph, and torch refuses train()/eval() on an
+    exported module); batches larger than 1 run image by image (the program was captured at 1).
+    """
+    base = type(graph)
+
+    def forward(self: Any, x: Any) -> Any:
+        if x.shape[0] == 1:
+            return base.forward(self, x)
+        import torch
+
+        return torch.cat([base.forward(self, x[i : i + 1]) for i in range(x.shape[0])])
+
+    def train(self: Any, mode: bool = True) -> Any:
+        if mode:
+            raise InputError("an imported model runs in inference mode only; it cannot be trained")
+        self.training = False
+        return self
+
+    graph.__class__ = type(
+        "ImportedProgram", (base,), {"forward": forward, "train": train, "weights_from_file": True}
+    )
+    for name in ("train", "eval"):  # torch sets refusing train()/eval() on the instance
+        graph.__dict__.pop(name, None)
+    graph.training = False
+    return graph
+
+
+def check_program(program: str) -> dict[str, Any]:
+    """Parse a stored program and refuse anything that could execute code when torch deserializes it
+    (see the module docstring); returns the parsed JSON with node metadata dropped."""
+    try:
+        data = json.loads(program)
+        nodes = data["graph_module"]["graph"]["nodes"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"the model file's program is damaged ({first_line(exc)})") from None
+    bad = sorted(
+        {
+            str(n.get("target"))
+            for n in nodes
+            if not (str(n.get("target")).startswith(_ALLOWED_PREFIX) or n.get("target") in _ALLOWED_TARGETS)
+        }
+    )
+    if bad:
+        raise InputError(f"refusing the model file's program: it calls {', '.join(bad[:5])}, not aten ops")
+    if '"as_expr"' in program or data.get("range_constraints") or data.get("guards_code"):
+        raise InputError("refusing the model file's program: it has symbolic shapes or guard code")
+    graph = data["graph_module"]["graph"]
+    if graph.get("custom_obj_values"):
+        raise InputError("refusing the model file's program: it holds custom objects")
+    for n in nodes:
+        n["metadata"] = {}
+    return data
+
+
+def _deserialize(program: str, state: dict[str, Any], shape: tuple[int, ...]) -> nn.Module:
+    import torch
+    from torch._export.serde.serialize import SerializedArtifact, deserialize
+
+    data = check_program(program)
+    params = set()
+    for spec in data["graph_module"]["signature"]["input_specs"]:
+        if "parameter" in spec:
+            params.add(spec["parameter"]["parameter_name"])
+    weights = {k: torch.nn.Parameter(v, requires_grad=False) if k in params else v for k, v in state.items()}
+    try:
+        example = ((torch.zeros(shape),), {})  # the signature torch checks the program against
+        ep = deserialize(SerializedArtifact(json.dumps(data).encode(), weights, {}, example))  # type: ignore[arg-type]
+        return ep.module()
+    except Exception as exc:
+        raise InputError(
+            f"cannot rebuild the imported program with torch {torch.__version__} ({first_line(exc)}); "
+            "import the module again with this torch"
+        ) from None
+
+
+# -- import_model -------------------------------------------------------------------------------
+
+
+def _class_names(classes: int | Sequence[str]) -> list[str]:
+    if isinstance(classes, int) and not isinstance(classes, bool):
+        if classes < 1:
+            raise InputError(f"classes must be 1 or more, got {classes}")
+        return [f"class{i}" for i in range(classes)]
+    names = [str(c) for c in classes]
+    if not names or len(set(names)) != len(names):
+        raise InputError(f"classes must be a count or distinct names; got {list(classes)}")
+    return names
+
+
+def _normalization(mean: Sequence[float], std: Sequence[float], color_order: str) -> tuple[Any, int]:
+    from edgeseg.models.checkpoint import Normalization
+
+    order = str(color_order).upper()
+    if order not in _COLOR_CHANNELS:
+        raise InputError(f"color_order must be RGB, BGR or GRAY; got '{color_order}'")
+    channels = _COLOR_CHANNELS[order]
+    mean_t, std_t = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+    if len(mean_t) != channels or len(std_t) != channels:
+        raise InputError(
+            f"mean and std need {channels} value(s) each for color_order {order}; "
+            f"got {len(mean_t)} and {len(std_t)}"
+        )
+    if not all(s > 0 and s < float("inf") for s in std_t) or not all(abs(m) < float("inf") for m in mean_t):
+        raise InputError(f"std must be positive and mean finite; got mean {mean_t}, std {std_t}")
+    return Normalization(mean_t, std_t, order), channels
+
+
+def _logits(output: Any) -> torch.Tensor:
+    import torch
+
+    if isinstance(output, dict) and "out" in output:  # torchvision's segmentation models
+        output = output["out"]
+    if not isinstance(output, torch.Tensor):
+        raise InputError(
+            f"the module returned {type(output).__name__}; it must return an N x classes x H x W "
+            "logits tensor (or a dict with 'out', as torchvision's models do)"
+        )
+    return output
+
+
+def _unwrapped(module: nn.Module) -> nn.Module:
+    """The user's module with a dict output unwrapped: what torch.export captures."""
+    import torch
+
+    class Logits(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.module = module
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return _logits(self.module(x))
+
+    return Logits()
+
+
+def import_model(
+    module: nn.Module,
+    path: str | os.PathLike[str],
+    *,
+    classes: int | Sequence[str],
+    img_size: tuple[int, int],
+    mean: Sequence[float],
+    std: Sequence[float],
+    color_order: str = "RGB",
+) -> Path:
+    """Write an edgeseg model file from any `torch.nn.Module` mapping N x C x H x W float input to
+    N x classes x H x W logits (a dict output with "out" is accepted). Every command that takes a
+    checkpoint takes the file; it loads without the module's source code and without unpickling.
+
+    Args:
+        module: the network (put in eval mode here; its BatchNorm statistics are frozen into the file).
+        path: the model file to write (`.pt`), atomically; an existing file is refused.
+        classes: a count or the class names, in output-channel order.
+        img_size: (width, height) the model runs at (the program is captured at this size).
+        mean, std: per-channel normalisation of pixel / 255 (1 value each for GRAY, 3 for RGB/BGR).
+        color_order: the channel order the module expects: "RGB", "BGR" or "GRAY".
+
+    Raises InputError (one line, nothing written) for a wrong output shape, wrong mean/std lengths,
+    an existing `path`; EdgesegRuntimeError when torch.export cannot capture the module.
+    """
+    import torch
+
+    from edgeseg.models.checkpoint import Checkpoint, save_checkpoint
+    from edgeseg.models.registry import ModelSpec
+
+    names = _class_names(classes)
+    norm, channels = _normalization(mean, std, color_order)
+    try:
+        w, h = (int(img_size[0]), int(img_size[1]))
+    except (TypeError, ValueError, IndexError):
+        raise InputError(f"img_size must be (width, height); got {img_size!r}") from None
+    if w < 1 or h < 1:
+        raise InputError(f"img_size must be positive; got {w}x{h}")
+    dest = Path(path)
+    if dest.exists():
+        raise InputError(f"'{dest}' already exists; choose another path or remove it first")
+    if not isinstance(module, torch.nn.Module):
+        raise InputError(f"import_model takes a torch.nn.Module; got {type(module).__name__}")
+    wrapped = _unwrapped(module.eval()).eval()
+    x = torch.rand(1, channels, h, w)
+    with torch.inference_mode():
+        y = wrapped(x)
+    if tuple(y.shape) != (1, len(names), h, w):
+        raise InputError(
+            f"the module maps 1x{channels}x{h}x{w} input to shape {'x'.join(map(str, y.shape))}; "
+            f"edgeseg needs 1x{len(names)}x{h}x{w} logits (one channel per class, at the input's size)"
+        )
+    program, state = _capture(wrapped, x)
+    spec = ModelSpec(ARCH, channels, len(names), {"module": type(module).__name__, "img_size": [w, h]})
+    ckpt = Checkpoint(
+        model_config=spec,
+        class_names=names,
+        normalization=norm,
+        img_size=(w, h),
+        training={"imported": type(module).__qualname__},
+        state_dict=state,
+        program=program,
+    )
+    return save_checkpoint(dest, ckpt)
+
+
+def _capture(module: nn.Module, x: torch.Tensor) -> tuple[str, dict[str, Any]]:
+    """torch.export's program of `module` at `x`'s shape, as (checked JSON, weights)."""
+    import torch
+    from torch._export.serde.serialize import serialize
+
+    try:
+        ep = torch.export.export(module, (x,))
+        artifact = serialize(ep)
+    except Exception as exc:
+        raise EdgesegRuntimeError(
+            f"torch.export could not capture the module ({first_line(exc)}); its forward must be "
+            "traceable (no data-dependent Python control flow)"
+        ) from exc
+    if ep.constants:
+        raise EdgesegRuntimeError(
+            f"the module's program keeps tensor constants ({', '.join(list(ep.constants)[:3])}); "
+            "register them as buffers (self.register_buffer) so they are stored as weights"
+        )
+    data = check_program(artifact.exported_program.decode())
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in ep.state_dict.items()}
+    return json.dumps(data), state
