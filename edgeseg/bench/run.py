@@ -182,10 +182,7 @@ def benchmark(
 
     config = config or BenchmarkConfig()
     say = log or (lambda _: None)
-    if config.runs < 1 or config.rounds < 1 or config.warmup < 0 or config.max_images < 1:
-        raise InputError("--runs and --max-images must be at least 1 (and rounds/warm-up not negative)")
-    if len(config.frame_size) != 2 or min(config.frame_size) < 1:
-        raise InputError(f"--frame-size must be WxH with both sides >= 1; got {config.frame_size}")
+    _check_config(config)
     targets = parse_targets(config.targets or None)
     ckpt_path = Path(checkpoint)
     src = open_source(ckpt_path, facts)
@@ -207,8 +204,6 @@ def benchmark(
     for row in rows[1:]:
         _export_row(row, src, size, config, out / "bundles", say)
 
-    from edgeseg.evaluation.metrics import ConfusionMatrix, mask_agreement
-
     segs: dict[str, Any] = {}
     frame = _frame(src.channels, config.frame_size)
     ref_masks: list[np.ndarray] | None = None
@@ -224,13 +219,7 @@ def benchmark(
             masks = [r.mask for r in seg.predict_batch(images)] if images else []
             if ref_masks is None:
                 ref_masks = masks
-            if masks:
-                row.agreement = round(mask_agreement(np.stack(masks), np.stack(ref_masks)), 6)
-            if truth:
-                cm = ConfusionMatrix(len(seg.class_names), src.ignore_index)
-                for m, t in zip(masks, truth, strict=True):
-                    cm.update(m, t)
-                row.miou = round(cm.compute().miou, 6)
+            _score_row(row, masks, ref_masks, truth, len(seg.class_names), src.ignore_index)
         eager_call = _eager_call(eager, size, src.channels) if eager is not None else None
         eager_ms = _time_rows(rows, segs, frame, config, say, eager_call)
     finally:
@@ -238,14 +227,7 @@ def benchmark(
             seg.close()
 
     base = rows[0]
-    for row in rows:
-        if row.miou is not None and base.miou is not None:
-            row.miou_drop = round((base.miou - row.miou) * 100, 3)
-        if row.model_ms_p50:
-            if macs:
-                row.gflops = float(f"{2 * macs / row.model_ms_p50 / 1e6:.4g}")  # 4 digits: tiny models too
-            if base.model_ms_p50:
-                row.speedup = round(base.model_ms_p50 / row.model_ms_p50, 3)
+    _relative_figures(rows, macs)
     meta = _meta(ckpt_path, size, macs, data_kind, len(images), config)
     meta["reference"] = f"{base.name}: {src.reference_label} ({base.backend})"
     meta["eager_contiguous_ms_p50"] = eager_ms
@@ -257,6 +239,46 @@ def benchmark(
         meta["ceilings"] = measure_ceilings(config.ceiling_seconds)
         apply_ceilings(rows, meta["ceilings"])
     return BenchmarkReport(rows, meta)
+
+
+def _check_config(config: BenchmarkConfig) -> None:
+    if config.runs < 1 or config.rounds < 1 or config.warmup < 0 or config.max_images < 1:
+        raise InputError("--runs and --max-images must be at least 1 (and rounds/warm-up not negative)")
+    if len(config.frame_size) != 2 or min(config.frame_size) < 1:
+        raise InputError(f"--frame-size must be WxH with both sides >= 1; got {config.frame_size}")
+
+
+def _score_row(
+    row: BenchRow,
+    masks: list[np.ndarray],
+    ref_masks: list[np.ndarray],
+    truth: list[np.ndarray],
+    classes: int,
+    ignore_index: int | None,
+) -> None:
+    """Pixel agreement with the baseline's masks and, with ground truth, mIoU."""
+    from edgeseg.evaluation.metrics import ConfusionMatrix, mask_agreement
+
+    if masks:
+        row.agreement = round(mask_agreement(np.stack(masks), np.stack(ref_masks)), 6)
+    if truth:
+        cm = ConfusionMatrix(classes, ignore_index)
+        for m, t in zip(masks, truth, strict=True):
+            cm.update(m, t)
+        row.miou = round(cm.compute().miou, 6)
+
+
+def _relative_figures(rows: list[BenchRow], macs: int | None) -> None:
+    """mIoU drop and speed-up against the baseline (the first row), GFLOP/s from the MACs."""
+    base = rows[0]
+    for row in rows:
+        if row.miou is not None and base.miou is not None:
+            row.miou_drop = round((base.miou - row.miou) * 100, 3)
+        if row.model_ms_p50:
+            if macs:
+                row.gflops = float(f"{2 * macs / row.model_ms_p50 / 1e6:.4g}")  # 4 digits: tiny models too
+            if base.model_ms_p50:
+                row.speedup = round(base.model_ms_p50 / row.model_ms_p50, 3)
 
 
 def _reference_row(src: ExportSource) -> BenchRow:
