@@ -36,8 +36,7 @@ def info(
     kind = "imported model" if spec.family == "imported" else "checkpoint"
     lines = [
         f"{model}: edgeseg {kind} (edgeseg {meta['edgeseg_version']})",
-        f"  model      {spec.describe()}, in_channels={spec.in_channels}, classes={spec.classes}, "
-        f"size multiple {spec.stride}",
+        f"  model      {spec.describe()}, size multiple {spec.stride}",
         f"  classes    {', '.join(meta['class_names'])}"
         + (f"  (ignore id {meta['ignore_index']})" if meta["ignore_index"] is not None else ""),
         f"  input      {w}x{h} {norm['color_order']}, mean {norm['mean']}, std {norm['std']}, "

@@ -3,7 +3,7 @@ source code and without unpickling anything.
 
 Why not `torch.export.save` / `torch.export.load` (`.pt2`) as the file format: their loader is not
 weights-only safe. On torch 2.13/2.14, `torch.export.load` reads tensor-subclass weights and constants
-with `torch.load(weights_only=False)` and "opaque" constants with `pickle.loads` (both run arbitrary
+with torch.load and weights_only=False, and "opaque" constants with `pickle.loads` (both run arbitrary
 code from the file), rebuilds symbolic shapes with `sympy.sympify` (which evaluates strings), resolves
 node and metadata targets by dotted name under `torch.*`, and carries `guards_code`, Python source of
 shape guards. Torch's own docstring says: never load a `.pt2` from an untrusted source.
@@ -82,7 +82,7 @@ def as_imported(graph: nn.Module) -> nn.Module:
     not re-export to ONNX (torch's decomposition cannot resolve the nested attribute paths), while
     the GraphModule itself does. `weights_from_file`: `Checkpoint.build_model` must not load the
     state dict again; `train(False)` is a no-op (the program was captured in eval mode, BatchNorm
-    statistics and disabled dropout are part of the graph, and torch refuses train()/eval() on an
+    statistics and disabled dropout are part of the graph, and torch refuses the train and eval calls on an
     exported module); batches larger than 1 run image by image (the program was captured at 1).
     """
     base = type(graph)
@@ -103,7 +103,7 @@ def as_imported(graph: nn.Module) -> nn.Module:
     graph.__class__ = type(
         "ImportedProgram", (base,), {"forward": forward, "train": train, "weights_from_file": True}
     )
-    for name in ("train", "eval"):  # torch sets refusing train()/eval() on the instance
+    for name in ("train", "eval"):  # torch sets refusing train/eval methods on the instance
         graph.__dict__.pop(name, None)
     graph.training = False
     return graph

@@ -189,7 +189,10 @@ def stride(spec: ModelSpec) -> int:
 
 def describe(spec: ModelSpec) -> str:
     c = _config(spec)
-    return f"UNet(depth={c.depth}, width={c.width}, upsample={c.upsample})"
+    return (
+        f"UNet(in_channels={spec.in_channels}, classes={spec.classes}, depth={c.depth}, width={c.width}, "
+        f"upsample={c.upsample})"
+    )
 
 
 def spec_of(config: UNetConfig) -> ModelSpec:
