@@ -23,6 +23,12 @@ MeanOpt = Annotated[
 StdOpt = Annotated[
     str | None, typer.Option(help="ONNX without edgeseg metadata: per-channel std, e.g. 0.229,0.224,0.225.")
 ]
+IgnoreIndexOpt = Annotated[
+    int | None, typer.Option(help="ONNX without edgeseg metadata: the label id metrics skip.")
+]
+ImgSizeOpt = Annotated[
+    str | None, typer.Option(help="ONNX with a dynamic input and no edgeseg metadata: size WxH.")
+]
 ColorOrderOpt = Annotated[
     str | None, typer.Option(help="ONNX without edgeseg metadata: the input's channels, RGB, BGR or GRAY.")
 ]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from edgeseg.cli._app import JsonOpt, app, existing_dir
-from edgeseg.cli._facts import ClassesOpt, ColorOrderOpt, MeanOpt, StdOpt, parse_facts
+from edgeseg.cli._facts import ClassesOpt, ColorOrderOpt, IgnoreIndexOpt, MeanOpt, StdOpt, parse_facts
 
 if TYPE_CHECKING:
     from edgeseg.bench.run import BenchmarkReport
@@ -74,9 +74,7 @@ def benchmark(
     mean: MeanOpt = None,
     std: StdOpt = None,
     color_order: ColorOrderOpt = None,
-    ignore_index: Annotated[
-        int | None, typer.Option(help="ONNX without edgeseg metadata: the label id metrics skip.")
-    ] = None,
+    ignore_index: IgnoreIndexOpt = None,
     frame_size: Annotated[
         str, typer.Option(help="Frame size WxH the whole Segmenter call is timed on.")
     ] = "640x480",

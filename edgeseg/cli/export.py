@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from edgeseg.cli._app import JsonOpt, app, existing_dir, write_json_opt
-from edgeseg.cli._facts import ClassesOpt, ColorOrderOpt, MeanOpt, StdOpt, parse_facts
+from edgeseg.cli._facts import ClassesOpt, ColorOrderOpt, IgnoreIndexOpt, MeanOpt, StdOpt, parse_facts
 
 
 @app.command()
@@ -53,9 +53,7 @@ def export(
     mean: MeanOpt = None,
     std: StdOpt = None,
     color_order: ColorOrderOpt = None,
-    ignore_index: Annotated[
-        int | None, typer.Option(help="ONNX without edgeseg metadata: the label id metrics skip.")
-    ] = None,
+    ignore_index: IgnoreIndexOpt = None,
     fuse_prepost: Annotated[
         bool,
         typer.Option(

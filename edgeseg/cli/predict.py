@@ -8,7 +8,15 @@ from typing import Annotated
 import typer
 
 from edgeseg.cli._app import JsonOpt, app, write_json_opt
-from edgeseg.cli._facts import ClassesOpt, ColorOrderOpt, MeanOpt, StdOpt, parse_facts, segmenter_options
+from edgeseg.cli._facts import (
+    ClassesOpt,
+    ColorOrderOpt,
+    ImgSizeOpt,
+    MeanOpt,
+    StdOpt,
+    parse_facts,
+    segmenter_options,
+)
 from edgeseg.errors import InputError
 
 
@@ -46,9 +54,7 @@ def predict(
         "predictions"
     ),
     alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Overlay opacity.")] = 0.5,
-    img_size: Annotated[
-        str | None, typer.Option(help="ONNX with a dynamic input and no edgeseg metadata: size WxH.")
-    ] = None,
+    img_size: ImgSizeOpt = None,
     classes: ClassesOpt = None,
     mean: MeanOpt = None,
     std: StdOpt = None,

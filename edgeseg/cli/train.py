@@ -9,7 +9,15 @@ from typing import Annotated, Any
 import typer
 
 from edgeseg.cli._app import JsonOpt, app, existing_dir, fmt_score, write_json_opt
-from edgeseg.cli._facts import ClassesOpt, ColorOrderOpt, MeanOpt, StdOpt, parse_facts, segmenter_options
+from edgeseg.cli._facts import (
+    ClassesOpt,
+    ColorOrderOpt,
+    ImgSizeOpt,
+    MeanOpt,
+    StdOpt,
+    parse_facts,
+    segmenter_options,
+)
 from edgeseg.errors import InputError
 
 
@@ -160,9 +168,7 @@ def eval_(
     device: Annotated[
         str | None, typer.Option(help="auto/cpu/cuda for checkpoints; the backend's device else.")
     ] = None,
-    img_size: Annotated[
-        str | None, typer.Option(help="ONNX with a dynamic input and no edgeseg metadata: size WxH.")
-    ] = None,
+    img_size: ImgSizeOpt = None,
     classes: ClassesOpt = None,
     mean: MeanOpt = None,
     std: StdOpt = None,
