@@ -4,6 +4,7 @@ location. Imported by test modules (``from tests.helpers import ...``); fixtures
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -119,3 +120,12 @@ def make_foreign_onnx(
             dynamo=False, dynamic_axes=axes,
         )  # fmt: skip
     return path
+
+
+def run_cli(args: list[object], capsys: Any) -> tuple[int, str, str]:
+    """`edgeseg ARGS` in this process: (exit code, stdout, stderr); arguments may be paths."""
+    from edgeseg.cli import main
+
+    rc = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return rc, out, err

@@ -10,16 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeseg.cli import main
-from tests.helpers import make_dataset
+from tests.helpers import make_dataset, run_cli
 
 TINY = ["--img-size", "32", "--depth", "2", "--width", "4", "--batch-size", "4", "--quiet"]
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    rc = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def test_train_then_eval_reports_the_same_miou(tmp_path: Path, capsys: pytest.CaptureFixture[str]):

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeseg.cli import main
-from tests.helpers import make_checkpoint, make_dataset, make_foreign_onnx
+from tests.helpers import make_checkpoint, make_dataset, make_foreign_onnx, run_cli
 
 FACTS = [
     "--classes",
@@ -21,12 +20,6 @@ FACTS = [
     "--color-order",
     "rgb",
 ]
-
-
-def run_cli(args: list[object], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    rc = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 @pytest.fixture(scope="module")

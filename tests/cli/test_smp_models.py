@@ -11,18 +11,12 @@ import numpy as np
 import pytest
 
 from edgeseg.cli import main
-from tests.helpers import make_dataset
+from tests.helpers import make_dataset, run_cli
 
 pytest.importorskip("segmentation_models_pytorch", reason="the smp extra is not installed")
 pytest.importorskip("onnxruntime")
 
 TINY = ["--img-size", "64", "--batch-size", "2", "--quiet", "--no-augment"]
-
-
-def run_cli(args: list[object], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    rc = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 @pytest.fixture(scope="module")
