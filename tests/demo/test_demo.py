@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import make_checkpoint, make_dataset
+from tests.helpers import make_checkpoint, make_dataset, run_cli
 
 cv2 = pytest.importorskip("cv2", reason="the demo needs OpenCV: pip install 'edgeseg[demo]'")
 pytest.importorskip("onnxruntime", reason="pip install 'edgeseg[onnx]'")
@@ -228,14 +228,6 @@ def test_server_endpoints_and_port_in_use(bundle: Path):
         stop.set()
         runner.join(20)
     assert lines[-1].ended == "stopped"
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    from edgeseg.cli import main
-
-    rc = main(args)
-    out = capsys.readouterr()
-    return rc, out.out, out.err
 
 
 def test_cli_runs_and_bad_sources_fail_in_one_line(bundle: Path, tmp_path: Path, capsys, monkeypatch):

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from edgeseg.errors import InputError, MissingDependencyError
-from tests.helpers import make_checkpoint
+from tests.helpers import make_checkpoint, run_cli
 
 pytest.importorskip("onnxruntime", reason="pip install 'edgeseg[onnx]'")
 
@@ -50,14 +50,6 @@ def bundle(ckpt: Path) -> Path:
     from edgeseg.exporters import ExportConfig, export
 
     return export(ckpt, ExportConfig(target="tensorrt", precision="fp16", dynamic=True, batch=4)).bundle
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    from edgeseg.cli import main
-
-    code = main(args)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def hide_tensorrt(monkeypatch: pytest.MonkeyPatch) -> None:
