@@ -261,11 +261,19 @@ def _as_frame(frame: object) -> np.ndarray:
     if img.dtype == np.uint8:
         return img
     if img.dtype.kind != "f":
-        raise InputError(f"frames must be uint8, or float on the same 0..255 scale; got {img.dtype}")
+        raise InputError(f"frames must be uint8, or float in 0..1 or 0..255; got {img.dtype}")
     img = img.astype(np.float32, copy=False)
     if not np.isfinite(img).all():
         raise InputError("frame contains NaN or Inf values")
-    return img
+    lo, hi = float(img.min()), float(img.max())
+    if lo < 0.0 or hi > 255.0:
+        raise InputError(
+            f"float frame holds values in {lo:.3g}..{hi:.3g}; pass the image itself (uint8, or float in "
+            "0..1 or 0..255), not a normalised tensor: the Segmenter normalises"
+        )
+    # The one float convention: a frame whose values all lie in 0..1 is on the 0..1 scale (what
+    # skimage, torchvision and cv2's float conversions give); a 0..255 frame that dark would be black.
+    return img * 255.0 if hi <= 1.0 else img
 
 
 def _in_model_channels(img: np.ndarray, pre: Preprocessing, size: tuple[int, int], fmt: str) -> np.ndarray:
@@ -327,8 +335,8 @@ def prepare_fused_frame(frame: np.ndarray, pre: Preprocessing, input_format: str
 
     A frame already in that order (and resized by the graph) is passed as is (no copy). Colour
     frames for a gray model become gray by Pillow's luma, as in the numpy path; gray frames for a
-    colour model are repeated to 3 channels; float frames (0..255) are rounded to uint8, the graph's
-    input type.
+    colour model are repeated to 3 channels; float frames (0..1 or 0..255, see `_as_frame`) are
+    rounded to uint8, the graph's input type.
     """
     img = _as_frame(frame)
     if img.dtype != np.uint8:

@@ -9,18 +9,29 @@ because the class-id checks need their values.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from edgeseg.data.imageio import IMAGE_SUFFIXES, read_image, read_mask, resize_image, resize_mask
+from edgeseg.data.imageio import (
+    IMAGE_SUFFIXES,
+    LOSSY_MASK_SUFFIXES,
+    display_size,
+    lossy_mask_message,
+    read_image,
+    read_mask,
+    resize_image,
+    resize_mask,
+)
 from edgeseg.errors import InputError
 
 __all__ = ["FolderDataset", "read_class_names"]
 
 _GRAY_HEADER_MODES = frozenset({"1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
 _MAX_LISTED = 3
+_SLIVER = 0.005  # share of the labelled pixels below which an id looks like compression noise
 
 
 def _listing(paths: list[Path]) -> str:
@@ -48,6 +59,33 @@ def _present_values(mask: np.ndarray) -> np.ndarray:
     if mask.dtype in (np.uint8, np.uint16):
         return np.flatnonzero(np.bincount(mask.ravel()))
     return np.unique(mask)
+
+
+def _warn_if_smeared(
+    labelled: list[np.ndarray], masks: list[np.ndarray], ignore: int | None, folder: Path
+) -> None:
+    """Warn when the class count is about to be inferred from masks that look smeared: many ids
+    that each cover a sliver of the pixels are what a mask saved lossily (or resized bilinearly)
+    and converted back to PNG holds, and each of them would silently become a class."""
+    ids = np.unique(np.concatenate([v for v in labelled if v.size] or [np.zeros(0, np.int64)]))
+    if ids.size < 8:
+        return
+    counts: dict[int, int] = {}
+    for m in masks:
+        values, n = np.unique(m, return_counts=True)
+        for v, c in zip(values.tolist(), n.tolist(), strict=True):
+            if v != ignore:
+                counts[v] = counts.get(v, 0) + c
+    total = sum(counts.values())
+    slivers = [v for v, c in counts.items() if c < total * _SLIVER]
+    if len(slivers) * 2 >= len(counts):
+        warnings.warn(
+            f"the masks in '{folder}' hold {len(counts)} distinct ids, {len(slivers)} of them on under "
+            f"{_SLIVER:.2%} of the pixels each, as masks once saved lossily (JPEG) or resized smoothly "
+            "do; each becomes a class: pass --classes (ids beyond it are then reported) or re-save the "
+            "masks as PNGs of class ids",
+            stacklevel=4,
+        )
 
 
 class FolderDataset:
@@ -133,6 +171,13 @@ class FolderDataset:
             if p.suffix.lower() == ".png" and not p.name.startswith(".") and p.is_file()
         }
         missing = sorted(stem for stem in images if stem not in masks)
+        lossy = [
+            p
+            for p in sorted((root / "masks").iterdir())
+            if p.suffix.lower() in LOSSY_MASK_SUFFIXES and p.stem in missing and p.is_file()
+        ]
+        if lossy:
+            raise InputError(lossy_mask_message(lossy[0], "JPEG"))
         if missing:
             stem = missing[0]
             others = f" ({len(missing) - 1} more images have no mask)" if len(missing) > 1 else ""
@@ -154,7 +199,7 @@ class FolderDataset:
         for image_path, _ in self.items:
             try:
                 with Image.open(image_path) as img:
-                    sizes.append(img.size)
+                    sizes.append(display_size(img))  # read_image turns the pixels the same way
                     modes.append(img.mode)
             except Exception as exc:
                 raise InputError(
@@ -231,6 +276,7 @@ class FolderDataset:
             declared = 2
 
         if declared is None:
+            _warn_if_smeared(labelled, masks, ignore, self.root / "masks")
             top = max((int(v.max()) for v in labelled if v.size), default=None)
             if top is None:
                 raise InputError(

@@ -13,12 +13,14 @@ import re
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from edgeseg.errors import InputError
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "LOSSY_MASK_SUFFIXES",
+    "display_size",
     "parse_img_size",
     "read_image",
     "read_mask",
@@ -30,13 +32,42 @@ __all__ = [
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 # Single-band modes whose samples do not fit uint8 and need scaling before use as an image.
+# Formats whose compression changes pixel values: a mask saved this way grows ids along every edge.
+LOSSY_MASK_SUFFIXES = (".jpg", ".jpeg")
+_LOSSY_FORMATS = frozenset({"JPEG", "MPO"})
+_EXIF_ORIENTATION = 0x0112
+_SWAPS_AXES = frozenset({5, 6, 7, 8})  # the EXIF orientations that turn the image by 90 degrees
+
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 _GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "F"} | _SIXTEEN_BIT_MODES)
 _MASK_INT_MODES = frozenset({"1", "L", "P", "I"} | _SIXTEEN_BIT_MODES)
 
 
+def _orientation(img: Image.Image) -> int:
+    try:
+        return int(img.getexif().get(_EXIF_ORIENTATION, 1))
+    except Exception:  # a broken EXIF block is no reason to refuse the pixels
+        return 1
+
+
+def display_size(img: Image.Image) -> tuple[int, int]:
+    """(width, height) of an opened image as viewers show it: its EXIF orientation applied."""
+    w, h = img.size
+    return (h, w) if _orientation(img) in _SWAPS_AXES else (w, h)
+
+
+def lossy_mask_message(path: Path, fmt: str) -> str:
+    """The one line refusing a mask stored in a lossy format."""
+    return (
+        f"mask '{path}' is stored as {fmt}, a lossy format: its compression adds wrong class ids along "
+        "every edge; save masks as PNG files of class ids"
+    )
+
+
 def _open_loaded(path: Path, what: str) -> Image.Image:
-    """Open and fully decode `path`; any failure becomes an InputError naming the file."""
+    """Open and fully decode `path`, turned to its EXIF orientation (a phone photo is stored as the
+    sensor saw it, with a tag saying how to show it: the pixels a user sees, and labels, are the
+    turned ones); any failure becomes an InputError naming the file."""
     if not path.is_file():
         raise InputError(f"cannot read {what} '{path}': file not found")
     try:
@@ -44,7 +75,14 @@ def _open_loaded(path: Path, what: str) -> Image.Image:
             # load() inside the try: Image.open only reads the header, so a truncated file would
             # otherwise pass here and fail later far from its name.
             img.load()
+            if what == "mask" and img.format in _LOSSY_FORMATS:
+                raise InputError(lossy_mask_message(path, img.format))
+            if _orientation(img) != 1:
+                turned = ImageOps.exif_transpose(img)
+                return turned if turned is not None else img
             return img
+    except InputError:
+        raise
     except Exception as exc:
         raise InputError(
             f"cannot read {what} '{path}': truncated or not an image "
