@@ -125,6 +125,8 @@ class DemoSummary:
     video_frames: int = 0
     snapshots: list[str] = field(default_factory=list)
     url: str | None = None
+    # --serve: connections, disconnects, timeouts, refused, bad_requests (StreamServer.counters())
+    clients: dict[str, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -147,6 +149,12 @@ class DemoSummary:
             out.append(self.baseline_note or "no comparison with PyTorch")
         if self.truth:
             out.append(f"vs ground truth on {self.truth['frames']} frames: mIoU {self.truth['miou']:.4f}")
+        if self.clients is not None:
+            c = self.clients
+            out.append(
+                f"browser view: {c['connections']} connections, {c['disconnects']} hung up, "
+                f"{c['timeouts']} timed out, {c['refused']} refused (over the client limit)"
+            )
         if self.video:
             out.append(f"wrote {self.video} ({self.video_frames} frames)")
         return out

@@ -232,6 +232,7 @@ class _Demo:
             stalled=capture.stalled,
             snapshots=tuple(self.snapshots),
             url=self.server.url if self.server is not None else None,
+            clients=self.server.counters() if self.server is not None else None,
         )
 
     def live_stats(self) -> dict[str, Any]:

@@ -5,7 +5,9 @@
     /stats.json   the live figures
 Anything else is 404: the server serves no files, so no path can reach the disk. It binds to
 127.0.0.1 unless told otherwise. Frames are JPEG-encoded only while a client watches, at most
-`max_fps` times a second, so an unwatched server costs nothing.
+`max_fps` times a second, so an unwatched server costs nothing. Every connection has a socket
+timeout and at most `max_clients` are served at once (one thread each); clients that hang up, stop
+reading or never send a request are dropped quietly and counted (`counters()`, in the summary).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,6 +29,7 @@ from edgeseg.errors import InputError
 __all__ = ["StreamServer"]
 
 _BOUNDARY = "edgesegframe"
+_COUNTERS = ("connections", "disconnects", "timeouts", "refused", "bad_requests")
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>edgeseg demo</title>
@@ -75,13 +79,45 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True  # stream handlers end with the demo, never hold the process open
     owner: StreamServer
 
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # One thread per connection, but never more than max_clients: a flood of (half-open)
+        # connections is closed at once instead of each pinning a thread.
+        if not self.owner._admit():
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.owner._leave()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.owner._leave()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # socketserver prints a traceback here; a client hanging up is routine for a live view.
+        exc = sys.exc_info()[1]
+        self.owner._count("timeouts" if isinstance(exc, TimeoutError) else "disconnects")
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
 
+    def setup(self) -> None:
+        self.timeout = self.server.owner.io_timeout  # read and write: a silent peer cannot hold us
+        super().setup()
+
     def log_message(self, format: str, *args: Any) -> None:  # quiet: the HUD is the log
         pass
+
+    def log_error(self, format: str, *args: Any) -> None:
+        # http.server calls this for a request that never came ("Request timed out") and for the
+        # error replies it sends; count them instead of writing to stderr.
+        self.server.owner._count("timeouts" if "timed out" in format else "bad_requests")
 
     def _send(self, status: int, ctype: str, body: bytes) -> None:
         self.send_response(status)
@@ -124,14 +160,30 @@ class _Handler(BaseHTTPRequestHandler):
                 try:
                     self.wfile.write(head.encode() + jpeg + b"\r\n")
                     self.wfile.flush()
-                except (BrokenPipeError, ConnectionResetError):
-                    return  # the browser went away
+                except TimeoutError:
+                    owner._count("timeouts")  # connected but not reading: let the thread go
+                    return
+                except OSError:
+                    owner._count("disconnects")  # the browser went away
+                    return
 
 
 class StreamServer:
     """Serves the page, the MJPEG stream and the figures on `bind`:`port` (port 0: any free one)."""
 
-    def __init__(self, port: int, bind: str = "127.0.0.1", max_fps: float = 25.0) -> None:
+    def __init__(
+        self,
+        port: int,
+        bind: str = "127.0.0.1",
+        max_fps: float = 25.0,
+        *,
+        max_clients: int = 8,
+        io_timeout: float = 10.0,
+    ) -> None:
+        self.max_clients, self.io_timeout = max_clients, io_timeout
+        self._counter_lock = threading.Lock()
+        self._active = 0
+        self._counts = dict.fromkeys(_COUNTERS, 0)
         try:
             self._httpd = _Server((bind, port), _Handler)
         except OSError as exc:
@@ -150,6 +202,34 @@ class StreamServer:
         self._stats: dict[str, Any] = {}
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="edgeseg-serve", daemon=True)
         self._thread.start()
+
+    def _admit(self) -> bool:
+        with self._counter_lock:
+            self._counts["connections"] += 1
+            if self._active >= self.max_clients:
+                self._counts["refused"] += 1
+                return False
+            self._active += 1
+            return True
+
+    def _leave(self) -> None:
+        with self._counter_lock:
+            self._active -= 1
+
+    def _count(self, what: str) -> None:
+        with self._counter_lock:
+            self._counts[what] += 1
+
+    @property
+    def active_clients(self) -> int:
+        """Connections being served now (each holds one thread)."""
+        return self._active
+
+    def counters(self) -> dict[str, int]:
+        """connections accepted, disconnects (clients that hung up mid-reply), timeouts (clients
+        silent or not reading for `io_timeout` s), refused (beyond `max_clients`), bad_requests."""
+        with self._counter_lock:
+            return dict(self._counts)
 
     @property
     def url(self) -> str:

@@ -106,6 +106,7 @@ class DemoState:
         isolated_fps: the model's FPS timed alone before the run. threads: the model's thread limit.
         captured, dropped, reopens, stalled: the capture's counters and whether it is stalled now.
         snapshots: PNGs written by the s key. url: the browser view's address, or None.
+        clients: the browser view's connection counters (StreamServer.counters()), or None.
     """
 
     model: Path
@@ -131,6 +132,7 @@ class DemoState:
     stalled: bool = False
     snapshots: tuple[str, ...] = ()
     url: str | None = None
+    clients: Mapping[str, int] | None = None
 
 
 def live_stats(state: DemoState) -> dict[str, Any]:
@@ -215,4 +217,5 @@ def build_summary(
         video_frames=video_frames if video else 0,
         snapshots=list(state.snapshots),
         url=state.url,
+        clients=dict(state.clients) if state.clients is not None else None,
     )
