@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgeseg._claims import claim
 from edgeseg.bench.run import BenchmarkConfig, BenchmarkReport, BenchRow
 from edgeseg.errors import InputError
 
@@ -111,42 +112,44 @@ def quickstart(
     check_img_size(config.img_size, 2 ** TrainConfig().depth, depth_option=False)  # before any work
     start = time.perf_counter()
     out = _out_dir(config)
-    say(f"[1/4] training a U-Net on {config.train_images} synthetic scenes ({config.epochs} epochs)")
-    trained = train(
-        TrainConfig(
-            out=str(out / "train"),
-            epochs=config.epochs,
-            img_size=config.img_size,
-            synthetic_train=config.train_images,
-            synthetic_val=max(16, config.train_images // 5),
-            seed=config.seed,
+    # Claimed for the whole run: a second quickstart into the same folder is refused at once.
+    with claim(out):
+        say(f"[1/4] training a U-Net on {config.train_images} synthetic scenes ({config.epochs} epochs)")
+        trained = train(
+            TrainConfig(
+                out=str(out / "train"),
+                epochs=config.epochs,
+                img_size=config.img_size,
+                synthetic_train=config.train_images,
+                synthetic_val=max(16, config.train_images // 5),
+                seed=config.seed,
+            )
         )
-    )
-    say("[2/4] exporting every target and precision this machine can produce; [3/4] benchmarking")
-    held_out = SyntheticDataset(config.eval_images, config.img_size, seed=config.seed + 1000)
-    report = benchmark(
-        trained.best_checkpoint,
-        BenchmarkConfig(
-            targets=config.targets,
-            runs=config.runs,
-            rounds=min(3, config.runs),
-            max_images=config.eval_images,
-            out=str(out),
-        ),
-        dataset=held_out,
-        log=say,
-    )
-    report.meta["data"] = f"held-out synthetic scenes (seed {config.seed + 1000}): {len(held_out)} images"
-    files = write_reports(report, out)
-    result = QuickstartResult(out, trained.best_checkpoint, trained.best_miou, report, files)
-    if config.demo_frames > 0:
-        row = _demo_row(report)
-        say(f"[4/4] rendering {config.demo_frames} demo frames with {row.name} ({row.backend})")
-        result.demo = _render_demo(row, trained.best_checkpoint, out, config)
-        result.files["video"] = out / "demo.mp4"
-        result.files["demo summary"] = out / "demo.json"
-    result.seconds = time.perf_counter() - start
-    return result
+        say("[2/4] exporting every target and precision this machine can produce; [3/4] benchmarking")
+        held_out = SyntheticDataset(config.eval_images, config.img_size, seed=config.seed + 1000)
+        report = benchmark(
+            trained.best_checkpoint,
+            BenchmarkConfig(
+                targets=config.targets,
+                runs=config.runs,
+                rounds=min(3, config.runs),
+                max_images=config.eval_images,
+                out=str(out),
+            ),
+            dataset=held_out,
+            log=say,
+        )
+        report.meta["data"] = f"held-out synthetic scenes (seed {config.seed + 1000}): {len(held_out)} images"
+        files = write_reports(report, out)
+        result = QuickstartResult(out, trained.best_checkpoint, trained.best_miou, report, files)
+        if config.demo_frames > 0:
+            row = _demo_row(report)
+            say(f"[4/4] rendering {config.demo_frames} demo frames with {row.name} ({row.backend})")
+            result.demo = _render_demo(row, trained.best_checkpoint, out, config)
+            result.files["video"] = out / "demo.mp4"
+            result.files["demo summary"] = out / "demo.json"
+        result.seconds = time.perf_counter() - start
+        return result
 
 
 def _render_demo(row: BenchRow, checkpoint: Path, out: Path, config: QuickstartConfig) -> dict[str, Any]:

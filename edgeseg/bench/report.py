@@ -7,6 +7,7 @@ previous report or none, never half of one.
 from __future__ import annotations
 
 import csv
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -184,11 +185,26 @@ def _plot(report: BenchmarkReport, path: Path) -> None:
     plt.close(fig)
 
 
+REPORT_FILES = tuple(f"benchmark.{k}" for k in ("json", "csv", "md", "png"))
+
+
+def is_benchmark_report(path: Path) -> bool:
+    """Whether `path` is one of the report files of an earlier benchmark in its folder: its
+    benchmark.json is one this module wrote (so a rerun may replace the set, and nothing else)."""
+    if path.name not in REPORT_FILES:
+        return False
+    try:
+        data = json.loads((path.parent / "benchmark.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and isinstance(data.get("rows"), list) and "meta" in data
+
+
 def write_reports(report: BenchmarkReport, out: str | os.PathLike[str]) -> dict[str, Path]:
     """Write benchmark.json, .csv, .md and .png into `out`; returns their paths by kind."""
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    paths = {k: folder / f"benchmark.{k}" for k in ("json", "csv", "md", "png")}
+    paths = {k: folder / name for k, name in zip(("json", "csv", "md", "png"), REPORT_FILES, strict=True)}
     write_json(paths["json"], report.to_dict())
     with atomic_open(paths["csv"], newline="") as f:
         writer = csv.writer(f)

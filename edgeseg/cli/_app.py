@@ -49,6 +49,22 @@ def existing_dir(path: Path | None, flag: str, expected: str = "DIR/images and D
 
 
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="Also write a machine-readable summary here.")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace output files that already exist.")]
+
+
+def check_paths(
+    inputs: list[tuple[str, Path | str | None]],
+    json_path: Path | None = None,
+    *outputs: Any,
+    overwrite: bool = False,
+    overwrite_flag: str = "--overwrite",
+) -> None:
+    """The shared output check (edgeseg._paths.check_outputs), run by every command before any work:
+    `--json` and the other `outputs` (edgeseg._paths.Output) against the command's `inputs`."""
+    from edgeseg._paths import Output, check_outputs
+
+    json_out = Output("--json", json_path) if json_path is not None else None
+    check_outputs(inputs, [json_out, *outputs], overwrite=overwrite, overwrite_flag=overwrite_flag)
 
 
 def fmt_score(v: float) -> str:

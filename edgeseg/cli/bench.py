@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from edgeseg.cli._app import JsonOpt, app, existing_dir
+from edgeseg.cli._app import JsonOpt, OverwriteOpt, app, check_paths, existing_dir
 from edgeseg.cli._facts import ClassesOpt, ColorOrderOpt, IgnoreIndexOpt, MeanOpt, StdOpt, parse_facts
 
 if TYPE_CHECKING:
@@ -78,16 +78,28 @@ def benchmark(
     frame_size: Annotated[
         str, typer.Option(help="Frame size WxH the whole Segmenter call is timed on.")
     ] = "640x480",
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace files in --out (and --json) that another run did not write.")
+    ] = False,
     json_path: JsonOpt = None,
 ) -> None:
     """Export every target (reusing bundles) and measure each against the source's FP32 model (PyTorch,
     or an ONNX source on ONNX Runtime): size, mIoU, agreement, latency, FPS, speed-up, GFLOP/s,
     memory; writes benchmark.json/.csv/.md/.png."""
-    from edgeseg.bench.report import write_reports
+    from edgeseg._claims import claim
+    from edgeseg._paths import Output
+    from edgeseg.bench.report import REPORT_FILES, is_benchmark_report, write_reports
     from edgeseg.bench.run import BenchmarkConfig, parse_targets
     from edgeseg.bench.run import benchmark as run_benchmark
     from edgeseg.data import parse_img_size
 
+    out = out if out is not None else checkpoint.parent / "benchmark"
+    check_paths(
+        [("CKPT", checkpoint), ("--data", data), ("--calib", calib)],
+        json_path,
+        Output("--out", out, "folder", REPORT_FILES, ours=is_benchmark_report),
+        overwrite=overwrite,
+    )
     existing_dir(data, "--data")
     existing_dir(calib, "--calib", "a folder of images, or a dataset folder")
     frame = _frame_size(frame_size)
@@ -105,8 +117,9 @@ def benchmark(
         frame_size=frame,
     )
     facts = parse_facts(classes, mean, std, color_order, ignore_index)
-    report = run_benchmark(checkpoint, config, facts=facts, log=lambda s: typer.echo(s, err=True))
-    paths = write_reports(report, report.meta["out"])
+    with claim(out):  # a second benchmark into the same folder is refused while this one runs
+        report = run_benchmark(checkpoint, config, facts=facts, log=lambda s: typer.echo(s, err=True))
+        paths = write_reports(report, report.meta["out"])
     if json_path is not None:
         from edgeseg._io import write_json
 
@@ -128,14 +141,18 @@ def quickstart(
     ] = "all",
     runs: Annotated[int, typer.Option(min=1, help="Timed calls per benchmark row.")] = 30,
     demo_frames: Annotated[int, typer.Option(min=0, help="Frames of the demo video (0: none).")] = 150,
+    overwrite: OverwriteOpt = False,
     json_path: JsonOpt = None,
 ) -> None:
     """The whole story on built-in data: train a small U-Net, export every target this machine can,
     benchmark them against PyTorch and render a demo video. About five minutes on two CPU cores."""
+    from edgeseg._paths import Output
     from edgeseg.bench.run import parse_targets
     from edgeseg.data import parse_img_size
     from edgeseg.quickstart import QuickstartConfig
     from edgeseg.quickstart import quickstart as run_quickstart
+
+    check_paths([], json_path, Output("--out", out, "folder") if out else None, overwrite=overwrite)
 
     config = QuickstartConfig(
         out=str(out) if out else None,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from edgeseg.cli._app import JsonOpt, app
+from edgeseg.cli._app import JsonOpt, OverwriteOpt, app, check_paths
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -59,11 +59,21 @@ def demo(
     retry_seconds: Annotated[float, typer.Option(min=0.0, help="How long to retry a lost source.")] = 10.0,
     alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Overlay opacity.")] = 0.5,
     snapshot_dir: Annotated[Path, typer.Option(help="Folder for snapshots (key s).")] = Path("."),
+    overwrite: OverwriteOpt = False,
     json_path: JsonOpt = None,
 ) -> None:
     """Live segmentation from a camera, video, stream, folder or synthetic scenes: overlay, FPS, per-stage
     times and agreement with the PyTorch model. Keys: q quit, space pause, o overlay/mask, s snapshot."""
+    from edgeseg._paths import Output
     from edgeseg.demo import DemoConfig, run_demo
+
+    source_path = Path(source) if source != "synthetic" and Path(source).exists() else None
+    check_paths(
+        [("MODEL", model), ("--source", source_path), ("--baseline", baseline)],
+        json_path,
+        Output("--save", save) if save is not None else None,
+        overwrite=overwrite,
+    )
 
     config = DemoConfig(
         source=source,

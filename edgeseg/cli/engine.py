@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from edgeseg.cli._app import JsonOpt, app, write_json_opt
+from edgeseg.cli._app import JsonOpt, OverwriteOpt, app, check_paths, write_json_opt
 
 
 @app.command("build-engine")
@@ -24,9 +24,11 @@ def build_engine(
     hardware_compatible: Annotated[
         bool, typer.Option(help="Engine that any Ampere or newer GPU runs (not on Jetson).")
     ] = False,
+    overwrite: OverwriteOpt = False,
     json_path: JsonOpt = None,
 ) -> None:
     """Build the TensorRT engine for this GPU from a bundle's engine-ready ONNX, or reuse a valid one."""
+    check_paths([("BUNDLE", bundle)], json_path, overwrite=overwrite)
     from edgeseg.errors import InputError
     from edgeseg.manifest import read_manifest
     from edgeseg.runtimes import get_backend_class

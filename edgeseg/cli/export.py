@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from edgeseg._paths import Output, check_outputs
 from edgeseg.cli._app import JsonOpt, app, existing_dir, write_json_opt
 from edgeseg.cli._facts import ClassesOpt, ColorOrderOpt, IgnoreIndexOpt, MeanOpt, StdOpt, parse_facts
 
@@ -31,7 +32,9 @@ def export(
         int, typer.Option(min=1, help="Synthetic images for parity without --val-data.")
     ] = 8,
     out: Annotated[Path | None, typer.Option(help="Bundle folder. Default: beside the checkpoint.")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing bundle at --out.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace an existing bundle at --out and an existing --json file.")
+    ] = False,
     calib: Annotated[
         Path | None,
         typer.Option(help="INT8 calibration images (folder or dataset folder). Default: synthetic."),
@@ -69,6 +72,11 @@ def export(
     from edgeseg.exporters import export as run_export
 
     facts = parse_facts(classes, mean, std, color_order, ignore_index)
+    check_outputs(
+        [("CHECKPOINT", checkpoint), ("--val-data", val_data), ("--calib", calib)],
+        [Output("--out", out, "bundle") if out else None, Output("--json", json_path) if json_path else None],
+        overwrite=overwrite,
+    )
     existing_dir(val_data, "--val-data")
     existing_dir(calib, "--calib", "a folder of images, or a dataset folder")
     result = run_export(

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from edgeseg.cli._app import JsonOpt, app, write_json_opt
+from edgeseg.cli._app import JsonOpt, OverwriteOpt, app, check_paths, write_json_opt
 
 if TYPE_CHECKING:
     from edgeseg.manifest import Manifest
@@ -16,9 +16,11 @@ if TYPE_CHECKING:
 @app.command()
 def info(
     model: Annotated[Path, typer.Argument(help="Checkpoint (.pt), bundle folder, .onnx, .xml or .engine.")],
+    overwrite: OverwriteOpt = False,
     json_path: JsonOpt = None,
 ) -> None:
     """Show what a model file holds: architecture, classes, input, normalisation, training or parity."""
+    check_paths([("MODEL", model)], json_path, overwrite=overwrite)
     if model.is_dir():
         _bundle_info(model, json_path)
         return

@@ -59,13 +59,18 @@ def predict(
     mean: MeanOpt = None,
     std: StdOpt = None,
     color_order: ColorOrderOpt = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace mask/overlay files (and --json) that already exist.")
+    ] = False,
     json_path: JsonOpt = None,
 ) -> None:
     """Segment images: a mask PNG of class ids and a colour overlay per image."""
     import numpy as np
     from PIL import Image
 
+    from edgeseg._claims import claim
     from edgeseg._io import atomic_path
+    from edgeseg._paths import Output, check_outputs
     from edgeseg.data import parse_img_size, read_image
     from edgeseg.overlay import Overlay
     from edgeseg.segmenter import Segmenter
@@ -74,8 +79,14 @@ def predict(
         parse_facts(classes, mean, std, color_order), parse_img_size(img_size) if img_size else None
     )
     files = _collect_images(images)
+    names = [f"{p.stem}_{suffix}.png" for p in files for suffix in ("mask", "overlay")]
+    check_outputs(
+        [("MODEL", model), *(("IMAGE_OR_DIR", p) for p in images)],
+        [Output("--out", out, "folder", names), Output("--json", json_path) if json_path else None],
+        overwrite=overwrite,
+    )
     rows = []
-    with Segmenter(model, backend=backend, device=device, input_format="rgb", **options) as seg:
+    with claim(out), Segmenter(model, backend=backend, device=device, input_format="rgb", **options) as seg:
         k = len(seg.class_names)
         overlay = Overlay(k, alpha)  # RGB, like the images read here
         for path in files:

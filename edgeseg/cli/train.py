@@ -8,7 +8,15 @@ from typing import Annotated, Any
 
 import typer
 
-from edgeseg.cli._app import JsonOpt, app, existing_dir, fmt_score, write_json_opt
+from edgeseg.cli._app import (
+    JsonOpt,
+    OverwriteOpt,
+    app,
+    check_paths,
+    existing_dir,
+    fmt_score,
+    write_json_opt,
+)
 from edgeseg.cli._facts import (
     ClassesOpt,
     ColorOrderOpt,
@@ -92,7 +100,9 @@ def train(
     out: Annotated[
         Path | None, typer.Option(help="Run folder. Default: runs/train (runs/train2, ... if taken).")
     ] = None,
-    exist_ok: Annotated[bool, typer.Option(help="Overwrite checkpoints already in --out.")] = False,
+    exist_ok: Annotated[
+        bool, typer.Option(help="Overwrite the run files already in --out, and an existing --json file.")
+    ] = False,
     quiet: Annotated[bool, typer.Option(help="No progress output.")] = False,
     json_path: JsonOpt = None,
 ) -> None:
@@ -101,6 +111,12 @@ def train(
 
     if upsample not in ("transpose", "bilinear"):
         raise InputError(f"--upsample must be 'transpose' or 'bilinear', got '{upsample}'")
+    check_paths(
+        [("--data", data), ("--val-data", val_data), ("--resume", resume)],
+        json_path,
+        overwrite=exist_ok,
+        overwrite_flag="--exist-ok",
+    )
     existing_dir(data, "--data")
     existing_dir(val_data, "--val-data")
     from edgeseg.training import TrainConfig
@@ -173,6 +189,7 @@ def eval_(
     mean: MeanOpt = None,
     std: StdOpt = None,
     color_order: ColorOrderOpt = None,
+    overwrite: OverwriteOpt = False,
     json_path: JsonOpt = None,
 ) -> None:
     """Score a model on a labelled folder: mIoU, per-class IoU, Dice, pixel accuracy."""
@@ -182,6 +199,7 @@ def eval_(
     from edgeseg.data import parse_img_size
     from edgeseg.evaluation import evaluate
 
+    check_paths([("MODEL", model), ("--data", data)], json_path, overwrite=overwrite)
     existing_dir(data, "--data")
     facts = parse_facts(classes, mean, std, color_order)
     options = segmenter_options(facts, parse_img_size(img_size) if img_size else None)

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgeseg._claims import Claim, claim
+from edgeseg._paths import Output, check_outputs
 from edgeseg.errors import InputError
 from edgeseg.formats import Target, ensure_packages, module_version, validate_export_options
 from edgeseg.manifest import INPUT_NAME, MANIFEST_NAME, OUTPUT_NAME, Manifest, write_manifest
@@ -280,7 +282,6 @@ def export(
     _check_config(config)
     ensure_packages(target)
 
-    from edgeseg.evaluation.parity import measure_parity
     from edgeseg.exporters.sources import open_source
 
     src = open_source(source, facts)
@@ -290,10 +291,32 @@ def export(
         if config.out
         else src.default_bundle_dir(target.name, config.precision, config.dynamic)
     )
-    _check_destination(dest, config.overwrite)
+    check_outputs(
+        [("CHECKPOINT", source), ("--val-data", config.val_data), ("--calib", config.calib)],
+        [Output("--out", dest, "bundle")],
+    )
+    # Held from before the existence check to after the rename: a second export to the same place
+    # is refused at once instead of both succeeding and one bundle silently replacing the other.
+    with claim(dest) as held:
+        _check_destination(dest, config.overwrite)
+        return _export_into(dest, held, src, target, size, config, log, start)
+
+
+def _export_into(
+    dest: Path,
+    held: Claim,
+    src: ExportSource,
+    target: Target,
+    size: tuple[int, int],
+    config: ExportConfig,
+    log: Callable[[str], None] | None,
+    start: float,
+) -> ExportResult:
+    from edgeseg.evaluation.parity import measure_parity
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
+    held.track(tmp)  # a run killed from here on leaves tmp; the next export to dest removes it
     tmp.mkdir()  # beside the destination: same filesystem, so the final rename is atomic
     try:
         draft = src.draft(target.name, config.precision, size, config.dynamic)

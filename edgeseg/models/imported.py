@@ -30,12 +30,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgeseg._claims import claim
 from edgeseg.errors import EdgesegRuntimeError, InputError, first_line
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from edgeseg.models.checkpoint import Normalization
     from edgeseg.models.registry import ModelSpec
 
 __all__ = ["as_imported", "check_program", "import_model"]
@@ -244,9 +246,6 @@ def import_model(
     """
     import torch
 
-    from edgeseg.models.checkpoint import Checkpoint, save_checkpoint
-    from edgeseg.models.registry import ModelSpec
-
     names = _class_names(classes)
     norm, channels = _normalization(mean, std, color_order)
     try:
@@ -256,10 +255,30 @@ def import_model(
     if w < 1 or h < 1:
         raise InputError(f"img_size must be positive; got {w}x{h}")
     dest = Path(path)
-    if dest.exists():
-        raise InputError(f"'{dest}' already exists; choose another path or remove it first")
     if not isinstance(module, torch.nn.Module):
         raise InputError(f"import_model takes a torch.nn.Module; got {type(module).__name__}")
+    # Claimed before the existence check and held until the file is in place: of two imports to one
+    # path, the second is refused instead of silently replacing the first one's file.
+    with claim(dest, "path"):
+        if dest.exists():
+            raise InputError(f"'{dest}' already exists; choose another path or remove it first")
+        return _write_imported(module, dest, names, norm, channels, (w, h))
+
+
+def _write_imported(
+    module: nn.Module,
+    dest: Path,
+    names: list[str],
+    norm: Normalization,
+    channels: int,
+    size: tuple[int, int],
+) -> Path:
+    import torch
+
+    from edgeseg.models.checkpoint import Checkpoint, save_checkpoint
+    from edgeseg.models.registry import ModelSpec
+
+    w, h = size
     wrapped = _unwrapped(module.eval()).eval()
     x = torch.rand(1, channels, h, w)
     with torch.inference_mode():

@@ -3,6 +3,7 @@ val mIoU, resumable, single process or DDP under torchrun (only rank 0 writes)."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -14,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
+from edgeseg._claims import claim
 from edgeseg.errors import InputError
 from edgeseg.evaluation.evaluate import confusion_on, to_input
 from edgeseg.evaluation.metrics import ConfusionMatrix
@@ -88,8 +90,11 @@ class _Trainer:
             Console(stderr=True, highlight=False).print(msg, soft_wrap=True)
 
     def run(self) -> TrainResult:
+        # Only the writing rank claims the run folder; a second run to it is refused before setup.
+        held = claim(self.run_dir) if self.dist.is_main else contextlib.nullcontext()
         try:
-            return self._run()
+            with held:
+                return self._run()
         except KeyboardInterrupt:
             last = self.run_dir / "last.pt"
             if last.exists():

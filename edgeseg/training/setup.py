@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from edgeseg._claims import lock_path
+from edgeseg._paths import Output, check_outputs, resolved
 from edgeseg.errors import InputError
 from edgeseg.models.registry import ModelSpec, round_to_stride
 
@@ -204,15 +206,31 @@ def check_img_size(
         )
 
 
+RUN_FILES = ("best.pt", "last.pt", "metrics.json", "curves.png", "samples.png")
+
+
 def prepare_run_dir(cfg: TrainConfig) -> Path:
-    if cfg.out is None:
-        return next_free_dir(Path("runs/train"))
-    out = Path(cfg.out)
+    """The run folder, checked: no output over an input, no file replaced without --exist-ok (a
+    resumed run continues in its own folder, which it replaces by design)."""
+    out = next_free_dir(Path("runs/train")) if cfg.out is None else Path(cfg.out)
+    in_place = cfg.resume is not None and resolved(cfg.resume).parent == resolved(out)
+    weights = cfg.encoder_weights if Path(cfg.encoder_weights).is_file() else None
+    inputs = [("--data", cfg.data), ("--val-data", cfg.val_data), ("--encoder-weights", weights)]
+    if cfg.resume is not None and not in_place:
+        inputs.append(("--resume", cfg.resume))
     if cfg.resume is None and not cfg.exist_ok and any((out / n).exists() for n in ("best.pt", "last.pt")):
         raise InputError(
             f"run folder '{out}' already holds checkpoints; pass another --out, --exist-ok to "
             f"overwrite, or --resume {out / 'last.pt'} to continue"
         )
+    check_outputs(
+        inputs,
+        [Output("--out", out, "folder", RUN_FILES)],
+        overwrite=cfg.exist_ok or in_place,
+        overwrite_flag="--exist-ok",
+    )
+    if cfg.out is None:
+        return out
     if out.exists() and not out.is_dir():
         raise InputError(f"--out '{out}' exists and is not a folder")
     # Fail before training, not at the first checkpoint: the nearest existing ancestor must be a
@@ -230,7 +248,8 @@ def prepare_run_dir(cfg: TrainConfig) -> Path:
 def next_free_dir(base: Path, markers: tuple[str, ...] = ("best.pt", "last.pt")) -> Path:
     """`base`, or `base2`, `base3`, ... : the first that holds none of `markers` (default: checkpoints)."""
     candidate, n = base, 1
-    while any((candidate / f).exists() for f in markers):
+    # A folder another run has claimed (still empty while it starts) is taken too.
+    while any((candidate / f).exists() for f in markers) or lock_path(candidate).exists():
         n += 1
         candidate = base.with_name(f"{base.name}{n}")
     return candidate
