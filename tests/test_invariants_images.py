@@ -89,6 +89,17 @@ def test_jpeg_masks_are_refused_with_one_line(tmp_path: Path, name: str) -> None
             read_mask(root / "masks" / "img000.png")
 
 
+def test_demo_folder_source_says_it_skips_jpeg_masks(tmp_path: Path) -> None:
+    pytest.importorskip("cv2", reason="the demo needs OpenCV: pip install 'edgeseg[demo]'")
+    from edgeseg.demo.sources import FolderSource
+
+    root = make_dataset(tmp_path / "data", n=2)
+    Image.open(root / "masks" / "img001.png").save(root / "masks" / "img001.jpg", format="JPEG")
+    (root / "masks" / "img001.png").unlink()
+    with pytest.warns(UserWarning, match=r"1 mask\(s\) in .* are JPEG .*not used as ground truth"):
+        FolderSource(root)
+
+
 def test_train_refuses_a_jpeg_mask_before_training(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     root = make_dataset(tmp_path / "data", n=4)
     Image.open(root / "masks" / "img001.png").save(root / "masks" / "img001.jpg", format="JPEG")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseg.data.imageio import IMAGE_SUFFIXES, read_image, read_mask
+from edgeseg.data.imageio import IMAGE_SUFFIXES, LOSSY_MASK_SUFFIXES, read_image, read_mask
 from edgeseg.data.synthetic import SYNTHETIC_CLASSES, render_scene
 from edgeseg.demo._cv import has_gstreamer, load_cv2
 from edgeseg.errors import InputError
@@ -152,6 +153,17 @@ class FolderSource(FrameSource):
             )
         masks = folder / "masks"
         self.masks = {p.stem: p for p in masks.glob("*.png")} if images.is_dir() and masks.is_dir() else {}
+        lossy = (
+            sorted(p for p in masks.glob("*") if p.suffix.lower() in LOSSY_MASK_SUFFIXES)
+            if images.is_dir() and masks.is_dir()
+            else []
+        )
+        if lossy:  # training refuses these; here they would only be skipped without a word
+            warnings.warn(
+                f"{len(lossy)} mask(s) in '{masks}' are JPEG (e.g. '{lossy[0].name}'), a lossy format: "
+                "not used as ground truth; save masks as PNGs of class ids",
+                stacklevel=2,
+            )
         self.has_truth = bool(self.masks)
         self.loop = loop
         self._iter: Iterator[Path] = iter(())
