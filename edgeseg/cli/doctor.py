@@ -25,6 +25,9 @@ def doctor(
     img_size: Annotated[
         str | None, typer.Option(help="Input size N or WxH. Default: the training size (ONNX: its own).")
     ] = None,
+    dynamic: Annotated[
+        bool, typer.Option(help="Check the graph export --dynamic converts (dynamic batch, height, width).")
+    ] = False,
     calib: Annotated[
         Path | None,
         typer.Option(
@@ -56,6 +59,7 @@ def doctor(
         calib=calib,
         images=images,
         facts=facts if facts.given() else None,
+        dynamic=dynamic or None,
     )
     typer.echo(f"doctor: {report.checked}, for {', '.join(report.targets)} at {', '.join(report.precisions)}")
     for finding in report.findings:

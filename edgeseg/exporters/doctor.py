@@ -29,6 +29,7 @@ __all__ = [
     "check_resize",
     "check_stride",
     "constants",
+    "fixed_dims",
     "node_attrs",
     "node_name",
     "total_stride",
@@ -102,11 +103,18 @@ def constants(graph: onnx.GraphProto) -> dict[str, Any]:
     return known
 
 
+def fixed_dims(value: onnx.ValueInfoProto) -> list[int] | None:
+    """A graph input's dimensions when every one is a fixed number, else None."""
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim]
+    return None if not dims or None in dims else [int(d) for d in dims if d is not None]
+
+
 def check_resize(model: onnx.ModelProto, target: str) -> list[Finding]:
     """Resize/Upsample nodes whose sizes are computed at run time, or whose attributes `target`
     does not take or rounds differently."""
     graph = model.graph
     known = constants(graph)
+    fixed = all(fixed_dims(v) for v in graph.input if v.name not in known)
     found: list[Finding] = []
 
     def add(severity: str, what: str, where: str, fix: str) -> None:
@@ -129,7 +137,9 @@ def check_resize(model: onnx.ModelProto, target: str) -> list[Finding]:
             [n for n in node.input[2:4] if n] if node.op_type == "Resize" else list(node.input[1:2])
         )
         dynamic = [n for n in shape_inputs if n not in known]
-        if dynamic and target in ("tensorrt", "openvino"):
+        # With a fixed input size the runtimes fold a size computed from shapes when they build; only
+        # a dynamic input leaves it to run time.
+        if dynamic and not fixed and target in ("tensorrt", "openvino"):
             add(
                 "warning",
                 f"{mode} resize whose output size is computed at run time (from '{dynamic[0]}')",

@@ -112,7 +112,7 @@ def graph_findings(
                     "fp16",
                     "activation ranges not measured: the graph does not say how its input is normalised",
                     "",
-                    "pass --mean, --std and --color-order",
+                    "pass --classes, --mean, --std and --color-order",
                     "",
                 )
             )
@@ -141,10 +141,12 @@ def diagnose(
     calib: str | os.PathLike[str] | None = None,
     images: int = 4,
     facts: SourceFacts | None = None,
+    dynamic: bool | None = None,
 ) -> DoctorReport:
     """Check `model` (checkpoint, .onnx or bundle folder) for `target` at `precision`; each left out
-    means every exportable target / precision (a bundle's own by default). Raises InputError for a
-    missing or unreadable model, or an unknown target or precision."""
+    means every exportable target / precision (a bundle's own by default). `dynamic` checks the
+    graph `export --dynamic` would convert (default: fixed size; a bundle: as it was exported).
+    Raises InputError for a missing or unreadable model, or an unknown target or precision."""
     from edgeseg.exporters.source import SourceFacts
     from edgeseg.exporters.sources import open_source
 
@@ -171,7 +173,14 @@ def diagnose(
                     color_order=inp.color_order,
                 )
             report = diagnose(
-                source, target=tgt, precision=prec, img_size=size, calib=calib, images=images, facts=facts
+                source,
+                target=tgt,
+                precision=prec,
+                img_size=size,
+                calib=calib,
+                images=images,
+                facts=facts,
+                dynamic=bool(manifest.dynamic_axes) if dynamic is None else dynamic,
             )
             return DoctorReport(
                 str(path),
@@ -203,8 +212,8 @@ def diagnose(
             # A graph from elsewhere without its facts: the graph checks still apply.
             found = graph_findings(path, None, targets, precisions, size=img_size)
             return DoctorReport(str(path), f"{path.name} as given", targets, precisions, tuple(found))
-        size = src.export_size(img_size, False)
-        draft = src.draft("onnx", "fp32", size, False)
+        size = src.export_size(img_size, bool(dynamic))
+        draft = src.draft("onnx", "fp32", size, bool(dynamic))
         graph = Path(tmp) / "model.onnx"
         src.write_onnx(graph, draft, opset=18)
         found = graph_findings(graph, draft, targets, precisions, size=size, calib=calib, images=images)

@@ -31,8 +31,10 @@ def _graph(
     size: int = 16,
     out_shape: tuple[int, ...] | None = None,
     domains: tuple[str, ...] = (),
+    dynamic: bool = False,
 ) -> onnx.ModelProto:
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, size, size])
+    side: int | str = "side" if dynamic else size
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, side, side])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, list(out_shape) if out_shape else None)
     opsets = [helper.make_opsetid("", 18), *(helper.make_opsetid(d, 1) for d in domains)]
     model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits), opset_imports=opsets)
@@ -88,7 +90,7 @@ def _resize_graph(mode: str, coord: str, dynamic: bool = False) -> onnx.ModelPro
                 coordinate_transformation_mode=coord,
             )
         )
-    return _graph(nodes, inits)
+    return _graph(nodes, inits, dynamic=dynamic)
 
 
 def test_clean_graph_has_no_findings() -> None:
@@ -129,6 +131,12 @@ def test_dynamic_resize_sizes() -> None:
     assert (f.severity, f.where) == ("warning", "up")
     assert "computed at run time (from 's')" in f.what
     assert check_resize(_resize_graph("linear", "half_pixel", dynamic=True), "onnx") == []
+    # The same sizes from Shape on a fixed-size input fold into constants when the engine is built.
+    fixed = _resize_graph("linear", "half_pixel")
+    del fixed.graph.node[1:]
+    fixed.graph.node.extend(_resize_graph("linear", "half_pixel", dynamic=True).graph.node[1:])
+    assert [n.op_type for n in fixed.graph.node] == ["MaxPool", "Shape", "Resize"]
+    assert check_resize(fixed, "tensorrt") == []
 
 
 def test_resize_attributes_per_target() -> None:
