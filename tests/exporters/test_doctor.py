@@ -232,3 +232,22 @@ def test_export_refuses_an_error_finding_and_writes_nothing(
     code, stdout, _ = run_cli(["export", src, "--target", "onnx", "--out", out, *facts], capsys)
     assert code == 0 and "doctor:" not in stdout  # ONNX Runtime runs Mod: no finding, a bundle
     assert sorted(p.name for p in out.iterdir()) == ["edgeseg.json", "model.onnx"]
+
+
+def test_checkpoint_and_bundle_are_checked_through_their_fp32_graph(tmp_path: Path) -> None:
+    from edgeseg.exporters import ExportConfig, export
+    from edgeseg.exporters.doctor_run import diagnose
+    from tests.helpers import make_checkpoint
+
+    ckpt = make_checkpoint(tmp_path / "tiny.pt", size=(64, 48))
+    report = diagnose(ckpt, target="tensorrt", precision="fp16")
+    assert report.checked == "the checkpoint's FP32 ONNX graph at 64x48" and report.findings == ()
+    bundle = export(ckpt, ExportConfig(target="onnx", precision="fp32", parity_images=1)).bundle
+    report = diagnose(bundle)
+    assert report.checked.endswith("(the bundle's source)") and report.targets == ("onnx",)
+    assert report.precisions == ("fp32",) and report.findings == ()
+    ckpt.unlink()  # without its source, the bundle's own FP32 graph is checked
+    report = diagnose(bundle, precision="int8")
+    assert report.checked == "the bundle's model.onnx"
+    assert [(f.check, f.where.startswith("node_")) for f in report.findings] == [("int8", True)]
+    assert "ConvTranspose" in report.findings[0].what  # ONNX Runtime's INT8 keeps it in float
