@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg._io import atomic_open, atomic_path, write_json
+from edgeseg.bench.card import environment_lines
 from edgeseg.bench.run import BenchmarkReport, BenchRow
 
 __all__ = ["COLUMNS", "render_table", "write_reports"]
@@ -137,11 +138,13 @@ def _markdown(report: BenchmarkReport) -> str:
         lines.append("| " + " | ".join(_cell(row, attr, fmt) for _, attr, fmt in COLUMNS) + " |")
     notes = "\n".join(f"- {line}" for line in _reasons(report) + summary_lines(report))
     m = report.meta
+    # The card: what the figures were measured on and with, so that two machines' reports compare.
+    card = "\n".join(f"- {line}" for line in environment_lines(m))
     return (
         f"# edgeseg benchmark\n\n{m['created_at']}, checkpoint `{m['checkpoint']}`, "
         f"input {m['img_size'][0]}x{m['img_size'][1]}, data: {m['data']}\n\n"
         + "\n".join(lines)
-        + f"\n\n{notes}\n"
+        + f"\n\n{notes}\n\n## Environment\n\n{card}\n"
     )
 
 

@@ -497,11 +497,14 @@ def _meta(
     import torch
 
     from edgeseg._version import __version__
+    from edgeseg.bench.card import environment, run_record
     from edgeseg.bench.hardware import cpu_peak, sgemm_gflops
 
     peak = cpu_peak(config.cpu_ghz)
     return {
         "edgeseg_version": __version__,
+        **run_record(),  # the command line and git commit: the card says what produced it
+        "environment": environment(),
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "checkpoint": str(ckpt_path),
         "img_size": list(size),

@@ -19,7 +19,7 @@ import typer
 
 # Importing a command module registers its commands; the order here is the order of --help.
 # isort: off
-from edgeseg.cli import train, export, engine, predict, info, demo, bench  # noqa: F401
+from edgeseg.cli import train, export, doctor, engine, predict, info, demo, bench  # noqa: F401
 
 # isort: on
 from edgeseg._io import discard_pending

@@ -42,12 +42,26 @@ def _frame_size(text: str) -> tuple[int, int]:
         raise InputError(f"--frame-size must be WxH, e.g. 1280x720; got '{text}'") from None
 
 
+def _compare(a: Path, b: Path) -> None:
+    from rich.console import Console
+
+    from edgeseg.bench.card import compare_tables, load_card
+
+    cards = load_card(a), load_card(b)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=250)
+    typer.echo(f"A: {a}\nB: {b}")
+    for table in compare_tables(*cards):
+        console.print(table)
+
+
 @app.command()
 def benchmark(
     checkpoint: Annotated[
-        Path,
+        Path | None,
         typer.Argument(help="Checkpoint (.pt) or ONNX file (.onnx): the source, and the baseline row."),
-    ],
+    ] = None,
     targets: Annotated[
         str,
         typer.Option(help="target:precision list, e.g. onnx:fp32,openvino:int8; a bare target; or all."),
@@ -81,11 +95,29 @@ def benchmark(
     overwrite: Annotated[
         bool, typer.Option(help="Replace files in --out (and --json) that another run did not write.")
     ] = False,
+    compare: Annotated[
+        tuple[Path, Path] | None,
+        typer.Option(
+            help="Print two benchmark.json cards side by side (environment differences, rows, B/A); "
+            "measures nothing.",
+            metavar="A.json B.json",
+        ),
+    ] = None,
     json_path: JsonOpt = None,
 ) -> None:
     """Export every target (reusing bundles) and measure each against the source's FP32 model (PyTorch,
     or an ONNX source on ONNX Runtime): size, mIoU, agreement, latency, FPS, speed-up, GFLOP/s,
-    memory; writes benchmark.json/.csv/.md/.png."""
+    memory; writes benchmark.json/.csv/.md/.png with the machine's card. --compare A.json B.json
+    prints two cards side by side."""
+    from edgeseg.errors import InputError
+
+    if compare is not None:
+        if checkpoint is not None:
+            raise InputError("--compare takes two benchmark.json files and no checkpoint")
+        _compare(*compare)
+        return
+    if checkpoint is None:
+        raise InputError("give the checkpoint or ONNX file to benchmark (or --compare A.json B.json)")
     from edgeseg._claims import claim
     from edgeseg._paths import Output
     from edgeseg.bench.report import REPORT_FILES, is_benchmark_report, write_reports

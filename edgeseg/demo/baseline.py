@@ -7,7 +7,9 @@ within a CPU budget (`duty`: the share of one core it may use), since on a small
 would otherwise compete with the one being demonstrated.
 
 Figures: pixel agreement (the share of pixels where both masks hold the same class) and mIoU with
-PyTorch's masks as the truth, from one confusion matrix; with ground truth, PyTorch's own mIoU too.
+PyTorch's masks as the truth, from one confusion matrix; with ground truth, PyTorch's own mIoU too;
+mask flicker (edgeseg.demo.stats.FlickerMeter) of PyTorch's masks and of the artifact's on the same
+compared frames, so that the two stability figures are like for like.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeseg.demo.stats import FlickerMeter
 from edgeseg.errors import InputError
 from edgeseg.evaluation.metrics import ConfusionMatrix
 from edgeseg.manifest import Manifest, sha256_file
@@ -107,6 +110,7 @@ class BaselineWorker:
         self.duty = min(max(duty, 0.01), 1.0)
         self.vs_baseline = ConfusionMatrix(num_classes)  # rows: PyTorch's mask, columns: the artifact's
         self.baseline_truth = ConfusionMatrix(num_classes)
+        self.flicker_pytorch, self.flicker_artifact = FlickerMeter(), FlickerMeter()
         self.frames = 0
         self.truth_frames = 0
         self.ms_total = 0.0
@@ -156,6 +160,8 @@ class BaselineWorker:
             elapsed = time.perf_counter() - t0
             with self._lock:
                 self.vs_baseline.update(mask, reference)
+                self.flicker_pytorch.add(reference)
+                self.flicker_artifact.add(mask)
                 if truth is not None and truth.shape == reference.shape:
                     self.baseline_truth.update(reference, truth)
                     self.truth_frames += 1
@@ -176,6 +182,7 @@ class BaselineWorker:
             frames, truth_frames, ms = self.frames, self.truth_frames, self.ms_total
             vs = self.vs_baseline.compute() if frames else None
             truth = self.baseline_truth.compute() if truth_frames else None
+            flicker = self.flicker_pytorch.share, self.flicker_artifact.share, self.flicker_pytorch.pairs
         return {
             "checkpoint": str(self.checkpoint),
             "frames_compared": frames,
@@ -183,6 +190,9 @@ class BaselineWorker:
             "miou": _finite(vs.miou) if vs else None,
             "pytorch_miou_vs_truth": _finite(truth.miou) if truth else None,
             "pytorch_ms": ms / frames if frames else None,
+            "flicker_pytorch": flicker[0],
+            "flicker_artifact": flicker[1],
+            "flicker_pairs": flicker[2],
             "error": str(self.error) if self.error else None,
         }
 

@@ -113,7 +113,11 @@ class DemoSummary:
     fps_ratio: float = 0.0
     threads: int | None = None
     stages_ms: dict[str, float] = field(default_factory=dict)
-    latency_ms: float = 0.0  # capture to drawn, mean
+    latency_ms: float = 0.0  # capture to display, mean
+    latency_percentiles_ms: dict[str, float | None] = field(default_factory=dict)  # p50, p95, p99
+    # Share of pixels whose class flipped between consecutive masks: the artifact's over the run, and
+    # the artifact's and PyTorch's on the frames the baseline compared; None without two frames.
+    flicker: dict[str, Any] | None = None
     captured: int = 0
     dropped: int = 0
     reopens: int = 0
@@ -147,6 +151,21 @@ class DemoSummary:
             )
         else:
             out.append(self.baseline_note or "no comparison with PyTorch")
+        lat = self.latency_percentiles_ms
+        if lat.get("p50") is not None:
+            out.append(
+                f"capture to display (ms): p50 {lat['p50']:.1f}, p95 {lat['p95']:.1f}, p99 {lat['p99']:.1f}"
+            )
+        f = self.flicker
+        if f:
+            pairs = f["artifact_pairs"]
+            line = f"mask flicker: {f['artifact']:.4%} of pixels change class per frame ({pairs} pairs)"
+            if f.get("pytorch_on_compared") is not None and f.get("artifact_on_compared") is not None:
+                line += (
+                    f"; on the {f['compared_pairs']} compared pairs: model {f['artifact_on_compared']:.4%}, "
+                    f"PyTorch {f['pytorch_on_compared']:.4%}"
+                )
+            out.append(line)
         if self.truth:
             out.append(f"vs ground truth on {self.truth['frames']} frames: mIoU {self.truth['miou']:.4f}")
         if self.clients is not None:

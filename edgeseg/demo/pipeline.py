@@ -14,6 +14,7 @@ Ctrl-C: every way of ending (frames done, source ended or lost, q, Ctrl-C, `stop
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import queue
 import sys
@@ -32,11 +33,23 @@ from edgeseg.demo.model import load_segmenter, model_threads, time_alone
 from edgeseg.demo.render import Renderer, VideoSink, Window, display_problem, write_snapshot
 from edgeseg.demo.server import StreamServer
 from edgeseg.demo.sources import FrameSource, open_source
-from edgeseg.demo.stats import DemoState, StageTimes, build_summary, hud_lines, live_stats, update_confusion
+from edgeseg.demo.stats import (
+    DemoState,
+    FlickerMeter,
+    StageTimes,
+    build_summary,
+    hud_lines,
+    latency_percentiles,
+    live_stats,
+    update_confusion,
+)
 from edgeseg.errors import EdgesegError, EdgesegRuntimeError, InputError, first_line
 from edgeseg.evaluation.metrics import ConfusionMatrix
 
 __all__ = ["run_demo"]
+
+_LATENCY_SAMPLES = 100_000  # the percentiles cover the last this many frames (about an hour at 30 FPS)
+_LIVE_LATENCY = 300  # frames the live percentiles cover
 
 
 @dataclass(frozen=True)
@@ -72,7 +85,9 @@ class _Demo:
         self.renderer = Renderer(self.k, config.alpha, config.show_mask)
         self.frames = 0
         self.done_at: deque[float] = deque(maxlen=30)
-        self.latency_ms = 0.0
+        self.latency_ms, self.latency_count = 0.0, 0  # sum and count over the whole run
+        self.latencies: deque[float] = deque(maxlen=_LATENCY_SAMPLES)
+        self.flicker = FlickerMeter()
         self.paused_s = 0.0
         self.snapshots: list[str] = []
         self.isolated_fps = 0.0
@@ -148,12 +163,14 @@ class _Demo:
                 raise EdgesegRuntimeError(f"the demo failed mid-run: {first_line(payload)}") from payload
             frame, result = payload
             last = self._deliver(frame, result)
+            reason = None
             if self.window and last is not None:
                 t0 = time.perf_counter()
                 paused, reason = self._key(self.window.show(last, 1), last, paused)
                 self.times.add(display=(time.perf_counter() - t0) * 1000)
-                if reason:
-                    return reason
+            self._displayed(frame)
+            if reason:
+                return reason
 
     def _key(self, key: str, shown: Any, paused: bool) -> tuple[bool, str | None]:
         if key == "q" or key == "\x1b":
@@ -177,6 +194,7 @@ class _Demo:
         if frame.truth is not None and frame.truth.shape == result.mask.shape:
             update_confusion(self.truth, result.mask, frame.truth)
             self.truth_frames += 1
+        self.flicker.add(result.mask)
         t1 = time.perf_counter()
         self.frames += 1  # this frame counts in the figures it is drawn with
         if t1 - self._stats_at >= 0.1 or self.frames == 1:  # 10 Hz is as fast as anyone reads figures
@@ -197,11 +215,17 @@ class _Demo:
         now = time.perf_counter()
         self.done_at.append(now)
         self.finished = now
-        self.latency_ms += (now - frame.captured_at) * 1000
         self.times.add(
             truth=(t1 - t0) * 1000, render=(t2 - t1) * 1000, encode=(t3 - t2) * 1000, stream=(now - t3) * 1000
         )
         return canvas
+
+    def _displayed(self, frame: Frame) -> None:
+        """The frame is out (written, streamed, shown): its capture-to-display latency."""
+        ms = (time.perf_counter() - frame.captured_at) * 1000
+        self.latency_ms += ms
+        self.latency_count += 1
+        self.latencies.append(ms)
 
     # -- figures -----------------------------------------------------------------------------------
 
@@ -223,7 +247,14 @@ class _Demo:
             truth=self.truth.compute() if self.truth_frames else None,
             truth_frames=self.truth_frames,
             duration_s=self.finished - self.started - self.paused_s,
-            latency_ms=self.latency_ms / self.frames if self.frames else 0.0,
+            latency_ms=self.latency_ms / self.latency_count if self.latency_count else 0.0,
+            latency_pcts=latency_percentiles(
+                list(self.latencies)
+                if final
+                else list(itertools.islice(reversed(self.latencies), _LIVE_LATENCY))
+            ),
+            flicker=self.flicker.share,
+            flicker_pairs=self.flicker.pairs,
             isolated_fps=self.isolated_fps,
             threads=self.threads,
             captured=capture.captured,

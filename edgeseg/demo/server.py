@@ -53,6 +53,9 @@ td:first-child { color: #999; }
 <tr><td>agreement vs PyTorch</td><td id="agreement">-</td></tr>
 <tr><td>mIoU vs PyTorch</td><td id="miou_baseline">-</td></tr>
 <tr><td>mIoU vs truth</td><td id="miou_truth">-</td></tr>
+<tr><td>capture to display p50 / p95 / p99 (ms)</td><td id="latency">-</td></tr>
+<tr><td>mask flicker (pixels changing class per frame)</td><td id="flicker">-</td></tr>
+<tr><td>flicker on compared frames: model / PyTorch</td><td id="flicker_pair">-</td></tr>
 <tr><td>dropped frames</td><td id="dropped">-</td></tr>
 <tr><td>state</td><td id="state">-</td></tr>
 </table>
@@ -68,6 +71,10 @@ async function refresh() {
     set("stages", Object.entries(s.stages_ms).map(([k, v]) => k + " " + v.toFixed(1)).join(", "));
     set("agreement", pct(s.agreement)); set("miou_baseline", num(s.miou_vs_baseline, 4));
     set("miou_truth", num(s.miou_vs_truth, 4)); set("dropped", String(s.dropped)); set("state", s.state);
+    const lat = s.latency_ms || {};
+    set("latency", [lat.p50, lat.p95, lat.p99].map(v => num(v, 1)).join(" / "));
+    set("flicker", pct(s.flicker));
+    set("flicker_pair", pct(s.flicker_artifact_compared) + " / " + pct(s.flicker_pytorch));
   } catch (e) { document.getElementById("state").textContent = "disconnected"; }
 }
 refresh(); setInterval(refresh, 500);

@@ -9,7 +9,7 @@ import math
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,16 @@ from edgeseg.demo._cv import load_cv2
 from edgeseg.demo.config import DemoSummary
 from edgeseg.evaluation.metrics import ConfusionMatrix, SegMetrics
 
-__all__ = ["DemoState", "StageTimes", "build_summary", "hud_lines", "live_stats", "update_confusion"]
+__all__ = [
+    "DemoState",
+    "FlickerMeter",
+    "StageTimes",
+    "build_summary",
+    "hud_lines",
+    "latency_percentiles",
+    "live_stats",
+    "update_confusion",
+]
 
 # Stages in the order a frame meets them. wait_in: the model thread waiting for a frame; wait_out:
 # waiting for the drawing side to take its result; truth: scoring against ground truth; render:
@@ -80,6 +89,43 @@ def update_confusion(cm: ConfusionMatrix, pred: np.ndarray, truth: np.ndarray) -
     cm.matrix += hist.reshape(k, k).astype(np.int64)
 
 
+class FlickerMeter:
+    """Mask temporal stability: the share of pixels whose class changes between consecutive masks
+    (0 on a static scene for a deterministic model; noise, not motion, is what a low-precision model
+    adds on a static or slowly panning source). Masks of another size than the previous one start a
+    new sequence rather than count as flips."""
+
+    def __init__(self) -> None:
+        self._prev: np.ndarray | None = None
+        self.flips = 0
+        self.pixels = 0
+        self.pairs = 0
+
+    def add(self, mask: np.ndarray) -> float | None:
+        """Count `mask` against the previous one; this pair's share, or None for the first mask."""
+        prev, self._prev = self._prev, mask
+        if prev is None or prev.shape != mask.shape:
+            return None
+        flips = int(np.count_nonzero(prev != mask))
+        self.flips += flips
+        self.pixels += mask.size
+        self.pairs += 1
+        return flips / mask.size
+
+    @property
+    def share(self) -> float | None:
+        """Flipped pixels / compared pixels over every pair so far; None before the second mask."""
+        return self.flips / self.pixels if self.pixels else None
+
+
+def latency_percentiles(samples_ms: Sequence[float]) -> dict[str, float | None]:
+    """p50, p95 and p99 of millisecond samples (linear interpolation); None without samples."""
+    if not samples_ms:
+        return {"p50": None, "p95": None, "p99": None}
+    p50, p95, p99 = np.percentile(np.asarray(samples_ms, dtype=np.float64), [50, 95, 99])
+    return {"p50": round(float(p50), 3), "p95": round(float(p95), 3), "p99": round(float(p99), 3)}
+
+
 def _fps(done_at: tuple[float, ...]) -> float:
     if len(done_at) < 2:
         return 0.0
@@ -102,7 +148,10 @@ class DemoState:
         baseline: the comparison's figures (BaselineWorker.figures()), or None without one.
         baseline_note: which baseline is used, or why there is none.
         truth: scores against ground truth, or None when no frame had any; truth_frames: frames scored.
-        duration_s: the run's length without pauses. latency_ms: mean capture-to-drawn time.
+        duration_s: the run's length without pauses. latency_ms: mean capture-to-display time;
+        latency_pcts: its p50/p95/p99 (over the recent frames live, the whole run at the end).
+        flicker: the share of pixels whose class flipped between consecutive masks (FlickerMeter);
+        flicker_pairs: the frame pairs it was measured on.
         isolated_fps: the model's FPS timed alone before the run. threads: the model's thread limit.
         captured, dropped, reopens, stalled: the capture's counters and whether it is stalled now.
         snapshots: PNGs written by the s key. url: the browser view's address, or None.
@@ -124,6 +173,9 @@ class DemoState:
     truth_frames: int = 0
     duration_s: float = 0.0
     latency_ms: float = 0.0
+    latency_pcts: Mapping[str, float | None] = field(default_factory=dict)
+    flicker: float | None = None
+    flicker_pairs: int = 0
     isolated_fps: float = 0.0
     threads: int | None = None
     captured: int = 0
@@ -152,6 +204,10 @@ def live_stats(state: DemoState) -> dict[str, Any]:
         "miou_vs_baseline": _nan_to_none(base.get("miou")),
         "baseline_frames": base.get("frames_compared", 0),
         "miou_vs_truth": _nan_to_none(truth.miou) if truth else None,
+        "latency_ms": dict(state.latency_pcts),
+        "flicker": state.flicker,
+        "flicker_pytorch": base.get("flicker_pytorch"),
+        "flicker_artifact_compared": base.get("flicker_artifact"),
         "dropped": state.dropped,
         "state": "stalled, reopening" if state.stalled else "running",
         "time": time.time(),
@@ -171,8 +227,33 @@ def hud_lines(s: dict[str, Any]) -> list[str]:
         lines.append(f"vs PyTorch {s['agreement']:.2%} mIoU {miou} (n={s['baseline_frames']})")
     if s["miou_vs_truth"] is not None:
         lines.append(f"vs truth mIoU {s['miou_vs_truth']:.3f}")
+    lat = s.get("latency_ms") or {}
+    if lat.get("p50") is not None:
+        lines.append(f"latency p50/p95/p99 {lat['p50']:.0f}/{lat['p95']:.0f}/{lat['p99']:.0f} ms")
+    if s.get("flicker") is not None:
+        line = f"flicker {s['flicker']:.2%}"
+        if s.get("flicker_pytorch") is not None and s.get("flicker_artifact_compared") is not None:
+            # Both on the frames the baseline compared, so the pair is like for like.
+            line += (
+                f"  sampled: model {s['flicker_artifact_compared']:.2%} PyTorch {s['flicker_pytorch']:.2%}"
+            )
+        lines.append(line)
     lines.append(f"dropped {s['dropped']}" + ("  STALLED" if s["state"] != "running" else ""))
     return lines
+
+
+def _flicker(state: DemoState) -> dict[str, Any] | None:
+    if state.flicker is None:
+        return None
+    base = state.baseline or {}
+    return {
+        "artifact": state.flicker,
+        "artifact_pairs": state.flicker_pairs,
+        # On the frames the baseline compared (sampled, so further apart than consecutive frames):
+        "pytorch_on_compared": base.get("flicker_pytorch"),
+        "artifact_on_compared": base.get("flicker_artifact"),
+        "compared_pairs": base.get("flicker_pairs", 0),
+    }
 
 
 def build_summary(
@@ -198,6 +279,8 @@ def build_summary(
         threads=state.threads,
         stages_ms={k: round(v, 3) for k, v in stages.items()},
         latency_ms=round(state.latency_ms, 3),
+        latency_percentiles_ms=dict(state.latency_pcts),
+        flicker=_flicker(state),
         captured=state.captured,
         dropped=state.dropped,
         reopens=state.reopens,

@@ -117,9 +117,13 @@ class ExportJob:
     meter: DropMeter | None = None
     log: Callable[[str], None] = field(default=lambda _: None)
     dest: Path | None = None
+    fp32_onnx: Path | None = None  # the graph already written for the doctor, copied, not re-exported
 
     def write_fp32_onnx(self, path: Path) -> None:
         """Write the source's FP32 ONNX graph for this job's input and metadata to `path`."""
+        if self.fp32_onnx is not None and self.fp32_onnx.is_file():
+            shutil.copyfile(self.fp32_onnx, path)
+            return
         self.source.write_onnx(path, self.manifest, opset=self.config.opset)
 
 
@@ -237,6 +241,30 @@ def _with_drop(quantization: dict[str, Any] | None, report: ParityReport) -> dic
     return entry
 
 
+_DOCTOR_GRAPH = ".doctor-fp32.onnx"
+
+
+def _doctor(
+    src: ExportSource, draft: Manifest, config: ExportConfig, path: Path, log: Callable[[str], None]
+) -> Path:
+    """Write the FP32 graph to `path`, run the doctor on it and log its findings, one line each;
+    InputError when one would make the artifact wrong (see edgeseg.exporters.doctor)."""
+    from edgeseg.exporters.doctor_run import graph_findings
+
+    src.write_onnx(path, draft, opset=config.opset)
+    calib = config.calib or config.val_data
+    found = graph_findings(path, draft, [config.target], [config.precision], calib=calib)
+    for finding in found:
+        log(f"doctor: {finding.line()}")
+    errors = [f for f in found if f.severity == "error"]
+    if errors:
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise InputError(
+            f"refusing to export: {errors[0].line()}{more}; 'edgeseg doctor' lists every finding"
+        )
+    return path
+
+
 def _install(tmp: Path, dest: Path) -> None:
     """Rename the finished folder onto `dest`; an old bundle there is removed only once the new one is in."""
     if not dest.exists():
@@ -264,9 +292,11 @@ def export(
     `source` is an edgeseg checkpoint (the reference: its PyTorch model) or a `.onnx` file (the
     reference: that file on ONNX Runtime); `facts` gives what an ONNX file from elsewhere does not
     hold itself (classes, mean/std, colour order; see edgeseg.exporters.source.SourceFacts).
-    `log` receives one line per accuracy-aware INT8 attempt (with `config.max_drop`).
+    `log` receives one line per finding of the export doctor on the FP32 graph (before anything is
+    built; edgeseg.exporters.doctor) and per accuracy-aware INT8 attempt (with `config.max_drop`).
 
-    Raises InputError for bad options, a bad source or an existing destination (before any work),
+    Raises InputError for bad options, a bad source, an existing destination (before any work) or a
+    doctor finding that would make the artifact wrong (an op the target does not run, FP16 overflow),
     MissingDependencyError naming the pip extra when a package is missing, EdgesegRuntimeError when
     the conversion fails. On any failure nothing is left at the destination.
     """
@@ -321,14 +351,17 @@ def _export_into(
     try:
         draft = src.draft(target.name, config.precision, size, config.dynamic)
         writer = importlib.import_module(str(target.exporter))  # set: validate_export_options checked
+        say = log or (lambda _: None)
+        fp32 = _doctor(src, draft, config, tmp / _DOCTOR_GRAPH, say)  # before anything is built
         with src.reference() as reference:
             meter = None
             if config.max_drop is not None and config.val_data is not None:
                 from edgeseg.exporters.accuracy import DropMeter
 
                 meter = DropMeter.build(reference, target.name, size, config.val_data)
-            job = ExportJob(src, draft, config, tmp, meter, log or (lambda _: None), dest)
+            job = ExportJob(src, draft, config, tmp, meter, say, dest, fp32)
             artifact: Artifact = writer.export_artifact(job)
+            fp32.unlink(missing_ok=True)  # not part of the bundle
             report = measure_parity(
                 reference,
                 tmp / artifact.model_file,

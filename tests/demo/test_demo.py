@@ -374,3 +374,30 @@ def test_a_stream_url_source_and_its_loss(bundle: Path):
         upstream_stop.set()
         upstream.join(20)
     assert s.ended == "source_lost" and s.frames > 5 and s.source.startswith("stream 'http://127.0.0.1:")
+
+
+class _Static(FrameSource):
+    """The same frame, on demand, for ever: a camera on a tripod in front of a still scene."""
+
+    def __init__(self) -> None:
+        super().__init__("static")
+        self.image = np.random.default_rng(3).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+
+    def open(self) -> None:
+        pass
+
+    def read(self):
+        return self.image.copy(), None
+
+
+def test_static_source_has_no_flicker_and_latency_percentiles_in_the_summary(bundle: Path, tmp_path: Path):
+    out = tmp_path / "s.json"
+    summary = run_demo(bundle, config(source=_Static(), max_frames=12, json_path=out, baseline_duty=1.0))
+    data = json.loads(out.read_text())
+    assert summary.frames == 12
+    assert data["flicker"]["artifact"] == 0.0 and data["flicker"]["artifact_pairs"] == 11  # FP32: no flip
+    lat = data["latency_percentiles_ms"]
+    assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"]
+    base = data["baseline"]
+    if base["flicker_pairs"]:  # PyTorch sampled at least two frames: its masks do not flicker either
+        assert base["flicker_pytorch"] == 0.0 and data["flicker"]["artifact_on_compared"] == 0.0

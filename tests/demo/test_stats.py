@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edgeseg.demo.stats import DemoState, build_summary, hud_lines, live_stats
@@ -61,3 +62,39 @@ def test_summary_from_the_final_state(tmp_path: Path):
     assert summary.snapshots == ["a.png"] and summary.ended == "max_frames"
     bare = build_summary(_state(frames=0, stages={}, truth=None, baseline=None), "stopped")
     assert (bare.fps, bare.model_fps, bare.truth, bare.baseline, bare.video) == (0.0, 0.0, None, None, None)
+
+
+def test_flicker_on_a_hand_made_mask_sequence():
+    from edgeseg.demo.stats import FlickerMeter
+
+    a = np.array([[0, 0], [1, 1]], np.uint8)
+    b = np.array([[0, 1], [1, 1]], np.uint8)  # one pixel of four changed
+    c = np.array([[2, 1], [0, 0]], np.uint8)  # three of four changed
+    meter = FlickerMeter()
+    assert meter.add(a) is None and meter.share is None  # one mask: nothing to compare yet
+    assert meter.add(b) == 0.25 and meter.add(b) == 0.0 and meter.add(c) == 0.75
+    assert (meter.flips, meter.pixels, meter.pairs) == (4, 12, 3) and meter.share == 4 / 12
+    assert meter.add(np.zeros((3, 3), np.uint8)) is None  # another size starts a new sequence
+    assert meter.add(np.ones((3, 3), np.uint8)) == 1.0
+    assert (meter.flips, meter.pixels, meter.pairs) == (13, 21, 4)
+
+
+def test_latency_percentiles_and_their_place_in_hud_and_summary():
+    from edgeseg.demo.stats import latency_percentiles
+
+    # numpy's linear interpolation on 1..100: rank q/100 * 99 between neighbours.
+    assert latency_percentiles(list(range(1, 101))) == {"p50": 50.5, "p95": 95.05, "p99": 99.01}
+    assert latency_percentiles([]) == {"p50": None, "p95": None, "p99": None}
+    pcts = {"p50": 10.0, "p95": 20.0, "p99": 31.0}
+    base = {"pixel_agreement": 0.99, "miou": 0.9, "frames_compared": 3,
+            "flicker_pytorch": 0.001, "flicker_artifact": 0.004, "flicker_pairs": 2}  # fmt: skip
+    state = _state(latency_pcts=pcts, flicker=0.0125, flicker_pairs=39, baseline=base)
+    lines = hud_lines(live_stats(state))
+    assert "latency p50/p95/p99 10/20/31 ms" in lines
+    assert "flicker 1.25%  sampled: model 0.40% PyTorch 0.10%" in lines
+    summary = build_summary(state, "max_frames")
+    assert summary.latency_percentiles_ms == pcts
+    assert summary.flicker == {"artifact": 0.0125, "artifact_pairs": 39, "pytorch_on_compared": 0.001,
+                               "artifact_on_compared": 0.004, "compared_pairs": 2}  # fmt: skip
+    assert any("p50 10.0, p95 20.0, p99 31.0" in line for line in summary.lines())
+    assert build_summary(_state(), "stopped").flicker is None  # no pairs measured: no figure
