@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from edgeseg._guards import recorded_path, require_finite
 from edgeseg.bench.hardware import RssSampler, percentile_ms
 from edgeseg.errors import EdgesegError, InputError, MissingDependencyError, first_line
 from edgeseg.formats import PRECISIONS, TARGETS, get_target, missing_packages
@@ -228,6 +229,7 @@ def benchmark(
 
     base = rows[0]
     _relative_figures(rows, macs)
+    _check_figures(rows)
     meta = _meta(ckpt_path, size, macs, data_kind, len(images), config)
     meta["reference"] = f"{base.name}: {src.reference_label} ({base.backend})"
     meta["eager_contiguous_ms_p50"] = eager_ms
@@ -281,6 +283,20 @@ def _relative_figures(rows: list[BenchRow], macs: int | None) -> None:
                 row.speedup = round(base.model_ms_p50 / row.model_ms_p50, 3)
 
 
+def _check_figures(rows: list[BenchRow]) -> None:
+    """Every figure of every row is a finite number (or absent): a NaN would print as a figure and
+    compare as neither better nor worse than another row."""
+    from dataclasses import fields
+
+    for row in rows:
+        for f in fields(row):
+            value = getattr(row, f.name)
+            values = value.values() if isinstance(value, dict) else [value]
+            for v in values:
+                if isinstance(v, float):
+                    require_finite(v, f"benchmark figure {f.name} of row {row.name}")
+
+
 def _reference_row(src: ExportSource) -> BenchRow:
     """The baseline row: the source itself on its reference runtime (PyTorch for a checkpoint)."""
     name = "pytorch" if src.reference_backend == "torch" else f"source {src.kind}"
@@ -304,7 +320,7 @@ def _eval_set(
             ignore_index=src.ignore_index,
             channels=src.channels,
         )
-        kind = f"folder {config.data}"
+        kind = f"folder {recorded_path(config.data)}"
     elif dataset is not None:
         kind = f"{type(dataset).__name__} (ground truth)"
     else:
@@ -503,7 +519,7 @@ def _meta(
     return {
         "edgeseg_version": __version__,
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "checkpoint": str(ckpt_path),
+        "checkpoint": recorded_path(ckpt_path),
         "img_size": list(size),
         "frame_size": list(config.frame_size),
         "data": data,

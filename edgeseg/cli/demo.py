@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from edgeseg.cli._app import JsonOpt, app
+from edgeseg.cli._app import JsonOpt, app, refuse_unused, writable_dir, writable_file
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -22,6 +22,7 @@ def _size(text: str) -> tuple[int, int]:
 
 @app.command()
 def demo(
+    ctx: typer.Context,
     model: Annotated[Path, typer.Argument(help="Bundle folder, .onnx, .xml, .engine or checkpoint (.pt).")],
     source: Annotated[
         str,
@@ -41,7 +42,10 @@ def demo(
     ] = None,
     compare: Annotated[bool, typer.Option(help="Compare with PyTorch on sampled frames.")] = True,
     headless: Annotated[bool, typer.Option(help="No window (for machines without a screen).")] = False,
-    save: Annotated[Path | None, typer.Option(help="Write the rendered stream to this .mp4 or .avi.")] = None,
+    save: Annotated[
+        Path | None,
+        typer.Option(callback=writable_file, help="Write the rendered stream to this .mp4 or .avi."),
+    ] = None,
     serve: Annotated[
         int | None, typer.Option(help="Serve a live browser view on this port (see --bind).")
     ] = None,
@@ -58,12 +62,27 @@ def demo(
     ] = 5.0,
     retry_seconds: Annotated[float, typer.Option(min=0.0, help="How long to retry a lost source.")] = 10.0,
     alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Overlay opacity.")] = 0.5,
-    snapshot_dir: Annotated[Path, typer.Option(help="Folder for snapshots (key s).")] = Path("."),
+    snapshot_dir: Annotated[
+        Path, typer.Option(callback=writable_dir, help="Folder for snapshots (key s).")
+    ] = Path("."),
     json_path: JsonOpt = None,
 ) -> None:
     """Live segmentation from a camera, video, stream, folder or synthetic scenes: overlay, FPS, per-stage
     times and agreement with the PyTorch model. Keys: q quit, space pause, o overlay/mask, s snapshot."""
     from edgeseg.demo import DemoConfig, run_demo
+
+    synthetic = source.strip().lower() == "synthetic"
+    refuse_unused(
+        ctx, ["frame_size", "fps"], synthetic, f"with --source {source} (they shape synthetic frames)"
+    )
+    refuse_unused(
+        ctx,
+        ["loop"],
+        Path(source).is_dir() or Path(source).is_file(),
+        f"with --source {source} (it replays files)",
+    )
+    refuse_unused(ctx, ["bind"], serve is not None, "without --serve")
+    refuse_unused(ctx, ["baseline"], compare, "with --no-compare")
 
     config = DemoConfig(
         source=source,

@@ -7,12 +7,13 @@ from typing import Annotated
 
 import typer
 
-from edgeseg.cli._app import JsonOpt, app, existing_dir, write_json_opt
+from edgeseg.cli._app import JsonOpt, app, existing_dir, refuse_unused, writable_dir, write_json_opt
 from edgeseg.cli._facts import ClassesOpt, ColorOrderOpt, IgnoreIndexOpt, MeanOpt, StdOpt, parse_facts
 
 
 @app.command()
 def export(
+    ctx: typer.Context,
     checkpoint: Annotated[
         Path, typer.Argument(help="Checkpoint (.pt), or an ONNX file (.onnx, e.g. from another framework).")
     ],
@@ -30,7 +31,10 @@ def export(
     parity_images: Annotated[
         int, typer.Option(min=1, help="Synthetic images for parity without --val-data.")
     ] = 8,
-    out: Annotated[Path | None, typer.Option(help="Bundle folder. Default: beside the checkpoint.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(callback=writable_dir, help="Bundle folder. Default: beside the checkpoint."),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing bundle at --out.")] = False,
     calib: Annotated[
         Path | None,
@@ -42,7 +46,7 @@ def export(
     max_drop: Annotated[
         float | None,
         typer.Option(
-            help="INT8: most mIoU points to lose vs FP32 on --val-data; tries remedies, else fails."
+            min=0.0, help="INT8: most mIoU points to lose vs FP32 on --val-data; tries remedies, else fails."
         ),
     ] = None,
     batch: Annotated[
@@ -68,6 +72,7 @@ def export(
     from edgeseg.exporters import ExportConfig
     from edgeseg.exporters import export as run_export
 
+    refuse_unused(ctx, ["parity_images"], val_data is None, "with --val-data (parity runs on its images)")
     facts = parse_facts(classes, mean, std, color_order, ignore_index)
     existing_dir(val_data, "--val-data")
     existing_dir(calib, "--calib", "a folder of images, or a dataset folder")

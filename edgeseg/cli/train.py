@@ -8,7 +8,15 @@ from typing import Annotated, Any
 
 import typer
 
-from edgeseg.cli._app import JsonOpt, app, existing_dir, fmt_score, write_json_opt
+from edgeseg.cli._app import (
+    JsonOpt,
+    app,
+    existing_dir,
+    fmt_score,
+    refuse_unused,
+    writable_dir,
+    write_json_opt,
+)
 from edgeseg.cli._facts import (
     ClassesOpt,
     ColorOrderOpt,
@@ -23,6 +31,7 @@ from edgeseg.errors import InputError
 
 @app.command()
 def train(
+    ctx: typer.Context,
     data: Annotated[
         Path | None, typer.Option(help="Dataset folder (images/ + masks/). Default: built-in synthetic data.")
     ] = None,
@@ -88,9 +97,15 @@ def train(
     bf16: Annotated[
         bool, typer.Option(help="bf16 autocast on CPU (pays only on CPUs with AVX512-BF16/AMX; measure).")
     ] = False,
-    resume: Annotated[Path | None, typer.Option(help="Continue a run from its last.pt.")] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(help="Continue a run from its last.pt (in its folder, or in --out when given)."),
+    ] = None,
     out: Annotated[
-        Path | None, typer.Option(help="Run folder. Default: runs/train (runs/train2, ... if taken).")
+        Path | None,
+        typer.Option(
+            callback=writable_dir, help="Run folder. Default: runs/train (runs/train2, ... if taken)."
+        ),
     ] = None,
     exist_ok: Annotated[bool, typer.Option(help="Overwrite checkpoints already in --out.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress output.")] = False,
@@ -99,6 +114,19 @@ def train(
     """Train a U-Net or an SMP model (single process, or DDP under torchrun)."""
     from edgeseg.data import parse_img_size
 
+    # A resumed run keeps the settings it was started with; only these may be given with --resume.
+    kept = {"epochs", "resume", "out", "exist_ok", "quiet", "json_path", "device", "workers"}
+    refuse_unused(
+        ctx,
+        [p.name for p in ctx.command.params if p.name and p.name not in kept],
+        resume is None,
+        "with --resume: a resumed run keeps the settings it was started with (only --epochs, --out, "
+        "--exist-ok, --device, --workers and --quiet apply)",
+    )
+    refuse_unused(
+        ctx, ["depth", "width", "upsample"], not arch.strip().lower().startswith("smp:"),
+        f"with --arch {arch} (an SMP model's encoder sets its depth and width; use --encoder)",
+    )  # fmt: skip
     if upsample not in ("transpose", "bilinear"):
         raise InputError(f"--upsample must be 'transpose' or 'bilinear', got '{upsample}'")
     existing_dir(data, "--data")

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from edgeseg._guards import check_number
 from edgeseg.errors import InputError
 from edgeseg.models.registry import ModelSpec, round_to_stride
 
@@ -67,6 +68,13 @@ class TrainConfig:
     exist_ok: bool = False
     resume: str | None = None
     quiet: bool = False
+
+    def __post_init__(self) -> None:
+        # NaN passes every range check (all comparisons with it are False): check_number refuses it.
+        check_number(self.lr, "--lr", minimum=0.0, min_open=True)
+        check_number(self.weight_decay, "weight_decay", minimum=0.0)
+        check_number(self.warmup_fraction, "warmup_fraction", minimum=0.0, maximum=1.0)
+        check_number(self.val_fraction, "val_fraction", minimum=0.0, maximum=1.0, min_open=True)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -208,7 +216,9 @@ def prepare_run_dir(cfg: TrainConfig) -> Path:
     if cfg.out is None:
         return next_free_dir(Path("runs/train"))
     out = Path(cfg.out)
-    if cfg.resume is None and not cfg.exist_ok and any((out / n).exists() for n in ("best.pt", "last.pt")):
+    # Resuming writes into the run's own folder; any other folder is a new destination, checked as one.
+    in_place = cfg.resume is not None and out.resolve() == Path(cfg.resume).parent.resolve()
+    if not in_place and not cfg.exist_ok and any((out / n).exists() for n in ("best.pt", "last.pt")):
         raise InputError(
             f"run folder '{out}' already holds checkpoints; pass another --out, --exist-ok to "
             f"overwrite, or --resume {out / 'last.pt'} to continue"
