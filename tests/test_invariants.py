@@ -513,3 +513,22 @@ def test_allocator_failures_read_as_out_of_memory(
     monkeypatch.setattr("edgeseg.cli.info._bundle_info", lambda *a: (_ for _ in ()).throw(MemoryError()))
     rc, _, err = run_cli(["info", assets["bundle"]], capsys)
     assert rc == 1 and "out of memory" in err and "--batch-size" not in err, err
+
+
+def test_library_log_warnings_are_one_edgeseg_line(
+    assets: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A library's `logging` warning during a command reads like edgeseg's own warnings."""
+    import logging
+
+    import edgeseg.cli.info as info_cmd
+
+    real = info_cmd._bundle_info
+
+    def noisy(*args: Any) -> None:
+        logging.getLogger("somelib.sub").warning("range %s is narrow\n  details the user need not see", "x")
+        real(*args)
+
+    monkeypatch.setattr(info_cmd, "_bundle_info", noisy)
+    rc, _, err = run_cli(["info", assets["bundle"]], capsys)
+    assert rc == 0 and err == "edgeseg: warning: range x is narrow\n", err

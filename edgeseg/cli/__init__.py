@@ -10,6 +10,7 @@ while a command runs, so the library keeps Python's own warnings for programs th
 from __future__ import annotations
 
 import errno
+import logging
 import math
 import os
 import sys
@@ -43,10 +44,29 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     first_cmd = next((i for i, a in enumerate(args) if not a.startswith("-")), len(args))
     debug = "--debug" in args[:first_cmd] or os.environ.get("EDGESEG_DEBUG") == "1"
-    with warnings.catch_warnings():  # restores Python's warning display when the command ends
-        if not debug:
-            warnings.showwarning = _warning
-        return _run(args, debug)
+    # Libraries log warnings through `logging` too (with no handler Python prints them bare): the
+    # same one line for those, while the command runs.
+    handler = _LogLine(logging.WARNING)
+    if not debug:
+        logging.getLogger().addHandler(handler)
+    try:
+        with warnings.catch_warnings():  # restores Python's warning display when the command ends
+            if not debug:
+                warnings.showwarning = _warning
+            return _run(args, debug)
+    finally:
+        logging.getLogger().removeHandler(handler)
+
+
+class _LogLine(logging.Handler):
+    """A logging handler that prints a library's warning or error record as `edgeseg: warning:`."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = " ".join(record.getMessage().strip().split("\n")[0].split())
+        except Exception:  # a record whose arguments do not format: say so rather than raise
+            text = str(record.msg)
+        print(f"edgeseg: warning: {text or record.levelname.lower()}", file=sys.stderr)
 
 
 def _run(args: list[str], debug: bool) -> int:
