@@ -106,12 +106,7 @@ def check_writable(path: str | os.PathLike[str], flag: str, *, folder: bool = Fa
     parent = target.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
-    if not parent.is_dir():
-        raise InputError(
-            f"{flag} '{target}' cannot be created: '{parent}' is not a writable folder (it is a file); "
-            f"choose another {flag}"
-        )
-    if not os.access(parent, os.W_OK | os.X_OK):
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise InputError(
             f"{flag} '{target}' cannot be created: '{parent}' is not a writable folder; choose another {flag}"
         )

@@ -233,7 +233,7 @@ def benchmark(
     meta = _meta(ckpt_path, size, macs, data_kind, len(images), config)
     meta["reference"] = f"{base.name}: {src.reference_label} ({base.backend})"
     meta["eager_contiguous_ms_p50"] = eager_ms
-    meta["out"] = str(out)
+    meta["out"] = recorded_path(out)
     if config.ceiling_seconds > 0:
         from edgeseg.bench.ceilings import apply_ceilings, measure_ceilings
 

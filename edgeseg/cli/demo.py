@@ -47,7 +47,8 @@ def demo(
         typer.Option(callback=writable_file, help="Write the rendered stream to this .mp4 or .avi."),
     ] = None,
     serve: Annotated[
-        int | None, typer.Option(help="Serve a live browser view on this port (see --bind).")
+        int | None,
+        typer.Option(min=0, max=65535, help="Serve a live browser view on this port (see --bind)."),
     ] = None,
     bind: Annotated[str, typer.Option(help="Address --serve listens on.")] = "127.0.0.1",
     max_frames: Annotated[int | None, typer.Option(min=1, help="Stop after N frames.")] = None,

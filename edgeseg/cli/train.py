@@ -39,7 +39,7 @@ def train(
         Path | None, typer.Option(help="Validation folder. Default: a seeded split of --data.")
     ] = None,
     classes: Annotated[
-        int | None, typer.Option(help="Number of classes. Default: classes.txt or max mask id + 1.")
+        int | None, typer.Option(min=1, help="Number of classes. Default: classes.txt or max mask id + 1.")
     ] = None,
     img_size: Annotated[
         str | None,
@@ -53,7 +53,9 @@ def train(
     lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate (AdamW, cosine decay).")] = 3e-3,
     ignore_index: Annotated[
         int | None,
-        typer.Option(help="Mask id of unlabelled pixels, skipped by loss and metrics (e.g. 11 for CamVid)."),
+        typer.Option(
+            min=0, help="Mask id of unlabelled pixels, skipped by loss and metrics (e.g. 11 for CamVid)."
+        ),
     ] = None,
     arch: Annotated[
         str,
@@ -188,7 +190,9 @@ def _class_weights_spec(spec: str) -> str:
 def eval_(
     model: Annotated[Path, typer.Argument(help="Checkpoint (.pt), bundle folder, .onnx or .xml to score.")],
     data: Annotated[Path, typer.Option(help="Dataset folder (images/ + masks/).")],
-    ignore_index: Annotated[int | None, typer.Option(help="Override the model's ignore label.")] = None,
+    ignore_index: Annotated[
+        int | None, typer.Option(min=0, help="Override the model's ignore label.")
+    ] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 8,
     backend: Annotated[
         str, typer.Option(help="For exported models: auto, onnxruntime or openvino.")

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeseg._guards import recorded_path
 from edgeseg.errors import InputError
 from edgeseg.evaluation.metrics import ConfusionMatrix
 from edgeseg.manifest import Manifest, sha256_file
@@ -177,7 +178,7 @@ class BaselineWorker:
             vs = self.vs_baseline.compute() if frames else None
             truth = self.baseline_truth.compute() if truth_frames else None
         return {
-            "checkpoint": str(self.checkpoint),
+            "checkpoint": recorded_path(self.checkpoint),
             "frames_compared": frames,
             "pixel_agreement": vs.pixel_accuracy if vs else None,
             "miou": _finite(vs.miou) if vs else None,
