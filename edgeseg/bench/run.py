@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from edgeseg._guards import recorded_path, require_finite
+from edgeseg._guards import check_number, recorded_path, require_finite
 from edgeseg.bench.hardware import RssSampler, percentile_ms
 from edgeseg.errors import EdgesegError, InputError, MissingDependencyError, first_line
 from edgeseg.formats import PRECISIONS, TARGETS, get_target, missing_packages
@@ -244,6 +244,8 @@ def benchmark(
 
 
 def _check_config(config: BenchmarkConfig) -> None:
+    if config.cpu_ghz is not None:
+        check_number(config.cpu_ghz, "--cpu-ghz", minimum=0.0, min_open=True)
     if config.runs < 1 or config.rounds < 1 or config.warmup < 0 or config.max_images < 1:
         raise InputError("--runs and --max-images must be at least 1 (and rounds/warm-up not negative)")
     if len(config.frame_size) != 2 or min(config.frame_size) < 1:
