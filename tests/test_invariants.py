@@ -390,6 +390,31 @@ def test_recorded_paths_hold_from_another_folder(
     assert "vs PyTorch on" in out and "no baseline" not in out + err
 
 
+def test_benchmark_reuses_bundles_from_another_folder(
+    assets: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A benchmark run with relative paths, then the same from another folder: the bundle is found
+    by the source's sha256 and reused, and the report names the checkpoint by its resolved path."""
+    from edgeseg.bench.run import BenchmarkConfig, benchmark
+
+    here = tmp_path / "here"
+    here.mkdir()
+    shutil.copy(assets["ckpt"], here / "best.pt")
+    config = BenchmarkConfig(
+        targets=("onnx:fp32",), runs=1, rounds=1, warmup=0, ceiling_seconds=0, out="bench"
+    )
+    monkeypatch.chdir(here)
+    first = benchmark("best.pt", config, log=lambda s: None)
+    assert first.meta["checkpoint"] == str((here / "best.pt").resolve())
+    monkeypatch.chdir(tmp_path)
+    said: list[str] = []
+    again = benchmark(
+        "here/best.pt", BenchmarkConfig(**{**config.__dict__, "out": "here/bench"}), log=said.append
+    )
+    assert any(line.startswith("reusing") for line in said), said
+    assert again.meta["checkpoint"] == first.meta["checkpoint"]
+
+
 def test_training_records_resolved_data_paths(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
