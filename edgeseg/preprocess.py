@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgeseg._guards import check_number
 from edgeseg.data.imageio import resize_image, resize_mask, rgb_to_gray
 from edgeseg.data.transforms import normalize
 from edgeseg.errors import InputError
@@ -222,8 +223,9 @@ def _check(pre: Preprocessing, inp: TensorSpec, classes: int | None, multiple: i
             f"{where}: mean and std need {pre.channels} values (one per channel); "
             f"got {len(pre.mean)} and {len(pre.std)}"
         )
-    if min(pre.std) <= 0:
-        raise InputError(f"{where}: std values must be > 0; got {pre.std}")
+    for i, (m, sd) in enumerate(zip(pre.mean, pre.std, strict=True)):
+        check_number(m, f"{where}: mean[{i}]")
+        check_number(sd, f"{where}: std[{i}]", minimum=0.0, min_open=True)
     if pre.color_order not in COLOR_ORDERS or (pre.color_order == "GRAY") != (pre.channels == 1):
         raise InputError(
             f"{where}: color_order '{pre.color_order}' does not suit a {pre.channels}-channel model; "

@@ -471,8 +471,67 @@ CASES: list[Case] = [
         lambda w, a, mp: _call("edgeseg.data", "read_image", _random_bytes(w / "x.tif"))),
     api("backend-missing-tensorrt", MissingDependencyError, "tensorrt",
         lambda w, a, mp: _call("edgeseg.runtimes", "create_backend", "tensorrt", a.trt / "model.onnx")),
+    # ---- non-finite numbers: weights, options
+    cli("export-nan-weight-checkpoint", 2, "NaN or Inf value(s) in",
+        lambda w, a, mp: ["export", _poison_checkpoint(a.ckpt, w / "nan.pt"), "--target", "onnx",
+                          "--out", w / "b"]),
+    cli("predict-inf-weight-onnx", 2, "NaN or Inf value(s) in weight",
+        lambda w, a, mp: ["predict", _poison_onnx(a.onnx / "model.onnx", w / "m.onnx"), a.data / "images",
+                          "--out", w / "p"]),
+    cli("eval-nan-weight-ir", 2, "NaN or Inf value(s) in weight",
+        lambda w, a, mp: ["eval", _poison_ir(a.ir, w / "m.xml"), "--data", a.data]),
+    cli("train-lr-inf", 2, "'inf' is not a finite number",
+        lambda w, a, mp: ["train", "--lr", "inf", "--data", _data(w), "--out", w / "run", *TINY_TRAIN]),
+    cli("demo-fps-nan", 2, "--fps", lambda w, a, mp: ["demo", a.onnx, "--fps", "nan", "--headless"]),
+    api("segmenter-nan-std", InputError, "std[1] must be a finite number",
+        _segmenter(lambda w, a: a.onnx / "model.onnx", mean=(0.5, 0.5, 0.5), std=(0.2, float("nan"), 0.2))),
+    # ---- outputs checked before any work
+    cli("benchmark-json-under-a-file", 2, "is not a writable folder",
+        lambda w, a, mp: ["benchmark", a.ckpt, "--targets", "onnx:fp32",
+                          "--json", _with_file(w, "f") / "f" / "b.json"]),
+    cli("export-out-under-a-file", 2, "is not a writable folder",
+        lambda w, a, mp: ["export", a.ckpt, "--target", "onnx", "--out", _with_file(w, "f") / "f" / "b"]),
 ]
 # fmt: on
+
+
+def _poison_checkpoint(src: Path, dst: Path) -> Path:
+    import torch
+
+    payload = torch.load(src, weights_only=True)
+    next(v for v in payload["state_dict"].values() if v.is_floating_point()).view(-1)[-1] = float("nan")
+    torch.save(payload, dst)
+    return dst
+
+
+def _poison_onnx(src: Path, dst: Path) -> Path:
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(src))
+    init = model.graph.initializer[-1]
+    arr = numpy_helper.to_array(init).copy()
+    arr.flat[0] = np.inf
+    init.CopyFrom(numpy_helper.from_array(arr, init.name))
+    onnx.save(model, str(dst))
+    return dst
+
+
+def _poison_ir(bundle: Path, dst: Path) -> Path:
+    """The bundle's IR with one weight of its .bin set to NaN (a float32 constant's first value)."""
+    import openvino as ov
+
+    model = ov.Core().read_model(str(bundle / "model.xml"))
+    const = next(
+        op
+        for op in model.get_ordered_ops()
+        if op.get_type_name() == "Constant" and op.get_data().size > 4 and op.get_data().dtype == np.float32
+    )
+    data = const.get_data().copy()
+    data.flat[0] = np.nan
+    const.output(0).replace(ov.opset13.constant(data).output(0))  # type: ignore[attr-defined]
+    ov.save_model(model, str(dst), compress_to_fp16=False)
+    return dst
 
 
 # ------------------------------------------------------------------------------- small helpers

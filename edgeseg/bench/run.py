@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from edgeseg._guards import check_number, recorded_path, require_finite
 from edgeseg.bench.hardware import RssSampler, percentile_ms
 from edgeseg.errors import EdgesegError, InputError, MissingDependencyError, first_line
 from edgeseg.formats import PRECISIONS, TARGETS, get_target, missing_packages
@@ -228,10 +229,11 @@ def benchmark(
 
     base = rows[0]
     _relative_figures(rows, macs)
+    _check_figures(rows)
     meta = _meta(ckpt_path, size, macs, data_kind, len(images), config)
     meta["reference"] = f"{base.name}: {src.reference_label} ({base.backend})"
     meta["eager_contiguous_ms_p50"] = eager_ms
-    meta["out"] = str(out)
+    meta["out"] = recorded_path(out)
     if config.ceiling_seconds > 0:
         from edgeseg.bench.ceilings import apply_ceilings, measure_ceilings
 
@@ -242,6 +244,8 @@ def benchmark(
 
 
 def _check_config(config: BenchmarkConfig) -> None:
+    if config.cpu_ghz is not None:
+        check_number(config.cpu_ghz, "--cpu-ghz", minimum=0.0, min_open=True)
     if config.runs < 1 or config.rounds < 1 or config.warmup < 0 or config.max_images < 1:
         raise InputError("--runs and --max-images must be at least 1 (and rounds/warm-up not negative)")
     if len(config.frame_size) != 2 or min(config.frame_size) < 1:
@@ -281,6 +285,20 @@ def _relative_figures(rows: list[BenchRow], macs: int | None) -> None:
                 row.speedup = round(base.model_ms_p50 / row.model_ms_p50, 3)
 
 
+def _check_figures(rows: list[BenchRow]) -> None:
+    """Every figure of every row is a finite number (or absent): a NaN would print as a figure and
+    compare as neither better nor worse than another row."""
+    from dataclasses import fields
+
+    for row in rows:
+        for f in fields(row):
+            value = getattr(row, f.name)
+            values = value.values() if isinstance(value, dict) else [value]
+            for v in values:
+                if isinstance(v, float):
+                    require_finite(v, f"benchmark figure {f.name} of row {row.name}")
+
+
 def _reference_row(src: ExportSource) -> BenchRow:
     """The baseline row: the source itself on its reference runtime (PyTorch for a checkpoint)."""
     name = "pytorch" if src.reference_backend == "torch" else f"source {src.kind}"
@@ -304,7 +322,7 @@ def _eval_set(
             ignore_index=src.ignore_index,
             channels=src.channels,
         )
-        kind = f"folder {config.data}"
+        kind = f"folder {recorded_path(config.data)}"
     elif dataset is not None:
         kind = f"{type(dataset).__name__} (ground truth)"
     else:
@@ -506,7 +524,7 @@ def _meta(
         **run_record(),  # the command line and git commit: the card says what produced it
         "environment": environment(),
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "checkpoint": str(ckpt_path),
+        "checkpoint": recorded_path(ckpt_path),
         "img_size": list(size),
         "frame_size": list(config.frame_size),
         "data": data,

@@ -10,18 +10,23 @@ while a command runs, so the library keeps Python's own warnings for programs th
 from __future__ import annotations
 
 import errno
+import logging
+import math
 import os
 import sys
 import warnings
-from typing import TextIO
+from typing import Any, TextIO
 
 import typer
+import typer.core
+import typer.main
 
 # Importing a command module registers its commands; the order here is the order of --help.
 # isort: off
 from edgeseg.cli import train, export, doctor, engine, predict, info, demo, bench  # noqa: F401
 
 # isort: on
+from edgeseg._guards import is_out_of_memory
 from edgeseg._io import discard_pending
 from edgeseg.cli._app import app
 from edgeseg.errors import EdgesegError, first_line
@@ -31,7 +36,7 @@ try:  # typer >= 0.22 vendors click; older releases depend on it
 except ImportError:  # pragma: no cover
     from click import ClickException as _CliException  # type: ignore[no-redef]
 
-__all__ = ["app", "main"]
+__all__ = ["app", "command", "main"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,15 +44,34 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     first_cmd = next((i for i, a in enumerate(args) if not a.startswith("-")), len(args))
     debug = "--debug" in args[:first_cmd] or os.environ.get("EDGESEG_DEBUG") == "1"
-    with warnings.catch_warnings():  # restores Python's warning display when the command ends
-        if not debug:
-            warnings.showwarning = _warning
-        return _run(args, debug)
+    # Libraries log warnings through `logging` too (with no handler Python prints them bare): the
+    # same one line for those, while the command runs.
+    handler = _LogLine(logging.WARNING)
+    if not debug:
+        logging.getLogger().addHandler(handler)
+    try:
+        with warnings.catch_warnings():  # restores Python's warning display when the command ends
+            if not debug:
+                warnings.showwarning = _warning
+            return _run(args, debug)
+    finally:
+        logging.getLogger().removeHandler(handler)
+
+
+class _LogLine(logging.Handler):
+    """A logging handler that prints a library's warning or error record as `edgeseg: warning:`."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = " ".join(record.getMessage().strip().split("\n")[0].split())
+        except Exception:  # a record whose arguments do not format: say so rather than raise
+            text = str(record.msg)
+        print(f"edgeseg: warning: {text or record.levelname.lower()}", file=sys.stderr)
 
 
 def _run(args: list[str], debug: bool) -> int:
     try:
-        rv = app(args=args, prog_name="edgeseg", standalone_mode=False)
+        rv = command()(args=args, prog_name="edgeseg", standalone_mode=False)
         if rv == 130:
             # Typer turns Ctrl-C into a silent exit code 130 before it reaches the handler below; no
             # command returns 130 itself, so this is an interrupt and still gets its line.
@@ -78,14 +102,51 @@ def _run(args: list[str], debug: bool) -> int:
             raise
         _error(_os_error_message(exc))
         return 1 if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO) else 2
-    except MemoryError:
-        _error("out of memory; try a smaller --batch-size or --img-size")
-        return 1
     except Exception as exc:  # an unexpected failure: still one line, the traceback on --debug
         if debug:
             raise
-        _error(f"{type(exc).__name__}: {exc} (run again with --debug for the traceback)")
+        if is_out_of_memory(exc):  # MemoryError, or a library's allocator failure in its own type
+            _error(f"out of memory ({first_line(exc)}); {_memory_hint(args)}")
+        else:
+            _error(f"{type(exc).__name__}: {first_line(exc)} (run again with --debug for the traceback)")
         return 1
+
+
+def _memory_hint(args: list[str]) -> str:
+    """What to shrink, naming only options the command has (a hint must never name a missing one)."""
+    cmd = next((a for a in args if not a.startswith("-")), None)
+    sub = command().commands.get(cmd) if cmd else None  # type: ignore[attr-defined]
+    flags = {o for p in (sub.params if sub else []) for o in p.opts}
+    named = [f for f in ("--batch-size", "--img-size") if f in flags]
+    return f"try a smaller {' or '.join(named)}" if named else "close other programs or use a smaller model"
+
+
+_COMMAND: typer.core.TyperGroup | None = None
+
+
+def command() -> typer.core.TyperGroup:
+    """The click command of the app, with every float option refusing NaN and Inf (one guard for all:
+    `nan < 0` is False, so a range check alone lets NaN through and `--lr nan` would train)."""
+    global _COMMAND
+    if _COMMAND is None:
+        group = typer.main.get_command(app)
+        for sub in group.commands.values():  # type: ignore[attr-defined]
+            for param in sub.params:
+                _finite_only(param)
+        _COMMAND = group  # type: ignore[assignment]
+    return _COMMAND  # type: ignore[return-value]
+
+
+def _finite_only(param: Any) -> None:
+    process = param.process_value
+
+    def finite(ctx: Any, value: Any) -> Any:
+        number = process(ctx, value)
+        if isinstance(number, float) and not math.isfinite(number):
+            raise typer.BadParameter(f"'{value}' is not a finite number.", ctx=ctx, param=param)
+        return number
+
+    param.process_value = finite
 
 
 def _os_error_message(exc: OSError) -> str:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from edgeseg._guards import check_writable
 from edgeseg._version import __version__
 from edgeseg.errors import InputError
 
@@ -36,6 +38,55 @@ def _root(
     """Train U-Net segmentation models and deploy them to edge runtimes."""
 
 
+def writable_file(ctx: typer.Context, param: typer.CallbackParam, value: Path | None) -> Path | None:
+    """Option callback for a file the command writes at its end (--json, --save): a path that cannot
+    be written is refused while the options are read, not after minutes of work."""
+    if value is not None and not ctx.resilient_parsing:
+        check_writable(value, _flag(param))
+    return value
+
+
+def writable_dir(ctx: typer.Context, param: typer.CallbackParam, value: Path | None) -> Path | None:
+    """Option callback for a folder the command writes into (--out, --snapshot-dir, --cache)."""
+    if value is not None and not ctx.resilient_parsing:
+        check_writable(value, _flag(param), folder=True)
+    return value
+
+
+def _flag(param: typer.CallbackParam) -> str:
+    return max(param.opts, key=len) if param.opts else f"--{param.name}"
+
+
+def refuse_unused(ctx: typer.Context, params: Sequence[str], applies: bool, why: str) -> None:
+    """InputError when an option among `params` (parameter names) was given on the command line but
+    would have no effect in this combination: every option either takes effect or is refused.
+    `why` completes "... has no effect ..." (e.g. "without --data")."""
+    if applies:
+        return
+    used = [_typed(ctx, p) for p in ctx.command.params if p.name in params and _given(ctx, p.name)]
+    if used:
+        verb = "has" if len(used) == 1 else "have"
+        raise InputError(
+            f"{' and '.join(used)} {verb} no effect {why}; leave {'it' if len(used) == 1 else 'them'} out"
+        )
+
+
+def _typed(ctx: typer.Context, param: Any) -> str:
+    # A --x/--no-x pair: name the spelling the user typed.
+    secondary = getattr(param, "secondary_opts", None)
+    return secondary[0] if secondary and ctx.params.get(param.name) is False else _flag(param)
+
+
+def given(ctx: typer.Context, *params: str) -> list[str]:
+    """The parameter names among `params` that the user set (command line or environment)."""
+    return [name for name in params if _given(ctx, name)]
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
+
+
 def write_json_opt(path: Path | None, data: dict[str, Any]) -> None:
     if path is not None:
         from edgeseg._io import write_json
@@ -48,7 +99,10 @@ def existing_dir(path: Path | None, flag: str, expected: str = "DIR/images and D
         raise InputError(f"{flag} folder '{path}' does not exist (expected {expected})")
 
 
-JsonOpt = Annotated[Path | None, typer.Option("--json", help="Also write a machine-readable summary here.")]
+JsonOpt = Annotated[
+    Path | None,
+    typer.Option("--json", callback=writable_file, help="Also write a machine-readable summary here."),
+]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace output files that already exist.")]
 
 

@@ -24,7 +24,7 @@ StdOpt = Annotated[
     str | None, typer.Option(help="ONNX without edgeseg metadata: per-channel std, e.g. 0.229,0.224,0.225.")
 ]
 IgnoreIndexOpt = Annotated[
-    int | None, typer.Option(help="ONNX without edgeseg metadata: the label id metrics skip.")
+    int | None, typer.Option(min=0, help="ONNX without edgeseg metadata: the label id metrics skip.")
 ]
 ImgSizeOpt = Annotated[
     str | None, typer.Option(help="ONNX with a dynamic input and no edgeseg metadata: size WxH.")

@@ -7,7 +7,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from edgeseg.cli._app import JsonOpt, OverwriteOpt, app, check_paths, existing_dir
+from edgeseg.cli._app import (
+    JsonOpt,
+    OverwriteOpt,
+    app,
+    check_paths,
+    existing_dir,
+    refuse_unused,
+    writable_dir,
+)
 from edgeseg.cli._facts import ClassesOpt, ColorOrderOpt, IgnoreIndexOpt, MeanOpt, StdOpt, parse_facts
 
 if TYPE_CHECKING:
@@ -58,6 +66,7 @@ def _compare(a: Path, b: Path) -> None:
 
 @app.command()
 def benchmark(
+    ctx: typer.Context,
     checkpoint: Annotated[
         Path | None,
         typer.Argument(help="Checkpoint (.pt) or ONNX file (.onnx): the source, and the baseline row."),
@@ -78,7 +87,10 @@ def benchmark(
     warmup: Annotated[int, typer.Option(min=0, help="Untimed calls per row before timing.")] = 5,
     max_images: Annotated[int, typer.Option(min=1, help="Images of --data scored per row.")] = 64,
     out: Annotated[
-        Path | None, typer.Option(help="Folder for bundles and reports. Default: CKPT's folder/benchmark.")
+        Path | None,
+        typer.Option(
+            callback=writable_dir, help="Folder for bundles and reports. Default: CKPT's folder/benchmark."
+        ),
     ] = None,
     cpu_ghz: Annotated[
         float | None,
@@ -125,6 +137,16 @@ def benchmark(
     from edgeseg.bench.run import benchmark as run_benchmark
     from edgeseg.data import parse_img_size
 
+    refuse_unused(
+        ctx, ["max_images"], data is not None, "without --data (it caps the labelled images scored)"
+    )
+    chosen = parse_targets(targets)
+    refuse_unused(
+        ctx,
+        ["calib"],
+        any(t.endswith(":int8") for t in chosen),
+        f"without an int8 target in --targets {targets}",
+    )
     out = out if out is not None else checkpoint.parent / "benchmark"
     check_paths(
         [("CKPT", checkpoint), ("--data", data), ("--calib", calib)],
@@ -136,7 +158,7 @@ def benchmark(
     existing_dir(calib, "--calib", "a folder of images, or a dataset folder")
     frame = _frame_size(frame_size)
     config = BenchmarkConfig(
-        targets=parse_targets(targets),
+        targets=chosen,
         data=str(data) if data else None,
         calib=str(calib) if calib else None,
         img_size=parse_img_size(img_size) if img_size else None,
@@ -164,7 +186,10 @@ def benchmark(
 def quickstart(
     out: Annotated[
         Path | None,
-        typer.Option(help="Folder for everything. Default: runs/quickstart (or quickstart2, ...)."),
+        typer.Option(
+            callback=writable_dir,
+            help="Folder for everything. Default: runs/quickstart (or quickstart2, ...).",
+        ),
     ] = None,
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs on the synthetic scenes.")] = 6,
     img_size: Annotated[str, typer.Option(help="Model input size N or WxH.")] = "128",

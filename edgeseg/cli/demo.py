@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from edgeseg.cli._app import JsonOpt, OverwriteOpt, app, check_paths
+from edgeseg.cli._app import (
+    JsonOpt,
+    OverwriteOpt,
+    app,
+    check_paths,
+    refuse_unused,
+    writable_dir,
+    writable_file,
+)
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -22,6 +30,7 @@ def _size(text: str) -> tuple[int, int]:
 
 @app.command()
 def demo(
+    ctx: typer.Context,
     model: Annotated[Path, typer.Argument(help="Bundle folder, .onnx, .xml, .engine or checkpoint (.pt).")],
     source: Annotated[
         str,
@@ -41,9 +50,13 @@ def demo(
     ] = None,
     compare: Annotated[bool, typer.Option(help="Compare with PyTorch on sampled frames.")] = True,
     headless: Annotated[bool, typer.Option(help="No window (for machines without a screen).")] = False,
-    save: Annotated[Path | None, typer.Option(help="Write the rendered stream to this .mp4 or .avi.")] = None,
+    save: Annotated[
+        Path | None,
+        typer.Option(callback=writable_file, help="Write the rendered stream to this .mp4 or .avi."),
+    ] = None,
     serve: Annotated[
-        int | None, typer.Option(help="Serve a live browser view on this port (see --bind).")
+        int | None,
+        typer.Option(min=0, max=65535, help="Serve a live browser view on this port (see --bind)."),
     ] = None,
     bind: Annotated[str, typer.Option(help="Address --serve listens on.")] = "127.0.0.1",
     max_frames: Annotated[int | None, typer.Option(min=1, help="Stop after N frames.")] = None,
@@ -58,7 +71,9 @@ def demo(
     ] = 5.0,
     retry_seconds: Annotated[float, typer.Option(min=0.0, help="How long to retry a lost source.")] = 10.0,
     alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Overlay opacity.")] = 0.5,
-    snapshot_dir: Annotated[Path, typer.Option(help="Folder for snapshots (key s).")] = Path("."),
+    snapshot_dir: Annotated[
+        Path, typer.Option(callback=writable_dir, help="Folder for snapshots (key s).")
+    ] = Path("."),
     overwrite: OverwriteOpt = False,
     json_path: JsonOpt = None,
 ) -> None:
@@ -74,6 +89,18 @@ def demo(
         Output("--save", save) if save is not None else None,
         overwrite=overwrite,
     )
+    synthetic = source.strip().lower() == "synthetic"
+    refuse_unused(
+        ctx, ["frame_size", "fps"], synthetic, f"with --source {source} (they shape synthetic frames)"
+    )
+    refuse_unused(
+        ctx,
+        ["loop"],
+        Path(source).is_dir() or Path(source).is_file(),
+        f"with --source {source} (it replays files)",
+    )
+    refuse_unused(ctx, ["bind"], serve is not None, "without --serve")
+    refuse_unused(ctx, ["baseline"], compare, "with --no-compare")
 
     config = DemoConfig(
         source=source,

@@ -7,14 +7,15 @@ from typing import Annotated
 
 import typer
 
-from edgeseg.cli._app import JsonOpt, OverwriteOpt, app, check_paths, write_json_opt
+from edgeseg.cli._app import JsonOpt, OverwriteOpt, app, check_paths, writable_dir, write_json_opt
 
 
 @app.command("build-engine")
 def build_engine(
     bundle: Annotated[Path, typer.Argument(help="A bundle exported with --target tensorrt.")],
     cache: Annotated[
-        Path | None, typer.Option(help="Folder for the engine. Default: the bundle folder.")
+        Path | None,
+        typer.Option(callback=writable_dir, help="Folder for the engine. Default: the bundle folder."),
     ] = None,
     device: Annotated[str, typer.Option(help="CUDA device: cuda or cuda:N.")] = "cuda",
     workspace_mib: Annotated[int, typer.Option(min=16, help="TensorRT workspace limit in MiB.")] = 1024,

@@ -8,12 +8,13 @@ from typing import Annotated
 import typer
 
 from edgeseg._paths import Output, check_outputs
-from edgeseg.cli._app import JsonOpt, app, existing_dir, write_json_opt
+from edgeseg.cli._app import JsonOpt, app, existing_dir, refuse_unused, writable_dir, write_json_opt
 from edgeseg.cli._facts import ClassesOpt, ColorOrderOpt, IgnoreIndexOpt, MeanOpt, StdOpt, parse_facts
 
 
 @app.command()
 def export(
+    ctx: typer.Context,
     checkpoint: Annotated[
         Path, typer.Argument(help="Checkpoint (.pt), or an ONNX file (.onnx, e.g. from another framework).")
     ],
@@ -31,7 +32,10 @@ def export(
     parity_images: Annotated[
         int, typer.Option(min=1, help="Synthetic images for parity without --val-data.")
     ] = 8,
-    out: Annotated[Path | None, typer.Option(help="Bundle folder. Default: beside the checkpoint.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(callback=writable_dir, help="Bundle folder. Default: beside the checkpoint."),
+    ] = None,
     overwrite: Annotated[
         bool, typer.Option(help="Replace an existing bundle at --out and an existing --json file.")
     ] = False,
@@ -45,7 +49,7 @@ def export(
     max_drop: Annotated[
         float | None,
         typer.Option(
-            help="INT8: most mIoU points to lose vs FP32 on --val-data; tries remedies, else fails."
+            min=0.0, help="INT8: most mIoU points to lose vs FP32 on --val-data; tries remedies, else fails."
         ),
     ] = None,
     batch: Annotated[
@@ -71,6 +75,7 @@ def export(
     from edgeseg.exporters import ExportConfig
     from edgeseg.exporters import export as run_export
 
+    refuse_unused(ctx, ["parity_images"], val_data is None, "with --val-data (parity runs on its images)")
     facts = parse_facts(classes, mean, std, color_order, ignore_index)
     check_outputs(
         [("CHECKPOINT", checkpoint), ("--val-data", val_data), ("--calib", calib)],

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from edgeseg.cli._app import JsonOpt, app, write_json_opt
+from edgeseg.cli._app import JsonOpt, app, writable_dir, write_json_opt
 from edgeseg.cli._facts import (
     ClassesOpt,
     ColorOrderOpt,
@@ -50,9 +50,9 @@ def predict(
     images: Annotated[list[Path], typer.Argument(help="Image files or folders of images.")],
     backend: Annotated[str, typer.Option(help="auto, torch, onnxruntime or openvino.")] = "auto",
     device: Annotated[str | None, typer.Option(help="Backend device (cpu, cuda, GPU, AUTO, ...).")] = None,
-    out: Annotated[Path, typer.Option(help="Folder for <stem>_mask.png and <stem>_overlay.png.")] = Path(
-        "predictions"
-    ),
+    out: Annotated[
+        Path, typer.Option(callback=writable_dir, help="Folder for <stem>_mask.png and <stem>_overlay.png.")
+    ] = Path("predictions"),
     alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Overlay opacity.")] = 0.5,
     img_size: ImgSizeOpt = None,
     classes: ClassesOpt = None,

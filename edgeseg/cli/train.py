@@ -15,6 +15,8 @@ from edgeseg.cli._app import (
     check_paths,
     existing_dir,
     fmt_score,
+    refuse_unused,
+    writable_dir,
     write_json_opt,
 )
 from edgeseg.cli._facts import (
@@ -31,6 +33,7 @@ from edgeseg.errors import InputError
 
 @app.command()
 def train(
+    ctx: typer.Context,
     data: Annotated[
         Path | None, typer.Option(help="Dataset folder (images/ + masks/). Default: built-in synthetic data.")
     ] = None,
@@ -38,7 +41,7 @@ def train(
         Path | None, typer.Option(help="Validation folder. Default: a seeded split of --data.")
     ] = None,
     classes: Annotated[
-        int | None, typer.Option(help="Number of classes. Default: classes.txt or max mask id + 1.")
+        int | None, typer.Option(min=1, help="Number of classes. Default: classes.txt or max mask id + 1.")
     ] = None,
     img_size: Annotated[
         str | None,
@@ -52,7 +55,9 @@ def train(
     lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate (AdamW, cosine decay).")] = 3e-3,
     ignore_index: Annotated[
         int | None,
-        typer.Option(help="Mask id of unlabelled pixels, skipped by loss and metrics (e.g. 11 for CamVid)."),
+        typer.Option(
+            min=0, help="Mask id of unlabelled pixels, skipped by loss and metrics (e.g. 11 for CamVid)."
+        ),
     ] = None,
     arch: Annotated[
         str,
@@ -96,9 +101,15 @@ def train(
     bf16: Annotated[
         bool, typer.Option(help="bf16 autocast on CPU (pays only on CPUs with AVX512-BF16/AMX; measure).")
     ] = False,
-    resume: Annotated[Path | None, typer.Option(help="Continue a run from its last.pt.")] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(help="Continue a run from its last.pt (in its folder, or in --out when given)."),
+    ] = None,
     out: Annotated[
-        Path | None, typer.Option(help="Run folder. Default: runs/train (runs/train2, ... if taken).")
+        Path | None,
+        typer.Option(
+            callback=writable_dir, help="Run folder. Default: runs/train (runs/train2, ... if taken)."
+        ),
     ] = None,
     exist_ok: Annotated[
         bool, typer.Option(help="Overwrite the run files already in --out, and an existing --json file.")
@@ -109,6 +120,19 @@ def train(
     """Train a U-Net or an SMP model (single process, or DDP under torchrun)."""
     from edgeseg.data import parse_img_size
 
+    # A resumed run keeps the settings it was started with; only these may be given with --resume.
+    kept = {"epochs", "resume", "out", "exist_ok", "quiet", "json_path", "device", "workers"}
+    refuse_unused(
+        ctx,
+        [p.name for p in ctx.command.params if p.name and p.name not in kept],
+        resume is None,
+        "with --resume: a resumed run keeps the settings it was started with (only --epochs, --out, "
+        "--exist-ok, --device, --workers and --quiet apply)",
+    )
+    refuse_unused(
+        ctx, ["depth", "width", "upsample"], not arch.strip().lower().startswith("smp:"),
+        f"with --arch {arch} (an SMP model's encoder sets its depth and width; use --encoder)",
+    )  # fmt: skip
     if upsample not in ("transpose", "bilinear"):
         raise InputError(f"--upsample must be 'transpose' or 'bilinear', got '{upsample}'")
     check_paths(
@@ -176,7 +200,9 @@ def _class_weights_spec(spec: str) -> str:
 def eval_(
     model: Annotated[Path, typer.Argument(help="Checkpoint (.pt), bundle folder, .onnx or .xml to score.")],
     data: Annotated[Path, typer.Option(help="Dataset folder (images/ + masks/).")],
-    ignore_index: Annotated[int | None, typer.Option(help="Override the model's ignore label.")] = None,
+    ignore_index: Annotated[
+        int | None, typer.Option(min=0, help="Override the model's ignore label.")
+    ] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 8,
     backend: Annotated[
         str, typer.Option(help="For exported models: auto, onnxruntime or openvino.")

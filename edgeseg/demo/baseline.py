@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeseg._guards import recorded_path
 from edgeseg.demo.stats import FlickerMeter
 from edgeseg.errors import InputError
 from edgeseg.evaluation.metrics import ConfusionMatrix
@@ -184,7 +185,7 @@ class BaselineWorker:
             truth = self.baseline_truth.compute() if truth_frames else None
             flicker = self.flicker_pytorch.share, self.flicker_artifact.share, self.flicker_pytorch.pairs
         return {
-            "checkpoint": str(self.checkpoint),
+            "checkpoint": recorded_path(self.checkpoint),
             "frames_compared": frames,
             "pixel_agreement": vs.pixel_accuracy if vs else None,
             "miou": _finite(vs.miou) if vs else None,

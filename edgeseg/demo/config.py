@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgeseg._guards import check_number
 from edgeseg.demo.sources import FrameSource
 from edgeseg.errors import InputError
 
@@ -68,6 +69,9 @@ class DemoConfig:
 
     def check(self) -> None:
         """InputError (one line) for a value that cannot work."""
+        for name in ("alpha", "baseline_duty", "fps", "video_fps", "stall_timeout", "retry_seconds"):
+            if getattr(self, name) is not None:  # NaN passes every range check below: refuse it first
+                check_number(getattr(self, name), name)
         problems = [
             (self.max_frames is not None and self.max_frames < 1, "max_frames must be >= 1"),
             (self.threads is not None and self.threads < 0, "threads must be >= 0"),

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgeseg._guards import recorded_path, require_finite
+from edgeseg.errors import InputError
 from edgeseg.evaluation.metrics import ConfusionMatrix, SegMetrics
 
 if TYPE_CHECKING:
@@ -69,6 +71,15 @@ class EvalReport:
     img_size: tuple[int, int]
     data: str
 
+    def __post_init__(self) -> None:
+        # Per-class scores may be NaN (a class absent from truth and prediction); the totals may not.
+        for name in ("miou", "dice", "pixel_accuracy"):
+            require_finite(
+                getattr(self.metrics, name),
+                f"{name} on '{self.data}' (no labelled pixel: is every pixel the ignore id?)",
+                error=InputError,
+            )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "data": self.data,
@@ -109,7 +120,7 @@ def evaluate_checkpoint(
         batch_size=batch_size,
         device=dev,
     )
-    return EvalReport(cm.compute(), list(ckpt.class_names), len(ds), ckpt.img_size, str(data))
+    return EvalReport(cm.compute(), list(ckpt.class_names), len(ds), ckpt.img_size, recorded_path(data))
 
 
 def evaluate_artifact(
@@ -146,7 +157,9 @@ def evaluate_artifact(
             items = [ds[i] for i in range(start, min(start + batch_size, len(ds)))]
             for result, (_, mask) in zip(seg.predict_batch([img for img, _ in items]), items, strict=True):
                 cm.update(result.mask, mask)
-    return EvalReport(cm.compute(), list(pre.class_names), len(ds), (pre.width, pre.height), str(data))
+    return EvalReport(
+        cm.compute(), list(pre.class_names), len(ds), (pre.width, pre.height), recorded_path(data)
+    )
 
 
 def predict_masks(

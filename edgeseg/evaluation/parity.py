@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgeseg._guards import recorded_path, require_finite
 from edgeseg.errors import EdgesegRuntimeError, InputError
 from edgeseg.evaluation.metrics import ConfusionMatrix
 from edgeseg.formats import TARGETS, module_version
@@ -253,7 +254,7 @@ def parity_batches(
             channels=ref.channels,
             cache=False,
         )
-        desc, labelled = f"val_data: {val_data} ({len(ds)} images)", True
+        desc, labelled = f"val_data: {recorded_path(val_data)} ({len(ds)} images)", True
     else:
         if images < 1:
             raise InputError(f"parity needs at least 1 image; got {images}")
@@ -300,11 +301,10 @@ def measure_parity(
                 raise EdgesegRuntimeError(
                     f"'{artifact}' returned shape {out.shape}; {ref.label} gives {expected.shape}"
                 )
+            # Every comparison with NaN is False: unchecked, NaN logits would read as "no difference".
+            require_finite(expected, f"the logits of {ref.label} (the reference)")
+            require_finite(out, f"the logits of '{artifact}'")
             diff = np.abs(out.astype(np.float32) - expected)
-            if not np.isfinite(diff).all():
-                raise EdgesegRuntimeError(
-                    f"'{artifact}' or {ref.label} returned NaN or Inf logits; the export cannot be verified"
-                )
             max_diff = max(max_diff, float(diff.max()))
             diff_sum, values = diff_sum + float(diff.sum()), values + diff.size
             ref_mask, out_mask = expected.argmax(1), out.argmax(1)
@@ -314,7 +314,9 @@ def measure_parity(
                 labelled = True
                 gt_torch.update(ref_mask, masks)
                 gt_artifact.update(out_mask, masks)
-    return ParityReport(
+    if not pixels:
+        raise EdgesegRuntimeError(f"parity compared no pixels of '{artifact}'; the export cannot be verified")
+    report = ParityReport(
         target=target,
         precision=precision,
         runtime=runtime,
@@ -330,3 +332,6 @@ def measure_parity(
         seconds=round(time.perf_counter() - start, 3),
         reference=ref.label,
     )
+    for name in ("max_abs_logit_diff", "mean_abs_logit_diff", "pixel_agreement", "miou_vs_pytorch"):
+        require_finite(getattr(report, name), f"parity figure {name} of '{artifact}'")
+    return report

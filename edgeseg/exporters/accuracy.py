@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgeseg._guards import require_finite
 from edgeseg.errors import EdgesegRuntimeError
 from edgeseg.evaluation.metrics import ConfusionMatrix
 
@@ -89,9 +90,18 @@ class DropMeter:
 
     def drop_of(self, predict: Callable[[np.ndarray], np.ndarray], count: int | None = None) -> float:
         """Drop in points of `predict` (logits of one input) on the first `count` images."""
-        preds = [predict(x).argmax(1) for x in self.inputs[:count]]
+        preds = [
+            require_finite(predict(x), "the logits of an INT8 candidate").argmax(1)
+            for x in self.inputs[:count]
+        ]
         fp32 = self.miou(self.reference[:count], count)
-        return (fp32 - self.miou(preds, count)) * 100
+        # A NaN drop would compare as neither within nor beyond --max-drop: refuse it as a figure.
+        return float(
+            require_finite(
+                (fp32 - self.miou(preds, count)) * 100,
+                "the mIoU drop on --val-data (every labelled pixel ignored?)",
+            )
+        )
 
     def drop(self, artifact: str | os.PathLike[str], count: int | None = None) -> float:
         """Drop in points of the artifact file, run by parity's backend for the target (on CPU)."""

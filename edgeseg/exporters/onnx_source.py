@@ -19,6 +19,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgeseg._guards import first_nonfinite, recorded_path
 from edgeseg.errors import EdgesegRuntimeError, InputError, MissingDependencyError, first_line
 from edgeseg.exporters.source import ExportSource, SourceFacts
 from edgeseg.manifest import METADATA_PREFIX, Manifest, manifest_from_onnx_metadata, onnx_metadata
@@ -68,6 +69,15 @@ def _load(path: Path) -> tuple[onnx.ModelProto, list[str]]:
                 "copy that file next to the .onnx"
             )
         load_external_data_for_model(model, str(path.parent))
+    from onnx import numpy_helper
+
+    # A NaN weight makes every logit NaN; refused here, with the tensor named, not found by parity.
+    bad = first_nonfinite((t.name, numpy_helper.to_array(t)) for t in model.graph.initializer)
+    if bad is not None:
+        raise InputError(
+            f"ONNX file '{path}' holds {bad[1]} NaN or Inf value(s) in weight '{bad[0]}'; "
+            "export it again from a model with finite weights"
+        )
     return model, external
 
 
@@ -278,7 +288,7 @@ class OnnxSource(ExportSource):
         return self.input_name, self.output_name
 
     def source_record(self) -> dict[str, Any]:
-        record: dict[str, Any] = {"kind": self.kind, "onnx": str(self.path), "sha256": self.sha256}
+        record: dict[str, Any] = {"kind": self.kind, "onnx": recorded_path(self.path), "sha256": self.sha256}
         if self.external:
             from edgeseg.manifest import sha256_file
 

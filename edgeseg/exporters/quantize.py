@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgeseg._guards import recorded_path
 from edgeseg.errors import InputError, MissingDependencyError
 from edgeseg.manifest import Manifest
 
@@ -129,7 +130,7 @@ def load_calibration(
         if not folder.is_dir():
             raise InputError(f"--calib folder '{folder}' does not exist")
         files = _image_files(folder)[:max_images]
-        count, desc = len(files), f"folder: {folder}"
+        count, desc = len(files), f"folder: {recorded_path(folder)}"
         # RGB for colour models (prepare_frame converts to the model's order), luma for gray ones.
         frames = (read_image(f, channels=3 if pre.channels == 3 else 1) for f in files)
     digest = hashlib.sha256()

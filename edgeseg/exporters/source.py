@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgeseg._guards import recorded_path
 from edgeseg.errors import InputError
 from edgeseg.manifest import INPUT_NAME, OUTPUT_NAME, InputSpec, Manifest, OutputSpec, sha256_file
 
@@ -231,7 +232,7 @@ class CheckpointSource(ExportSource):
         return w, h
 
     def source_record(self) -> dict[str, Any]:
-        return {"kind": self.kind, "checkpoint": str(self.path), "sha256": self.sha256}
+        return {"kind": self.kind, "checkpoint": recorded_path(self.path), "sha256": self.sha256}
 
     def model_record(self) -> dict[str, Any]:
         cfg = self.ckpt.model_config

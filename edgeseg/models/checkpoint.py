@@ -12,6 +12,7 @@ U-Net config at the top of "model") still load, as `unet` specs.
 from __future__ import annotations
 
 import json
+import math
 import pickle
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -218,4 +219,25 @@ def load_checkpoint(path: str | Path, *, with_train_state: bool = False) -> Chec
         raise InputError(
             f"checkpoint '{path}' is damaged: weights do not match its model config ({first_line(exc)})"
         ) from None
+    _check_finite(path, ckpt)
     return ckpt
+
+
+def _check_finite(path: Path, ckpt: Checkpoint) -> None:
+    """Refuse NaN/Inf weights and normalisation at load: such a model computes NaN logits, whose
+    argmax is class 0 everywhere, and every comparison with NaN reads as "no difference"."""
+    for name, tensor in ckpt.state_dict.items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point():
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                raise InputError(
+                    f"checkpoint '{path}' holds {bad} NaN or Inf value(s) in '{name}' (a diverged or "
+                    "damaged run); use an earlier checkpoint or train again with a lower --lr"
+                )
+    norm = ckpt.normalization
+    values = [*norm.mean, *norm.std]
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values) or min(norm.std) <= 0:
+        raise InputError(
+            f"checkpoint '{path}' has an invalid normalisation (mean {list(norm.mean)}, std "
+            f"{list(norm.std)}): every value must be finite and std above 0"
+        )

@@ -24,13 +24,14 @@ from __future__ import annotations
 import abc
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 
+from edgeseg._guards import first_nonfinite, is_out_of_memory, require_finite
 from edgeseg.errors import EdgesegError, EdgesegRuntimeError, InputError, first_line
 
 if TYPE_CHECKING:
@@ -105,6 +106,11 @@ class Backend(abc.ABC):
         except (EdgesegError, MemoryError):
             raise
         except Exception as exc:  # what a runtime raises on a file damaged in a way nobody foresaw
+            if is_out_of_memory(exc):
+                raise EdgesegRuntimeError(
+                    f"{self.name} ran out of memory loading '{self.path}' ({first_line(exc)}); close other "
+                    "programs or use a smaller model"
+                ) from exc
             raise EdgesegRuntimeError(
                 f"{self.name} could not load '{self.path}' (corrupt file?): {first_line(exc)}"
             ) from exc
@@ -171,8 +177,16 @@ class Backend(abc.ABC):
         except EdgesegError:
             raise
         except Exception as exc:  # runtimes raise their own types (pybind errors derive from Exception)
+            if is_out_of_memory(exc):
+                raise EdgesegRuntimeError(
+                    f"{self.name} ran out of memory running '{self.path}' on a batch of {batch or 1} "
+                    f"({first_line(exc)}); use a smaller batch or input size"
+                ) from exc
             raise EdgesegRuntimeError(f"{self.name} failed to run '{self.path}': {first_line(exc)}") from exc
         self.last_infer_ms = (time.perf_counter() - start) * 1000.0
+        for name, value in outputs.items():
+            # A NaN weight or an FP16 overflow gives NaN/Inf logits, whose argmax is silently class 0.
+            require_finite(value, f"output '{name}' of '{self.path}' ({self.name})")
         return outputs
 
     def __enter__(self: _B) -> _B:
@@ -207,6 +221,16 @@ class Backend(abc.ABC):
 
     def _embedded_manifest(self) -> Manifest | None:
         return None
+
+    def _refuse_nonfinite(self, weights: Iterable[tuple[str, Any]]) -> None:
+        """For `_load`: InputError when a weight holds NaN or Inf. Runtimes often swallow NaN (a
+        ReLU or max-pool returns 0 for it), so the outputs alone would not always show the damage."""
+        bad = first_nonfinite(weights)
+        if bad is not None:
+            raise InputError(
+                f"model '{self.path}' holds {bad[1]} NaN or Inf value(s) in weight '{bad[0]}'; it cannot "
+                "give valid masks: export it again from a model with finite weights"
+            )
 
     def _describe(self) -> str:
         return ""

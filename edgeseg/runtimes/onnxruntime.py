@@ -8,8 +8,10 @@ EdgesegRuntimeError, checked against `session.get_providers()` after the session
 
 from __future__ import annotations
 
+import importlib.util
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -159,6 +161,7 @@ class OnnxRuntimeBackend(Backend):
                 f"{', '.join(session.get_providers())} instead); check that provider's libraries "
                 "(e.g. CUDA/cuDNN for CUDAExecutionProvider) or request another device"
             )
+        self._refuse_nonfinite(_initializers(self.path))
         self._session = session
         self._output_names = [o.name for o in session.get_outputs()]
 
@@ -188,3 +191,20 @@ class OnnxRuntimeBackend(Backend):
     def _describe(self) -> str:
         active = self._session.get_providers() if self._session is not None else self.provider_names
         return ", ".join(active)
+
+
+def _initializers(path: Path) -> Iterator[tuple[str, np.ndarray]]:
+    """The graph's weights (initializers and Constant nodes), read with the onnx package when it is
+    installed (onnxruntime has no API for them); nothing without it."""
+    if importlib.util.find_spec("onnx") is None:
+        return
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    for t in graph.initializer:
+        yield t.name, numpy_helper.to_array(t)
+    for node in graph.node:
+        for attr in node.attribute:
+            if node.op_type == "Constant" and attr.type == onnx.AttributeProto.TENSOR:
+                yield node.output[0], numpy_helper.to_array(attr.t)

@@ -153,6 +153,11 @@ class OpenVINOBackend(Backend):
                 f"{', '.join(core.available_devices)})"
             )
         model = self._read(ov)
+        self._refuse_nonfinite(
+            (op.get_friendly_name(), op.get_data())
+            for op in model.get_ordered_ops()
+            if op.get_type_name() == "Constant"
+        )
         self._manifest = self._metadata(model)
         try:
             compiled = core.compile_model(model, self.device, self._compile_config())

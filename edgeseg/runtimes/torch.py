@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgeseg._guards import recorded_path
 from edgeseg.errors import InputError
 from edgeseg.manifest import INPUT_NAME, OUTPUT_NAME, Manifest, OutputSpec
 from edgeseg.runtimes.base import Backend, TensorSpec
@@ -117,7 +118,7 @@ class TorchBackend(Backend):
             class_names=tuple(ckpt.class_names),
             input=ckpt.input_spec(INPUT_NAME, (width, height)),
             output=OutputSpec(name=OUTPUT_NAME, classes=cfg.classes),
-            source={"checkpoint": str(self.path)},
+            source={"checkpoint": recorded_path(self.path)},
             model={"name": cfg.arch, **cfg.kwargs, **cfg.to_dict()},  # kwargs flat too: schema-1 readers
             ignore_index=ckpt.ignore_index,
             dynamic_axes={INPUT_NAME: dict(axes), OUTPUT_NAME: dict(axes)},

@@ -7,7 +7,7 @@ import contextlib
 import json
 import math
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
 from edgeseg._claims import claim
+from edgeseg._guards import recorded_path
 from edgeseg.errors import InputError
 from edgeseg.evaluation.evaluate import confusion_on, to_input
 from edgeseg.evaluation.metrics import ConfusionMatrix
@@ -51,10 +52,12 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> TrainResult:
     >>> result = train(epochs=2, out="runs/tiny")  # synthetic data
     """
     cfg = replace(config or TrainConfig(), **overrides)
+    # Resolved, as every recorded path is: last.pt's config and the checkpoints' training facts
+    # must still name the data when the run is resumed or inspected from another folder.
     if cfg.data is not None:
-        cfg.data = str(cfg.data)
+        cfg.data = recorded_path(cfg.data)
     if cfg.val_data is not None:
-        cfg.val_data = str(cfg.val_data)
+        cfg.val_data = recorded_path(cfg.val_data)
     resumed: Checkpoint | None = None
     if cfg.resume is not None:
         resumed = load_checkpoint(cfg.resume, with_train_state=True)
@@ -63,12 +66,44 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> TrainResult:
                 f"'{cfg.resume}' holds no training state (best.pt is weights only); resume from last.pt"
             )
         saved = TrainConfig.from_dict(json.loads(resumed.train_state["config"]))
-        # The run continues with its own settings; only a longer schedule may be asked for.
+        _refuse_changed_settings(cfg, saved, overrides)
+        # The run continues with its own settings; only a longer schedule, where it runs and where
+        # it writes may be asked for. Without `out` it continues in its own folder.
         epochs = overrides.get("epochs", saved.epochs)
         cfg = replace(
-            saved, resume=cfg.resume, epochs=epochs, out=str(Path(cfg.resume).parent), quiet=cfg.quiet
+            saved,
+            resume=cfg.resume,
+            epochs=epochs,
+            out=cfg.out or str(Path(cfg.resume).parent),
+            exist_ok=cfg.exist_ok,
+            quiet=cfg.quiet,
+            device=cfg.device,
+            workers=cfg.workers,
         )
     return _Trainer(cfg, resumed).run()
+
+
+# What a resumed run may change: everything else is the run's own and is kept.
+_RESUME_MAY_SET = {"resume", "epochs", "out", "exist_ok", "quiet", "device", "workers"}
+
+
+def _refuse_changed_settings(cfg: TrainConfig, saved: TrainConfig, overrides: dict[str, Any]) -> None:
+    """InputError naming the settings a resume was given that differ from the run's own: they would
+    otherwise be dropped without a word."""
+    default = TrainConfig()
+    changed = [
+        f.name
+        for f in fields(TrainConfig)
+        if f.name not in _RESUME_MAY_SET
+        and (f.name in overrides or getattr(cfg, f.name) != getattr(default, f.name))
+        and getattr(cfg, f.name) != getattr(saved, f.name)
+    ]
+    if changed:
+        names = ", ".join(f"{n} ({getattr(cfg, n)!r}, the run has {getattr(saved, n)!r})" for n in changed)
+        raise InputError(
+            f"--resume continues a run with its own settings; these cannot change: {names}. "
+            "Start a new run to change them"
+        )
 
 
 class _Trainer:
@@ -207,6 +242,7 @@ class _Trainer:
                 self.scaler.load_state_dict(st["scaler"])
             self.record.restore(json.loads(st["history"]), float(st["best_miou"]), int(st["best_epoch"]))
             self.start_epoch = int(st["epoch"]) + 1
+            self._carry_best(Path(str(cfg.resume)).parent)
             self.log(f"resuming {cfg.resume} at epoch {self.start_epoch}/{cfg.epochs}")
         self.record.open_tensorboard()
         self.net: torch.nn.Module = model
@@ -223,6 +259,19 @@ class _Trainer:
         )
         self.best_path, self.last_path = self.run_dir / "best.pt", self.run_dir / "last.pt"
         self.data_desc = cfg.data or f"synthetic(seed={cfg.seed})"
+
+    def _carry_best(self, origin: Path) -> None:
+        """Resumed into another folder: bring the run's best.pt along, so the new folder is a whole
+        run even if no later epoch improves; the original run is left as it was."""
+        best = origin / "best.pt"
+        if not self.dist.is_main or not best.is_file() or origin.resolve() == self.run_dir.resolve():
+            return
+        import shutil
+
+        from edgeseg._io import atomic_path
+
+        with atomic_path(self.run_dir / "best.pt") as tmp:
+            shutil.copyfile(best, tmp)
 
     def _make_loader(self) -> None:
         cfg = self.cfg
@@ -288,6 +337,11 @@ class _Trainer:
     def _save(self, epoch: int, improved: bool) -> None:
         """best.pt (weights only) when improved, last.pt with the training state, metrics.json."""
         ckpt, record = self.ckpt, self.record
+        # The loss is measured before each step, so the last step can leave NaN weights behind a
+        # finite loss; such weights are never saved (they would load as a model that says class 0).
+        for name, tensor in self.model.state_dict().items():
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                self._check_finite(float("nan"), epoch, self.steps_per_epoch, what=f"weight '{name}'")
         ckpt.training = record.summary(self.data_desc)
         if improved:
             ckpt.training["val"] = record.best
@@ -307,7 +361,7 @@ class _Trainer:
         ckpt.train_state = None
         record.write_metrics()
 
-    def _check_finite(self, loss: float, epoch: int, step: int) -> None:
+    def _check_finite(self, loss: float, epoch: int, step: int, what: str = "the loss") -> None:
         """Stop a diverged run with one line; last.pt (the previous epoch) is left as it was."""
         if math.isfinite(loss):
             return
@@ -318,7 +372,7 @@ class _Trainer:
             else "no checkpoint was written"
         )
         raise TrainingDiverged(
-            f"training diverged: the loss became {loss} in epoch {epoch} (by step {step}); stopped. "
+            f"training diverged: {what} became {loss} in epoch {epoch} (by step {step}); stopped. "
             f"{kept}; lower --lr (now {self.cfg.lr:g}) and train again"
         )
 

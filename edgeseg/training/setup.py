@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg._claims import lock_path
+from edgeseg._guards import check_number
 from edgeseg._paths import Output, check_outputs, resolved
 from edgeseg.errors import InputError
 from edgeseg.models.registry import ModelSpec, round_to_stride
@@ -69,6 +70,13 @@ class TrainConfig:
     exist_ok: bool = False
     resume: str | None = None
     quiet: bool = False
+
+    def __post_init__(self) -> None:
+        # NaN passes every range check (all comparisons with it are False): check_number refuses it.
+        check_number(self.lr, "--lr", minimum=0.0, min_open=True)
+        check_number(self.weight_decay, "weight_decay", minimum=0.0)
+        check_number(self.warmup_fraction, "warmup_fraction", minimum=0.0, maximum=1.0)
+        check_number(self.val_fraction, "val_fraction", minimum=0.0, maximum=1.0, min_open=True)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -218,7 +226,8 @@ def prepare_run_dir(cfg: TrainConfig) -> Path:
     inputs = [("--data", cfg.data), ("--val-data", cfg.val_data), ("--encoder-weights", weights)]
     if cfg.resume is not None and not in_place:
         inputs.append(("--resume", cfg.resume))
-    if cfg.resume is None and not cfg.exist_ok and any((out / n).exists() for n in ("best.pt", "last.pt")):
+    # Resuming writes into the run's own folder; any other folder is a new destination, checked as one.
+    if not in_place and not cfg.exist_ok and any((out / n).exists() for n in ("best.pt", "last.pt")):
         raise InputError(
             f"run folder '{out}' already holds checkpoints; pass another --out, --exist-ok to "
             f"overwrite, or --resume {out / 'last.pt'} to continue"
