@@ -68,8 +68,15 @@ def train(
     width: Annotated[int, typer.Option(min=1, help="Channels of the first level.")] = 16,
     upsample: Annotated[str, typer.Option(help="transpose or bilinear.")] = "transpose",
     augment: Annotated[
-        bool, typer.Option(help="Flips, 90° rotations, scale/crop, brightness/contrast.")
+        bool, typer.Option(help="Augment the training images (--augment-ops says which ways).")
     ] = True,
+    augment_ops: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated: flip, vflip, rot90, zoom, color; or none. Default: "
+            "edgeseg.data.DEFAULT_AUGMENT_OPS."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed for init, split, shuffling and augmentation.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
     workers: Annotated[int, typer.Option(min=0, help="Data-loading worker processes.")] = 0,
@@ -107,6 +114,11 @@ def train(
     from edgeseg.training import train as run_training
 
     overrides: dict[str, Any] = {"epochs": epochs} if epochs is not None else {}
+    if augment_ops is not None:
+        from edgeseg.data import AugmentConfig
+
+        AugmentConfig.from_ops(augment_ops)  # an unknown name is one line before any data is read
+        overrides["augment_ops"] = augment_ops
     cfg = TrainConfig(
         data=str(data) if data else None,
         val_data=str(val_data) if val_data else None,

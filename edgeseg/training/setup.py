@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from edgeseg.data.transforms import DEFAULT_AUGMENT_OPS
 from edgeseg.errors import InputError
 from edgeseg.models.registry import ModelSpec, round_to_stride
 
@@ -44,6 +45,8 @@ class TrainConfig:
     lr: float = 3e-3
     weight_decay: float = 1e-4
     warmup_fraction: float = 0.05
+    lr_floor: float = 0.01  # the cosine decays to lr * lr_floor; 1.0 = constant after warm-up
+    dice_weight: float = 1.0  # loss = CE + dice_weight * (1 - soft Dice)
     ignore_index: int | None = None
     depth: int = 4
     width: int = 16
@@ -55,6 +58,7 @@ class TrainConfig:
     synthetic_train: int = 320
     synthetic_val: int = 128
     augment: bool = True
+    augment_ops: str = DEFAULT_AUGMENT_OPS  # which of edgeseg.data.AUGMENT_OPS apply when augment is on
     seed: int = 0
     device: str = "auto"
     amp: bool = True  # mixed precision, CUDA only
@@ -95,7 +99,14 @@ class TrainResult:
 
 def build_datasets(cfg: TrainConfig) -> tuple[Any, Any, dict[str, Any]]:
     """Train and val views (train augmented) plus what the checkpoint must record about the data."""
-    from edgeseg.data import Augment, DatasetView, FolderDataset, SyntheticDataset, split_indices
+    from edgeseg.data import (
+        Augment,
+        AugmentConfig,
+        DatasetView,
+        FolderDataset,
+        SyntheticDataset,
+        split_indices,
+    )
 
     stride = model_spec(cfg, 3, 2).stride
     if cfg.data is None:
@@ -130,7 +141,7 @@ def build_datasets(cfg: TrainConfig) -> tuple[Any, Any, dict[str, Any]]:
         else:
             val_base = base
             train_idx, val_idx = split_indices(len(base), cfg.val_fraction, cfg.seed)
-    augment = Augment() if cfg.augment else None
+    augment = Augment(AugmentConfig.from_ops(cfg.augment_ops)) if cfg.augment else None
     train = DatasetView(base, train_idx, transform=augment, seed=cfg.seed)
     val = DatasetView(val_base, val_idx, transform=None, seed=cfg.seed)
     info = {
