@@ -83,7 +83,8 @@ def train(
     class_weights: Annotated[
         str,
         typer.Option(
-            help="Cross-entropy class weights: none, auto (median frequency balancing) or w1,w2,..."
+            help="Cross-entropy class weights: none, auto (median frequency balancing), sqrt (its "
+            "square root) or w1,w2,..."
         ),
     ] = "none",
     patience: Annotated[
@@ -165,7 +166,7 @@ def train(
 
 def _class_weights_spec(spec: str) -> str:
     spec = spec.strip()
-    return spec.lower() if spec.lower() in ("none", "auto") else spec
+    return spec.lower() if spec.lower() in ("none", "auto", "sqrt") else spec
 
 
 @app.command("eval")

@@ -63,7 +63,7 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True  # mixed precision, CUDA only
     bf16: bool = False  # bf16 autocast on CPU (see benchmarks/train_bf16.py for when it pays)
-    class_weights: str = "none"  # none | auto (median frequency balancing) | w1,w2,... per class
+    class_weights: str = "none"  # none | auto (median frequency balancing) | sqrt (its root) | w1,...
     patience: int | None = None  # stop after this many epochs without a better val mIoU
     tensorboard: bool = False  # TensorBoard event files beside metrics.json
     workers: int = 0
@@ -157,13 +157,15 @@ def build_datasets(cfg: TrainConfig) -> tuple[Any, Any, dict[str, Any]]:
 
 def resolve_class_weights(cfg: TrainConfig, train: Any, info: dict[str, Any]) -> list[float] | None:
     """The cross-entropy class weights `cfg.class_weights` asks for: None, the given list, or
-    (auto) median frequency balancing over the training masks at training size, unaugmented."""
+    median frequency balancing over the training masks at training size, unaugmented (auto), or
+    its square root (sqrt: the same order of classes, a 100x weight becomes 10x)."""
     from edgeseg.training.losses import class_weights_from_spec, median_frequency_weights
 
-    if cfg.class_weights != "auto":
+    if cfg.class_weights not in ("auto", "sqrt"):
         return class_weights_from_spec(cfg.class_weights, info["num_classes"])
     masks = (train.base[i][1] for i in train.indices)
-    return median_frequency_weights(masks, info["num_classes"], info["ignore_index"])
+    weights = median_frequency_weights(masks, info["num_classes"], info["ignore_index"])
+    return [w**0.5 for w in weights] if cfg.class_weights == "sqrt" else weights
 
 
 def model_spec(cfg: TrainConfig, channels: int, classes: int) -> ModelSpec:

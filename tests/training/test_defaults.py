@@ -73,3 +73,17 @@ def test_bad_augment_ops_option_is_one_line_and_writes_nothing(tmp_path: Path, c
     rc, _, err = run_cli(["train", "--data", data, "--augment-ops", "flip,shear", "--out", out], capsys)
     assert rc == 2 and len(err.strip().splitlines()) == 1
     assert "unknown augmentation 'shear'" in err and not out.exists()
+
+
+def test_sqrt_class_weights_are_the_root_of_median_frequency_weights(tmp_path: Path):
+    from edgeseg.training.losses import median_frequency_weights
+    from edgeseg.training.setup import resolve_class_weights
+
+    data = make_dataset(tmp_path / "d", n=6)
+    cfg = TrainConfig(data=str(data), val_fraction=0.5, class_weights="sqrt")
+    train, _, info = build_datasets(cfg)
+    masks = [train.base[i][1] for i in train.indices]
+    mfb = median_frequency_weights(masks, 3)
+    assert max(mfb) / min(mfb) > 1.5  # the set is imbalanced enough for the root to matter
+    assert resolve_class_weights(cfg, train, info) == pytest.approx([w**0.5 for w in mfb], rel=1e-12)
+    assert resolve_class_weights(TrainConfig(class_weights="auto"), train, info) == pytest.approx(mfb)
