@@ -99,8 +99,7 @@ def class_weights_from_spec(spec: str, num_classes: int) -> list[float] | None:
         weights = [float(w) for w in spec.split(",")]
     except ValueError:
         raise InputError(
-            f"--class-weights must be none, auto, sqrt or {num_classes} comma-separated numbers; "
-            f"got '{spec}'"
+            f"--class-weights must be none, auto, sqrt or {num_classes} comma-separated numbers; got '{spec}'"
         ) from None
     if len(weights) != num_classes:
         raise InputError(
