@@ -29,6 +29,7 @@ from train_data import DATASETS, make_dataset  # noqa: E402
 # variant -> TrainConfig overrides (what changes from the defaults)
 VARIANTS: dict[str, dict[str, Any]] = {
     "defaults": {},
+    "old-defaults": {"lr_floor": 0.01},  # edgeseg 0.3: cosine down to 1 % of the peak
     "const-lr": {"lr_floor": 1.0},
     "floor-0.1": {"lr_floor": 0.1},
     "floor-0.3": {"lr_floor": 0.3},

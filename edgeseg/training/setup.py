@@ -45,7 +45,9 @@ class TrainConfig:
     lr: float = 3e-3
     weight_decay: float = 1e-4
     warmup_fraction: float = 0.05
-    lr_floor: float = 0.01  # the cosine decays to lr * lr_floor; 1.0 = constant after warm-up
+    # The cosine decays to lr * lr_floor (1.0 = constant after warm-up). 0.3, not ~0: short runs
+    # are still learning at their end (benchmarks/README.md, "the learning-rate floor").
+    lr_floor: float = 0.3
     dice_weight: float = 1.0  # loss = CE + dice_weight * (1 - soft Dice)
     ignore_index: int | None = None
     depth: int = 4
@@ -81,6 +83,8 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         names = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in names}
+        # A run saved before the floor was an option decayed to 1 %: resuming it keeps its schedule.
+        kwargs.setdefault("lr_floor", 0.01)
         if kwargs.get("img_size"):
             kwargs["img_size"] = tuple(kwargs["img_size"])
         return cls(**kwargs)

@@ -87,3 +87,22 @@ def test_sqrt_class_weights_are_the_root_of_median_frequency_weights(tmp_path: P
     assert max(mfb) / min(mfb) > 1.5  # the set is imbalanced enough for the root to matter
     assert resolve_class_weights(cfg, train, info) == pytest.approx([w**0.5 for w in mfb], rel=1e-12)
     assert resolve_class_weights(TrainConfig(class_weights="auto"), train, info) == pytest.approx(mfb)
+
+
+@pytest.mark.parametrize("floor", [None, 0.2])
+def test_a_run_ends_at_the_schedule_floor(tmp_path: Path, floor: float | None):
+    from edgeseg.training import train
+
+    data = make_dataset(tmp_path / "d", n=6)
+    extra = {} if floor is None else {"lr_floor": floor}
+    result = train(data=str(data), img_size=(32, 32), depth=2, width=4, epochs=2, lr=1e-3,
+                   out=str(tmp_path / "run"), quiet=True, **extra)  # fmt: skip
+    expected = 1e-3 * (TrainConfig().lr_floor if floor is None else floor)
+    assert result.history[-1]["lr"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_run_saved_before_the_floor_option_resumes_on_its_own_schedule():
+    saved = TrainConfig(lr_floor=0.5).to_dict()
+    assert TrainConfig.from_dict(saved).lr_floor == 0.5
+    del saved["lr_floor"]  # what a last.pt of edgeseg 0.3 holds
+    assert TrainConfig.from_dict(saved).lr_floor == 0.01
