@@ -73,8 +73,8 @@ def train(
     augment_ops: Annotated[
         str | None,
         typer.Option(
-            help="Comma-separated: flip, vflip, rot90, zoom, color; or none. Default: "
-            "edgeseg.data.DEFAULT_AUGMENT_OPS."
+            help="Which augmentations: a comma-separated list of flip, vflip, rot90, zoom, color, "
+            "or none. Default: flip,rot90,zoom,color."
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed for init, split, shuffling and augmentation.")] = 0,
