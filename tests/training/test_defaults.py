@@ -106,4 +106,3 @@ def test_a_run_saved_before_the_floor_option_resumes_on_its_own_schedule():
     assert TrainConfig.from_dict(saved).lr_floor == 0.5
     del saved["lr_floor"]  # what a last.pt of edgeseg 0.3 holds
     assert TrainConfig.from_dict(saved).lr_floor == 0.01
-
