@@ -41,7 +41,9 @@ def train(
         int | None,
         typer.Option(min=1, help="Default: from the dataset size (at least 8 steps/epoch, 2..16)."),
     ] = None,
-    lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate (AdamW, cosine decay).")] = 3e-3,
+    lr: Annotated[
+        float, typer.Option(min=0.0, help="Learning rate (AdamW; constant after a 5 % warm-up).")
+    ] = 3e-3,
     ignore_index: Annotated[
         int | None,
         typer.Option(help="Mask id of unlabelled pixels, skipped by loss and metrics (e.g. 11 for CamVid)."),

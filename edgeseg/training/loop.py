@@ -1,5 +1,5 @@
-"""Training: cross-entropy + Dice, AdamW with warm-up and cosine decay, best/last checkpoints by
-val mIoU, resumable, single process or DDP under torchrun (only rank 0 writes)."""
+"""Training: cross-entropy + Dice, AdamW with warm-up (then constant, or a cosine to lr_floor),
+best/last checkpoints by val mIoU, resumable, single process or DDP under torchrun (only rank 0 writes)."""
 
 from __future__ import annotations
 

@@ -45,9 +45,9 @@ class TrainConfig:
     lr: float = 3e-3
     weight_decay: float = 1e-4
     warmup_fraction: float = 0.05
-    # The cosine decays to lr * lr_floor (1.0 = constant after warm-up). 0.3, not ~0: short runs
+    # The cosine decays to lr * lr_floor; 1.0 (the default) = constant after warm-up: short runs
     # are still learning at their end (benchmarks/README.md, "the learning-rate floor").
-    lr_floor: float = 0.3
+    lr_floor: float = 1.0
     dice_weight: float = 1.0  # loss = CE + dice_weight * (1 - soft Dice)
     ignore_index: int | None = None
     depth: int = 4
