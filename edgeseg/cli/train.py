@@ -52,7 +52,9 @@ def train(
         int | None,
         typer.Option(min=1, help="Default: from the dataset size (at least 8 steps/epoch, 2..16)."),
     ] = None,
-    lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate (AdamW, cosine decay).")] = 3e-3,
+    lr: Annotated[
+        float, typer.Option(min=0.0, help="Learning rate (AdamW; constant after a 5 % warm-up).")
+    ] = 3e-3,
     ignore_index: Annotated[
         int | None,
         typer.Option(
@@ -81,15 +83,23 @@ def train(
     width: Annotated[int, typer.Option(min=1, help="Channels of the first level.")] = 16,
     upsample: Annotated[str, typer.Option(help="transpose or bilinear.")] = "transpose",
     augment: Annotated[
-        bool, typer.Option(help="Flips, 90° rotations, scale/crop, brightness/contrast.")
+        bool, typer.Option(help="Augment the training images (--augment-ops says which ways).")
     ] = True,
+    augment_ops: Annotated[
+        str | None,
+        typer.Option(
+            help="Which augmentations: a comma-separated list of flip, vflip, rot90, zoom, color, "
+            "or none. Default: flip,rot90,zoom,color."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed for init, split, shuffling and augmentation.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
     workers: Annotated[int, typer.Option(min=0, help="Data-loading worker processes.")] = 0,
     class_weights: Annotated[
         str,
         typer.Option(
-            help="Cross-entropy class weights: none, auto (median frequency balancing) or w1,w2,..."
+            help="Cross-entropy class weights: none, auto (median frequency balancing), sqrt (its "
+            "square root) or w1,w2,..."
         ),
     ] = "none",
     patience: Annotated[
@@ -147,6 +157,11 @@ def train(
     from edgeseg.training import train as run_training
 
     overrides: dict[str, Any] = {"epochs": epochs} if epochs is not None else {}
+    if augment_ops is not None:
+        from edgeseg.data import AugmentConfig
+
+        AugmentConfig.from_ops(augment_ops)  # an unknown name is one line before any data is read
+        overrides["augment_ops"] = augment_ops
     cfg = TrainConfig(
         data=str(data) if data else None,
         val_data=str(val_data) if val_data else None,
@@ -193,7 +208,7 @@ def train(
 
 def _class_weights_spec(spec: str) -> str:
     spec = spec.strip()
-    return spec.lower() if spec.lower() in ("none", "auto") else spec
+    return spec.lower() if spec.lower() in ("none", "auto", "sqrt") else spec
 
 
 @app.command("eval")

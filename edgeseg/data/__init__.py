@@ -19,6 +19,8 @@ from edgeseg.data.imageio import (
 from edgeseg.data.split import DatasetView, SegmentationDataset, split_indices
 from edgeseg.data.synthetic import SYNTHETIC_CLASSES, SyntheticDataset, render_scene
 from edgeseg.data.transforms import (
+    AUGMENT_OPS,
+    DEFAULT_AUGMENT_OPS,
     DEFAULT_MEAN_GRAY,
     DEFAULT_MEAN_RGB,
     DEFAULT_STD_GRAY,
@@ -30,6 +32,8 @@ from edgeseg.data.transforms import (
 )
 
 __all__ = [
+    "AUGMENT_OPS",
+    "DEFAULT_AUGMENT_OPS",
     "DEFAULT_MEAN_GRAY",
     "DEFAULT_MEAN_RGB",
     "DEFAULT_STD_GRAY",

@@ -15,6 +15,8 @@ from edgeseg.data.imageio import resize_image, resize_mask
 from edgeseg.errors import InputError
 
 __all__ = [
+    "AUGMENT_OPS",
+    "DEFAULT_AUGMENT_OPS",
     "DEFAULT_MEAN_GRAY",
     "DEFAULT_MEAN_RGB",
     "DEFAULT_STD_GRAY",
@@ -30,6 +32,12 @@ DEFAULT_MEAN_RGB = (0.485, 0.456, 0.406)
 DEFAULT_STD_RGB = (0.229, 0.224, 0.225)
 DEFAULT_MEAN_GRAY = (0.449,)
 DEFAULT_STD_GRAY = (0.226,)
+
+# The augmentations by name (`edgeseg train --augment-ops`), each switched on with its
+# AugmentConfig default strength: flip (left-right), vflip (up-down), rot90, zoom (scale/crop),
+# color (brightness/contrast).
+AUGMENT_OPS = ("flip", "vflip", "rot90", "zoom", "color")
+DEFAULT_AUGMENT_OPS = "flip,rot90,zoom,color"
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,29 @@ class AugmentConfig:
             raise InputError(
                 f"augmentation scale must be (low, high) with 1 <= low <= high; got {self.scale}"
             )
+
+    @classmethod
+    def from_ops(cls, ops: str) -> AugmentConfig:
+        """The config that applies exactly the named augmentations (comma-separated AUGMENT_OPS,
+        or "none"), each at its default strength; the others are off."""
+        names = [n.strip().lower() for n in ops.split(",") if n.strip()]
+        if names == ["none"]:
+            names = []
+        unknown = [n for n in names if n not in AUGMENT_OPS]
+        if unknown:
+            raise InputError(
+                f"unknown augmentation '{unknown[0]}'; choose none or a comma-separated list of "
+                f"{', '.join(AUGMENT_OPS)}"
+            )
+        on = set(names)
+        return cls(
+            hflip=0.5 if "flip" in on else 0.0,
+            vflip=0.5 if "vflip" in on else 0.0,
+            rot90="rot90" in on,
+            scale=(1.0, 1.5) if "zoom" in on else (1.0, 1.0),
+            brightness=0.2 if "color" in on else 0.0,
+            contrast=0.2 if "color" in on else 0.0,
+        )
 
 
 class Augment:

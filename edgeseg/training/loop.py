@@ -1,5 +1,5 @@
-"""Training: cross-entropy + Dice, AdamW with warm-up and cosine decay, best/last checkpoints by
-val mIoU, resumable, single process or DDP under torchrun (only rank 0 writes)."""
+"""Training: cross-entropy + Dice, AdamW with warm-up (then constant, or a cosine to lr_floor),
+best/last checkpoints by val mIoU, resumable, single process or DDP under torchrun (only rank 0 writes)."""
 
 from __future__ import annotations
 
@@ -216,14 +216,18 @@ class _Trainer:
         self.model = model = model.to(dev, memory_format=torch.channels_last)
         weights = resolve_class_weights(cfg, self.train_ds, info)
         self.loss_fn = DiceCELoss(
-            mcfg.classes, self.ignore, class_weight=None if weights is None else torch.tensor(weights)
+            mcfg.classes,
+            self.ignore,
+            dice_weight=cfg.dice_weight,
+            class_weight=None if weights is None else torch.tensor(weights),
         ).to(dev)
         self._make_loader()
         total = self.steps_per_epoch * cfg.epochs
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         # Warm-up and decay are sized from the real number of optimizer steps of this run.
         self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, cosine_with_warmup(total, max(1, int(cfg.warmup_fraction * total)))
+            self.optimizer,
+            cosine_with_warmup(total, max(1, int(cfg.warmup_fraction * total)), floor=cfg.lr_floor),
         )
         self.scaler = torch.amp.GradScaler("cuda") if cfg.amp and dev.type == "cuda" else None
         facts = {

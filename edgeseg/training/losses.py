@@ -92,14 +92,14 @@ def median_frequency_weights(
 
 def class_weights_from_spec(spec: str, num_classes: int) -> list[float] | None:
     """`--class-weights` as given: None for 'none', None-free list for 'w1,w2,...' (checked);
-    'auto' is resolved by the caller from the data (it needs the masks)."""
+    'auto' and 'sqrt' are resolved by the caller from the data (they need the masks)."""
     if spec == "none":
         return None
     try:
         weights = [float(w) for w in spec.split(",")]
     except ValueError:
         raise InputError(
-            f"--class-weights must be none, auto or {num_classes} comma-separated numbers; got '{spec}'"
+            f"--class-weights must be none, auto, sqrt or {num_classes} comma-separated numbers; got '{spec}'"
         ) from None
     if len(weights) != num_classes:
         raise InputError(

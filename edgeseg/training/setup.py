@@ -13,6 +13,7 @@ from typing import Any
 from edgeseg._claims import lock_path
 from edgeseg._guards import check_number
 from edgeseg._paths import Output, check_outputs, resolved
+from edgeseg.data.transforms import DEFAULT_AUGMENT_OPS
 from edgeseg.errors import InputError
 from edgeseg.models.registry import ModelSpec, round_to_stride
 
@@ -47,6 +48,10 @@ class TrainConfig:
     lr: float = 3e-3
     weight_decay: float = 1e-4
     warmup_fraction: float = 0.05
+    # The cosine decays to lr * lr_floor; 1.0 (the default) = constant after warm-up: short runs
+    # are still learning at their end (benchmarks/README.md, "the learning-rate floor").
+    lr_floor: float = 1.0
+    dice_weight: float = 1.0  # loss = CE + dice_weight * (1 - soft Dice)
     ignore_index: int | None = None
     depth: int = 4
     width: int = 16
@@ -58,11 +63,12 @@ class TrainConfig:
     synthetic_train: int = 320
     synthetic_val: int = 128
     augment: bool = True
+    augment_ops: str = DEFAULT_AUGMENT_OPS  # which of edgeseg.data.AUGMENT_OPS apply when augment is on
     seed: int = 0
     device: str = "auto"
     amp: bool = True  # mixed precision, CUDA only
     bf16: bool = False  # bf16 autocast on CPU (see benchmarks/train_bf16.py for when it pays)
-    class_weights: str = "none"  # none | auto (median frequency balancing) | w1,w2,... per class
+    class_weights: str = "none"  # none | auto (median frequency balancing) | sqrt (its root) | w1,...
     patience: int | None = None  # stop after this many epochs without a better val mIoU
     tensorboard: bool = False  # TensorBoard event files beside metrics.json
     workers: int = 0
@@ -87,6 +93,8 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         names = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in names}
+        # A run saved before the floor was an option decayed to 1 %: resuming it keeps its schedule.
+        kwargs.setdefault("lr_floor", 0.01)
         if kwargs.get("img_size"):
             kwargs["img_size"] = tuple(kwargs["img_size"])
         return cls(**kwargs)
@@ -105,7 +113,14 @@ class TrainResult:
 
 def build_datasets(cfg: TrainConfig) -> tuple[Any, Any, dict[str, Any]]:
     """Train and val views (train augmented) plus what the checkpoint must record about the data."""
-    from edgeseg.data import Augment, DatasetView, FolderDataset, SyntheticDataset, split_indices
+    from edgeseg.data import (
+        Augment,
+        AugmentConfig,
+        DatasetView,
+        FolderDataset,
+        SyntheticDataset,
+        split_indices,
+    )
 
     stride = model_spec(cfg, 3, 2).stride
     if cfg.data is None:
@@ -140,7 +155,7 @@ def build_datasets(cfg: TrainConfig) -> tuple[Any, Any, dict[str, Any]]:
         else:
             val_base = base
             train_idx, val_idx = split_indices(len(base), cfg.val_fraction, cfg.seed)
-    augment = Augment() if cfg.augment else None
+    augment = Augment(AugmentConfig.from_ops(cfg.augment_ops)) if cfg.augment else None
     train = DatasetView(base, train_idx, transform=augment, seed=cfg.seed)
     val = DatasetView(val_base, val_idx, transform=None, seed=cfg.seed)
     info = {
@@ -156,13 +171,15 @@ def build_datasets(cfg: TrainConfig) -> tuple[Any, Any, dict[str, Any]]:
 
 def resolve_class_weights(cfg: TrainConfig, train: Any, info: dict[str, Any]) -> list[float] | None:
     """The cross-entropy class weights `cfg.class_weights` asks for: None, the given list, or
-    (auto) median frequency balancing over the training masks at training size, unaugmented."""
+    median frequency balancing over the training masks at training size, unaugmented (auto), or
+    its square root (sqrt: the same order of classes, a 100x weight becomes 10x)."""
     from edgeseg.training.losses import class_weights_from_spec, median_frequency_weights
 
-    if cfg.class_weights != "auto":
+    if cfg.class_weights not in ("auto", "sqrt"):
         return class_weights_from_spec(cfg.class_weights, info["num_classes"])
     masks = (train.base[i][1] for i in train.indices)
-    return median_frequency_weights(masks, info["num_classes"], info["ignore_index"])
+    weights = median_frequency_weights(masks, info["num_classes"], info["ignore_index"])
+    return [w**0.5 for w in weights] if cfg.class_weights == "sqrt" else weights
 
 
 def model_spec(cfg: TrainConfig, channels: int, classes: int) -> ModelSpec:
