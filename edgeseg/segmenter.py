@@ -270,7 +270,10 @@ class Segmenter:
                     whole = Placement(hw[0], hw[1], 0, 0, pre.height, pre.width)
                     mask, probs = restore_output(outputs[pre.output_name][j], whole, return_probs)
                 else:
-                    mask = restore_ids(outputs[pre.mask_name][j], hw)
+                    ids = outputs[pre.mask_name][j]
+                    if ids.dtype.kind != "u":  # int32 ids of a TensorRT graph beyond 256 classes
+                        ids = ids.astype(np.uint16)
+                    mask = restore_ids(ids, hw)
                 timings = {"pre": pre_ms[i], "infer": infer_ms, "post": (time.perf_counter() - t0) * 1000.0}
                 timings["total"] = sum(timings.values())
                 results[i] = SegResult(mask, timings, probs)

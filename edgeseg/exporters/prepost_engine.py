@@ -32,6 +32,7 @@ from edgeseg.exporters.prepost import (
     _scale_offset,
     frame_order,
     mask_dtype,
+    toposort,
 )
 from edgeseg.manifest import Manifest
 
@@ -130,7 +131,7 @@ def _wrapper(manifest: Manifest) -> tuple[list[Any], list[Any], str]:
 def fuse_engine_onnx(model: onnx.ModelProto, manifest: Manifest, metadata: dict[str, str]) -> onnx.ModelProto:
     """The engine-ready graph `model` (fp32, fp16 or int8; input and logits as `manifest` names them)
     wrapped with pre/post TensorRT can build: uint8 NHWC frames of any size in, the logits and uint8
-    (uint16 beyond 256 classes) ids out. `metadata` becomes the graph's metadata_props."""
+    (int32 beyond 256 classes) ids out. `metadata` becomes the graph's metadata_props."""
     import onnx
     from onnx import TensorProto, helper
 
@@ -143,7 +144,8 @@ def fuse_engine_onnx(model: onnx.ModelProto, manifest: Manifest, metadata: dict[
         FRAME_NAME, TensorProto.UINT8, [batch, "frame_height", "frame_width", inp.channels]
     )
     nodes, inits, _ = _wrapper(manifest)
-    ids = TensorProto.UINT8 if mask_dtype(out.classes) == "uint8" else TensorProto.UINT16
+    # TensorRT has no uint16: beyond 256 classes the ids stay int32 (Segmenter makes them uint16).
+    ids = TensorProto.UINT8 if mask_dtype(out.classes) == "uint8" else TensorProto.INT32
     post = [
         # ArgMax gives int64 ids, which TensorRT runs as int32; the Cast makes the uint8 network output.
         helper.make_node("ArgMax", [out.name], [PREFIX + "ids"], axis=1, keepdims=0, name=PREFIX + "argmax"),
@@ -151,8 +153,9 @@ def fuse_engine_onnx(model: onnx.ModelProto, manifest: Manifest, metadata: dict[
     ]
     mask = helper.make_tensor_value_info(MASK_NAME, ids, [batch, inp.height, inp.width])
     logits = next(o for o in g.output if o.name == out.name)
+    known = {FRAME_NAME} | {i.name for i in inits} | {i.name for i in g.initializer}
     graph = helper.make_graph(
-        [*nodes, *g.node, *post],
+        toposort([*nodes, *g.node, *post], known),
         g.name or "edgeseg",
         [frame],
         [logits, mask],
