@@ -10,6 +10,7 @@ frame size it times, in interleaved rounds so machine noise hits every row alike
 - agreement: pixels whose class is the same in the fused and the plain masks, on synthetic scenes.
 
     python benchmarks/prepost_speed.py [CKPT] [--frames 640x480,1280x720] [--runs 30] [--rounds 3]
+        [--targets onnx,openvino,tensorrt] [--precisions fp32,fp16,int8] [--bundles DIR]
 
 Without CKPT a U-Net of the quickstart's size (depth 4, width 16, 128x128, 4 classes) with random
 weights is used: latency does not depend on the weights. Goal: fused call <= 1.3x the model alone
@@ -53,6 +54,8 @@ def quickstart_size_checkpoint(folder: Path) -> Path:
 
 def _export(ckpt: Path, tmp: Path, target: str, precision: str, fused: bool) -> Path:
     name = f"{target}-{precision}-{'fused' if fused else 'plain'}"
+    if (tmp / name / "manifest.json").is_file():  # --bundles: exported by an earlier run
+        return tmp / name
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the small-calibration-set warning
         config = ExportConfig(target, precision, out=str(tmp / name), fuse_prepost=fused)
@@ -77,12 +80,16 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--agreement-frames", type=int, default=4)
     ap.add_argument("--targets", default=",".join(TARGETS), help="targets, comma-separated")
+    ap.add_argument("--bundles", help="folder to export into and reuse bundles from (default: temporary)")
     ap.add_argument("--precisions", default=",".join(PRECISIONS), help="precisions, comma-separated")
     args = ap.parse_args()
     sizes = [parse_img_size(s) for s in args.frames.split(",")]
-    tmp = Path(tempfile.mkdtemp(prefix="edgeseg-prepost-"))
+    tmp = Path(args.bundles) if args.bundles else Path(tempfile.mkdtemp(prefix="edgeseg-prepost-"))
+    tmp.mkdir(parents=True, exist_ok=True)
     try:
-        ckpt = Path(args.checkpoint) if args.checkpoint else quickstart_size_checkpoint(tmp)
+        ckpt = Path(args.checkpoint) if args.checkpoint else tmp / "model.pt"
+        if not ckpt.is_file():
+            ckpt = quickstart_size_checkpoint(tmp)
         rows = []
         for target in args.targets.split(","):
             backend = TARGETS[target]
@@ -101,7 +108,8 @@ def main() -> None:
             plain.close()
             fused.close()
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if not args.bundles:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _measure(
