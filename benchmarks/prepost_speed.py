@@ -33,6 +33,7 @@ import numpy as np
 from edgeseg import Segmenter
 from edgeseg.data import SyntheticDataset, parse_img_size
 from edgeseg.exporters import ExportConfig, export
+from edgeseg.manifest import MANIFEST_NAME
 from edgeseg.models.checkpoint import Checkpoint, Normalization, save_checkpoint
 from edgeseg.preprocess import prepare_frame
 
@@ -54,7 +55,7 @@ def quickstart_size_checkpoint(folder: Path) -> Path:
 
 def _export(ckpt: Path, tmp: Path, target: str, precision: str, fused: bool) -> Path:
     name = f"{target}-{precision}-{'fused' if fused else 'plain'}"
-    if (tmp / name / "manifest.json").is_file():  # --bundles: exported by an earlier run
+    if (tmp / name / MANIFEST_NAME).is_file():  # --bundles: exported by an earlier run
         return tmp / name
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the small-calibration-set warning
