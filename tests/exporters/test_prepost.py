@@ -206,3 +206,27 @@ def test_cli_export_fuse_prepost(tmp_path: Path, capsys: pytest.CaptureFixture[s
     trt = ["export", str(ckpt), "--target", "tensorrt", "--fuse-prepost", "--out", str(tmp_path / "t")]
     assert main(trt) == 0
     assert read_manifest(tmp_path / "t").input.graph_steps == ("resize", "normalize")
+
+
+def test_check_engine_ready_refuses_uint8_read_by_other_ops() -> None:
+    from onnx import TensorProto, helper
+
+    from edgeseg.exporters.tensorrt_graph import check_engine_ready
+
+    # A wrapper that takes the Shape of the uint8 frame itself: TensorRT's Shape takes no uint8.
+    nodes = [
+        helper.make_node("Shape", ["frame"], ["prepost_shape"], name="prepost_0_shape"),
+        helper.make_node("Cast", ["frame"], ["logits"], name="prepost_1_cast", to=TensorProto.FLOAT),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("frame", TensorProto.UINT8, [1, 8, 8, 3])],
+        [
+            helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 8, 8, 3]),
+            helper.make_tensor_value_info("prepost_shape", TensorProto.INT64, [4]),
+        ],
+    )
+    problems = check_engine_ready(helper.make_model(graph), "fp32")
+    assert any("uint8 tensor 'frame' is used by a node other than Cast" in p for p in problems), problems
+    assert any("'prepost_shape' is not float32" in p for p in problems), problems
