@@ -1,8 +1,8 @@
 """Pre/post in the graph vs in numpy: model alone, whole `Segmenter` call and their ratio, in one run.
 
-Exports the checkpoint to onnx and openvino at fp32 and int8, each twice: plain (numpy does resize,
-normalisation, argmax) and with `fuse_prepost` (the graph does them). For every frame size it times,
-in interleaved rounds so machine noise hits every row alike:
+Exports the checkpoint to onnx, openvino and tensorrt at fp32, fp16 and int8, each twice: plain
+(numpy does resize, normalisation, argmax) and with `fuse_prepost` (the graph does them). For every
+frame size it times, in interleaved rounds so machine noise hits every row alike:
 
 - model p50: `backend.infer` of the plain graph on one preprocessed NCHW input (the network alone);
 - call p50: the whole `Segmenter` call on one frame of that size, plain and fused, with the fused
@@ -10,6 +10,7 @@ in interleaved rounds so machine noise hits every row alike:
 - agreement: pixels whose class is the same in the fused and the plain masks, on synthetic scenes.
 
     python benchmarks/prepost_speed.py [CKPT] [--frames 640x480,1280x720] [--runs 30] [--rounds 3]
+        [--targets onnx,openvino,tensorrt] [--precisions fp32,fp16,int8] [--bundles DIR]
 
 Without CKPT a U-Net of the quickstart's size (depth 4, width 16, 128x128, 4 classes) with random
 weights is used: latency does not depend on the weights. Goal: fused call <= 1.3x the model alone
@@ -19,6 +20,7 @@ for INT8 at 1280x720.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import tempfile
@@ -31,11 +33,14 @@ import numpy as np
 from edgeseg import Segmenter
 from edgeseg.data import SyntheticDataset, parse_img_size
 from edgeseg.exporters import ExportConfig, export
+from edgeseg.manifest import MANIFEST_NAME
 from edgeseg.models.checkpoint import Checkpoint, Normalization, save_checkpoint
 from edgeseg.preprocess import prepare_frame
 
-TARGETS = {"onnx": "onnxruntime", "openvino": "openvino"}
-PRECISIONS = ("fp32", "int8")
+# The TensorRT graphs run on ONNX Runtime's CPU provider here (no GPU): their rows show what the
+# wrapper costs on CPU and that fused and plain masks agree, not TensorRT's speed.
+TARGETS = {"onnx": "onnxruntime", "openvino": "openvino", "tensorrt": "onnxruntime"}
+PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def quickstart_size_checkpoint(folder: Path) -> Path:
@@ -50,6 +55,8 @@ def quickstart_size_checkpoint(folder: Path) -> Path:
 
 def _export(ckpt: Path, tmp: Path, target: str, precision: str, fused: bool) -> Path:
     name = f"{target}-{precision}-{'fused' if fused else 'plain'}"
+    if (tmp / name / MANIFEST_NAME).is_file():  # --bundles: exported by an earlier run
+        return tmp / name
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the small-calibration-set warning
         config = ExportConfig(target, precision, out=str(tmp / name), fuse_prepost=fused)
@@ -73,27 +80,37 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--agreement-frames", type=int, default=4)
+    ap.add_argument("--targets", default=",".join(TARGETS), help="targets, comma-separated")
+    ap.add_argument("--bundles", help="folder to export into and reuse bundles from (default: temporary)")
+    ap.add_argument("--precisions", default=",".join(PRECISIONS), help="precisions, comma-separated")
     args = ap.parse_args()
     sizes = [parse_img_size(s) for s in args.frames.split(",")]
-    tmp = Path(tempfile.mkdtemp(prefix="edgeseg-prepost-"))
+    tmp = Path(args.bundles) if args.bundles else Path(tempfile.mkdtemp(prefix="edgeseg-prepost-"))
+    tmp.mkdir(parents=True, exist_ok=True)
     try:
-        ckpt = Path(args.checkpoint) if args.checkpoint else quickstart_size_checkpoint(tmp)
+        ckpt = Path(args.checkpoint) if args.checkpoint else tmp / "model.pt"
+        if not ckpt.is_file():
+            ckpt = quickstart_size_checkpoint(tmp)
         rows = []
-        for target, backend in TARGETS.items():
-            for precision in PRECISIONS:
+        for target in args.targets.split(","):
+            backend = TARGETS[target]
+            for precision in args.precisions.split(","):
                 plain = Segmenter(_export(ckpt, tmp, target, precision, False), backend=backend)
                 fused = Segmenter(_export(ckpt, tmp, target, precision, True), backend=backend)
                 rows.append((f"{target}:{precision}", plain, fused))
         print(f"model: {ckpt if args.checkpoint else 'quickstart size, random weights'}; "
               f"input {rows[0][1].preprocessing.width}x{rows[0][1].preprocessing.height}; "
-              f"{args.runs} runs x {args.rounds} rounds, interleaved")  # fmt: skip
+              f"{args.runs} runs x {args.rounds} rounds, interleaved; "
+              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")  # fmt: skip
         for size in sizes:
             _measure(rows, size, args)
+        print(f"\nload average at the end {os.getloadavg()[0]:.1f}")
         for _, plain, fused in rows:
             plain.close()
             fused.close()
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if not args.bundles:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _measure(

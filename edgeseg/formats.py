@@ -116,7 +116,7 @@ TARGETS: dict[str, Target] = {
             suffixes=(".engine", ".onnx"),
             precisions=("fp32", "fp16", "int8"),
             planned=(),
-            options=frozenset({"dynamic", "batch"}),
+            options=frozenset({"dynamic", "batch", "prepost"}),
             # Exporting writes and verifies the engine-ready ONNX (on CPU, with ONNX Runtime); the engine
             # itself is built where TensorRT and the GPU are (see edgeseg.runtimes.tensorrt.build).
             requires=(*_ONNX_TOOLS, Requirement("onnxruntime", "onnx")),

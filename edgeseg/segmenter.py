@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgeseg._cpu import usable_cores
 from edgeseg.errors import InputError
 from edgeseg.manifest import MANIFEST_NAME, Manifest, read_manifest
 from edgeseg.preprocess import (
@@ -37,7 +39,9 @@ from edgeseg.preprocess import (
 )
 from edgeseg.runtimes import Backend, artifact_kind, create_backend, resolve_backend
 
-__all__ = ["SegResult", "Segmenter"]
+__all__ = ["MODES", "SegResult", "Segmenter"]
+
+MODES = ("latency", "throughput")
 
 
 @dataclass
@@ -95,6 +99,17 @@ def _fused_onnx_backend(requested: str, name: str, manifest: Manifest | None, wh
     )
 
 
+def _throughput_options(backend: str) -> dict[str, Any]:
+    """Backend options of throughput mode: the runtime's own parallelism over the frames of a batch."""
+    if backend == "openvino":
+        return {"performance_hint": "THROUGHPUT"}
+    if backend == "onnxruntime":
+        # One thread per run and runs in parallel beat all threads on one frame after another: a
+        # small network's operators do not split well over cores, whole frames do.
+        return {"parallel": usable_cores(), "threads": 1}
+    return {}
+
+
 class Segmenter:
     """Segment frames with an edgeseg model on any installed backend.
 
@@ -113,11 +128,16 @@ class Segmenter:
             elsewhere (no edgeseg metadata) needs mean, std and color_order (the model's channel
             order: "RGB", "BGR" or "GRAY"), plus img_size and classes when its graph does not fix them.
             resize is "stretch" (default) or "letterbox" (keep the aspect ratio, pad with the mean).
+        mode: "latency" (default: one frame as fast as possible, a camera loop) or "throughput"
+            (many frames: the runtime's own parallelism, for `predict_many`/`predict_batch`):
+            OpenVINO gets performance_hint="THROUGHPUT" (several streams and infer requests), ONNX
+            Runtime runs a batch as one-thread runs in parallel (parallel=the usable cores,
+            threads=1), and frames are preprocessed in threads. Explicit backend options win.
         **backend_options: passed to the backend, e.g. threads=2 (every backend takes it),
             providers=[...] for onnxruntime, performance_hint="THROUGHPUT" for openvino.
 
     A Segmenter serves one thread at a time (backends hold per-model request state); use one per
-    thread, or `predict_batch` for throughput.
+    thread, or `predict_many` / `predict_batch` for throughput.
     """
 
     def __init__(
@@ -134,9 +154,15 @@ class Segmenter:
         resize: str | None = None,
         classes: int | None = None,
         class_names: Sequence[str] | None = None,
+        mode: str = "latency",
         **backend_options: Any,
     ) -> None:
         self.input_format = _input_format(input_format)
+        self.mode = str(mode).strip().lower()
+        if self.mode not in MODES:
+            raise InputError(f"mode must be 'latency' or 'throughput'; got '{mode}'")
+        self._workers = 1
+        self._pool: ThreadPoolExecutor | None = None
         if classes is not None and class_names is not None and len(class_names) != classes:
             raise InputError(f"classes={classes} but {len(class_names)} class_names were given")
         names = class_names or ([f"class{i}" for i in range(classes)] if classes else None)
@@ -151,6 +177,9 @@ class Segmenter:
         model_file, manifest = _locate(Path(path))
         name = resolve_backend(backend, artifact_kind(model_file), manifest.target if manifest else None)
         name = _fused_onnx_backend(backend, name, manifest, f"'{path}'")
+        if self.mode == "throughput":
+            backend_options = {**_throughput_options(name), **backend_options}
+            self._workers = usable_cores()
         self._backend: Backend = create_backend(name, model_file, device=device, **backend_options).load()
         try:
             self._manifest = manifest or self._backend.embedded_manifest
@@ -218,17 +247,53 @@ class Segmenter:
             results += self._run_batch(frames[start : start + batch_size], fmt, return_probs)
         return results
 
+    def predict_many(
+        self,
+        frames: Iterable[np.ndarray],
+        *,
+        input_format: str | None = None,
+        return_probs: bool = False,
+        batch_size: int | None = None,
+    ) -> Iterator[SegResult]:
+        """Segment a stream of frames (any iterable, read lazily), yielding results in order.
+
+        Frames are taken `batch_size` at a time (default: 2 per usable core in throughput mode, else
+        8) and each batch goes through `predict_batch`, so a throughput-mode Segmenter keeps the
+        runtime's streams busy; the masks are those of one call per frame.
+        """
+        size = batch_size or (2 * self._workers if self.mode == "throughput" else 8)
+        if size < 1:
+            raise InputError(f"batch_size must be >= 1; got {size}")
+        chunk: list[np.ndarray] = []
+        for frame in frames:
+            chunk.append(frame)
+            if len(chunk) == size:
+                yield from self.predict_batch(chunk, input_format=input_format, return_probs=return_probs,
+                                              batch_size=size)  # fmt: skip
+                chunk = []
+        if chunk:
+            yield from self.predict_batch(chunk, input_format=input_format, return_probs=return_probs,
+                                          batch_size=size)  # fmt: skip
+
+    def _map(self, fn: Any, items: Sequence[Any]) -> list[Any]:
+        """`fn` over `items`, in threads in throughput mode (Pillow and numpy release the GIL)."""
+        if self._workers <= 1 or len(items) <= 1:
+            return [fn(item) for item in items]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="edgeseg-pre")
+        return list(self._pool.map(fn, items))
+
     def _run_batch(self, frames: Sequence[np.ndarray], fmt: str, return_probs: bool) -> list[SegResult]:
         pre = self._pre
         if pre.fused:
             return self._run_fused(frames, fmt, return_probs)
-        inputs, placements, pre_ms = [], [], []
-        for frame in frames:
+
+        def prepare(frame: np.ndarray) -> tuple[np.ndarray, Placement, float]:
             t0 = time.perf_counter()
             x, placement = prepare_frame(frame, pre, fmt)
-            inputs.append(x)
-            placements.append(placement)
-            pre_ms.append((time.perf_counter() - t0) * 1000.0)
+            return x, placement, (time.perf_counter() - t0) * 1000.0
+
+        inputs, placements, pre_ms = zip(*self._map(prepare, frames), strict=True)
         t0 = time.perf_counter()
         logits = self._backend.infer({pre.input_name: np.stack(inputs)})[pre.output_name]
         infer_ms = (time.perf_counter() - t0) * 1000.0 / len(frames)
@@ -247,12 +312,13 @@ class Segmenter:
         of one size share a call (a tensor holds one size), and only the ids are resized back here.
         A graph that does not resize (OpenVINO's) gets the frame resized to the model's size first."""
         pre = self._pre
-        imgs, sizes, pre_ms = [], [], []
-        for frame in frames:
+
+        def prepare(frame: np.ndarray) -> tuple[np.ndarray, float]:
             t0 = time.perf_counter()
-            imgs.append(prepare_fused_frame(frame, pre, fmt))
-            sizes.append(frame.shape[:2])
-            pre_ms.append((time.perf_counter() - t0) * 1000.0)
+            return prepare_fused_frame(frame, pre, fmt), (time.perf_counter() - t0) * 1000.0
+
+        imgs, pre_ms = zip(*self._map(prepare, frames), strict=True)
+        sizes = [frame.shape[:2] for frame in frames]
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, img in enumerate(imgs):
             groups.setdefault(img.shape, []).append(i)
@@ -270,7 +336,10 @@ class Segmenter:
                     whole = Placement(hw[0], hw[1], 0, 0, pre.height, pre.width)
                     mask, probs = restore_output(outputs[pre.output_name][j], whole, return_probs)
                 else:
-                    mask = restore_ids(outputs[pre.mask_name][j], hw)
+                    ids = outputs[pre.mask_name][j]
+                    if ids.dtype.kind != "u":  # int32 ids of a TensorRT graph beyond 256 classes
+                        ids = ids.astype(np.uint16)
+                    mask = restore_ids(ids, hw)
                 timings = {"pre": pre_ms[i], "infer": infer_ms, "post": (time.perf_counter() - t0) * 1000.0}
                 timings["total"] = sum(timings.values())
                 results[i] = SegResult(mask, timings, probs)
@@ -285,6 +354,9 @@ class Segmenter:
 
     def close(self) -> None:
         """Release the backend; the Segmenter cannot be used afterwards."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
         self._backend.close()
 
     def __enter__(self) -> Segmenter:

@@ -94,6 +94,8 @@ class BenchmarkConfig:
         frame_size: (width, height) of the frame the whole Segmenter call is timed on.
         ceiling_seconds: time per runtime and precision for the measured ceilings
             (edgeseg.bench.ceilings); 0 skips them.
+        mode: "latency" (one frame at a time) or "throughput", which also measures every row's
+            images per second with the runtime's own parallelism (edgeseg.bench.throughput).
     """
 
     targets: tuple[str, ...] = ()
@@ -109,6 +111,7 @@ class BenchmarkConfig:
     cpu_ghz: float | None = None
     frame_size: tuple[int, int] = FRAME_SIZE
     ceiling_seconds: float = 1.0
+    mode: str = "latency"
 
 
 @dataclass
@@ -133,6 +136,8 @@ class BenchRow:
     total_ms_p95: float | None = None
     stages_ms: dict[str, float] = field(default_factory=dict)  # mean pre/infer/post of the call
     fps: float | None = None  # whole Segmenter calls per second (p50)
+    images_per_s: float | None = None  # throughput mode: frames per second of predict_many
+    throughput_reason: str | None = None  # why images_per_s is missing on a row that ran
     speedup: float | None = None  # PyTorch model p50 / this model p50
     gflops: float | None = None  # model MACs x 2 / model p50
     ceiling_share: float | None = None  # gflops / the measured ceiling of its precision, in (0, 1]
@@ -223,6 +228,14 @@ def benchmark(
             _score_row(row, masks, ref_masks, truth, len(seg.class_names), src.ignore_index)
         eager_call = _eager_call(eager, size, src.channels) if eager is not None else None
         eager_ms = _time_rows(rows, segs, frame, config, say, eager_call)
+        if config.mode == "throughput":
+            from edgeseg._cpu import usable_cores
+            from edgeseg.bench.throughput import measure_throughput
+
+            def options(row: BenchRow) -> dict[str, Any]:
+                return src.segmenter_options(size) if row.reference else {}
+
+            measure_throughput(rows, frame, max(config.runs, 4 * usable_cores()), options, say)
     finally:
         for seg in segs.values():
             seg.close()
@@ -246,6 +259,8 @@ def benchmark(
 def _check_config(config: BenchmarkConfig) -> None:
     if config.cpu_ghz is not None:
         check_number(config.cpu_ghz, "--cpu-ghz", minimum=0.0, min_open=True)
+    if config.mode not in ("latency", "throughput"):
+        raise InputError(f"--mode must be latency or throughput; got '{config.mode}'")
     if config.runs < 1 or config.rounds < 1 or config.warmup < 0 or config.max_images < 1:
         raise InputError("--runs and --max-images must be at least 1 (and rounds/warm-up not negative)")
     if len(config.frame_size) != 2 or min(config.frame_size) < 1:
@@ -527,6 +542,7 @@ def _meta(
         "checkpoint": recorded_path(ckpt_path),
         "img_size": list(size),
         "frame_size": list(config.frame_size),
+        "mode": config.mode,
         "data": data,
         "images": images,
         "runs": config.runs,

@@ -115,6 +115,13 @@ def benchmark(
             metavar="A.json B.json",
         ),
     ] = None,
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="latency (one frame at a time), or throughput: also images/s per row with the runtime's "
+            "parallel streams (predict_many)."
+        ),
+    ] = "latency",
     json_path: JsonOpt = None,
 ) -> None:
     """Export every target (reusing bundles) and measure each against the source's FP32 model (PyTorch,
@@ -169,6 +176,7 @@ def benchmark(
         out=str(out) if out else None,
         cpu_ghz=cpu_ghz,
         frame_size=frame,
+        mode=mode.strip().lower(),
     )
     facts = parse_facts(classes, mean, std, color_order, ignore_index)
     with claim(out):  # a second benchmark into the same folder is refused while this one runs
@@ -180,6 +188,14 @@ def benchmark(
         write_json(json_path, report.to_dict())
         paths["json (--json)"] = json_path
     print_report(report, paths)
+    if config.mode == "throughput":
+        for row in report.rows:
+            if row.images_per_s is not None:
+                typer.echo(
+                    f"throughput {row.name}: {row.images_per_s:.1f} images/s (latency mode {row.fps} FPS)"
+                )
+            elif row.throughput_reason:
+                typer.echo(f"throughput {row.name}: not measured ({row.throughput_reason})")
 
 
 @app.command()

@@ -64,7 +64,7 @@ def export(
     fuse_prepost: Annotated[
         bool,
         typer.Option(
-            help="onnx/openvino: resize, normalisation, argmax in the graph (uint8 frames in, ids out)."
+            help="Resize, normalisation, argmax in the graph (uint8 frames in, ids out); every target."
         ),
     ] = False,
     json_path: JsonOpt = None,

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -44,6 +47,20 @@ def _collect_images(inputs: list[Path]) -> list[Path]:
     return files
 
 
+def _read_ahead(
+    read: Callable[[Path], Any], files: list[Path], pool: ThreadPoolExecutor, ahead: int
+) -> Iterator[Any]:
+    """read(file) for every file in order, up to `ahead` files decoded in the pool while the caller
+    works on earlier ones (bounded: a large folder is not held in memory at once)."""
+    pending: deque[Future[Any]] = deque()
+    for path in files:
+        pending.append(pool.submit(read, path))
+        if len(pending) > ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
 @app.command()
 def predict(
     model: Annotated[Path, typer.Argument(help="Checkpoint (.pt), bundle folder, .onnx or OpenVINO .xml.")],
@@ -62,6 +79,13 @@ def predict(
     overwrite: Annotated[
         bool, typer.Option(help="Replace mask/overlay files (and --json) that already exist.")
     ] = False,
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="throughput: the runtime's parallel streams over batches of images, decoding and PNG "
+            "writing in threads; latency: one image at a time. The masks are the same."
+        ),
+    ] = "throughput",
     json_path: JsonOpt = None,
 ) -> None:
     """Segment images: a mask PNG of class ids and a colour overlay per image."""
@@ -69,12 +93,15 @@ def predict(
     from PIL import Image
 
     from edgeseg._claims import claim
+    from edgeseg._cpu import usable_cores
     from edgeseg._io import atomic_path
     from edgeseg._paths import Output, check_outputs
     from edgeseg.data import parse_img_size, read_image
     from edgeseg.overlay import Overlay
-    from edgeseg.segmenter import Segmenter
+    from edgeseg.segmenter import MODES, Segmenter
 
+    if mode.strip().lower() not in MODES:
+        raise InputError(f"--mode must be latency or throughput; got '{mode}'")
     options = segmenter_options(
         parse_facts(classes, mean, std, color_order), parse_img_size(img_size) if img_size else None
     )
@@ -86,16 +113,34 @@ def predict(
         overwrite=overwrite,
     )
     rows = []
-    with claim(out), Segmenter(model, backend=backend, device=device, input_format="rgb", **options) as seg:
+    workers = max(2, usable_cores())
+    with (
+        claim(out),
+        Segmenter(model, backend=backend, device=device, input_format="rgb", mode=mode, **options) as seg,
+        ThreadPoolExecutor(workers, thread_name_prefix="edgeseg-io") as io,
+    ):
         k = len(seg.class_names)
         overlay = Overlay(k, alpha)  # RGB, like the images read here
-        for path in files:
-            image = read_image(path)  # RGB, or HxWx1 gray; the Segmenter converts to the model's channels
-            result = seg(image)
-            blend = overlay.blend(image, result.mask)  # class 0 (usually background) stays uncoloured
-            for suffix, img in (("mask", Image.fromarray(result.mask)), ("overlay", Image.fromarray(blend))):
+
+        def write(path: Path, image: np.ndarray, mask: np.ndarray) -> None:
+            blend = overlay.blend(image, mask)  # class 0 (usually background) stays uncoloured
+            for suffix, img in (("mask", Image.fromarray(mask)), ("overlay", Image.fromarray(blend))):
                 with atomic_path(out / f"{path.stem}_{suffix}.png") as tmp:
                     img.save(tmp, format="PNG")
+
+        kept: deque[np.ndarray] = deque()  # decoded images awaiting their result, for the overlays
+
+        def frames() -> Iterator[np.ndarray]:
+            # RGB, or HxWx1 gray; the Segmenter converts to the model's channels.
+            for image in _read_ahead(read_image, files, io, 2 * workers):
+                kept.append(image)
+                yield image
+
+        results = (seg(f) for f in frames()) if seg.mode == "latency" else seg.predict_many(frames())
+        writes = []
+        for path, result in zip(files, results, strict=True):
+            image = kept.popleft()
+            writes.append(io.submit(write, path, image, result.mask))
             counts = np.bincount(result.mask.ravel(), minlength=k)
             rows.append(
                 {
@@ -110,5 +155,10 @@ def predict(
                 }
             )
             typer.echo(f"{path.name}: {result.timings['total']:.1f} ms")
-        typer.echo(f"wrote {2 * len(files)} files to {out} ({seg.backend.description})")
-        write_json_opt(json_path, {"model": str(model), "backend": seg.backend.description, "images": rows})
+        for done in writes:
+            done.result()  # a failed write raises here, before the summary
+        typer.echo(f"wrote {2 * len(files)} files to {out} ({seg.backend.description}, {seg.mode} mode)")
+        write_json_opt(
+            json_path,
+            {"model": str(model), "backend": seg.backend.description, "mode": seg.mode, "images": rows},
+        )

@@ -47,6 +47,7 @@ __all__ = [
     "fuse_onnx",
     "fuse_openvino",
     "fused_manifest",
+    "toposort",
 ]
 
 FRAME_NAME = "frame"  # the fused graph's input: uint8 NHWC frames
@@ -97,6 +98,24 @@ def _scale_offset(inp: InputSpec) -> tuple[list[float], list[float]]:
     scale = [1.0 / (255.0 * s) for s in inp.std]
     offset = [m / s for m, s in zip(inp.mean, inp.std, strict=True)]
     return scale, offset
+
+
+def toposort(nodes: list[Any], available: set[str]) -> list[Any]:
+    """`nodes` in an order where every input is made before it is read (ONNX requires it; the
+    float16 converter appends its boundary Casts after the nodes that read them)."""
+    ready = set(available) | {""}
+    done = [False] * len(nodes)
+    ordered: list[Any] = []
+    progress = True
+    while progress:  # a few sweeps: the nodes are nearly in order already
+        progress = False
+        for k, node in enumerate(nodes):
+            if not done[k] and all(i in ready for i in node.input):
+                done[k], progress = True, True
+                ordered.append(node)
+                ready.update(node.output)
+    # What never became ready (a cycle, a missing input) is left for onnx.checker to name.
+    return ordered + [n for k, n in enumerate(nodes) if not done[k]]
 
 
 def fuse_onnx(model: onnx.ModelProto, manifest: Manifest, metadata: dict[str, str]) -> onnx.ModelProto:
@@ -156,8 +175,9 @@ def fuse_onnx(model: onnx.ModelProto, manifest: Manifest, metadata: dict[str, st
     ]
     mask = helper.make_tensor_value_info(MASK_NAME, ids, [batch, inp.height, inp.width])
     logits = next(o for o in g.output if o.name == out.name)
+    known = {FRAME_NAME} | {i.name for i in inits} | {i.name for i in g.initializer}
     graph = helper.make_graph(
-        [*nodes, *g.node, *post],
+        toposort([*nodes, *g.node, *post], known),
         g.name or "edgeseg",
         [frame],
         [logits, mask],

@@ -78,13 +78,20 @@ def export_artifact(job: ExportJob) -> Artifact:
         raise InputError("--batch needs --dynamic: a static TensorRT engine takes batch 1")
     dest = job.workdir / MODEL_FILE
     quantization, float_nodes = _engine_ready_graph(job, dest)
+    manifest = job.manifest
+    if config.fuse_prepost:  # after quantization: calibration feeds the plain graph
+        from edgeseg.exporters.prepost import fused_manifest
+        from edgeseg.exporters.prepost_engine import ENGINE_STEPS, fuse_engine_onnx_file
+
+        manifest = fused_manifest(job.manifest, ENGINE_STEPS)
+        fuse_engine_onnx_file(dest, job.manifest, onnx_metadata(manifest))
     problems = check_engine_ready(dest, config.precision, allowed_float=float_nodes)
     if problems:
         raise EdgesegRuntimeError(
             f"the {config.precision} graph is not ready for TensorRT ({len(problems)} problems): "
             + "; ".join(problems[:3])
         )
-    profile = profile_of(job.manifest, config.batch)
+    profile = profile_of(manifest, config.batch)
     record: dict[str, Any] = {
         "onnx_file": MODEL_FILE,
         "onnx_sha256": sha256_file(dest),
@@ -100,7 +107,7 @@ def export_artifact(job: ExportJob) -> Artifact:
             dest,
             job.workdir,
             precision=config.precision,
-            profile=profile if config.dynamic else None,
+            profile=profile if config.dynamic or config.fuse_prepost else None,
             log=job.log,
         )
         record["built"] = built
@@ -121,4 +128,5 @@ def export_artifact(job: ExportJob) -> Artifact:
         engine=record,
         notes=(note,),
         measured_on=MEASURED_ON,
+        manifest=manifest if config.fuse_prepost else None,
     )

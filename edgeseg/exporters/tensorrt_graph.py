@@ -113,14 +113,49 @@ class _Graph:
         return node if node is not None and node.op_type == "DequantizeLinear" else None
 
 
+def _prepost_nodes(model: onnx.ModelProto) -> set[str]:
+    """Names of the nodes of a pre/post wrapper (edgeseg.exporters.prepost_engine), if any."""
+    from edgeseg.exporters.prepost_engine import PREFIX
+
+    return {n.name for n in model.graph.node if n.name.startswith(PREFIX)}
+
+
 def _io_float32(model: onnx.ModelProto) -> list[str]:
     from onnx import TensorProto
 
+    fused = bool(_prepost_nodes(model))
     problems = []
     for kind, values in (("input", model.graph.input), ("output", model.graph.output)):
         for v in values:
-            if v.type.tensor_type.elem_type != TensorProto.FLOAT:
-                problems.append(f"graph {kind} '{v.name}' is not float32 (callers feed and read float32)")
+            elem = v.type.tensor_type.elem_type
+            if elem == TensorProto.FLOAT or (fused and elem == TensorProto.UINT8):
+                continue  # a pre/post graph takes uint8 frames and returns uint8 ids besides the logits
+            problems.append(f"graph {kind} '{v.name}' is not float32 (callers feed and read float32)")
+    return problems
+
+
+def _check_prepost(model: onnx.ModelProto) -> list[str]:
+    """What TensorRT's parser needs of the pre/post wrapper: uint8 only as network input or output
+    (so only a Cast reads the frame and only a Cast writes the ids), no antialiased Resize (TensorRT
+    has none), ArgMax on float logits."""
+    from onnx import TensorProto
+
+    g = _Graph(model)
+    problems = []
+    uint8_io = [
+        v.name for v in [*g.graph.input, *g.graph.output] if v.type.tensor_type.elem_type == TensorProto.UINT8
+    ]
+    for name in uint8_io:
+        readers = [n for n in g.graph.node if name in n.input]
+        writer = g.producer.get(name)
+        if any(n.op_type != "Cast" for n in readers) or (writer is not None and writer.op_type != "Cast"):
+            problems.append(f"uint8 tensor '{name}' is used by a node other than Cast (TensorRT takes uint8 "
+                            "only as network input or output)")  # fmt: skip
+    for node in g.graph.node:
+        if node.op_type == "Resize" and g.attr(node, "antialias", 0):
+            problems.append(f"Resize '{node.name}' is antialiased, which TensorRT does not support")
+        if node.op_type == "ArgMax" and g.attr(node, "select_last_index", 0):
+            problems.append(f"ArgMax '{node.name}' selects the last index, which TensorRT does not support")
     return problems
 
 
@@ -196,15 +231,27 @@ def _check_fp16(model: onnx.ModelProto) -> list[str]:
             w = g.inits.get(node.input[1])
             if w is None or str(w.dtype) != "float16":
                 problems.append(f"{node.op_type} '{node.name}' has a weight that is not float16")
-    for v in g.graph.input:
-        casts = [n for n in g.graph.node if v.name in n.input]
+    wrapper = _prepost_nodes(model)
+    for name in _network_inputs(g, wrapper):
+        casts = [n for n in g.graph.node if name in n.input and n.name not in wrapper]
         if not casts or any(n.op_type != "Cast" or g.attr(n, "to", 0) != TensorProto.FLOAT16 for n in casts):
-            problems.append(f"graph input '{v.name}' is not cast to float16 at the boundary")
+            problems.append(f"graph input '{name}' is not cast to float16 at the boundary")
     for v in g.graph.output:
         node = g.producer.get(v.name)
+        if node is not None and node.name in wrapper:
+            continue  # the ids: the wrapper's own output
         if node is None or node.op_type != "Cast" or g.attr(node, "to", 0) != TensorProto.FLOAT:
             problems.append(f"graph output '{v.name}' is not cast back to float32 at the boundary")
     return problems
+
+
+def _network_inputs(g: _Graph, wrapper: set[str]) -> list[str]:
+    """The float inputs of the network itself: the graph inputs, or with a pre/post wrapper the
+    tensors it hands to the network."""
+    if not wrapper:
+        return [v.name for v in g.graph.input]
+    made = {out for n in g.graph.node if n.name in wrapper for out in n.output}
+    return sorted({t for n in g.graph.node if n.name not in wrapper for t in n.input if t in made})
 
 
 def check_engine_ready(
@@ -213,7 +260,9 @@ def check_engine_ready(
     """Violations of what TensorRT's strongly typed build needs of a graph at `precision`.
 
     All precisions: only standard ONNX ops (TensorRT's parser knows no com.microsoft ops), float32
-    graph input and output. fp16: float16 Conv weights, Cast to float16 after each input and back to
+    graph input and output, or with a pre/post wrapper (edgeseg.exporters.prepost_engine) uint8
+    frames in and uint8 ids out, touched only by Cast, and no antialiased Resize.
+    fp16: float16 Conv weights, Cast to float16 after each input and back to
     float32 before each output, no Q/DQ. int8: every Q/DQ has a constant int8 zero point of 0; every
     Conv/ConvTranspose has a Q/DQ activation input and an int8 weight quantized per channel (axis 0,
     ConvTranspose axis 1); biases stay float; only nodes named in `allowed_float` may stay in float.
@@ -231,6 +280,8 @@ def check_engine_ready(
         if n.domain not in ("", "ai.onnx")
     ]
     problems += _io_float32(model)
+    if _prepost_nodes(model):
+        problems += _check_prepost(model)
     if precision == "int8":
         problems += _check_int8(model, set(allowed_float))
     elif precision == "fp16":

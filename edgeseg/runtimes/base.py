@@ -306,6 +306,12 @@ class Backend(abc.ABC):
                 f"{where} has a batch of {value.shape[0]}; the model's batch is fixed at {fixed}: "
                 f"pass {fixed} or a multiple of it"
             )
-        if value.dtype.kind == "f" and not np.isfinite(value).all():
+        # min and max propagate NaN and show +-Inf: two reductions without the per-call boolean
+        # array np.isfinite(value).all() allocates (the size of the input, on every frame).
+        if (
+            value.dtype.kind == "f"
+            and value.size
+            and not (np.isfinite(value.min()) and np.isfinite(value.max()))
+        ):
             raise InputError(f"{where}: frame contains NaN or Inf values")
-        return np.ascontiguousarray(value)
+        return value if value.flags.c_contiguous else np.ascontiguousarray(value)

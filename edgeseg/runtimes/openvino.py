@@ -86,6 +86,7 @@ class OpenVINOBackend(Backend):
         self._compiled: Any = None
         self._request: Any = None
         self._pool: list[Any] = []
+        self._output_names: list[str] = []
         self._manifest: Manifest | None = None
         self._precision: str | None = None  # the precision hint actually passed
 
@@ -167,6 +168,7 @@ class OpenVINOBackend(Backend):
             ) from None
         self._compiled = compiled
         self._request = compiled.create_infer_request()
+        self._output_names = [port.get_any_name() for port in compiled.outputs]
 
     def _discover_specs(self) -> tuple[Sequence[TensorSpec], Sequence[TensorSpec]]:
         def spec(port: Any) -> TensorSpec:
@@ -178,9 +180,11 @@ class OpenVINOBackend(Backend):
         return [spec(p) for p in self._compiled.inputs], [spec(p) for p in self._compiled.outputs]
 
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        # The request copies outputs (share_outputs=False), so results outlive the next call.
-        results = self._request.infer(feed)
-        return {port.get_any_name(): np.asarray(results[port]) for port in self._compiled.outputs}
+        # share_inputs: the request reads the caller's (validated, C-contiguous) arrays in place
+        # instead of copying them into its own tensors; outputs are copied (share_outputs=False), so
+        # results outlive the next call. The output names were read once at load.
+        results = self._request.infer(feed, share_inputs=True).to_tuple()
+        return dict(zip(self._output_names, results, strict=True))
 
     def _infer_chunks(self, chunks: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
         # A pool of our own requests rather than an AsyncInferQueue with a Python callback: the

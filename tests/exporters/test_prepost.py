@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,7 +26,8 @@ from edgeseg.formats import validate_export_options
 from edgeseg.manifest import Manifest, read_manifest
 from tests.helpers import make_checkpoint
 
-TARGETS = [("onnx", "onnxruntime"), ("openvino", "openvino")]
+# The TensorRT graph runs here on ONNX Runtime's CPU provider (how its export verifies it too).
+TARGETS = [("onnx", "onnxruntime"), ("openvino", "openvino"), ("tensorrt", "onnxruntime")]
 SHAPES = [(61, 97, 3), (719, 1281, 3), (61, 97), (48, 64, 3)]  # odd sizes, gray, the model's own
 
 
@@ -136,8 +138,60 @@ def test_fused_models_refuse_what_they_cannot_do(bundles) -> None:
         Segmenter(bundle, backend="onnxruntime", img_size=(128, 96))
     with pytest.raises(InputError, match="cannot be overridden"):
         Segmenter(bundle, backend="onnxruntime", resize="letterbox")
-    with pytest.raises(InputError, match="--fuse-prepost is not supported for target tensorrt"):
-        validate_export_options("tensorrt", "fp32", prepost=True)
+    assert validate_export_options("tensorrt", "fp32", prepost=True).name == "tensorrt"
+
+
+def test_tensorrt_graph_resizes_as_pillow_with_supported_ops(bundles) -> None:
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from edgeseg.data.imageio import resize_image
+    from edgeseg.exporters.tensorrt_graph import check_engine_ready
+
+    bundle = bundles(3, "tensorrt", True)
+    manifest = read_manifest(bundle)
+    assert manifest.input.graph_steps == ("resize", "normalize") and manifest.output.mask == "mask"
+    assert manifest.engine is not None
+    assert manifest.engine["profile"]["min"] == [1, 16, 16, 3]
+    assert manifest.engine["profile"]["max"] == [1, 2160, 3840, 3]
+    model = onnx.load(str(bundle / "model.onnx"))
+    assert check_engine_ready(model, "fp32") == []
+    assert "Resize" not in {n.op_type for n in model.graph.node}  # TensorRT has no antialiased one
+    # The ONNX Runtime wrapper's antialiased Resize is what TensorRT would refuse.
+    problems = check_engine_ready(bundles(3, "onnx", True) / "model.onnx", "fp32")
+    assert any("antialiased" in p for p in problems), problems
+    # The resized frame itself: within 1 grey level of Pillow's (its fixed-point weights), on
+    # shrinking, odd and enlarging sizes.
+    model.graph.output.append(helper.make_tensor_value_info("prepost_resized", TensorProto.FLOAT, None))
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(5)
+    for shape in [(61, 97, 3), (719, 1281, 3), (30, 40, 3), (48, 64, 3)]:
+        frame = rng.integers(0, 256, shape, dtype=np.uint8)
+        got = session.run(["prepost_resized"], {"frame": frame[None]})[0][0].transpose(1, 2, 0)
+        diff = np.abs(got - resize_image(frame, (64, 48)).astype(np.float32))
+        assert diff.max() <= 1 and (diff > 0).mean() < 0.01, shape
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_tensorrt_fused_reduced_precision_graph_is_engine_ready(tmp_path: Path, precision: str) -> None:
+    import onnx
+
+    from edgeseg.exporters.tensorrt_graph import check_engine_ready
+
+    ckpt = make_checkpoint(tmp_path / "c.pt", seed=3)
+    frame = np.random.default_rng(2).integers(0, 256, (61, 97, 3), dtype=np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # int8: the small-calibration-set warning
+        bundle = export(
+            ckpt, ExportConfig("tensorrt", precision, out=str(tmp_path / "t"), fuse_prepost=True)
+        ).bundle
+    model = onnx.load(str(bundle / "model.onnx"))
+    assert check_engine_ready(model, precision) == []
+    plain = export(ckpt, ExportConfig("onnx", out=str(tmp_path / "p"))).bundle
+    with Segmenter(plain) as a, Segmenter(bundle, backend="onnxruntime") as b:
+        assert b.preprocessing.fused and b(frame).mask.shape == frame.shape[:2]
+        assert (a(frame).mask == b(frame).mask).mean() >= 0.95  # reduced precision vs fp32: close
 
 
 def test_cli_export_fuse_prepost(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -149,7 +203,30 @@ def test_cli_export_fuse_prepost(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "pixel agreement 100.0000%" in capsys.readouterr().out
     assert read_manifest(out).input.graph_steps == ("resize", "normalize")
     assert main(["info", str(out)]) == 0
-    bad = ["export", str(ckpt), "--target", "tensorrt", "--fuse-prepost", "--out", str(tmp_path / "t")]
-    assert main(bad) == 2
-    assert "--fuse-prepost is not supported for target tensorrt" in capsys.readouterr().err
-    assert not (tmp_path / "t").exists()
+    trt = ["export", str(ckpt), "--target", "tensorrt", "--fuse-prepost", "--out", str(tmp_path / "t")]
+    assert main(trt) == 0
+    assert read_manifest(tmp_path / "t").input.graph_steps == ("resize", "normalize")
+
+
+def test_check_engine_ready_refuses_uint8_read_by_other_ops() -> None:
+    from onnx import TensorProto, helper
+
+    from edgeseg.exporters.tensorrt_graph import check_engine_ready
+
+    # A wrapper that takes the Shape of the uint8 frame itself: TensorRT's Shape takes no uint8.
+    nodes = [
+        helper.make_node("Shape", ["frame"], ["prepost_shape"], name="prepost_0_shape"),
+        helper.make_node("Cast", ["frame"], ["logits"], name="prepost_1_cast", to=TensorProto.FLOAT),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("frame", TensorProto.UINT8, [1, 8, 8, 3])],
+        [
+            helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 8, 8, 3]),
+            helper.make_tensor_value_info("prepost_shape", TensorProto.INT64, [4]),
+        ],
+    )
+    problems = check_engine_ready(helper.make_model(graph), "fp32")
+    assert any("uint8 tensor 'frame' is used by a node other than Cast" in p for p in problems), problems
+    assert any("'prepost_shape' is not float32" in p for p in problems), problems

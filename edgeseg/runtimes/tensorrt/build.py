@@ -240,9 +240,19 @@ def build_engine(
 DEFAULT_BATCH = 8  # largest batch of a dynamic engine's profile unless --batch says otherwise
 
 
+# Frames a graph with pre/post inside accepts: any camera size up to 4K (opt: 640x480, a webcam's).
+FRAME_MIN, FRAME_OPT, FRAME_MAX = (16, 16), (480, 640), (2160, 3840)
+
+
 def profile_of(manifest: Manifest, batch: int | None = None) -> Any:
-    """The optimisation profile for the input `manifest` describes (static: its one shape)."""
+    """The optimisation profile for the input `manifest` describes (static: its one shape). A graph
+    that takes frames (NHWC uint8, pre/post inside) gets frame sizes FRAME_MIN..FRAME_MAX, batch 1
+    unless the export is dynamic."""
     inp = manifest.input
+    if inp.layout == "NHWC":
+        top = (batch or DEFAULT_BATCH) if 0 in manifest.dynamic_axes.get(inp.name, {}) else 1
+        c = inp.channels
+        return Profile(inp.name, (1, *FRAME_MIN, c), (1, *FRAME_OPT, c), (top, *FRAME_MAX, c))
     return Profile.for_input(
         inp.name,
         inp.channels,
