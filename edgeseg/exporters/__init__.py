@@ -34,6 +34,7 @@ from edgeseg.manifest import INPUT_NAME, MANIFEST_NAME, OUTPUT_NAME, Manifest, w
 if TYPE_CHECKING:
     from edgeseg.evaluation.parity import ParityReport
     from edgeseg.exporters.accuracy import DropMeter
+    from edgeseg.exporters.quantize import CalibrationSet
     from edgeseg.exporters.source import ExportSource, SourceFacts
 
 __all__ = [
@@ -77,6 +78,9 @@ class ExportConfig:
         max_drop: int8 only, with val_data: the most mIoU points the export may lose vs the FP32
             PyTorch model on val_data; remedies are tried when plain PTQ loses more, and the export
             fails (no bundle) when none meets it (see edgeseg.exporters.accuracy).
+        max_class_drop: int8 only, with val_data: the most IoU points any judged class may lose vs
+            the FP32 model on val_data (judged: at least 0.1% of the labelled pixels; absent and
+            tiny classes cannot fail the export); alone or with max_drop, same remedies.
         batch: targets with a "batch" option (TensorRT), with `dynamic`: the largest batch the
             engine's optimisation profile accepts; None for the target's default.
         fuse_prepost: put the preprocessing (resize, normalisation, layout) and the argmax into the
@@ -97,6 +101,7 @@ class ExportConfig:
     calib_method: str = "minmax"
     max_drop: float | None = None
     batch: int | None = None
+    max_class_drop: float | None = None
     fuse_prepost: bool = False
 
 
@@ -104,9 +109,10 @@ class ExportConfig:
 class ExportJob:
     """What a target's module gets: the source (its FP32 ONNX graph: `write_fp32_onnx`), the manifest
     draft (no files, tools or parity yet), the config and the temporary bundle folder to write into;
-    with `config.max_drop`, the meter that scores candidates on val_data against the source's FP32
-    reference, `log` for one-line progress reports, and `dest`, the folder the bundle will have once
-    installed (for messages that name it)."""
+    with `config.max_drop` or `config.max_class_drop`, the meter that scores candidates on val_data
+    against the source's FP32 reference, `log` for one-line progress reports, `dest`, the folder the
+    bundle will have once installed (for messages that name it), and for int8 the prepared
+    `calibration` set (read it with `calibration_set()`)."""
 
     source: ExportSource
     manifest: Manifest
@@ -115,6 +121,16 @@ class ExportJob:
     meter: DropMeter | None = None
     log: Callable[[str], None] = field(default=lambda _: None)
     dest: Path | None = None
+    calibration: CalibrationSet | None = None
+
+    def calibration_set(self) -> CalibrationSet:
+        """The int8 calibration set: the one the export prepared (source chosen, coverage measured),
+        else read from `config.calib` now."""
+        if self.calibration is not None:
+            return self.calibration
+        from edgeseg.exporters.quantize import load_calibration
+
+        return load_calibration(self.config.calib, self.manifest)
 
     def write_fp32_onnx(self, path: Path) -> None:
         """Write the source's FP32 ONNX graph for this job's input and metadata to `path`."""
@@ -189,13 +205,18 @@ def _check_config(config: ExportConfig) -> None:
         raise InputError("--calib and --calib-method apply to --precision int8 only")
     if config.calib is not None and not Path(config.calib).is_dir():
         raise InputError(f"--calib folder '{config.calib}' does not exist")
-    if config.max_drop is not None:
-        if not config.max_drop >= 0:  # also refuses NaN
-            raise InputError(f"--max-drop must be 0 or more mIoU points; got {config.max_drop:g}")
+    for option, value, unit in (
+        ("--max-drop", config.max_drop, "mIoU"),
+        ("--max-class-drop", config.max_class_drop, "IoU"),
+    ):
+        if value is None:
+            continue
+        if not 0 <= value < float("inf"):  # also refuses NaN and Inf
+            raise InputError(f"{option} must be 0 or more {unit} points (a finite number); got {value:g}")
         if config.precision != "int8":
-            raise InputError("--max-drop applies to --precision int8 only")
+            raise InputError(f"{option} applies to --precision int8 only")
         if config.val_data is None:
-            raise InputError("--max-drop needs --val-data: the drop is measured on labelled images")
+            raise InputError(f"{option} needs --val-data: the drop is measured on labelled images")
 
 
 def _check_destination(dest: Path, overwrite: bool) -> None:
@@ -300,11 +321,18 @@ def export(
         writer = importlib.import_module(str(target.exporter))  # set: validate_export_options checked
         with src.reference() as reference:
             meter = None
-            if config.max_drop is not None and config.val_data is not None:
+            bounded = config.max_drop is not None or config.max_class_drop is not None
+            if bounded and config.val_data is not None:
                 from edgeseg.exporters.accuracy import DropMeter
 
-                meter = DropMeter.build(reference, target.name, size, config.val_data)
-            job = ExportJob(src, draft, config, tmp, meter, log or (lambda _: None), dest)
+                names = draft.class_names
+                meter = DropMeter.build(reference, target.name, size, config.val_data, names)
+            calibration = None
+            if config.precision == "int8":
+                from edgeseg.exporters.calibration import prepare_calibration
+
+                calibration = prepare_calibration(src, config, draft, reference, log or (lambda _: None))
+            job = ExportJob(src, draft, config, tmp, meter, log or (lambda _: None), dest, calibration)
             artifact: Artifact = writer.export_artifact(job)
             report = measure_parity(
                 reference,
@@ -314,6 +342,7 @@ def export(
                 img_size=size,
                 val_data=config.val_data,
                 images=config.parity_images,
+                class_names=draft.class_names,
             )
         if artifact.measured_on:
             report = replace(report, measured_on=artifact.measured_on)
