@@ -237,11 +237,12 @@ def fail_message(bound: Bound | float, attempts: Sequence[dict[str, Any]]) -> st
         if bound.max_drop is not None:
             kept += f" and the mIoU drop within --max-drop {bound.max_drop:g}"
         figure = (
-            f"worst class {best['worst_class']} {best['worst_class_drop_points']:.2f} points, mIoU "
-            f"{best['miou_drop_points']:.2f}"
+            f"still loses {best['worst_class_drop_points']:.2f} IoU points on class {best['worst_class']} "
+            f"(mIoU {best['miou_drop_points']:.2f})"
         )
-        tried = f"({best['what']}) after {len(attempts)} attempts"
-        return f"INT8 could not keep {kept}: best {figure} {tried}; {advice}"
+        return f"INT8 could not keep {kept}: the best attempt ({best['what']}) {figure} after " + (
+            f"{len(attempts)} attempts; {advice}"
+        )
     return (
         f"INT8 could not keep the mIoU drop within --max-drop {bound.max_drop:g} points: best "
         f"{best['miou_drop_points']:.2f} points ({best['what']}) after {len(attempts)} attempts; "
