@@ -5,7 +5,8 @@ or, for an ONNX file from another framework, that file run on ONNX Runtime's CPU
 the same normalised float32 batches, so the figures measure the artifact alone (graph conversion,
 runtime kernels, precision), not preprocessing. Reported: max and mean |Δlogit|, the fraction of
 pixels whose argmax class agrees, the mIoU of the artifact's masks taken against the reference's
-masks, and, with labelled data, the mIoU of both against the ground truth. (The report's
+masks, and, with labelled data, the mIoU of both against the ground truth; per class, at the
+boundaries and as class flips too (edgeseg.evaluation.classwise, the report's `classes`). (The report's
 `*_pytorch*` keys hold the reference's figures whatever it is; its `reference` field names it.)
 
 `run_artifact` executes an artifact with the runtime backend the format table names first for its

@@ -73,7 +73,9 @@ class ExportConfig:
             runs/x/best.pt, runs/x/model-onnx-fp32 for runs/x/model.onnx.
         parity_images: synthetic images for the parity check when no val_data is given.
         overwrite: replace an existing bundle at `out`.
-        calib: folder of calibration images for int8 (a dataset folder works); default synthetic.
+        calib: folder of calibration images for int8 (a dataset folder works); default the
+            checkpoint's recorded training folder while it exists, else synthetic scenes (see
+            edgeseg.exporters.calibration, which also measures the set's coverage).
         calib_method: int8 range estimation, "minmax", "entropy" or "percentile".
         max_drop: int8 only, with val_data: the most mIoU points the export may lose vs the FP32
             PyTorch model on val_data; remedies are tried when plain PTQ loses more, and the export
