@@ -32,7 +32,7 @@ from edgeseg.formats import Target, ensure_packages, module_version, validate_ex
 from edgeseg.manifest import INPUT_NAME, MANIFEST_NAME, OUTPUT_NAME, Manifest, write_manifest
 
 if TYPE_CHECKING:
-    from edgeseg.evaluation.parity import ParityReport
+    from edgeseg.evaluation.parity import ParityReport, Reference
     from edgeseg.exporters.accuracy import DropMeter
     from edgeseg.exporters.quantize import CalibrationSet
     from edgeseg.exporters.source import ExportSource, SourceFacts
@@ -113,8 +113,8 @@ class ExportJob:
     draft (no files, tools or parity yet), the config and the temporary bundle folder to write into;
     with `config.max_drop` or `config.max_class_drop`, the meter that scores candidates on val_data
     against the source's FP32 reference, `log` for one-line progress reports, `dest`, the folder the
-    bundle will have once installed (for messages that name it), and for int8 the prepared
-    `calibration` set (read it with `calibration_set()`)."""
+    bundle will have once installed (for messages that name it), and the source's FP32 `reference`
+    (what `calibration_set()` measures the calibration coverage with)."""
 
     source: ExportSource
     manifest: Manifest
@@ -123,16 +123,19 @@ class ExportJob:
     meter: DropMeter | None = None
     log: Callable[[str], None] = field(default=lambda _: None)
     dest: Path | None = None
-    calibration: CalibrationSet | None = None
+    reference: Reference | None = None
 
     def calibration_set(self) -> CalibrationSet:
-        """The int8 calibration set: the one the export prepared (source chosen, coverage measured),
-        else read from `config.calib` now."""
-        if self.calibration is not None:
-            return self.calibration
+        """The int8 calibration set, read when the target's module needs it: with the job's FP32
+        `reference`, its source chosen and its coverage measured and reported
+        (edgeseg.exporters.calibration); without, read from `config.calib` as given."""
         from edgeseg.exporters.quantize import load_calibration
 
-        return load_calibration(self.config.calib, self.manifest)
+        if self.reference is None:
+            return load_calibration(self.config.calib, self.manifest)
+        from edgeseg.exporters.calibration import prepare_calibration
+
+        return prepare_calibration(self.source, self.config, self.manifest, self.reference, self.log)
 
     def write_fp32_onnx(self, path: Path) -> None:
         """Write the source's FP32 ONNX graph for this job's input and metadata to `path`."""
@@ -329,12 +332,7 @@ def export(
 
                 names = draft.class_names
                 meter = DropMeter.build(reference, target.name, size, config.val_data, names)
-            calibration = None
-            if config.precision == "int8":
-                from edgeseg.exporters.calibration import prepare_calibration
-
-                calibration = prepare_calibration(src, config, draft, reference, log or (lambda _: None))
-            job = ExportJob(src, draft, config, tmp, meter, log or (lambda _: None), dest, calibration)
+            job = ExportJob(src, draft, config, tmp, meter, log or (lambda _: None), dest, reference)
             artifact: Artifact = writer.export_artifact(job)
             report = measure_parity(
                 reference,
