@@ -81,7 +81,8 @@ class BenchmarkConfig:
         targets: "target:precision" entries (see `parse_targets`); empty means all.
         data: a labelled folder (images/ + masks/) for mIoU and agreement; default synthetic frames
             (agreement only: a model trained elsewhere has no ground truth on them).
-        calib: calibration images for int8 exports (default: the exporter's synthetic set).
+        calib: calibration images for int8 exports (default: the exporter's, the checkpoint's
+            training folder; see edgeseg.exporters.calibration).
         img_size: (width, height) of exported inputs; default the checkpoint's training size.
         runs: timed calls per row and per kind (model alone, whole Segmenter call).
         rounds: the runs are split into this many interleaved rounds.

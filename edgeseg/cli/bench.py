@@ -79,7 +79,9 @@ def benchmark(
         Path | None,
         typer.Option(help="Labelled folder for mIoU and its drop vs PyTorch. Default: synthetic frames."),
     ] = None,
-    calib: Annotated[Path | None, typer.Option(help="INT8 calibration images. Default: synthetic.")] = None,
+    calib: Annotated[
+        Path | None, typer.Option(help="INT8 calibration images. Default: the training folder.")
+    ] = None,
     img_size: Annotated[
         str | None, typer.Option(help="Input size N or WxH. Default: the training size.")
     ] = None,

@@ -52,6 +52,12 @@ def export(
             min=0.0, help="INT8: most mIoU points to lose vs FP32 on --val-data; tries remedies, else fails."
         ),
     ] = None,
+    max_class_drop: Annotated[
+        float | None,
+        typer.Option(
+            help="INT8: most IoU points any class (0.1%+ of the labelled pixels) may lose on --val-data."
+        ),
+    ] = None,
     batch: Annotated[
         int | None,
         typer.Option(min=1, help="TensorRT with --dynamic: largest batch of the engine's profile (8)."),
@@ -99,6 +105,7 @@ def export(
             calib=str(calib) if calib else None,
             calib_method=calib_method.strip().lower(),
             max_drop=max_drop,
+            max_class_drop=max_class_drop,
             batch=batch,
             fuse_prepost=fuse_prepost,
         ),

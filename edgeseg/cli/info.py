@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -106,4 +106,35 @@ def _manifest_lines(m: Manifest) -> list[str]:
         if p.get("miou_artifact_vs_gt") is not None:
             text += f", mIoU vs truth {p['miou_artifact_vs_gt']:.4f} ({short} {p['miou_pytorch_vs_gt']:.4f})"
         lines.append(text)
+        lines += _class_lines(p.get("classes") or {}, short)
     return lines
+
+
+def _class_lines(c: dict[str, Any], short: str) -> list[str]:
+    """The worst classes, the boundary F-score and the most common flips of a parity report."""
+    if not c:  # bundles exported before per-class parity was measured
+        return []
+    worst = []
+    for w in c.get("worst", []):
+        if "drop_points" in w:
+            iou = f"IoU {_num(w.get('iou_pytorch'))} -> {_num(w.get('iou_artifact'))}"
+            worst.append(f"{w['class']} {w['drop_points']:.2f} points ({iou})")
+        else:
+            worst.append(f"{w['class']} (IoU vs {short} {_num(w.get('iou_vs_pytorch'))})")
+    tol = c.get("boundary_tolerance_px")
+    text = f"  classes    worst {', '.join(worst) or 'none judged'}; boundary F ({tol} px) vs {short} "
+    text += _num(c.get("boundary_f_vs_pytorch"))
+    gt = c.get("boundary_f_vs_gt")
+    if gt:
+        text += f", vs truth {_num(gt.get('artifact'))} ({short} {_num(gt.get('pytorch'))})"
+    lines = [text]
+    flips = [f"{f['pytorch']} -> {f['artifact']} {f['share']:.2%}" for f in c.get("flips", [])[:3]]
+    if flips:
+        lines.append(f"  flips      {short} class -> artifact class, share of pixels: {', '.join(flips)}")
+    if c.get("unjudged"):
+        lines.append(f"  unjudged   {', '.join(f'{k} ({v})' for k, v in c['unjudged'].items())}")
+    return lines
+
+
+def _num(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.4f}"

@@ -5,7 +5,8 @@ or, for an ONNX file from another framework, that file run on ONNX Runtime's CPU
 the same normalised float32 batches, so the figures measure the artifact alone (graph conversion,
 runtime kernels, precision), not preprocessing. Reported: max and mean |Δlogit|, the fraction of
 pixels whose argmax class agrees, the mIoU of the artifact's masks taken against the reference's
-masks, and, with labelled data, the mIoU of both against the ground truth. (The report's
+masks, and, with labelled data, the mIoU of both against the ground truth; per class, at the
+boundaries and as class flips too (edgeseg.evaluation.classwise, the report's `classes`). (The report's
 `*_pytorch*` keys hold the reference's figures whatever it is; its `reference` field names it.)
 
 `run_artifact` executes an artifact with the runtime backend the format table names first for its
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -65,6 +66,12 @@ class ParityReport:
     seconds: float = 0.0
     measured_on: str | None = None  # set when the run stands for another runtime (TensorRT's graph)
     reference: str = "PyTorch"  # the FP32 model compared with, e.g. "the source ONNX on onnxruntime"
+    # Per-class and boundary figures (edgeseg.evaluation.classwise): the worst class is the judged
+    # class that lost most IoU vs truth (labelled data), else the one least like the reference's.
+    worst_class: str | None = None
+    worst_class_drop_points: float | None = None
+    boundary_f_vs_pytorch: float | None = None
+    classes: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -82,6 +89,15 @@ class ParityReport:
         )
         if self.miou_pytorch_vs_gt is not None and self.miou_artifact_vs_gt is not None:
             text += f", mIoU vs truth {self.miou_artifact_vs_gt:.4f} ({ref} {self.miou_pytorch_vs_gt:.4f})"
+        if self.worst_class is not None:
+            text += f", worst class {self.worst_class}"
+            if self.worst_class_drop_points is not None:
+                text += f" drops {self.worst_class_drop_points:.2f} IoU points"
+            else:
+                iou = ((self.classes or {}).get("worst") or [{}])[0].get("iou_vs_pytorch")
+                text += f" (IoU vs {ref} {iou:.4f})" if iou is not None else ""
+        if self.boundary_f_vs_pytorch is not None:
+            text += f", boundary F vs {ref} {self.boundary_f_vs_pytorch:.4f}"
         if self.measured_on:
             text += f"; measured on the {self.measured_on}"
         return text
@@ -278,10 +294,12 @@ def measure_parity(
     img_size: tuple[int, int],
     val_data: str | os.PathLike[str] | None = None,
     images: int = 8,
+    class_names: Sequence[str] | None = None,
 ) -> ParityReport:
     """Compare `artifact` (a file of `target`) with the reference model on the same inputs at
-    `img_size` (width, height)."""
+    `img_size` (width, height); `class_names` name the classes of the per-class figures."""
     from edgeseg.data import normalize
+    from edgeseg.evaluation.classwise import ClassParity
 
     start = time.perf_counter()
     size = (int(img_size[0]), int(img_size[1]))
@@ -290,6 +308,7 @@ def measure_parity(
     vs_torch = ConfusionMatrix(classes)
     gt_torch = ConfusionMatrix(classes, ref.ignore_index)
     gt_artifact = ConfusionMatrix(classes, ref.ignore_index)
+    per_class = ClassParity(classes, ref.ignore_index)
     max_diff, diff_sum, values, agree, pixels, labelled = 0.0, 0.0, 0, 0, 0, False
     with parity_backend(target, artifact) as backend:  # loaded once for every batch
         runtime = backend.description
@@ -314,8 +333,11 @@ def measure_parity(
                 labelled = True
                 gt_torch.update(ref_mask, masks)
                 gt_artifact.update(out_mask, masks)
+            per_class.update(ref_mask, out_mask, masks)
     if not pixels:
         raise EdgesegRuntimeError(f"parity compared no pixels of '{artifact}'; the export cannot be verified")
+    detail = per_class.report(class_names)
+    worst = (detail["worst"] or [{}])[0]
     report = ParityReport(
         target=target,
         precision=precision,
@@ -331,6 +353,10 @@ def measure_parity(
         miou_artifact_vs_gt=gt_artifact.compute().miou if labelled else None,
         seconds=round(time.perf_counter() - start, 3),
         reference=ref.label,
+        worst_class=worst.get("class"),
+        worst_class_drop_points=worst.get("drop_points"),
+        boundary_f_vs_pytorch=detail["boundary_f_vs_pytorch"],
+        classes=detail,
     )
     for name in ("max_abs_logit_diff", "mean_abs_logit_diff", "pixel_agreement", "miou_vs_pytorch"):
         require_finite(getattr(report, name), f"parity figure {name} of '{artifact}'")

@@ -34,8 +34,9 @@ from edgeseg.formats import Target, ensure_packages, module_version, validate_ex
 from edgeseg.manifest import INPUT_NAME, MANIFEST_NAME, OUTPUT_NAME, Manifest, write_manifest
 
 if TYPE_CHECKING:
-    from edgeseg.evaluation.parity import ParityReport
+    from edgeseg.evaluation.parity import ParityReport, Reference
     from edgeseg.exporters.accuracy import DropMeter
+    from edgeseg.exporters.quantize import CalibrationSet
     from edgeseg.exporters.source import ExportSource, SourceFacts
 
 __all__ = [
@@ -74,11 +75,16 @@ class ExportConfig:
             runs/x/best.pt, runs/x/model-onnx-fp32 for runs/x/model.onnx.
         parity_images: synthetic images for the parity check when no val_data is given.
         overwrite: replace an existing bundle at `out`.
-        calib: folder of calibration images for int8 (a dataset folder works); default synthetic.
+        calib: folder of calibration images for int8 (a dataset folder works); default the
+            checkpoint's recorded training folder while it exists, else synthetic scenes (see
+            edgeseg.exporters.calibration, which also measures the set's coverage).
         calib_method: int8 range estimation, "minmax", "entropy" or "percentile".
         max_drop: int8 only, with val_data: the most mIoU points the export may lose vs the FP32
             PyTorch model on val_data; remedies are tried when plain PTQ loses more, and the export
             fails (no bundle) when none meets it (see edgeseg.exporters.accuracy).
+        max_class_drop: int8 only, with val_data: the most IoU points any judged class may lose vs
+            the FP32 model on val_data (judged: at least 0.1% of the labelled pixels; absent and
+            tiny classes cannot fail the export); alone or with max_drop, same remedies.
         batch: targets with a "batch" option (TensorRT), with `dynamic`: the largest batch the
             engine's optimisation profile accepts; None for the target's default.
         fuse_prepost: put the preprocessing (resize, normalisation, layout) and the argmax into the
@@ -99,6 +105,7 @@ class ExportConfig:
     calib_method: str = "minmax"
     max_drop: float | None = None
     batch: int | None = None
+    max_class_drop: float | None = None
     fuse_prepost: bool = False
 
 
@@ -106,9 +113,10 @@ class ExportConfig:
 class ExportJob:
     """What a target's module gets: the source (its FP32 ONNX graph: `write_fp32_onnx`), the manifest
     draft (no files, tools or parity yet), the config and the temporary bundle folder to write into;
-    with `config.max_drop`, the meter that scores candidates on val_data against the source's FP32
-    reference, `log` for one-line progress reports, and `dest`, the folder the bundle will have once
-    installed (for messages that name it)."""
+    with `config.max_drop` or `config.max_class_drop`, the meter that scores candidates on val_data
+    against the source's FP32 reference, `log` for one-line progress reports, `dest`, the folder the
+    bundle will have once installed (for messages that name it), and the source's FP32 `reference`
+    (what `calibration_set()` measures the calibration coverage with)."""
 
     source: ExportSource
     manifest: Manifest
@@ -118,6 +126,19 @@ class ExportJob:
     log: Callable[[str], None] = field(default=lambda _: None)
     dest: Path | None = None
     fp32_onnx: Path | None = None  # the graph already written for the doctor, copied, not re-exported
+    reference: Reference | None = None
+
+    def calibration_set(self) -> CalibrationSet:
+        """The int8 calibration set, read when the target's module needs it: with the job's FP32
+        `reference`, its source chosen and its coverage measured and reported
+        (edgeseg.exporters.calibration); without, read from `config.calib` as given."""
+        from edgeseg.exporters.quantize import load_calibration
+
+        if self.reference is None:
+            return load_calibration(self.config.calib, self.manifest)
+        from edgeseg.exporters.calibration import prepare_calibration
+
+        return prepare_calibration(self.source, self.config, self.manifest, self.reference, self.log)
 
     def write_fp32_onnx(self, path: Path) -> None:
         """Write the source's FP32 ONNX graph for this job's input and metadata to `path`."""
@@ -195,13 +216,18 @@ def _check_config(config: ExportConfig) -> None:
         raise InputError("--calib and --calib-method apply to --precision int8 only")
     if config.calib is not None and not Path(config.calib).is_dir():
         raise InputError(f"--calib folder '{config.calib}' does not exist")
-    if config.max_drop is not None:
-        if not config.max_drop >= 0:  # also refuses NaN
-            raise InputError(f"--max-drop must be 0 or more mIoU points; got {config.max_drop:g}")
+    for option, value, unit in (
+        ("--max-drop", config.max_drop, "mIoU"),
+        ("--max-class-drop", config.max_class_drop, "IoU"),
+    ):
+        if value is None:
+            continue
+        if not 0 <= value < float("inf"):  # also refuses NaN and Inf
+            raise InputError(f"{option} must be 0 or more {unit} points (a finite number); got {value:g}")
         if config.precision != "int8":
-            raise InputError("--max-drop applies to --precision int8 only")
+            raise InputError(f"{option} applies to --precision int8 only")
         if config.val_data is None:
-            raise InputError("--max-drop needs --val-data: the drop is measured on labelled images")
+            raise InputError(f"{option} needs --val-data: the drop is measured on labelled images")
 
 
 def _check_destination(dest: Path, overwrite: bool) -> None:
@@ -355,11 +381,13 @@ def _export_into(
         fp32 = _doctor(src, draft, config, tmp / _DOCTOR_GRAPH, say)  # before anything is built
         with src.reference() as reference:
             meter = None
-            if config.max_drop is not None and config.val_data is not None:
+            bounded = config.max_drop is not None or config.max_class_drop is not None
+            if bounded and config.val_data is not None:
                 from edgeseg.exporters.accuracy import DropMeter
 
-                meter = DropMeter.build(reference, target.name, size, config.val_data)
-            job = ExportJob(src, draft, config, tmp, meter, say, dest, fp32)
+                names = draft.class_names
+                meter = DropMeter.build(reference, target.name, size, config.val_data, names)
+            job = ExportJob(src, draft, config, tmp, meter, say, dest, fp32, reference)
             artifact: Artifact = writer.export_artifact(job)
             fp32.unlink(missing_ok=True)  # not part of the bundle
             report = measure_parity(
@@ -370,6 +398,7 @@ def _export_into(
                 img_size=size,
                 val_data=config.val_data,
                 images=config.parity_images,
+                class_names=draft.class_names,
             )
         if artifact.measured_on:
             report = replace(report, measured_on=artifact.measured_on)

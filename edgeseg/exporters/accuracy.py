@@ -17,13 +17,19 @@ and stops at the first that meets the bound:
 When nothing meets the bound, EdgesegRuntimeError names the best figure reached; the caller's
 temporary bundle folder is removed, so no bundle is left. OpenVINO's remedy (NNCF's
 `quantize_with_accuracy_control`) lives in edgeseg.exporters.openvino and uses the same meter.
+
+`--max-class-drop P` (`Bound.max_class_drop`) adds a per-class bound: no judged class may lose more
+than P IoU points vs the reference on the val data (judged: at least 0.1% of the labelled pixels,
+see edgeseg.evaluation.classwise; absent and tiny classes cannot fail the export). The remedies are
+the same; candidates are then ranked by how far they exceed the tighter of the two bounds, so the
+sensitivity pass keeps in float the convs that cost the thin classes most.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +42,15 @@ from edgeseg.evaluation.metrics import ConfusionMatrix
 if TYPE_CHECKING:
     from edgeseg.evaluation.parity import Reference
 
-__all__ = ["MAX_SENSITIVE", "SENSITIVITY_IMAGES", "DropMeter", "fail_message", "onnx_int8_within"]
+__all__ = [
+    "MAX_SENSITIVE",
+    "SENSITIVITY_IMAGES",
+    "Bound",
+    "DropMeter",
+    "Score",
+    "fail_message",
+    "onnx_int8_within",
+]
 
 MAX_SENSITIVE = 4  # convs the sensitivity pass may keep in float (beyond the first and last)
 SENSITIVITY_IMAGES = 4  # val images the per-layer pass scores on: ranking needs no full evaluation
@@ -53,6 +67,75 @@ def _miou(
 
 
 @dataclass(frozen=True)
+class Score:
+    """How much a candidate lost vs the FP32 reference: mIoU points and, when a class bound is set,
+    IoU points per judged class (name -> points)."""
+
+    drop: float
+    class_drops: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def worst(self) -> tuple[str, float] | None:
+        """The judged class that lost most, and its drop; None without per-class figures."""
+        if not self.class_drops:
+            return None
+        name = max(self.class_drops, key=self.class_drops.__getitem__)
+        return name, self.class_drops[name]
+
+    def record(self, what: str) -> dict[str, Any]:
+        """One entry of the manifest's `attempts`."""
+        entry: dict[str, Any] = {"what": what, "miou_drop_points": round(self.drop, 4)}
+        if self.worst is not None:
+            entry["worst_class"], entry["worst_class_drop_points"] = self.worst[0], round(self.worst[1], 4)
+            entry["class_drop_points"] = {k: round(v, 4) for k, v in self.class_drops.items()}
+        return entry
+
+    def describe(self) -> str:
+        text = f"mIoU drop {self.drop:.2f} points"
+        if self.worst is not None:
+            text += f", worst class {self.worst[0]} {self.worst[1]:.2f} points"
+        return text
+
+
+@dataclass(frozen=True)
+class Bound:
+    """What an accuracy-aware INT8 export must keep: `max_drop` mIoU points and/or `max_class_drop`
+    IoU points per judged class (None: no such bound)."""
+
+    max_drop: float | None = None
+    max_class_drop: float | None = None
+
+    @classmethod
+    def of(cls, config: Any) -> Bound | None:
+        """The bound an ExportConfig asks for; None when it sets neither."""
+        if config.max_drop is None and config.max_class_drop is None:
+            return None
+        return cls(config.max_drop, config.max_class_drop)
+
+    @property
+    def per_class(self) -> bool:
+        return self.max_class_drop is not None
+
+    def excess(self, score: Score) -> float:
+        """Points by which `score` exceeds the bound (<= 0: met); ranks candidates, lower is better."""
+        over = []
+        if self.max_drop is not None:
+            over.append(score.drop - self.max_drop)
+        if self.max_class_drop is not None and score.worst is not None:
+            over.append(score.worst[1] - self.max_class_drop)
+        return max(over) if over else float("-inf")
+
+    def met(self, score: Score) -> bool:
+        return self.excess(score) <= 0
+
+    def to_manifest(self) -> dict[str, float]:
+        entry = {} if self.max_drop is None else {"max_drop_points": self.max_drop}
+        if self.max_class_drop is not None:
+            entry["max_class_drop_points"] = self.max_class_drop
+        return entry
+
+
+@dataclass(frozen=True)
 class DropMeter:
     """Scores artifacts by their mIoU drop (points) vs the FP32 reference on labelled data.
 
@@ -66,10 +149,16 @@ class DropMeter:
     reference: tuple[np.ndarray, ...]
     classes: int
     ignore_index: int | None
+    class_names: tuple[str, ...] = ()
 
     @classmethod
     def build(
-        cls, ref: Reference, target: str, img_size: tuple[int, int], val_data: str | os.PathLike[str]
+        cls,
+        ref: Reference,
+        target: str,
+        img_size: tuple[int, int],
+        val_data: str | os.PathLike[str],
+        class_names: Sequence[str] = (),
     ) -> DropMeter:
         """Read `val_data` at `img_size` as parity does and run the FP32 reference on it once."""
         from edgeseg.data import normalize
@@ -82,7 +171,8 @@ class DropMeter:
             inputs.append(x)
             masks.append(mask)
             refs.append(ref.run(x).argmax(1))
-        return cls(target, tuple(inputs), tuple(masks), tuple(refs), ref.classes, ref.ignore_index)
+        names = tuple(class_names)
+        return cls(target, tuple(inputs), tuple(masks), tuple(refs), ref.classes, ref.ignore_index, names)
 
     def miou(self, preds: Sequence[np.ndarray], count: int | None = None) -> float:
         """mIoU (0..1) of `preds` against the ground truth of the first `count` images (default all)."""
@@ -111,12 +201,60 @@ class DropMeter:
             inp, out = backend.input_specs[0].name, backend.output_specs[0].name
             return self.drop_of(lambda x: backend.infer({inp: x})[out], count)
 
+    def score_preds(self, preds: Sequence[np.ndarray], count: int | None = None) -> Score:
+        """mIoU drop and per-class drops (judged classes, edgeseg.evaluation.classwise) of `preds`."""
+        from edgeseg.evaluation.classwise import ClassParity
 
-def fail_message(max_drop: float, attempts: Sequence[dict[str, Any]]) -> str:
-    """The one line an export that cannot meet `max_drop` fails with: the best figure and how."""
-    best = min(attempts, key=lambda a: a["miou_drop_points"])
+        cp = ClassParity(self.classes, self.ignore_index)
+        for ref, pred, mask in zip(self.reference[:count], preds, self.masks[:count], strict=True):
+            cp.ref_gt.update(ref, mask)
+            cp.art_gt.update(pred, mask)
+        drops, judged = cp.drops()
+        names = self.class_names or tuple(str(i) for i in range(self.classes))
+        fp32 = self.miou(self.reference[:count], count)
+        per_class = {names[c]: float(drops[c]) for c in np.flatnonzero(judged)}
+        return Score((fp32 - self.miou(preds, count)) * 100, per_class)
+
+    def score(self, artifact: str | os.PathLike[str], count: int | None = None) -> Score:
+        """`score_preds` of the artifact file, run by parity's backend for the target (on CPU)."""
+        from edgeseg.evaluation.parity import parity_backend
+
+        with parity_backend(self.target, artifact) as backend:
+            inp, out = backend.input_specs[0].name, backend.output_specs[0].name
+            preds = [backend.infer({inp: x})[out].argmax(1) for x in self.inputs[:count]]
+        return self.score_preds(preds, count)
+
+    def measure(self, artifact: str | os.PathLike[str], bound: Bound, count: int | None = None) -> Score:
+        """What `bound` needs to judge the artifact: the mIoU drop, plus per-class drops for a class bound."""
+        if bound.per_class:
+            return self.score(artifact, count)
+        return Score(self.drop(artifact, count))
+
+
+def _score_of(attempt: dict[str, Any]) -> Score:
+    """The score an `attempts` entry records."""
+    return Score(attempt["miou_drop_points"], attempt.get("class_drop_points", {}))
+
+
+def fail_message(bound: Bound | float, attempts: Sequence[dict[str, Any]]) -> str:
+    """The one line an export that cannot meet `bound` fails with: the best figure and how."""
+    if not isinstance(bound, Bound):
+        bound = Bound(max_drop=float(bound))
+    best = min(attempts, key=lambda a: bound.excess(_score_of(a)))
+    advice = "no bundle written (try --precision fp16, more --calib images, or a larger bound)"
+    if bound.max_class_drop is not None and "worst_class" in best:
+        kept = f"every class within --max-class-drop {bound.max_class_drop:g} points"
+        if bound.max_drop is not None:
+            kept += f" and the mIoU drop within --max-drop {bound.max_drop:g}"
+        figure = (
+            f"still loses {best['worst_class_drop_points']:.2f} IoU points on class {best['worst_class']} "
+            f"(mIoU {best['miou_drop_points']:.2f})"
+        )
+        return f"INT8 could not keep {kept}: the best attempt ({best['what']}) {figure} after " + (
+            f"{len(attempts)} attempts; {advice}"
+        )
     return (
-        f"INT8 could not keep the mIoU drop within --max-drop {max_drop:g} points: best "
+        f"INT8 could not keep the mIoU drop within --max-drop {bound.max_drop:g} points: best "
         f"{best['miou_drop_points']:.2f} points ({best['what']}) after {len(attempts)} attempts; "
         "no bundle written (try --precision fp16, more --calib images, or a larger --max-drop)"
     )
@@ -125,37 +263,46 @@ def fail_message(max_drop: float, attempts: Sequence[dict[str, Any]]) -> str:
 class _Search:
     """Quantizes candidates beside `dest`, keeps the best file so far, records every attempt."""
 
-    def __init__(self, quantize: Callable[..., dict[str, Any]], dest: Path, meter: DropMeter) -> None:
-        self.quantize, self.dest, self.meter = quantize, dest, meter
+    def __init__(
+        self, quantize: Callable[..., dict[str, Any]], dest: Path, meter: DropMeter, bound: Bound
+    ) -> None:
+        self.quantize, self.dest, self.meter, self.bound = quantize, dest, meter, bound
         self.attempts: list[dict[str, Any]] = []
-        self.best: tuple[float, Path, dict[str, Any]] | None = None
+        self.best: tuple[float, Path, dict[str, Any]] | None = None  # (excess, file, entry)
+        self.rank: dict[str, float] = {}  # conv -> excess with it in float (the sensitivity pass)
 
     def candidate(self, method: str, exclude: Sequence[str], name: str) -> tuple[Path, dict[str, Any]]:
         path = self.dest.with_name(f".candidate-{name}.onnx")
         return path, self.quantize(path, method=method, exclude=list(exclude))
 
-    def attempt(self, what: str, method: str, exclude: Sequence[str]) -> float:
+    def attempt(self, what: str, method: str, exclude: Sequence[str]) -> Score:
         path, entry = self.candidate(method, exclude, str(len(self.attempts)))
-        drop = self.meter.drop(path)
-        self.attempts.append({"what": what, "miou_drop_points": round(drop, 4)})
-        if self.best is None or drop < self.best[0]:
+        score = self.meter.measure(path, self.bound)
+        excess = self.bound.excess(score)
+        self.attempts.append(score.record(what))
+        if self.best is None or excess < self.best[0]:
             if self.best is not None:
                 self.best[1].unlink(missing_ok=True)
-            self.best = (drop, path, entry)
+            self.best = (excess, path, entry)
         else:
             path.unlink(missing_ok=True)
-        return drop
+        return score
 
-    def sensitivity(self, method: str, base: Sequence[str], convs: Sequence[str]) -> dict[str, float]:
-        """Drop on a few val images with each conv (besides `base`) also kept in float."""
+    def sensitivity(self, method: str, base: Sequence[str], convs: Sequence[str]) -> dict[str, Any]:
+        """Score on a few val images with each conv (besides `base`) also kept in float: the mIoU drop,
+        or with a class bound {"miou_drop_points", "worst_class", "worst_class_drop_points"}."""
         count = min(SENSITIVITY_IMAGES, len(self.meter.inputs))
-        scores = {}
+        scores: dict[str, Any] = {}
         for conv in convs:
             path, _ = self.candidate(method, [*base, conv], "sensitivity")
             try:
-                scores[conv] = round(self.meter.drop(path, count), 4)
+                score = self.meter.measure(path, self.bound, count)
             finally:
                 path.unlink(missing_ok=True)
+            rec = score.record("")
+            rec.pop("what"), rec.pop("class_drop_points", None)
+            scores[conv] = rec if self.bound.per_class else rec["miou_drop_points"]
+            self.rank[conv] = self.bound.excess(score)
         return scores
 
 
@@ -164,52 +311,58 @@ def onnx_int8_within(
     dest: Path,
     *,
     meter: DropMeter,
-    max_drop: float,
+    max_drop: float | None,
     method: str,
     convs: Sequence[str],
     log: Callable[[str], None] = lambda _: None,
+    max_class_drop: float | None = None,
 ) -> dict[str, Any]:
-    """Write to `dest` the first INT8 graph whose drop is within `max_drop`, trying the remedies in order.
+    """Write to `dest` the first INT8 graph within `max_drop` mIoU points and `max_class_drop` IoU
+    points per judged class (either may be None), trying the remedies in order.
 
     `quantize(path, method=..., exclude=[...])` writes one candidate and returns its manifest entry;
     `convs` are the float graph's Conv node names in order. Returns the chosen candidate's entry with
-    `max_drop_points`, `attempts` and, if the sensitivity pass ran, `sensitivity` added. Raises
-    EdgesegRuntimeError (the best figure reached) when no remedy meets the bound.
+    the bounds (`max_drop_points`, `max_class_drop_points`), `attempts` and, if the sensitivity pass
+    ran, `sensitivity` added. Raises EdgesegRuntimeError (the best figure reached) when no remedy
+    meets the bound.
     """
     from edgeseg.exporters.quantize import CALIB_METHODS
 
-    search = _Search(quantize, dest, meter)
+    bound = Bound(max_drop, max_class_drop)
+    search = _Search(quantize, dest, meter, bound)
 
     def met(what: str, m: str, exclude: Sequence[str]) -> bool:
-        drop = search.attempt(what, m, exclude)
-        log(f"int8 attempt: {what}: mIoU drop {drop:.2f} points")
-        return drop <= max_drop
+        score = search.attempt(what, m, exclude)
+        log(f"int8 attempt: {what}: {score.describe()}")
+        return bound.met(score)
+
+    def excess_of(attempt: dict[str, Any]) -> float:
+        return bound.excess(_score_of(attempt))
 
     extra: dict[str, Any] = {}
     done = met(f"ptq {method}", method, [])
-    methods = {method: search.attempts[-1]["miou_drop_points"]}
+    methods = {method: excess_of(search.attempts[-1])}
     for other in CALIB_METHODS:
         if done:
             break
         if other != method:
             done = met(f"ptq {other}", other, [])
-            methods[other] = search.attempts[-1]["miou_drop_points"]
+            methods[other] = excess_of(search.attempts[-1])
     best_method = min(methods, key=methods.__getitem__)
     ends = list(dict.fromkeys([convs[0], convs[-1]])) if convs else []
     if not done and ends:
         done = met(f"ptq {best_method}, first and last conv in float", best_method, ends)
     rest = [c for c in convs if c not in ends]
     if not done and rest:
-        scores = search.sensitivity(best_method, ends, rest)
-        extra["sensitivity"] = scores
+        extra["sensitivity"] = search.sensitivity(best_method, ends, rest)
         exclude = list(ends)
-        # Lowest drop with a conv in float = the conv whose quantization costs the most.
-        for conv in sorted(scores, key=scores.__getitem__)[:MAX_SENSITIVE]:
+        # Lowest excess with a conv in float = the conv whose quantization costs the most.
+        for conv in sorted(search.rank, key=search.rank.__getitem__)[:MAX_SENSITIVE]:
             exclude.append(conv)
             what = f"ptq {best_method}, first/last + {len(exclude) - len(ends)} most sensitive convs in float"
             if done := met(what, best_method, exclude):
                 break
-    if search.best is None or search.best[0] > max_drop:
-        raise EdgesegRuntimeError(fail_message(max_drop, search.attempts))
+    if search.best is None or search.best[0] > 0:
+        raise EdgesegRuntimeError(fail_message(bound, search.attempts))
     os.replace(search.best[1], dest)
-    return {**search.best[2], "max_drop_points": max_drop, "attempts": search.attempts, **extra}
+    return {**search.best[2], **bound.to_manifest(), "attempts": search.attempts, **extra}

@@ -36,7 +36,6 @@ def _plain_artifact(job: ExportJob) -> Artifact:
         job.write_fp32_onnx(dest)
         return Artifact(MODEL_FILE)
     from edgeseg.exporters import onnx_quant
-    from edgeseg.exporters.quantize import load_calibration
 
     scratch = job.workdir / ".fp32.onnx"  # inside the temporary bundle folder; removed below
     metadata = onnx_metadata(job.manifest)
@@ -45,7 +44,7 @@ def _plain_artifact(job: ExportJob) -> Artifact:
         if job.config.precision == "fp16":
             quantization = onnx_quant.to_fp16(scratch, dest, metadata)
         else:
-            calib = load_calibration(job.config.calib, job.manifest)
+            calib = job.calibration_set()
 
             def quantize(path: Path, method: str, exclude: list[str]) -> dict[str, Any]:
                 return onnx_quant.to_int8(
@@ -58,7 +57,7 @@ def _plain_artifact(job: ExportJob) -> Artifact:
                     exclude=exclude,
                 )
 
-            if job.meter is None or job.config.max_drop is None:
+            if job.meter is None or (job.config.max_drop is None and job.config.max_class_drop is None):
                 quantization = quantize(dest, job.config.calib_method, [])
             else:
                 from edgeseg.exporters.accuracy import onnx_int8_within
@@ -68,6 +67,7 @@ def _plain_artifact(job: ExportJob) -> Artifact:
                     dest,
                     meter=job.meter,
                     max_drop=job.config.max_drop,
+                    max_class_drop=job.config.max_class_drop,
                     method=job.config.calib_method,
                     convs=onnx_quant.conv_nodes(scratch),
                     log=job.log,

@@ -17,13 +17,16 @@ frontend. The manifest's essentials are also stored in the IR's rt_info under "e
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeseg._offline import quiet_telemetry
 from edgeseg.errors import EdgesegRuntimeError, InputError, MissingDependencyError, first_line
 from edgeseg.exporters import Artifact, ExportJob
 from edgeseg.formats import module_version
 from edgeseg.manifest import METADATA_PREFIX, onnx_metadata
+
+if TYPE_CHECKING:
+    from edgeseg.exporters.accuracy import Bound, Score
 
 __all__ = ["MODEL_FILE", "RT_INFO_KEY", "export_artifact", "quantize_int8"]
 
@@ -33,13 +36,14 @@ RT_INFO_KEY = "edgeseg"
 
 def quantize_int8(model: Any, job: ExportJob) -> tuple[Any, dict[str, Any]]:
     """The OpenVINO model quantized to INT8 by NNCF on the job's calibration set, and its manifest entry."""
-    from edgeseg.exporters.quantize import load_calibration, nncf_dataset
+    from edgeseg.exporters.accuracy import Bound
+    from edgeseg.exporters.quantize import nncf_dataset
 
     if job.config.calib_method != "minmax":
         raise InputError(
             "--calib-method applies to target onnx; OpenVINO INT8 uses NNCF's own range estimators"
         )
-    calib = load_calibration(job.config.calib, job.manifest)
+    calib = job.calibration_set()
     dataset = nncf_dataset(calib)  # raises MissingDependencyError naming the extra without nncf
     import nncf
 
@@ -48,13 +52,14 @@ def quantize_int8(model: Any, job: ExportJob) -> tuple[Any, dict[str, Any]]:
     except Exception as exc:
         raise EdgesegRuntimeError(f"NNCF quantization failed: {first_line(exc)}") from exc
     entry = {"method": "nncf.quantize", "preset": "mixed (default)", **calib.to_manifest()}
-    if job.meter is None or job.config.max_drop is None:
+    bound = Bound.of(job.config)
+    if job.meter is None or bound is None:
         return quantized, entry
-    return _within_max_drop(model, quantized, entry, dataset, calib.size, job)
+    return _within_bound(model, quantized, entry, dataset, calib.size, job, bound)
 
 
-def _drop(model: Any, job: ExportJob) -> float:
-    """mIoU drop (points) of an in-memory model, saved as a scratch IR in the bundle folder."""
+def _score(model: Any, job: ExportJob, bound: Bound) -> Score:
+    """What `bound` judges of an in-memory model, saved as a scratch IR in the bundle folder."""
     quiet_telemetry()
     import openvino as ov
 
@@ -62,37 +67,60 @@ def _drop(model: Any, job: ExportJob) -> float:
     path = job.workdir / ".candidate.xml"
     try:
         ov.save_model(model, path, compress_to_fp16=False)
-        return job.meter.drop(path)
+        return job.meter.measure(path, bound)
     finally:
         path.unlink(missing_ok=True)
         path.with_suffix(".bin").unlink(missing_ok=True)
 
 
-def _within_max_drop(
-    fp32: Any, quantized: Any, entry: dict[str, Any], dataset: Any, calib_size: int, job: ExportJob
+def _within_bound(
+    fp32: Any,
+    quantized: Any,
+    entry: dict[str, Any],
+    dataset: Any,
+    calib_size: int,
+    job: ExportJob,
+    bound: Bound,
 ) -> tuple[Any, dict[str, Any]]:
-    """Plain INT8 if it meets --max-drop, else NNCF's accuracy-controlled INT8; raises when neither does."""
+    """Plain INT8 if it meets the bound, else NNCF's accuracy-controlled INT8; raises when neither does.
+
+    NNCF controls one metric against one absolute drop. With only --max-drop that is the mIoU; with
+    --max-class-drop it is the worst judged class's IoU change against the FP32 reference's (0 for a
+    model as good as the reference), bounded by --max-class-drop; a --max-drop given with it is
+    checked on the result.
+    """
     import nncf
 
+    from edgeseg.evaluation.classwise import ClassParity
     from edgeseg.evaluation.metrics import ConfusionMatrix
     from edgeseg.exporters.accuracy import fail_message
 
-    meter, max_drop = job.meter, float(job.config.max_drop or 0.0)
+    meter = job.meter
     assert meter is not None  # quantize_int8 checks
-    drop = _drop(quantized, job)
-    attempts = [{"what": "nncf.quantize", "miou_drop_points": round(drop, 4)}]
-    job.log(f"int8 attempt: nncf.quantize: mIoU drop {drop:.2f} points")
-    best = (drop, quantized, entry)
-    if drop > max_drop:
+    score = _score(quantized, job, bound)
+    attempts = [score.record("nncf.quantize")]
+    job.log(f"int8 attempt: nncf.quantize: {score.describe()}")
+    best = (bound.excess(score), quantized, entry)
+    if best[0] > 0:
+        index = {id(x): i for i, x in enumerate(meter.inputs)}  # NNCF may pass any subset of items
 
         def validate(compiled: Any, items: Any) -> float:
             # NNCF compares this metric between the float and the quantized model.
+            pairs = [(x, mask, compiled(x)[0].argmax(1)) for x, mask in items]
+            if bound.per_class:
+                cp = ClassParity(meter.classes, meter.ignore_index)
+                for x, mask, pred in pairs:
+                    cp.ref_gt.update(meter.reference[index[id(x)]], mask)
+                    cp.art_gt.update(pred, mask)
+                drops, judged = cp.drops()
+                return -float(drops[judged].max()) / 100 if judged.any() else 0.0
             cm = ConfusionMatrix(meter.classes, meter.ignore_index)
-            for x, mask in items:
-                cm.update(compiled(x)[0].argmax(1), mask)
+            for _, mask, pred in pairs:
+                cm.update(pred, mask)
             miou = cm.compute().miou
             return 0.0 if miou != miou else miou
 
+        limit = bound.max_class_drop if bound.per_class else bound.max_drop
         validation = nncf.Dataset(list(zip(meter.inputs, meter.masks, strict=True)), lambda item: item[0])
         try:
             controlled = nncf.quantize_with_accuracy_control(
@@ -100,21 +128,21 @@ def _within_max_drop(
                 dataset,
                 validation,
                 validate,
-                max_drop=max_drop / 100,  # NNCF's metric is on the 0..1 scale
+                max_drop=float(limit or 0.0) / 100,  # NNCF's metric is on the 0..1 scale
                 drop_type=nncf.DropType.ABSOLUTE,
                 subset_size=calib_size,
             )
         except Exception as exc:
             raise EdgesegRuntimeError(f"NNCF accuracy control failed: {first_line(exc)}") from exc
-        drop = _drop(controlled, job)
+        score = _score(controlled, job, bound)
         what = "nncf.quantize_with_accuracy_control"
-        attempts.append({"what": what, "miou_drop_points": round(drop, 4)})
-        job.log(f"int8 attempt: {what}: mIoU drop {drop:.2f} points")
-        if drop < best[0]:
-            best = (drop, controlled, {**entry, "method": what, "drop_type": "absolute"})
-    if best[0] > max_drop:
-        raise EdgesegRuntimeError(fail_message(max_drop, attempts))
-    return best[1], {**best[2], "max_drop_points": max_drop, "attempts": attempts}
+        attempts.append(score.record(what))
+        job.log(f"int8 attempt: {what}: {score.describe()}")
+        if bound.excess(score) < best[0]:
+            best = (bound.excess(score), controlled, {**entry, "method": what, "drop_type": "absolute"})
+    if best[0] > 0:
+        raise EdgesegRuntimeError(fail_message(bound, attempts))
+    return best[1], {**best[2], **bound.to_manifest(), "attempts": attempts}
 
 
 def export_artifact(job: ExportJob) -> Artifact:

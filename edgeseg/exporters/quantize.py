@@ -55,6 +55,8 @@ class CalibrationSet:
     inputs: tuple[np.ndarray, ...]
     source: str  # "folder: PATH" or "synthetic"
     sha256: str  # of the preprocessed tensors, in order
+    choice: str | None = None  # why this source (edgeseg.exporters.calibration)
+    coverage: dict[str, Any] | None = None  # what the set covers (edgeseg.exporters.calibration)
 
     @property
     def size(self) -> int:
@@ -62,11 +64,16 @@ class CalibrationSet:
 
     def to_manifest(self) -> dict[str, Any]:
         """The entries the manifest's `quantization` field records about the set."""
-        return {
+        entry: dict[str, Any] = {
             "calibration_source": self.source,
             "calibration_images": self.size,
             "calibration_sha256": self.sha256,
         }
+        if self.choice is not None:
+            entry["calibration_choice"] = self.choice
+        if self.coverage is not None:
+            entry["calibration_coverage"] = self.coverage
+        return entry
 
     def __iter__(self) -> Iterator[np.ndarray]:
         return iter(self.inputs)

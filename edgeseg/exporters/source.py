@@ -187,6 +187,12 @@ class ExportSource(abc.ABC):
         """The source's PyTorch module (contiguous layout) when it has one, else None."""
         return None
 
+    def training_data(self) -> tuple[str, str | None]:
+        """What the model was trained on: ("folder", absolute path), ("synthetic", None) or
+        ("unknown", None) when the source does not record it (the default calibration source,
+        edgeseg.exporters.calibration)."""
+        return "unknown", None
+
 
 class CheckpointSource(ExportSource):
     """An edgeseg checkpoint: the U-Net rebuilt from it, exported through torch."""
@@ -233,6 +239,14 @@ class CheckpointSource(ExportSource):
 
     def source_record(self) -> dict[str, Any]:
         return {"kind": self.kind, "checkpoint": recorded_path(self.path), "sha256": self.sha256}
+
+    def training_data(self) -> tuple[str, str | None]:
+        training = self.ckpt.training or {}
+        data = training.get("data")
+        if "data" in training and (data is None or str(data).startswith("synthetic")):
+            return "synthetic", None
+        path = training.get("data_path")  # recorded since the training folder became the default
+        return ("folder", str(path)) if path else ("unknown", None)
 
     def model_record(self) -> dict[str, Any]:
         cfg = self.ckpt.model_config

@@ -32,7 +32,6 @@ def _engine_ready_graph(job: ExportJob, dest: Path) -> tuple[dict[str, Any] | No
         job.write_fp32_onnx(dest)
         return None, []
     from edgeseg.exporters import onnx_quant, tensorrt_graph
-    from edgeseg.exporters.quantize import load_calibration
 
     scratch = job.workdir / ".fp32.onnx"  # inside the temporary bundle folder; removed below
     metadata = onnx_metadata(manifest)
@@ -41,7 +40,7 @@ def _engine_ready_graph(job: ExportJob, dest: Path) -> tuple[dict[str, Any] | No
         if config.precision == "fp16":
             entry = onnx_quant.to_fp16(scratch, dest, metadata)
             return {**entry, "tensorrt": "strongly typed: float16 in the graph, no builder flag"}, []
-        calib = load_calibration(config.calib, manifest)
+        calib = job.calibration_set()
 
         def quantize(path: Path, method: str, exclude: list[str]) -> dict[str, Any]:
             return tensorrt_graph.to_engine_int8(
@@ -49,7 +48,7 @@ def _engine_ready_graph(job: ExportJob, dest: Path) -> tuple[dict[str, Any] | No
                 metadata=metadata, exclude=exclude,
             )  # fmt: skip
 
-        if job.meter is None or config.max_drop is None:
+        if job.meter is None or (config.max_drop is None and config.max_class_drop is None):
             entry = quantize(dest, config.calib_method, [])
         else:
             from edgeseg.exporters.accuracy import onnx_int8_within
@@ -59,6 +58,7 @@ def _engine_ready_graph(job: ExportJob, dest: Path) -> tuple[dict[str, Any] | No
                 dest,
                 meter=job.meter,
                 max_drop=config.max_drop,
+                max_class_drop=config.max_class_drop,
                 method=config.calib_method,
                 convs=onnx_quant.conv_nodes(scratch),
                 log=job.log,

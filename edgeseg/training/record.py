@@ -71,6 +71,8 @@ class RunRecord:
         """The training facts stored in each checkpoint."""
         return {
             "data": data_desc,
+            # Absolute, so an export run from anywhere finds the folder to calibrate on by default.
+            "data_path": str(Path(self.cfg.data).resolve()) if self.cfg.data else None,
             "val_data": self.cfg.val_data,
             "epoch": self.history[-1]["epoch"] if self.history else 0,
             "epochs": self.cfg.epochs,

@@ -162,6 +162,15 @@ def test_export_then_info_on_the_bundle(tmp_path: Path, tiny_checkpoint: Path, c
     assert sorted(p.name for p in bundle.iterdir()) == ["edgeseg.json", "model.onnx"]
     rc, out, err = run_cli(["info", bundle], capsys)
     assert rc == 0 and "onnx fp32" in out and "files verified" in out and "max |Δlogit|" in out
+    # FP32 reproduces PyTorch: every class's masks agree, every edge is matched.
+    classes = report["parity"]["classes"]
+    assert set(v for v in classes["iou_vs_pytorch"].values() if v is not None) == {1.0}
+    assert classes["boundary_f_vs_pytorch"] == 1.0 and classes["flips"] == []
+    worst = classes["worst"][0]["class"]
+    assert (
+        f"  classes    worst {worst} (IoU vs PyTorch 1.0000)" in out
+        and "boundary F (2 px) vs PyTorch 1.0000" in out
+    )
 
     with (bundle / "model.onnx").open("ab") as fh:
         fh.write(b"tampered")

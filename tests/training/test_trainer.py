@@ -70,6 +70,7 @@ def test_auto_weights_reach_the_loss_and_metrics_json(tmp_path: Path, capsys: py
     weights = metrics["class_weights"]
     assert len(weights) == 3 and min(weights) > 0 and any(w != 1.0 for w in weights)
     assert ckpt.training["class_weights"] == weights
+    assert ckpt.training["data_path"] == str(data.resolve())  # the default INT8 calibration source
     # The best epoch's per-class scores, as in the epoch's row.
     assert set(metrics["best"]["iou_per_class"]) == {"class0", "class1", "class2"}
     assert metrics["best"] == metrics["epochs"][metrics["best_epoch"] - 1]["val"]
