@@ -160,8 +160,9 @@ def run_record() -> dict[str, Any]:
     from edgeseg._version import __version__
 
     argv = list(sys.argv)
-    first = Path(argv[0]).name if argv else ""
-    if first in ("edgeseg", "__main__.py"):  # the console script, or python -m edgeseg
+    first = Path(argv[0]) if argv else Path()
+    # the console script, or python -m edgeseg (another package's __main__.py is not edgeseg)
+    if first.name == "edgeseg" or (first.name == "__main__.py" and first.parent.name == "edgeseg"):
         command = shlex.join(["edgeseg", *argv[1:]])
     else:
         command = shlex.join([sys.executable, *argv]) if argv else None

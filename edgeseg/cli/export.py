@@ -49,7 +49,7 @@ def export(
     max_drop: Annotated[
         float | None,
         typer.Option(
-            min=0.0, help="INT8: most mIoU points to lose vs FP32 on --val-data; tries remedies, else fails."
+            help="INT8: most mIoU points to lose vs FP32 on --val-data; tries remedies, else fails."
         ),
     ] = None,
     max_class_drop: Annotated[

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import shlex
 import sys
 from pathlib import Path
 
@@ -49,7 +50,7 @@ def test_card_fields_in_json_and_markdown(tmp_path: Path) -> None:
     assert env["packages"]["torch"] is not None  # installed here; tensorrt may be None (not installed)
     assert "gpus" in env and "jetson" in env and "os" in env
     assert meta["edgeseg_version"] and "command" in meta and "git_commit" in meta
-    assert Path(sys.argv[0]).name in (meta["command"] or "")  # the process that wrote it
+    assert shlex.join(sys.argv[1:]) in (meta["command"] or "")  # the process that wrote it
     md = (tmp_path / "a" / "benchmark.md").read_text()
     assert "## Environment" in md and f"python: {platform.python_version()}" in md
     assert f"cpu usable_cores: {env['cpu']['usable_cores']}" in md

@@ -109,8 +109,8 @@ def test_impossible_class_bound_fails_with_one_line_and_no_bundle(
             ["--precision", "int8", "--val-data", "{d}", "--max-class-drop", "-1"],
             "must be 0 or more IoU points",
         ),
-        (["--precision", "int8", "--val-data", "{d}", "--max-class-drop", "nan"], "must be 0 or more"),
-        (["--precision", "int8", "--val-data", "{d}", "--max-class-drop", "inf"], "must be 0 or more"),
+        (["--precision", "int8", "--val-data", "{d}", "--max-class-drop", "nan"], "is not a finite number"),
+        (["--precision", "int8", "--val-data", "{d}", "--max-class-drop", "inf"], "is not a finite number"),
     ],
 )
 def test_bad_class_bounds_exit_2(

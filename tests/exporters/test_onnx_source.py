@@ -170,7 +170,9 @@ def test_max_drop_measures_against_the_source(foreign: dict[str, Path], tmp_path
     assert q["attempts"][0]["miou_drop_points"] == pytest.approx(
         (p.miou_pytorch_vs_gt - p.miou_artifact_vs_gt) * 100, abs=1e-3
     )
-    assert lines and lines[0].startswith("int8 attempt: ptq minmax")
+    attempts = [line for line in lines if line.startswith("int8 attempt:")]
+    assert attempts and attempts[0].startswith("int8 attempt: ptq minmax")
+    assert any(line.startswith("calibration coverage: 32 images") for line in lines)
 
 
 def _two_inputs(tmp: Path) -> Path:
