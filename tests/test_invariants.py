@@ -468,6 +468,11 @@ _FOREIGN = {
     "--system-site-packages",
     "--extra-index-url",
     "--no-deps",
+    # arguments of the programs the benchmark card reads the machine with (nvidia-smi, git)
+    "--query-gpu",
+    "--format",
+    "--porcelain",
+    "--untracked-files",
 }
 
 

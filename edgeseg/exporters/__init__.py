@@ -138,7 +138,9 @@ class ExportJob:
             return load_calibration(self.config.calib, self.manifest)
         from edgeseg.exporters.calibration import prepare_calibration
 
-        return prepare_calibration(self.source, self.config, self.manifest, self.reference, self.log)
+        return prepare_calibration(
+            self.source, self.config.calib, self.config.val_data, self.manifest, self.reference, self.log
+        )
 
     def write_fp32_onnx(self, path: Path) -> None:
         """Write the source's FP32 ONNX graph for this job's input and metadata to `path`."""

@@ -30,7 +30,6 @@ from edgeseg.manifest import Manifest
 
 if TYPE_CHECKING:
     from edgeseg.evaluation.parity import Reference
-    from edgeseg.exporters import ExportConfig
     from edgeseg.exporters.quantize import CalibrationSet
     from edgeseg.exporters.source import ExportSource
 
@@ -149,12 +148,12 @@ def coverage_line(cov: dict[str, Any]) -> str:
 
 
 def _comparison(
-    config: ExportConfig, folder: str | None, training: str | None, manifest: Manifest
+    val_data: str | None, folder: str | None, training: str | None, manifest: Manifest
 ) -> tuple[str, Sequence[np.ndarray]] | None:
     from edgeseg.exporters.quantize import load_calibration
 
-    if config.val_data is not None:
-        other, desc = config.val_data, f"--val-data {config.val_data}"
+    if val_data is not None:
+        other, desc = val_data, f"--val-data {val_data}"
     elif (
         training is not None
         and Path(training).is_dir()
@@ -170,16 +169,18 @@ def _comparison(
 
 def prepare_calibration(
     src: ExportSource,
-    config: ExportConfig,
+    calib_folder: str | None,
+    val_data: str | None,
     manifest: Manifest,
     reference: Reference,
     log: Callable[[str], None],
 ) -> CalibrationSet:
     """The int8 calibration set of an export: source chosen, read, its coverage measured, logged in
-    one line and recorded; warns (one line each) about a fallback source and classes it misses."""
+    one line and recorded; warns (one line each) about a fallback source and classes it misses.
+    `calib_folder` and `val_data` are the export's --calib and --val-data (None when not given)."""
     from edgeseg.exporters.quantize import load_calibration
 
-    folder, why, warning = calibration_source(src, config.calib)
+    folder, why, warning = calibration_source(src, calib_folder)
     if warning:
         warnings.warn(warning, UserWarning, stacklevel=2)
     calib = load_calibration(folder, manifest)
@@ -188,7 +189,7 @@ def prepare_calibration(
         calib,
         reference,
         manifest.class_names,
-        _comparison(config, folder, training if kind == "folder" else None, manifest),
+        _comparison(val_data, folder, training if kind == "folder" else None, manifest),
     )
     log(coverage_line(cov))
     if cov["missing_classes"]:

@@ -124,7 +124,7 @@ def test_warns_in_one_line_when_calibration_lacks_a_predicted_class(ck: Path, tm
     config = ExportConfig("onnx", "int8", calib=str(_dark_folder(tmp_path / "dark")), val_data=str(val))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        calib = prepare_calibration(src, config, draft, _red_reference(), lines.append)
+        calib = prepare_calibration(src, config.calib, config.val_data, draft, _red_reference(), lines.append)
     texts = [str(w.message) for w in caught if "calibration images show no" in str(w.message)]
     assert len(texts) == 1 and "\n" not in texts[0]
     assert texts[0].startswith("the calibration images show no c1 (") and f"--val-data {val}" in texts[0]
@@ -138,6 +138,6 @@ def test_warns_in_one_line_when_calibration_lacks_a_predicted_class(ck: Path, tm
     config = ExportConfig("onnx", "int8", calib=str(val), val_data=str(val))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        calib = prepare_calibration(src, config, draft, _red_reference(), lines.append)
+        calib = prepare_calibration(src, config.calib, config.val_data, draft, _red_reference(), lines.append)
     assert not [w for w in caught if "calibration images show no" in str(w.message)]
     assert calib.coverage is not None and calib.coverage["missing_classes"] == []
