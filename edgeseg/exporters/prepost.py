@@ -125,7 +125,6 @@ def fuse_onnx(model: onnx.ModelProto, manifest: Manifest, metadata: dict[str, st
     checked with onnx.checker (with shape inference).
     """
     import numpy as np
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     inp, out = manifest.input, manifest.output
@@ -174,7 +173,27 @@ def fuse_onnx(model: onnx.ModelProto, manifest: Manifest, metadata: dict[str, st
         helper.make_node("Cast", ["prepost_ids"], [MASK_NAME], to=ids),
     ]
     mask = helper.make_tensor_value_info(MASK_NAME, ids, [batch, inp.height, inp.width])
-    logits = next(o for o in g.output if o.name == out.name)
+    return assemble_fused(model, frame, nodes, post, inits, mask, out.name, metadata)
+
+
+def assemble_fused(
+    model: onnx.ModelProto,
+    frame: Any,
+    nodes: list[Any],
+    post: list[Any],
+    inits: list[Any],
+    mask: Any,
+    logits_name: str,
+    metadata: dict[str, str],
+) -> onnx.ModelProto:
+    """The fused model: the `frame` input, the pre-processing `nodes` and their `inits`, the plain
+    graph of `model`, the `post` nodes; its outputs are the logits and the `mask` ids; checked by
+    onnx's full checker (an invalid graph is one EdgesegRuntimeError line)."""
+    import onnx
+    from onnx import helper
+
+    g = model.graph
+    logits = next(o for o in g.output if o.name == logits_name)
     known = {FRAME_NAME} | {i.name for i in inits} | {i.name for i in g.initializer}
     graph = helper.make_graph(
         toposort([*nodes, *g.node, *post], known),

@@ -30,9 +30,9 @@ from edgeseg.exporters.prepost import (
     INPUT_STEPS,
     MASK_NAME,
     _scale_offset,
+    assemble_fused,
     frame_order,
     mask_dtype,
-    toposort,
 )
 from edgeseg.manifest import Manifest
 
@@ -132,7 +132,6 @@ def fuse_engine_onnx(model: onnx.ModelProto, manifest: Manifest, metadata: dict[
     """The engine-ready graph `model` (fp32, fp16 or int8; input and logits as `manifest` names them)
     wrapped with pre/post TensorRT can build: uint8 NHWC frames of any size in, the logits and uint8
     (int32 beyond 256 classes) ids out. `metadata` becomes the graph's metadata_props."""
-    import onnx
     from onnx import TensorProto, helper
 
     inp, out = manifest.input, manifest.output
@@ -152,25 +151,7 @@ def fuse_engine_onnx(model: onnx.ModelProto, manifest: Manifest, metadata: dict[
         helper.make_node("Cast", [PREFIX + "ids"], [MASK_NAME], to=ids, name=PREFIX + "mask"),
     ]
     mask = helper.make_tensor_value_info(MASK_NAME, ids, [batch, inp.height, inp.width])
-    logits = next(o for o in g.output if o.name == out.name)
-    known = {FRAME_NAME} | {i.name for i in inits} | {i.name for i in g.initializer}
-    graph = helper.make_graph(
-        toposort([*nodes, *g.node, *post], known),
-        g.name or "edgeseg",
-        [frame],
-        [logits, mask],
-        initializer=[*inits, *g.initializer],
-        value_info=list(g.value_info),
-    )
-    fused = helper.make_model(graph, opset_imports=list(model.opset_import))
-    fused.ir_version = model.ir_version
-    fused.producer_name, fused.producer_version = model.producer_name, model.producer_version
-    helper.set_model_props(fused, metadata)
-    try:
-        onnx.checker.check_model(fused, full_check=True)
-    except onnx.checker.ValidationError as exc:
-        raise EdgesegRuntimeError(f"the fused ONNX graph is invalid: {str(exc).splitlines()[0]}") from exc
-    return fused
+    return assemble_fused(model, frame, nodes, post, inits, mask, out.name, metadata)
 
 
 def fuse_engine_onnx_file(path: Any, manifest: Manifest, metadata: dict[str, str]) -> None:
