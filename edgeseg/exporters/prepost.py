@@ -127,14 +127,7 @@ def fuse_onnx(model: onnx.ModelProto, manifest: Manifest, metadata: dict[str, st
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper
 
-    inp, out = manifest.input, manifest.output
-    g = model.graph
-    if [i.name for i in g.input] != [inp.name] or out.name not in [o.name for o in g.output]:
-        raise EdgesegRuntimeError(f"cannot fuse pre/post: the graph has no single input '{inp.name}'")
-    batch: Any = "batch" if 0 in manifest.dynamic_axes.get(inp.name, {}) else 1
-    frame = helper.make_tensor_value_info(
-        FRAME_NAME, TensorProto.UINT8, [batch, "frame_height", "frame_width", inp.channels]
-    )
+    inp, out, batch, frame = frame_input(model, manifest)
     scale, offset = _scale_offset(inp)
     c = inp.channels
     inits = [
@@ -174,6 +167,22 @@ def fuse_onnx(model: onnx.ModelProto, manifest: Manifest, metadata: dict[str, st
     ]
     mask = helper.make_tensor_value_info(MASK_NAME, ids, [batch, inp.height, inp.width])
     return assemble_fused(model, frame, nodes, post, inits, mask, out.name, metadata)
+
+
+def frame_input(model: onnx.ModelProto, manifest: Manifest) -> tuple[Any, Any, Any, Any]:
+    """(manifest input, manifest output, batch dimension, the uint8 NHWC frame input) of a fused
+    graph around `model`; EdgesegRuntimeError when the plain graph has not exactly that input."""
+    from onnx import TensorProto, helper
+
+    inp, out = manifest.input, manifest.output
+    g = model.graph
+    if [i.name for i in g.input] != [inp.name] or out.name not in [o.name for o in g.output]:
+        raise EdgesegRuntimeError(f"cannot fuse pre/post: the graph has no single input '{inp.name}'")
+    batch: Any = "batch" if 0 in manifest.dynamic_axes.get(inp.name, {}) else 1
+    frame = helper.make_tensor_value_info(
+        FRAME_NAME, TensorProto.UINT8, [batch, "frame_height", "frame_width", inp.channels]
+    )
+    return inp, out, batch, frame
 
 
 def assemble_fused(

@@ -24,13 +24,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from edgeseg.errors import EdgesegRuntimeError
 from edgeseg.exporters.prepost import (
     FRAME_NAME,
     INPUT_STEPS,
     MASK_NAME,
     _scale_offset,
     assemble_fused,
+    frame_input,
     frame_order,
     mask_dtype,
 )
@@ -134,14 +134,7 @@ def fuse_engine_onnx(model: onnx.ModelProto, manifest: Manifest, metadata: dict[
     (int32 beyond 256 classes) ids out. `metadata` becomes the graph's metadata_props."""
     from onnx import TensorProto, helper
 
-    inp, out = manifest.input, manifest.output
-    g = model.graph
-    if [i.name for i in g.input] != [inp.name] or out.name not in [o.name for o in g.output]:
-        raise EdgesegRuntimeError(f"cannot fuse pre/post: the graph has no single input '{inp.name}'")
-    batch: Any = "batch" if 0 in manifest.dynamic_axes.get(inp.name, {}) else 1
-    frame = helper.make_tensor_value_info(
-        FRAME_NAME, TensorProto.UINT8, [batch, "frame_height", "frame_width", inp.channels]
-    )
+    inp, out, batch, frame = frame_input(model, manifest)
     nodes, inits, _ = _wrapper(manifest)
     # TensorRT has no uint16: beyond 256 classes the ids stay int32 (Segmenter makes them uint16).
     ids = TensorProto.UINT8 if mask_dtype(out.classes) == "uint8" else TensorProto.INT32
