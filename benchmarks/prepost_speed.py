@@ -5,8 +5,9 @@ Exports the checkpoint to onnx, openvino and tensorrt at fp32, fp16 and int8, ea
 frame size it times, in interleaved rounds so machine noise hits every row alike:
 
 - model p50: `backend.infer` of the plain graph on one preprocessed NCHW input (the network alone);
-- call p50: the whole `Segmenter` call on one frame of that size, plain and fused, with the fused
-  call's pre/infer/post split;
+- call p50: the whole `Segmenter` call on one frame of that size, plain and fused (the frame resized
+  on the host by Pillow in strips), and fused with `resize_kernel="torch"` (PyTorch's copy of
+  Pillow's filter), with the fused call's pre/infer/post split;
 - agreement: pixels whose class is the same in the fused and the plain masks, on synthetic scenes.
 
     python benchmarks/prepost_speed.py [CKPT] [--frames 640x480,1280x720] [--runs 30] [--rounds 3]
@@ -96,8 +97,10 @@ def main() -> None:
             backend = TARGETS[target]
             for precision in args.precisions.split(","):
                 plain = Segmenter(_export(ckpt, tmp, target, precision, False), backend=backend)
-                fused = Segmenter(_export(ckpt, tmp, target, precision, True), backend=backend)
-                rows.append((f"{target}:{precision}", plain, fused))
+                bundle = _export(ckpt, tmp, target, precision, True)
+                fused = Segmenter(bundle, backend=backend)
+                fast = Segmenter(bundle, backend=backend, resize_kernel="torch")
+                rows.append((f"{target}:{precision}", plain, fused, fast))
         print(f"model: {ckpt if args.checkpoint else 'quickstart size, random weights'}; "
               f"input {rows[0][1].preprocessing.width}x{rows[0][1].preprocessing.height}; "
               f"{args.runs} runs x {args.rounds} rounds, interleaved; "
@@ -105,38 +108,37 @@ def main() -> None:
         for size in sizes:
             _measure(rows, size, args)
         print(f"\nload average at the end {os.getloadavg()[0]:.1f}")
-        for _, plain, fused in rows:
-            plain.close()
-            fused.close()
+        for _, *segmenters in rows:
+            for seg in segmenters:
+                seg.close()
     finally:
         if not args.bundles:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _measure(
-    rows: list[tuple[str, Segmenter, Segmenter]], size: tuple[int, int], args: argparse.Namespace
+    rows: list[tuple[str, Segmenter, Segmenter, Segmenter]], size: tuple[int, int], args: argparse.Namespace
 ) -> None:
     frames = _frames(size, args.agreement_frames)
     frame = frames[0]
-    model: dict[str, list[float]] = {name: [] for name, _, _ in rows}
-    calls: dict[str, list[float]] = {
-        f"{name} {kind}": [] for name, _, _ in rows for kind in ("plain", "fused")
-    }
-    stages: dict[str, list[tuple[float, float, float]]] = {name: [] for name, _, _ in rows}
+    kinds = ("plain", "fused", "torch")
+    model: dict[str, list[float]] = {row[0]: [] for row in rows}
+    calls: dict[str, list[float]] = {f"{row[0]} {kind}": [] for row in rows for kind in kinds}
+    stages: dict[str, list[tuple[float, float, float]]] = {row[0]: [] for row in rows}
     feeds = {}
-    for name, plain, fused in rows:
+    for name, plain, fused, fast in rows:
         x, _ = prepare_frame(frame, plain.preprocessing, "bgr")
         feeds[name] = {plain.preprocessing.input_name: x[None]}
-        for seg in (plain, fused):
+        for seg in (plain, fused, fast):
             for _ in range(3):  # warm up at this frame size (a dynamic graph specialises per shape)
                 seg(frame)
     for _ in range(args.rounds):
-        for name, plain, fused in rows:
+        for name, plain, fused, fast in rows:
             for _ in range(args.runs):
                 t = time.perf_counter()
                 plain.backend.infer(feeds[name])
                 model[name].append((time.perf_counter() - t) * 1000)
-            for kind, seg in (("plain", plain), ("fused", fused)):
+            for kind, seg in zip(kinds, (plain, fused, fast), strict=True):
                 for _ in range(args.runs):
                     t = time.perf_counter()
                     result = seg(frame)
@@ -146,13 +148,16 @@ def _measure(
                         stages[name].append((tm["pre"], tm["infer"], tm["post"]))
     print(f"\nframe {size[0]}x{size[1]}")
     header = f"{'row':<14} {'model p50':>9} {'plain call':>10} {'ratio':>6} {'fused call':>10} {'ratio':>6}"
-    print(header + f" {'fused pre/infer/post ms':>24} {'agree %':>8}")
-    for name, plain, fused in rows:
+    header += f" {'fused pre/infer/post ms':>24} {'torch call':>10} {'ratio':>6}"
+    print(header + f" {'agree %':>8} {'torch %':>8}")
+    for name, plain, fused, fast in rows:
         m = _p50(model[name])
-        p, f = _p50(calls[f"{name} plain"]), _p50(calls[f"{name} fused"])
+        p, f, q = (_p50(calls[f"{name} {kind}"]) for kind in kinds)
         split = "/".join(f"{_p50([s[i] for s in stages[name]]):.2f}" for i in range(3))
         agree = np.mean([(plain(fr).mask == fused(fr).mask).mean() for fr in frames]) * 100
-        print(f"{name:<14} {m:9.2f} {p:10.2f} {p / m:5.2f}x {f:10.2f} {f / m:5.2f}x {split:>24} {agree:8.3f}")
+        agree_t = np.mean([(plain(fr).mask == fast(fr).mask).mean() for fr in frames]) * 100
+        print(f"{name:<14} {m:9.2f} {p:10.2f} {p / m:5.2f}x {f:10.2f} {f / m:5.2f}x {split:>24} "
+              f"{q:10.2f} {q / m:5.2f}x {agree:8.3f} {agree_t:8.3f}")  # fmt: skip
 
 
 if __name__ == "__main__":

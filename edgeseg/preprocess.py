@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgeseg._guards import check_number
-from edgeseg.data.imageio import resize_image, resize_mask, rgb_to_gray
+from edgeseg.data.imageio import RESIZE_KERNELS, resize_image, resize_mask, rgb_to_gray
 from edgeseg.data.transforms import normalize
 from edgeseg.errors import InputError
 from edgeseg.manifest import Manifest
@@ -34,6 +34,7 @@ __all__ = [
     "Preprocessing",
     "prepare_frame",
     "prepare_fused_frame",
+    "resize_kernel_choice",
     "resolve_preprocessing",
     "restore_ids",
     "restore_output",
@@ -74,6 +75,7 @@ class Preprocessing:
     graph_steps: tuple[str, ...] = ()  # preprocessing the graph does itself (empty: all done here)
     frame_order: str = ""  # with graph_steps: the channel order the graph takes frames in
     mask_name: str = ""  # the graph's class-id output, when it does the argmax
+    resize_kernel: str = "pillow"  # who runs the host-side resize: "pillow" or "torch" (RESIZE_KERNELS)
 
     @property
     def fused(self) -> bool:
@@ -103,6 +105,20 @@ def _pick(specs: Sequence[TensorSpec], name: str | None, what: str, where: str) 
         f"{where}: cannot tell which {what} to use among {[s.name for s in specs]}; "
         "edgeseg runs models with one image input and the logits as first output"
     )
+
+
+def resize_kernel_choice(value: str) -> str:
+    """A `resize_kernel` option, checked: "pillow" (default: Pillow itself, in strips on the usable
+    cores) or "torch" (PyTorch's vectorised copy of Pillow's filter for colour frames; needs torch)."""
+    kernel = str(value).strip().lower()
+    if kernel not in RESIZE_KERNELS:
+        raise InputError(f"resize_kernel must be one of {', '.join(RESIZE_KERNELS)}; got '{value}'")
+    if kernel == "torch":
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is None:
+            raise InputError("resize_kernel 'torch' needs PyTorch installed; use 'pillow'")
+    return kernel
 
 
 def resolve_preprocessing(
@@ -286,8 +302,8 @@ def _in_model_channels(img: np.ndarray, pre: Preprocessing, size: tuple[int, int
     runs first, as training converted images before resizing them.
     """
     if img.shape[2] == 3 and pre.channels == 1:
-        return resize_image(rgb_to_gray(img[:, :, ::-1] if fmt == "bgr" else img), size)
-    small = resize_image(img, size)
+        return resize_image(rgb_to_gray(img[:, :, ::-1] if fmt == "bgr" else img), size, parallel=True)
+    small = resize_image(img, size, parallel=True, kernel=pre.resize_kernel)
     if small.shape[2] == 1:
         return small if pre.channels == 1 else np.repeat(small, 3, axis=2)  # gray is gray in any order
     return small[:, :, ::-1] if (fmt == "bgr") != (pre.color_order == "BGR") else small
@@ -346,7 +362,7 @@ def prepare_fused_frame(frame: np.ndarray, pre: Preprocessing, input_format: str
     if "resize" not in pre.graph_steps:
         if pre.frame_order == "GRAY" and img.shape[2] == 3:  # luma first, as training converted
             img = rgb_to_gray(img[:, :, ::-1] if input_format == "bgr" else img)
-        img = resize_image(img, (pre.width, pre.height))
+        img = resize_image(img, (pre.width, pre.height), parallel=True, kernel=pre.resize_kernel)
     if pre.frame_order == "GRAY":
         return img if img.shape[2] == 1 else rgb_to_gray(img[:, :, ::-1] if input_format == "bgr" else img)
     if img.shape[2] == 1:

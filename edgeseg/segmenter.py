@@ -8,7 +8,7 @@
 Two layers: the Segmenter owns pre/postprocessing and timing; a backend (edgeseg.runtimes) only moves
 arrays. The preprocessing comes from the bundle's verified manifest, else from the metadata inside the
 model file, else from the caller; explicit arguments always win. Only the chosen backend's runtime is
-imported: running an ONNX or OpenVINO model never imports torch.
+imported: running an ONNX or OpenVINO model never imports torch (unless resize_kernel="torch" asks).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from edgeseg.preprocess import (
     Preprocessing,
     prepare_frame,
     prepare_fused_frame,
+    resize_kernel_choice,
     resolve_preprocessing,
     restore_ids,
     restore_output,
@@ -83,9 +84,10 @@ def _input_format(value: str) -> str:
 
 
 def _fused_onnx_backend(requested: str, name: str, manifest: Manifest | None, where: str) -> str:
-    """The backend for an ONNX graph that resizes frames itself: ONNX Runtime, because OpenVINO's CPU
-    plugin ignores ONNX Resize's `antialias` (measured: up to 129 grey levels off Pillow's resize
-    when shrinking), which would change the masks. "auto" is steered to onnxruntime; an explicit
+    """The backend for an ONNX graph that resizes frames itself (a fused graph of an earlier release,
+    or TensorRT's engine-ready graph): ONNX Runtime, because OpenVINO's CPU plugin ignores ONNX
+    Resize's `antialias` (measured: up to 129 grey levels off Pillow's resize when shrinking), which
+    would change the masks. "auto" is steered to onnxruntime; an explicit
     openvino (or a bare .onnx found to be such a graph once loaded) is refused with what to do."""
     fused = manifest is not None and manifest.target == "onnx" and "resize" in manifest.input.graph_steps
     if not fused or name != "openvino":
@@ -94,8 +96,8 @@ def _fused_onnx_backend(requested: str, name: str, manifest: Manifest | None, wh
         return resolve_backend("onnxruntime", "onnx")
     raise InputError(
         f"model {where} resizes frames inside its ONNX graph with an antialiased Resize, which OpenVINO "
-        "does not honour; run it with backend='onnxruntime', or export it with --target openvino "
-        "(OpenVINO's own resize) or without --fuse-prepost"
+        "does not honour; run it with backend='onnxruntime', or export it again (fused graphs of this "
+        "release leave the resize to the host and run on both)"
     )
 
 
@@ -128,6 +130,11 @@ class Segmenter:
             elsewhere (no edgeseg metadata) needs mean, std and color_order (the model's channel
             order: "RGB", "BGR" or "GRAY"), plus img_size and classes when its graph does not fix them.
             resize is "stretch" (default) or "letterbox" (keep the aspect ratio, pad with the mean).
+        resize_kernel: who runs the resize of frames to the model's size where it happens on the
+            host: "pillow" (default: Pillow's bilinear filter, the one training used, split into
+            strips on the usable cores, bit-identical to one Pillow call) or "torch" (PyTorch's
+            vectorised copy of that filter: within 1 grey level, several times faster on colour
+            camera frames, and it imports torch into the process). TensorRT graphs resize on the GPU.
         mode: "latency" (default: one frame as fast as possible, a camera loop) or "throughput"
             (many frames: the runtime's own parallelism, for `predict_many`/`predict_batch`):
             OpenVINO gets performance_hint="THROUGHPUT" (several streams and infer requests), ONNX
@@ -155,9 +162,11 @@ class Segmenter:
         classes: int | None = None,
         class_names: Sequence[str] | None = None,
         mode: str = "latency",
+        resize_kernel: str = "pillow",
         **backend_options: Any,
     ) -> None:
         self.input_format = _input_format(input_format)
+        kernel = resize_kernel_choice(resize_kernel)
         self.mode = str(mode).strip().lower()
         if self.mode not in MODES:
             raise InputError(f"mode must be 'latency' or 'throughput'; got '{mode}'")
@@ -191,6 +200,7 @@ class Segmenter:
                 self._backend.output_specs,
                 f"model '{path}'",
             )
+            self._pre = replace(self._pre, resize_kernel=kernel)
         except BaseException:
             self._backend.close()
             raise

@@ -97,6 +97,7 @@ class BenchmarkConfig:
             (edgeseg.bench.ceilings); 0 skips them.
         mode: "latency" (one frame at a time) or "throughput", which also measures every row's
             images per second with the runtime's own parallelism (edgeseg.bench.throughput).
+        resize_kernel: the host-side frame resize of every row's Segmenter ("pillow" or "torch").
     """
 
     targets: tuple[str, ...] = ()
@@ -113,6 +114,7 @@ class BenchmarkConfig:
     frame_size: tuple[int, int] = FRAME_SIZE
     ceiling_seconds: float = 1.0
     mode: str = "latency"
+    resize_kernel: str = "pillow"
 
 
 @dataclass
@@ -219,7 +221,7 @@ def benchmark(
             if row.status != "ok":
                 continue
             say(f"loading {row.name}")
-            seg = _load_row(row, size, src)
+            seg = _load_row(row, size, src, config.resize_kernel)
             if seg is None:
                 continue
             segs[row.name] = seg
@@ -234,7 +236,8 @@ def benchmark(
             from edgeseg.bench.throughput import measure_throughput
 
             def options(row: BenchRow) -> dict[str, Any]:
-                return src.segmenter_options(size) if row.reference else {}
+                extra = src.segmenter_options(size) if row.reference else {}
+                return {**extra, "resize_kernel": config.resize_kernel}
 
             measure_throughput(rows, frame, max(config.runs, 4 * usable_cores()), options, say)
     finally:
@@ -431,7 +434,7 @@ def _reusable(dest: Path, src: ExportSource, size: tuple[int, int]) -> bool:
     return m.source.get("sha256") == src.sha256 and (m.input.width, m.input.height) == size
 
 
-def _load_row(row: BenchRow, size: tuple[int, int], src: ExportSource) -> Any:
+def _load_row(row: BenchRow, size: tuple[int, int], src: ExportSource, resize_kernel: str) -> Any:
     from edgeseg.segmenter import Segmenter
 
     assert row.path is not None
@@ -441,7 +444,9 @@ def _load_row(row: BenchRow, size: tuple[int, int], src: ExportSource) -> Any:
     kwargs = src.segmenter_options(size) if row.reference else {}
     with RssSampler() as mem:
         try:
-            seg = Segmenter(row.path, backend=backend, input_format="rgb", **kwargs)
+            seg = Segmenter(
+                row.path, backend=backend, input_format="rgb", resize_kernel=resize_kernel, **kwargs
+            )
         except Exception as exc:  # a row that cannot load here keeps its place with the reason
             row.status, row.reason = "not available", first_line(exc)
             return None
@@ -543,6 +548,7 @@ def _meta(
         "checkpoint": recorded_path(ckpt_path),
         "img_size": list(size),
         "frame_size": list(config.frame_size),
+        "resize_kernel": config.resize_kernel,
         "mode": config.mode,
         "data": data,
         "images": images,

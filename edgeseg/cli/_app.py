@@ -103,6 +103,14 @@ JsonOpt = Annotated[
     Path | None,
     typer.Option("--json", callback=writable_file, help="Also write a machine-readable summary here."),
 ]
+ResizeKernelOpt = Annotated[
+    str,
+    typer.Option(
+        help="Who resizes frames to the model's size on the host: pillow (the filter training used, in "
+        "strips on all cores) or torch (PyTorch's copy of that filter, within 1 grey level: several "
+        "times faster on colour camera frames; loads torch)."
+    ),
+]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace output files that already exist.")]
 
 

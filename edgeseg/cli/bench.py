@@ -10,6 +10,7 @@ import typer
 from edgeseg.cli._app import (
     JsonOpt,
     OverwriteOpt,
+    ResizeKernelOpt,
     app,
     check_paths,
     existing_dir,
@@ -106,6 +107,7 @@ def benchmark(
     frame_size: Annotated[
         str, typer.Option(help="Frame size WxH the whole Segmenter call is timed on.")
     ] = "640x480",
+    resize_kernel: ResizeKernelOpt = "pillow",
     overwrite: Annotated[
         bool, typer.Option(help="Replace files in --out (and --json) that another run did not write.")
     ] = False,
@@ -145,6 +147,7 @@ def benchmark(
     from edgeseg.bench.run import BenchmarkConfig, parse_targets
     from edgeseg.bench.run import benchmark as run_benchmark
     from edgeseg.data import parse_img_size
+    from edgeseg.preprocess import resize_kernel_choice
 
     refuse_unused(
         ctx, ["max_images"], data is not None, "without --data (it caps the labelled images scored)"
@@ -179,6 +182,7 @@ def benchmark(
         cpu_ghz=cpu_ghz,
         frame_size=frame,
         mode=mode.strip().lower(),
+        resize_kernel=resize_kernel_choice(resize_kernel),
     )
     facts = parse_facts(classes, mean, std, color_order, ignore_index)
     with claim(out):  # a second benchmark into the same folder is refused while this one runs

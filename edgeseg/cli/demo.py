@@ -10,6 +10,7 @@ import typer
 from edgeseg.cli._app import (
     JsonOpt,
     OverwriteOpt,
+    ResizeKernelOpt,
     app,
     check_paths,
     refuse_unused,
@@ -44,6 +45,7 @@ def demo(
         int | None,
         typer.Option(min=0, help="Model threads. Default: all cores but one; 0: the runtime's default."),
     ] = None,
+    resize_kernel: ResizeKernelOpt = "pillow",
     baseline: Annotated[
         Path | None,
         typer.Option(help="PyTorch checkpoint to compare with. Default: the bundle's source checkpoint."),
@@ -107,6 +109,7 @@ def demo(
         backend=backend,
         device=device,
         threads=threads,
+        resize_kernel=resize_kernel,
         baseline=baseline,
         compare=compare,
         headless=headless,

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from edgeseg.cli._app import JsonOpt, app, writable_dir, write_json_opt
+from edgeseg.cli._app import JsonOpt, ResizeKernelOpt, app, writable_dir, write_json_opt
 from edgeseg.cli._facts import (
     ClassesOpt,
     ColorOrderOpt,
@@ -86,6 +86,7 @@ def predict(
             "writing in threads; latency: one image at a time. The masks are the same."
         ),
     ] = "throughput",
+    resize_kernel: ResizeKernelOpt = "pillow",
     json_path: JsonOpt = None,
 ) -> None:
     """Segment images: a mask PNG of class ids and a colour overlay per image."""
@@ -116,7 +117,15 @@ def predict(
     workers = max(2, usable_cores())
     with (
         claim(out),
-        Segmenter(model, backend=backend, device=device, input_format="rgb", mode=mode, **options) as seg,
+        Segmenter(
+            model,
+            backend=backend,
+            device=device,
+            input_format="rgb",
+            mode=mode,
+            resize_kernel=resize_kernel,
+            **options,
+        ) as seg,
         ThreadPoolExecutor(workers, thread_name_prefix="edgeseg-io") as io,
     ):
         k = len(seg.class_names)

@@ -8,8 +8,11 @@ file in a user's data folder is something the user fixes, not a crash.
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +23,7 @@ from edgeseg.errors import InputError
 __all__ = [
     "IMAGE_SUFFIXES",
     "LOSSY_MASK_SUFFIXES",
+    "RESIZE_KERNELS",
     "display_size",
     "parse_img_size",
     "read_image",
@@ -195,18 +199,33 @@ def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
     )
 
 
-def resize_image(img: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
+RESIZE_KERNELS = ("pillow", "torch")
+
+
+def resize_image(
+    img: np.ndarray, size_wh: tuple[int, int], *, parallel: bool = False, kernel: str = "pillow"
+) -> np.ndarray:
     """Resize an HxW or HxWxC image to `size_wh` = (width, height) with bilinear filtering.
 
     Returns the input unchanged when it already has that size; keeps the channel axis (also C=1) and
-    the dtype (uint8 via Pillow's L/RGB modes, other dtypes per channel in float).
+    the dtype (uint8 via Pillow's L/RGB modes, other dtypes per channel in float). `parallel` splits a
+    large uint8 frame into horizontal strips resized on the usable cores at once; the result is
+    bit-identical to the one-piece resize (see `_resize_strips`). `kernel="torch"` resizes uint8
+    colour frames with PyTorch's vectorised copy of Pillow's filter (`edgeseg._torch_resize`: within
+    1 grey level of Pillow); other images keep Pillow.
     """
     width, height = size_wh
     if img.shape[:2] == (height, width):
         return img
+    if kernel == "torch" and img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3:
+        from edgeseg._torch_resize import resize_rgb
+
+        return resize_rgb(img, width, height)
     if img.dtype == np.uint8 and (img.ndim == 2 or img.shape[2] in (1, 3)):
         plane = img if img.ndim == 2 else (img[:, :, 0] if img.shape[2] == 1 else img)
-        out = np.asarray(Image.fromarray(plane).resize((width, height), Image.Resampling.BILINEAR))
+        out = _resize_strips(plane, width, height) if parallel else None
+        if out is None:
+            out = np.asarray(Image.fromarray(plane).resize((width, height), Image.Resampling.BILINEAR))
         return out[:, :, None] if img.ndim == 3 and img.shape[2] == 1 else out
     planes = img[:, :, None] if img.ndim == 2 else img
     resized = [
@@ -223,6 +242,74 @@ def resize_image(img: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
         out = np.clip(np.rint(out), info.min, info.max)
     out = out.astype(img.dtype)
     return out[:, :, 0] if img.ndim == 2 else out
+
+
+# Below this many source pixels a strip's thread hand-off costs more than it saves.
+_PARALLEL_MIN_PIXELS = 150_000
+_strip_pool: ThreadPoolExecutor | None = None
+_strip_lock = threading.Lock()
+
+
+def _forget_strip_pool() -> None:
+    # A forked child (a DataLoader worker) inherits the pool object but not its threads.
+    global _strip_pool
+    _strip_pool = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_strip_pool)
+
+
+def _strip_workers() -> tuple[ThreadPoolExecutor | None, int]:
+    """(the pool of strip threads, how many strips run at once: its threads and the caller)."""
+    global _strip_pool
+    from edgeseg._cpu import usable_cores
+
+    cores = usable_cores()
+    if cores < 2:
+        return None, 1
+    with _strip_lock:
+        if _strip_pool is None:
+            _strip_pool = ThreadPoolExecutor(cores - 1, thread_name_prefix="edgeseg-resize")
+        return _strip_pool, cores
+
+
+def _resize_strips(plane: np.ndarray, width: int, height: int) -> np.ndarray | None:
+    """Pillow's bilinear resize of a uint8 HxW or HxWx3 frame, computed in horizontal strips on
+    several threads (Pillow releases the GIL while it resamples); None where one piece is as good.
+
+    Bit-identical to the one-piece resize: each strip is the frame's rows that the strip's output
+    rows read (Pillow's filter support, clipped to the frame), resized with Pillow's `box` set to the
+    strip's exact share of the frame, so every output row sees the same taps and weights. Strip edges
+    are placed only where the frame row `y * H / h` is a whole number, which keeps the box exact in
+    Pillow's float32 arithmetic.
+    """
+    src_h, src_w = plane.shape[:2]
+    if src_h * src_w < _PARALLEL_MIN_PIXELS:
+        return None
+    step = height // math.gcd(src_h, height)  # output rows between exact frame rows
+    pool, at_once = _strip_workers()
+    if pool is None or height < 2 * step:
+        return None
+    n = min(at_once, height // step)
+    per = math.ceil(height / n / step) * step
+    out = np.empty((height, width, *plane.shape[2:]), np.uint8)
+    scale = src_h / height
+    support = max(scale, 1.0)  # the bilinear filter's half-width in frame rows
+
+    def strip(start: int, stop: int) -> None:
+        # Pillow's own bounds: int(centre -/+ support + 0.5), clipped to the frame.
+        lo = max(int((start + 0.5) * scale - support + 0.5), 0)
+        hi = min(int((stop - 0.5) * scale + support + 0.5), src_h)
+        box = (0.0, start * src_h / height - lo, float(src_w), stop * src_h / height - lo)
+        part = Image.fromarray(plane[lo:hi]).resize((width, stop - start), Image.Resampling.BILINEAR, box=box)
+        out[start:stop] = np.asarray(part)
+
+    jobs = [pool.submit(strip, s, min(s + per, height)) for s in range(per, height, per)]
+    strip(0, min(per, height))  # the calling thread takes the first strip
+    for job in jobs:
+        job.result()
+    return out
 
 
 def resize_mask(mask: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:

@@ -26,6 +26,8 @@ class DemoConfig:
         backend, device: as for `Segmenter` ("auto" picks the best installed runtime).
         threads: threads the model may use. None: all cores but one, leaving a core to capture and
             draw in parallel (pipelining beats intra-op threads on small CPUs); 0: the runtime's default.
+        resize_kernel: as for `Segmenter`: "pillow" (default) or "torch" (faster on colour camera
+            frames; imports torch).
         baseline: PyTorch checkpoint to compare with; None: the one recorded in the bundle's manifest
             when it can be found. `compare` False turns the comparison off.
         baseline_duty: share of one core the comparison may use.
@@ -46,6 +48,7 @@ class DemoConfig:
     backend: str = "auto"
     device: str | None = None
     threads: int | None = None
+    resize_kernel: str = "pillow"
     baseline: str | os.PathLike[str] | None = None
     compare: bool = True
     baseline_duty: float = 0.25
@@ -92,6 +95,9 @@ class DemoConfig:
         for bad, message in problems:
             if bad:
                 raise InputError(message)
+        from edgeseg.preprocess import resize_kernel_choice
+
+        self.resize_kernel = resize_kernel_choice(self.resize_kernel)
 
 
 @dataclass

@@ -25,8 +25,11 @@ def model_threads(threads: int | None) -> int:
     return max(1, usable_cores() - 1)
 
 
-def load_segmenter(model: Path, backend: str, device: str | None, threads: int) -> Any:
-    """The Segmenter, its runtime limited to `threads` (0: the runtime's own default).
+def load_segmenter(
+    model: Path, backend: str, device: str | None, threads: int, resize_kernel: str = "pillow"
+) -> Any:
+    """The Segmenter, its runtime limited to `threads` (0: the runtime's own default), resizing frames
+    with `resize_kernel`.
 
     The backend is `Segmenter`'s to choose (edgeseg.runtimes.resolve_backend, with the bundle's
     target), so the demo runs exactly what `Segmenter(model, backend)` runs, or refuses it with the
@@ -34,7 +37,9 @@ def load_segmenter(model: Path, backend: str, device: str | None, threads: int) 
     """
     from edgeseg.segmenter import Segmenter
 
-    return Segmenter(model, backend=backend, device=device, threads=threads or None)
+    return Segmenter(
+        model, backend=backend, device=device, threads=threads or None, resize_kernel=resize_kernel
+    )
 
 
 def time_alone(seg: Any, image: np.ndarray, budget_s: float = 0.5, runs: int = 30) -> float:

@@ -309,7 +309,9 @@ def run_demo(
         if server is not None:
             stack.callback(server.close)
         threads = model_threads(config.threads)
-        seg = stack.enter_context(load_segmenter(path, config.backend, config.device, threads))
+        seg = stack.enter_context(
+            load_segmenter(path, config.backend, config.device, threads, config.resize_kernel)
+        )
         baseline, note = _baseline(config, seg, path) if config.compare else (None, _Parts.baseline_note)
         if baseline is not None:
             stack.callback(baseline.close)

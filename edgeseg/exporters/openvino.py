@@ -171,10 +171,10 @@ def export_artifact(job: ExportJob) -> Artifact:
             quantization = {"method": "fp16-compressed IR weights (openvino.save_model compress_to_fp16)"}
         manifest = job.manifest
         if job.config.fuse_prepost:  # after quantization: calibration feeds the plain graph
-            from edgeseg.exporters.prepost import OPENVINO_STEPS, fuse_openvino, fused_manifest
+            from edgeseg.exporters.prepost import fuse_openvino, fused_manifest
 
             model = fuse_openvino(model, job.manifest)
-            manifest = fused_manifest(job.manifest, OPENVINO_STEPS)
+            manifest = fused_manifest(job.manifest)
         for key, value in onnx_metadata(manifest).items():
             model.set_rt_info(value, [RT_INFO_KEY, key.removeprefix(METADATA_PREFIX)])
         try:

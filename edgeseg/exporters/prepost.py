@@ -1,29 +1,34 @@
 """Pre- and postprocessing inside the exported graph ("fused"): frames in, class ids out.
 
-A fused graph takes uint8 NHWC frames of any size, in the order OpenCV gives them (BGR; gray for
-1-channel models), and does in the runtime what `edgeseg.preprocess` does in numpy: resize to the
-model's size, the model's channel order, (x / 255 - mean) / std, NHWC to NCHW; and on the output the
-argmax to class ids. The logits stay an output, for `return_probs`. `Segmenter` then only brings the
-ids back to the frame's size (nearest neighbour on uint8).
+A fused graph takes uint8 NHWC frames in the order OpenCV gives them (BGR; gray for 1-channel
+models) and does in the runtime what `edgeseg.preprocess` does in numpy: the model's channel order,
+(x / 255 - mean) / std, NHWC to NCHW, and on the output the argmax to class ids. The logits stay an
+output, for `return_probs`. `Segmenter` brings the ids back to the frame's size (nearest neighbour
+on uint8).
 
-The resize kernel is the one the numpy path uses: Pillow's bilinear filter, which is antialiased
-when it shrinks (its support widens with the scale) and normalises its weights over the pixels inside
-the image. Measured against Pillow on random uint8 frames (97x61, 300x200, 640x480, 1281x719 to
-64x48 and 320x240): ONNX `Resize(mode=linear, antialias=1, exclude_outside=1,
-coordinate_transformation_mode=half_pixel)` on uint8 differs by at most 1 grey level (mean 0.001) on
-ONNX Runtime; OpenVINO's `RESIZE_BILINEAR_PILLOW` by less than 1 (it resizes in float). Plain
-bilinear (ONNX linear without antialias, OpenVINO `RESIZE_LINEAR`, OpenCV `INTER_LINEAR`) differs by
-up to 167 levels on shrinking frames, OpenCV `INTER_AREA` by up to 125; both would change masks.
+The resize to the model's size is the kernel training used, Pillow's bilinear filter (antialiased
+when it shrinks: its support widens with the scale; weights normalised inside the image). Where it
+runs depends on the runtime, by measurement (`benchmarks/resize_speed.py`, one run, 2-core CPU):
 
-- ONNX (onnx target): the exported graph wrapped with onnx.helper nodes (Resize, Gather for the
-  channel order, Transpose, Cast, Mul/Sub; ArgMax and Cast on the output), one file as before.
+- ONNX Runtime and OpenVINO (CPU): on the host, `resize_image(parallel=True)`, Pillow split into
+  strips on the usable cores, bit-identical to one Pillow call. The in-graph kernels are either as
+  slow as one Pillow call and single-threaded (ONNX `Resize(linear, antialias=1)` on ONNX Runtime,
+  within 1 grey level of Pillow) or 5-7x slower (OpenVINO's `RESIZE_BILINEAR_PILLOW`), and the fast
+  ones are not Pillow's filter: ONNX linear without antialias, OpenVINO `RESIZE_LINEAR`, OpenCV
+  `INTER_LINEAR` differ by up to 167 grey levels on shrinking frames, OpenCV `INTER_AREA` by up to
+  125; each would change masks. The manifest's `graph_steps` then lists "normalize" without
+  "resize", and `Segmenter` resizes the uint8 frame before handing it over.
+- TensorRT: in the graph (`edgeseg.exporters.prepost_engine`: the filter as two matrix products,
+  cheap on a GPU), so frames of any size go to the device as uint8.
+
+Graphs exported by earlier releases with the resize inside (ONNX `Resize`, "resize" in
+`graph_steps`) keep working: `Segmenter` reads `graph_steps` and hands them frames of any size.
+
+- ONNX (onnx target): the exported graph wrapped with onnx.helper nodes (Gather for the channel
+  order, Transpose, Cast, Mul/Sub; ArgMax and Cast on the output), one file as before.
 - OpenVINO (openvino target): `openvino.preprocess.PrePostProcessor` on the IR (u8 NHWC tensor at
   the model's size, BGR to RGB, mean/scale, NCHW) and a TopK (k=1) on the logits for the ids
-  (OpenVINO's ONNX frontend turns ArgMax into the same TopK). The resize stays in numpy (Pillow),
-  because OpenVINO's only Pillow-exact resize is slow: `RESIZE_BILINEAR_PILLOW` took 5-7x Pillow's
-  time on a 1280x720 frame (117-170 ms vs 17-25 ms on a busy 2-core machine, same run), and its
-  linear modes ignore `antialias` (up to 129 grey levels off). The manifest's `graph_steps` then
-  lists "normalize" without "resize", and `Segmenter` resizes the uint8 frame before handing it over.
+  (OpenVINO's ONNX frontend turns ArgMax into the same TopK).
 """
 
 from __future__ import annotations
@@ -41,8 +46,8 @@ __all__ = [
     "FRAME_NAME",
     "INPUT_STEPS",
     "MASK_NAME",
-    "OPENVINO_STEPS",
     "OUTPUT_STEPS",
+    "RESIZE_STEPS",
     "frame_order",
     "fuse_onnx",
     "fuse_openvino",
@@ -52,8 +57,8 @@ __all__ = [
 
 FRAME_NAME = "frame"  # the fused graph's input: uint8 NHWC frames
 MASK_NAME = "mask"  # its class-id output
-INPUT_STEPS = ("resize", "normalize")  # what the ONNX wrapper does
-OPENVINO_STEPS = ("normalize",)  # the resize stays in numpy (see the module notes)
+INPUT_STEPS = ("normalize",)  # what the ONNX Runtime and OpenVINO wrappers do (see the module notes)
+RESIZE_STEPS = ("resize", "normalize")  # what the TensorRT wrapper (and earlier ONNX ones) do
 OUTPUT_STEPS = ("argmax",)
 
 
@@ -127,29 +132,15 @@ def fuse_onnx(model: onnx.ModelProto, manifest: Manifest, metadata: dict[str, st
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper
 
-    inp, out, batch, frame = frame_input(model, manifest)
+    inp, out, batch, frame = frame_input(model, manifest, resize=False)
     scale, offset = _scale_offset(inp)
     c = inp.channels
     inits = [
-        numpy_helper.from_array(np.array([inp.height, inp.width], np.int64), "prepost_size"),
         numpy_helper.from_array(np.array(scale, np.float32).reshape(1, c, 1, 1), "prepost_scale"),
         numpy_helper.from_array(np.array(offset, np.float32).reshape(1, c, 1, 1), "prepost_offset"),
     ]
-    nodes = [
-        # Pillow's bilinear: antialiased when shrinking, weights normalised inside the image.
-        helper.make_node(
-            "Resize",
-            [FRAME_NAME, "", "", "prepost_size"],
-            ["prepost_resized"],
-            name="prepost_resize",
-            mode="linear",
-            antialias=1,
-            exclude_outside=1,
-            axes=[1, 2],
-            coordinate_transformation_mode="half_pixel",
-        ),
-    ]
-    src = "prepost_resized"
+    nodes = []
+    src = FRAME_NAME
     if c == 3 and inp.color_order.upper() != frame_order(inp.color_order):
         inits.append(numpy_helper.from_array(np.array([2, 1, 0], np.int64), "prepost_reverse"))
         nodes.append(helper.make_node("Gather", [src, "prepost_reverse"], ["prepost_ordered"], axis=3))
@@ -169,9 +160,10 @@ def fuse_onnx(model: onnx.ModelProto, manifest: Manifest, metadata: dict[str, st
     return assemble_fused(model, frame, nodes, post, inits, mask, out.name, metadata)
 
 
-def frame_input(model: onnx.ModelProto, manifest: Manifest) -> tuple[Any, Any, Any, Any]:
+def frame_input(model: onnx.ModelProto, manifest: Manifest, *, resize: bool) -> tuple[Any, Any, Any, Any]:
     """(manifest input, manifest output, batch dimension, the uint8 NHWC frame input) of a fused
-    graph around `model`; EdgesegRuntimeError when the plain graph has not exactly that input."""
+    graph around `model`: frames of any size when the graph will `resize` them, else at the model's
+    size; EdgesegRuntimeError when the plain graph has not exactly that input."""
     from onnx import TensorProto, helper
 
     inp, out = manifest.input, manifest.output
@@ -179,9 +171,8 @@ def frame_input(model: onnx.ModelProto, manifest: Manifest) -> tuple[Any, Any, A
     if [i.name for i in g.input] != [inp.name] or out.name not in [o.name for o in g.output]:
         raise EdgesegRuntimeError(f"cannot fuse pre/post: the graph has no single input '{inp.name}'")
     batch: Any = "batch" if 0 in manifest.dynamic_axes.get(inp.name, {}) else 1
-    frame = helper.make_tensor_value_info(
-        FRAME_NAME, TensorProto.UINT8, [batch, "frame_height", "frame_width", inp.channels]
-    )
+    hw: list[Any] = ["frame_height", "frame_width"] if resize else [inp.height, inp.width]
+    frame = helper.make_tensor_value_info(FRAME_NAME, TensorProto.UINT8, [batch, *hw, inp.channels])
     return inp, out, batch, frame
 
 
@@ -231,9 +222,8 @@ def fuse_onnx_file(path: Any, manifest: Manifest, metadata: dict[str, str]) -> N
 
 
 def fuse_openvino(model: Any, manifest: Manifest) -> Any:
-    """The OpenVINO model `model` (the plain graph) with `OPENVINO_STEPS` and the argmax added; returns
-    a new model (without
-    rt_info: the exporter stores the fused manifest's metadata on it afterwards)."""
+    """The OpenVINO model `model` (the plain graph) with `INPUT_STEPS` and the argmax added; returns a
+    new model (without rt_info: the exporter stores the fused manifest's metadata on it afterwards)."""
     import openvino as ov
     import openvino.opset13 as ops
     from openvino.preprocess import ColorFormat, PrePostProcessor

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from edgeseg.exporters.prepost import (
     FRAME_NAME,
-    INPUT_STEPS,
     MASK_NAME,
+    RESIZE_STEPS,
     _scale_offset,
     assemble_fused,
     frame_input,
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ENGINE_STEPS", "PREFIX", "fuse_engine_onnx", "fuse_engine_onnx_file"]
 
-ENGINE_STEPS = INPUT_STEPS  # resize and normalisation, as the ONNX Runtime wrapper
+ENGINE_STEPS = RESIZE_STEPS  # the resize runs on the GPU, in the graph
 PREFIX = "prepost_"  # every node and tensor of the wrapper starts with it (check_engine_ready reads it)
 
 
@@ -134,7 +134,7 @@ def fuse_engine_onnx(model: onnx.ModelProto, manifest: Manifest, metadata: dict[
     (int32 beyond 256 classes) ids out. `metadata` becomes the graph's metadata_props."""
     from onnx import TensorProto, helper
 
-    inp, out, batch, frame = frame_input(model, manifest)
+    inp, out, batch, frame = frame_input(model, manifest, resize=True)
     nodes, inits, _ = _wrapper(manifest)
     # TensorRT has no uint16: beyond 256 classes the ids stay int32 (Segmenter makes them uint16).
     ids = TensorProto.UINT8 if mask_dtype(out.classes) == "uint8" else TensorProto.INT32

@@ -157,6 +157,44 @@ def test_resize_shapes_and_nearest() -> None:
 
 
 @pytest.mark.parametrize(
+    ("frame_hw", "size_wh"),
+    [
+        ((720, 1280), (128, 128)),  # camera frame to the quickstart's input
+        ((719, 1281), (320, 240)),  # odd sizes: strips only where the frame row is whole
+        ((1080, 1920), (320, 240)),
+        ((480, 640), (1280, 960)),  # enlarging
+        ((700, 400), (64, 700)),  # taller output than input rows per strip
+    ],
+)
+@pytest.mark.parametrize("channels", [3, 1, 0])  # 0: an HxW plane
+def test_resize_in_strips_is_bit_identical(frame_hw, size_wh, channels, monkeypatch) -> None:
+    from edgeseg.data import imageio
+
+    monkeypatch.setattr(imageio, "_PARALLEL_MIN_PIXELS", 0)
+    monkeypatch.setattr("edgeseg._cpu.usable_cores", lambda: 3)  # three strips even on a 2-core CI box
+    shape = (*frame_hw, channels) if channels else frame_hw
+    img = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
+    one, strips = resize_image(img, size_wh), resize_image(img, size_wh, parallel=True)
+    assert strips.shape == one.shape and strips.dtype == np.uint8
+    assert np.array_equal(strips, one)
+
+
+def test_resize_in_strips_works_in_a_forked_child() -> None:
+    """A DataLoader worker is a fork of a process whose strip threads do not exist in the child."""
+    import multiprocessing
+
+    img = np.random.default_rng(0).integers(0, 256, (720, 1280, 3), dtype=np.uint8)
+    expected = resize_image(img, (128, 128))
+    assert np.array_equal(resize_image(img, (128, 128), parallel=True), expected)  # pool now exists
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("this platform cannot fork")
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        got = pool.apply_async(resize_image, (img, (128, 128)), {"parallel": True}).get(timeout=60)
+    assert np.array_equal(got, expected)
+
+
+@pytest.mark.parametrize(
     ("text", "expected"),
     [("256", (256, 256)), ("480x352", (480, 352)), ("480X352", (480, 352)), ("480,352", (480, 352))],
 )

@@ -108,13 +108,18 @@ def test_rgb_frames_and_float_frames(bundles) -> None:
 
 def test_manifest_records_the_graph_steps(bundles) -> None:
     fused, plain = read_manifest(bundles(3, "onnx", True)), read_manifest(bundles(3, "onnx", False))
-    assert fused.input.graph_steps == ("resize", "normalize")
+    assert fused.input.graph_steps == ("normalize",)  # the resize runs on the host (bit-exact strips)
     assert (fused.input.dtype, fused.input.layout, fused.input.frame_order) == ("uint8", "NHWC", "BGR")
     assert fused.output.graph_steps == ("argmax",) and fused.output.mask == "mask"
     assert plain.input.graph_steps == () and plain.output.mask == ""
-    if importlib.util.find_spec("openvino") is not None:  # its resize stays in numpy (speed)
+    if importlib.util.find_spec("openvino") is not None:
         ov = read_manifest(bundles(3, "openvino", True))
         assert ov.input.graph_steps == ("normalize",) and ov.output.mask == "mask"
+    trt = read_manifest(bundles(3, "tensorrt", True))  # on the GPU the graph resizes
+    assert trt.input.graph_steps == ("resize", "normalize") and trt.dynamic_axes["frame"] == {
+        1: "frame_height",
+        2: "frame_width",
+    }
     assert fused.parity is not None and fused.parity["pixel_agreement"] == 1.0
     # A manifest written before these keys existed still reads, as a plain graph.
     data = json.loads(json.dumps(plain.to_dict()))
@@ -123,13 +128,35 @@ def test_manifest_records_the_graph_steps(bundles) -> None:
     assert Manifest.from_dict(data).input.graph_steps == ()
 
 
-def test_fused_onnx_runs_on_onnxruntime_not_openvino(bundles) -> None:
+def test_fused_onnx_runs_on_both_cpu_runtimes(bundles) -> None:
     pytest.importorskip("openvino")
     bundle = bundles(3, "onnx", True)
-    with Segmenter(bundle) as seg:  # auto: OpenVINO would ignore the Resize's antialias
-        assert seg.backend_name == "onnxruntime"
+    frames = _frames(5)
+    with (
+        Segmenter(bundle, backend="onnxruntime") as ort,
+        Segmenter(bundle, backend="openvino") as ov,
+        Segmenter(bundles(3, "onnx", False), backend="onnxruntime") as plain,
+    ):
+        for frame in frames:
+            reference = plain(frame).mask
+            assert (ort(frame).mask == reference).mean() >= 0.999
+            assert (ov(frame).mask == reference).mean() >= 0.999
+
+
+def test_onnx_graphs_that_resize_run_on_onnxruntime_only(bundles) -> None:
+    """A fused ONNX graph of an earlier release resizes frames itself with an antialiased Resize,
+    which OpenVINO ignores: "auto" picks ONNX Runtime for it and an explicit openvino is refused."""
+    from dataclasses import replace
+
+    from edgeseg.exporters.prepost import RESIZE_STEPS
+    from edgeseg.segmenter import _fused_onnx_backend
+
+    manifest = read_manifest(bundles(3, "onnx", True))
+    assert _fused_onnx_backend("openvino", "openvino", manifest, "'m'") == "openvino"  # this release's
+    earlier = replace(manifest, input=replace(manifest.input, graph_steps=RESIZE_STEPS))
+    assert _fused_onnx_backend("auto", "openvino", earlier, "'m'") == "onnxruntime"
     with pytest.raises(InputError, match="does not honour"):
-        Segmenter(bundle, backend="openvino")
+        _fused_onnx_backend("openvino", "openvino", earlier, "'m'")
 
 
 def test_fused_models_refuse_what_they_cannot_do(bundles) -> None:
@@ -158,8 +185,20 @@ def test_tensorrt_graph_resizes_as_pillow_with_supported_ops(bundles) -> None:
     model = onnx.load(str(bundle / "model.onnx"))
     assert check_engine_ready(model, "fp32") == []
     assert "Resize" not in {n.op_type for n in model.graph.node}  # TensorRT has no antialiased one
-    # The ONNX Runtime wrapper's antialiased Resize is what TensorRT would refuse.
-    problems = check_engine_ready(bundles(3, "onnx", True) / "model.onnx", "fp32")
+    # An antialiased Resize (what ONNX Runtime could run) is what TensorRT would refuse.
+    nodes = [
+        helper.make_node("Cast", ["frame"], ["x"], name="prepost_cast", to=TensorProto.FLOAT),
+        helper.make_node("Resize", ["x", "", "", "s"], ["y"], name="prepost_aa", mode="linear", antialias=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "aa",
+        [helper.make_tensor_value_info("frame", TensorProto.UINT8, [1, 8, 8, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializer=[helper.make_tensor("s", TensorProto.INT64, [4], [1, 4, 4, 3])],
+    )
+    aa = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    problems = check_engine_ready(aa, "fp32")
     assert any("antialiased" in p for p in problems), problems
     # The resized frame itself: within 1 grey level of Pillow's (its fixed-point weights), on
     # shrinking, odd and enlarging sizes.
@@ -201,7 +240,7 @@ def test_cli_export_fuse_prepost(tmp_path: Path, capsys: pytest.CaptureFixture[s
     out = tmp_path / "bundle"
     assert main(["export", str(ckpt), "--target", "onnx", "--fuse-prepost", "--out", str(out)]) == 0
     assert "pixel agreement 100.0000%" in capsys.readouterr().out
-    assert read_manifest(out).input.graph_steps == ("resize", "normalize")
+    assert read_manifest(out).input.graph_steps == ("normalize",)
     assert main(["info", str(out)]) == 0
     trt = ["export", str(ckpt), "--target", "tensorrt", "--fuse-prepost", "--out", str(tmp_path / "t")]
     assert main(trt) == 0
@@ -230,3 +269,35 @@ def test_check_engine_ready_refuses_uint8_read_by_other_ops() -> None:
     problems = check_engine_ready(helper.make_model(graph), "fp32")
     assert any("uint8 tensor 'frame' is used by a node other than Cast" in p for p in problems), problems
     assert any("'prepost_shape' is not float32" in p for p in problems), problems
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_torch_resize_kernel_gives_the_same_masks(bundles, fused) -> None:
+    pytest.importorskip("torch")
+    bundle = bundles(3, "onnx", fused)
+    with (
+        Segmenter(bundle, backend="onnxruntime") as pillow,
+        Segmenter(bundle, backend="onnxruntime", resize_kernel=" Torch ") as torch_kernel,
+    ):
+        assert (pillow.preprocessing.resize_kernel, torch_kernel.preprocessing.resize_kernel) == (
+            "pillow",
+            "torch",
+        )
+        for frame in _frames(6):
+            a, b = pillow(frame), torch_kernel(frame)
+            assert b.mask.shape == frame.shape[:2]
+            assert (a.mask == b.mask).mean() >= 0.999, frame.shape
+
+
+def test_resize_kernel_choice_is_checked(bundles, monkeypatch) -> None:
+    import importlib.util
+
+    bundle = bundles(3, "onnx", True)
+    with pytest.raises(InputError, match="resize_kernel must be one of pillow, torch; got 'cv2'"):
+        Segmenter(bundle, backend="onnxruntime", resize_kernel="cv2")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a)
+    )
+    with pytest.raises(InputError, match="needs PyTorch installed; use 'pillow'"):
+        Segmenter(bundle, backend="onnxruntime", resize_kernel="torch")
