@@ -8,7 +8,8 @@ writes next to one copies it into its own tmp_path first (shutil.copy / copytree
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -28,12 +29,26 @@ def camvid() -> Path:
     return CAMVID
 
 
+_SHARED: dict[Path, str] = {}  # the files of tiny_ckpt and tiny_bundle, with their sha256
+
+
+def _digests(*paths: Path) -> dict[Path, str]:
+    files = [f for p in paths for f in ([p] if p.is_file() else sorted(p.rglob("*"))) if f.is_file()]
+    return {f: hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
+
+
 @pytest.fixture(scope="session")
-def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """`make_checkpoint`'s default model, untrained: 3 channels (RGB), 4 classes c0..c3, 64x48,
-    depth 2, width 4, seed 0. Read-only: copy it into tmp_path before changing or deleting it."""
+    depth 2, width 4, seed 0. Read-only: copy it into tmp_path before changing or deleting it
+    (the end of the session checks that it, and every bundle of `tiny_bundle`, is unchanged)."""
     pytest.importorskip("torch")
-    return make_checkpoint(tmp_path_factory.mktemp("tiny-model") / "ckpt.pt")
+    ckpt = make_checkpoint(tmp_path_factory.mktemp("tiny-model") / "ckpt.pt")
+    _SHARED.update(_digests(ckpt))
+    yield ckpt
+    changed = sorted(str(f) for f, d in _SHARED.items() if not f.is_file() or _digests(f)[f] != d)
+    _SHARED.clear()
+    assert not changed, f"a test changed or removed the session's shared model files: {changed}"
 
 
 @pytest.fixture(scope="session")
@@ -59,6 +74,7 @@ def tiny_bundle(tiny_ckpt: Path) -> Callable[..., Path]:
                 cache[key] = Path(export(tiny_ckpt, config).bundle)
             except MissingDependencyError as exc:
                 pytest.skip(str(exc))
+            _SHARED.update(_digests(cache[key]))
         return cache[key]
 
     return get
