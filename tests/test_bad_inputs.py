@@ -47,7 +47,7 @@ TINY_TRAIN = ["--img-size", "32", "--depth", "2", "--width", "4", "--batch-size"
 class Assets:
     """Read-only inputs shared by the cases (hashed before and after every case)."""
 
-    root: Path
+    root: Path  # the folder holding ckpt and the bundles
     ckpt: Path  # 3 channels, 4 classes, 64x48, depth 2
     onnx: Path  # onnx fp32 bundle of ckpt
     ir: Path  # openvino fp32 bundle of ckpt
@@ -56,19 +56,17 @@ class Assets:
 
 
 @pytest.fixture(scope="module")
-def assets(tmp_path_factory: pytest.TempPathFactory) -> Assets:
+def assets(
+    tiny_ckpt: Path, tiny_bundle: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory
+) -> Assets:
+    """The session's tiny checkpoint and its FP32 bundles (conftest.py), and a small dataset. `root`
+    is the folder of the checkpoint and bundles: every case hashes all of it before and after."""
     pytest.importorskip("onnxruntime", reason="pip install 'edgeseg[onnx]'")
     pytest.importorskip("openvino", reason="pip install 'edgeseg[openvino]'")
-    root = tmp_path_factory.mktemp("assets")
-    ckpt = make_checkpoint(root / "ckpt.pt")
-    bundles = {}
-    for target in ("onnx", "openvino", "tensorrt"):
-        out = root / f"b-{target}"
-        rc = main(["export", str(ckpt), "--target", target, "--out", str(out), "--parity-images", "1"])
-        assert rc == 0
-        bundles[target] = out
-    data = make_dataset(root / "data", n=4)
-    return Assets(root, ckpt, bundles["onnx"], bundles["openvino"], bundles["tensorrt"], data)
+    bundles = {target: tiny_bundle(target) for target in ("onnx", "openvino", "tensorrt")}
+    data = make_dataset(tmp_path_factory.mktemp("assets") / "data", n=4)
+    onnx, ir, trt = bundles["onnx"], bundles["openvino"], bundles["tensorrt"]
+    return Assets(tiny_ckpt.parent, tiny_ckpt, onnx, ir, trt, data)
 
 
 # ------------------------------------------------------------------------------- input factories
@@ -626,7 +624,7 @@ def test_bad_input(
     work.mkdir()
     monkeypatch.chdir(work)  # anything written to a default relative path lands here and is seen
     target = case.make(work, assets, monkeypatch)
-    before = _snapshot(work, assets.root)
+    before = _snapshot(work, assets.root, assets.data)
     capfd.readouterr()
     if isinstance(case.expect, int):
         rc = main([str(a) for a in target])
@@ -645,8 +643,8 @@ def test_bad_input(
         assert "\n" not in message.strip(), message
         out, err = capfd.readouterr()
         assert "Traceback" not in out + err
-    after = _snapshot(work, assets.root)
-    assert not _leftovers(work, assets.root), _leftovers(work, assets.root)
+    after = _snapshot(work, assets.root, assets.data)
+    assert not _leftovers(work, assets.root, assets.data), _leftovers(work, assets.root, assets.data)
     changed = [p for p, digest in before.items() if after.get(p) != digest]
     assert not changed, f"existing files changed or removed: {changed}"
     created = sorted(set(after) - set(before))

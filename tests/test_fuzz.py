@@ -282,16 +282,11 @@ def _run_worker(backend: str, files: list[Path]) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def bare_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def bare_models(tiny_bundle: Any) -> dict[str, Path]:
+    """The model files of the session's tiny FP32 bundles (conftest.py): read here, never written."""
     pytest.importorskip("onnxruntime", reason="pip install 'edgeseg[onnx]'")
     pytest.importorskip("openvino", reason="pip install 'edgeseg[openvino]'")
-    from edgeseg.exporters import ExportConfig, export
-    from tests.helpers import make_checkpoint
-
-    root = tmp_path_factory.mktemp("models")
-    ckpt = make_checkpoint(root / "ckpt.pt")
-    onnx = export(ckpt, ExportConfig(target="onnx", out=str(root / "onnx"), parity_images=1)).bundle
-    ir = export(ckpt, ExportConfig(target="openvino", out=str(root / "ir"), parity_images=1)).bundle
+    onnx, ir = tiny_bundle("onnx"), tiny_bundle("openvino")
     return {"onnx": onnx / "model.onnx", "xml": ir / "model.xml", "bin": ir / "model.bin"}
 
 

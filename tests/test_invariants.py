@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from edgeseg.cli import command, main
 from edgeseg.errors import EdgesegRuntimeError, InputError
-from tests.helpers import make_checkpoint, make_dataset, run_cli
+from tests.helpers import make_dataset, run_cli
 
 EDGESEG = Path(__file__).resolve().parents[1] / "edgeseg"
 TINY_TRAIN = ["--img-size", "32", "--depth", "2", "--width", "4", "--batch-size", "4", "--quiet"]
@@ -57,14 +57,14 @@ def _dummy_args(cmd: Any) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def assets(
+    tiny_ckpt: Path, tiny_bundle: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    """The session's tiny checkpoint and its FP32 ONNX bundle (conftest.py; "root" is their folder)
+    and a small dataset at the model's size. Read-only."""
     pytest.importorskip("onnxruntime", reason="pip install 'edgeseg[onnx]'")
-    root = tmp_path_factory.mktemp("inv")
-    ckpt = make_checkpoint(root / "ckpt.pt")
-    bundle = root / "b-onnx"
-    assert main(["export", str(ckpt), "--target", "onnx", "--out", str(bundle), "--parity-images", "1"]) == 0
-    data = make_dataset(root / "data", n=4, size=(64, 48), classes=4)
-    return {"root": root, "ckpt": ckpt, "bundle": bundle, "data": data}
+    data = make_dataset(tmp_path_factory.mktemp("inv") / "data", n=4, size=(64, 48), classes=4)
+    return {"root": tiny_ckpt.parent, "ckpt": tiny_ckpt, "bundle": tiny_bundle("onnx"), "data": data}
 
 
 def _nan_checkpoint(src: Path, dst: Path, value: float = float("nan"), index: int = 0) -> Path:
@@ -304,10 +304,10 @@ def test_ignored_option_combinations_are_refused(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    before = _files(assets["root"]) | _files(tmp_path)
+    before = _files(assets["root"]) | _files(assets["data"]) | _files(tmp_path)
     rc, _, err = run_cli(args(assets, tmp_path), capsys)
     assert rc == 2 and message in err and err.count("\n") == 1, err
-    assert _files(assets["root"]) | _files(tmp_path) == before
+    assert _files(assets["root"]) | _files(assets["data"]) | _files(tmp_path) == before
 
 
 @pytest.fixture(scope="module")
@@ -520,7 +520,10 @@ def test_library_hints_name_options_that_exist() -> None:
 
 
 def test_allocator_failures_read_as_out_of_memory(
-    assets: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    assets: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from edgeseg.runtimes import create_backend
     from edgeseg.runtimes.onnxruntime import OnnxRuntimeBackend
@@ -537,7 +540,7 @@ def test_allocator_failures_read_as_out_of_memory(
     # Through the CLI: one line, exit 1, and a hint naming only options the command has.
     rc, _, err = run_cli(
         ["predict", assets["bundle"], assets["data"] / "images", "--backend", "onnxruntime", "--out",
-         assets["root"] / "p"], capsys,
+         tmp_path / "p"], capsys,
     )  # fmt: skip
     assert rc == 1 and "ran out of memory" in err and err.count("\n") == 1, err
     monkeypatch.setattr("edgeseg.cli.info._bundle_info", lambda *a: (_ for _ in ()).throw(MemoryError()))

@@ -78,8 +78,11 @@ def test_torch_load_is_always_weights_only() -> None:
 
 
 # ------------------------------------------------------------------------------- the demo server
-@pytest.fixture
+@pytest.fixture(scope="module")
 def server():  # type: ignore[no-untyped-def]
+    """One server for the module's request tests: each request is independent and none changes what
+    the server holds (its stats are published here only). Module-scoped because closing a server
+    waits for its serve loop's poll (about 0.5 s), which 21 function-scoped servers paid each."""
     pytest.importorskip("cv2", reason="pip install 'edgeseg[demo]'")
     from edgeseg.demo.server import StreamServer
 

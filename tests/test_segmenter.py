@@ -1,8 +1,9 @@
 """Segmenter: the same masks from a checkpoint, an ONNX bundle and an OpenVINO bundle, for frames of odd
 sizes, colour and gray, one at a time and in batches; bare .onnx files; no torch in deployed processes.
 
-Two tiny U-Nets (depth 2, width 4, 64x48): a colour one (4 classes) and a gray one (3 classes), each
-exported once per module, one bundle static (batch 1) and one dynamic, so both batch paths run.
+Two tiny U-Nets (depth 2, width 4, 64x48): a colour one (4 classes; the session's, tests/conftest.py)
+and a gray one (3 classes, exported once per module), each with one bundle static (batch 1) and one
+dynamic, so both batch paths run.
 """
 
 from __future__ import annotations
@@ -30,18 +31,26 @@ SIZES = [(641, 479), (97, 61)]  # (width, height): odd, neither the model's size
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Path]]:
-    """{"color"|"gray": {"checkpoint": .pt, "onnx": bundle, "openvino": bundle}}."""
+def models(
+    tiny_ckpt: Path, tiny_bundle: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, dict[str, Path]]:
+    """{"color"|"gray": {"checkpoint": .pt, "onnx": bundle, "openvino": bundle}}; the colour model is
+    the session's tiny checkpoint and bundles (conftest.py). Read-only: tests copy before changing."""
+    out: dict[str, dict[str, Path]] = {
+        "color": {
+            "checkpoint": tiny_ckpt,
+            "onnx": tiny_bundle("onnx", dynamic=True),
+            "openvino": tiny_bundle("openvino"),
+        }
+    }
     root = tmp_path_factory.mktemp("models")
-    out: dict[str, dict[str, Path]] = {}
-    for name, channels, classes, dynamic in [("color", 3, 4, ("onnx",)), ("gray", 1, 3, ("openvino",))]:
-        ckpt = make_checkpoint(root / f"{name}.pt", channels=channels, classes=classes, seed=channels)
-        out[name] = {"checkpoint": ckpt}
-        for target in ("onnx", "openvino"):
-            config = ExportConfig(
-                target=target, dynamic=target in dynamic, parity_images=1, out=str(root / f"{name}-{target}")
-            )
-            out[name][target] = export(ckpt, config).bundle
+    gray = make_checkpoint(root / "gray.pt", channels=1, classes=3, seed=1)
+    out["gray"] = {"checkpoint": gray}
+    for target in ("onnx", "openvino"):
+        config = ExportConfig(
+            target=target, dynamic=target == "openvino", parity_images=1, out=str(root / f"gray-{target}")
+        )
+        out["gray"][target] = export(gray, config).bundle
     return out
 
 

@@ -12,6 +12,7 @@ from edgeseg.exporters.source import SourceFacts
 from tests.helpers import make_dataset, make_foreign_onnx
 
 
+@pytest.mark.usefixtures("small_ceilings")
 def test_benchmark_of_a_foreign_onnx_uses_the_source_as_baseline(tmp_path: Path):
     pytest.importorskip("onnxruntime")
     src = make_foreign_onnx(tmp_path / "foreign.onnx")

@@ -14,6 +14,7 @@ pytest.importorskip("onnx")
 from tests.helpers import make_checkpoint, run_cli
 
 
+@pytest.mark.usefixtures("small_ceilings")
 def test_throughput_mode_reports_images_per_second(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -16,24 +16,15 @@ pytest.importorskip("openvino", reason="pip install 'edgeseg[openvino]'")
 from edgeseg.demo import DemoConfig, run_demo
 from edgeseg.errors import EdgesegError
 from edgeseg.segmenter import Segmenter
-from tests.helpers import make_checkpoint
 
 KINDS = ("checkpoint", "onnx", "openvino", "tensorrt")
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A checkpoint and one bundle per target, the TensorRT one exported here (its graph, no engine)."""
-    from edgeseg.exporters import ExportConfig, export
-
-    root = tmp_path_factory.mktemp("choice")
-    ckpt = make_checkpoint(root / "tiny.pt", size=(64, 48))
-    out = {"checkpoint": ckpt}
-    for target in KINDS[1:]:
-        out[target] = export(
-            ckpt, ExportConfig(target=target, parity_images=1, out=str(root / target))
-        ).bundle
-    return out
+def models(tiny_ckpt: Path, tiny_bundle) -> dict[str, Path]:
+    """A checkpoint and one FP32 bundle per target, the session's (conftest.py); the TensorRT one
+    is its graph, no engine, where TensorRT is missing. Read-only."""
+    return {"checkpoint": tiny_ckpt, **{target: tiny_bundle(target) for target in KINDS[1:]}}
 
 
 def _segmenter_choice(path: Path, backend: str) -> str:

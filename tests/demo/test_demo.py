@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import make_checkpoint, make_dataset, run_cli
+from tests.helpers import make_dataset, run_cli
 
 cv2 = pytest.importorskip("cv2", reason="the demo needs OpenCV: pip install 'edgeseg[demo]'")
 pytest.importorskip("onnxruntime", reason="pip install 'edgeseg[onnx]'")
@@ -27,13 +27,10 @@ SIZE = (96, 72)  # small frames keep every run well under a second
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny FP32 ONNX bundle whose manifest records its checkpoint (the default baseline)."""
-    from edgeseg.exporters import ExportConfig, export
-
-    root = tmp_path_factory.mktemp("demo-model")
-    ckpt = make_checkpoint(root / "tiny.pt", size=(64, 48))
-    return Path(export(ckpt, ExportConfig(target="onnx", out=str(root / "bundle"), parity_images=1)).bundle)
+def bundle(tiny_bundle) -> Path:
+    """A tiny FP32 ONNX bundle whose manifest records its checkpoint (the default baseline): the
+    session's (conftest.py), 64x48. Read-only."""
+    return tiny_bundle("onnx")
 
 
 def config(**kw) -> DemoConfig:

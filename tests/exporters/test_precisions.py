@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from edgeseg.evaluation.metrics import ConfusionMatrix
-from tests.helpers import make_dataset
 
 pytest.importorskip("onnxruntime", reason="pip install 'edgeseg[onnx]'")
 pytest.importorskip("openvino", reason="pip install 'edgeseg[openvino]'")
@@ -21,15 +20,10 @@ CASES = [(t, p) for t in ("onnx", "openvino") for p in ("fp32", "fp16", "int8")]
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A briefly trained model: an untrained one outputs near-constant masks that any precision keeps."""
-    from edgeseg import train
-
-    root = tmp_path_factory.mktemp("precisions")
-    data = make_dataset(root / "data", n=12, size=(48, 48))
-    result = train(data=str(data), img_size=(48, 48), epochs=6, depth=2, width=8, batch_size=4,
-                   out=str(root / "run"), quiet=True)  # fmt: skip
-    return result.best_checkpoint, data
+def trained(trained_tiny: tuple[Path, Path]) -> tuple[Path, Path]:
+    """A briefly trained model, the session's (conftest.py): an untrained one outputs near-constant
+    masks that any precision keeps. Read-only."""
+    return trained_tiny
 
 
 @pytest.mark.parametrize(("target", "precision"), CASES, ids=[f"{t}-{p}" for t, p in CASES])

@@ -11,8 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import make_dataset
-
 onnx = pytest.importorskip("onnx", reason="pip install 'edgeseg[onnx]'")
 pytest.importorskip("onnxruntime", reason="pip install 'edgeseg[onnx]'")
 
@@ -22,16 +20,14 @@ from edgeseg.exporters.tensorrt_graph import check_engine_ready  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    """A briefly trained tiny model (an untrained one predicts one class, which any precision keeps)
-    exported for TensorRT at fp16 and int8, parity measured on its labelled data."""
-    from edgeseg import train
+def bundles(trained_tiny: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """The session's briefly trained tiny model (conftest.py; an untrained one predicts one class,
+    which any precision keeps) exported for TensorRT at fp16 and int8, parity measured on its
+    labelled data."""
     from edgeseg.exporters import ExportConfig, export
 
     root = tmp_path_factory.mktemp("trtgraph")
-    data = make_dataset(root / "data", n=12, size=(48, 48))
-    ckpt = train(data=str(data), img_size=(48, 48), epochs=6, depth=2, width=8, batch_size=4,
-                 out=str(root / "run"), quiet=True).best_checkpoint  # fmt: skip
+    ckpt, data = trained_tiny
     out: dict[str, object] = {}
     for precision in ("fp16", "int8"):
         out[precision] = export(

@@ -2,7 +2,8 @@
 it runs, goes through the same parity, shape, batch, load/close and bad-input tests. A backend whose
 package is missing skips, naming the extra to install. The registry's own behaviour is tested below.
 
-Artifacts (a tiny U-Net, depth 2, width 4, at 64x48, static and dynamic) are built once per module.
+Artifacts (a tiny U-Net, depth 2, width 4, at 64x48, static and dynamic) are the session's
+(tests/conftest.py), built once for the whole run.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from edgeseg.runtimes import (
     registered_backends,
     resolve_backend,
 )
-from tests.helpers import make_checkpoint
 
 SHAPE = (3, 48, 64)  # C, H, W of the tiny model's export size
 CLASSES = 4
@@ -40,14 +40,15 @@ CASES = [(name, kind) for name in registered_backends() for kind in backend_entr
 
 
 @pytest.fixture(scope="module")
-def ckpt_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("torch")
-    return make_checkpoint(tmp_path_factory.mktemp("run") / "best.pt", classes=CLASSES)
+def ckpt_path(tiny_ckpt: Path) -> Path:
+    """The session's tiny checkpoint (conftest.py: 4 classes, 64x48). Read-only."""
+    return tiny_ckpt
 
 
 @pytest.fixture(scope="module")
-def artifact(ckpt_path: Path) -> Callable[[str, bool], Path]:
-    """artifact(kind, dynamic): the model file of that kind, exported on first use."""
+def artifact(ckpt_path: Path, tiny_bundle: Callable[..., Path]) -> Callable[[str, bool], Path]:
+    """artifact(kind, dynamic): the model file of that kind, from the session's bundles (exported
+    on first use). Read-only: tests that damage a model file copy it first."""
     cache: dict[tuple[str, bool], Path] = {}
 
     def get(kind: str, dynamic: bool) -> Path:
@@ -56,13 +57,10 @@ def artifact(ckpt_path: Path) -> Callable[[str, bool], Path]:
         if kind not in BUILDABLE:
             pytest.skip(f"no {kind} artifact can be built on this machine")
         if (kind, dynamic) not in cache:
-            from edgeseg.exporters import ExportConfig, export
+            from edgeseg.manifest import read_manifest
 
-            try:
-                result = export(ckpt_path, ExportConfig(target=kind, dynamic=dynamic, parity_images=1))
-            except MissingDependencyError as exc:
-                pytest.skip(str(exc))
-            cache[kind, dynamic] = result.bundle / result.manifest.model_file
+            bundle = tiny_bundle(kind, dynamic=dynamic)
+            cache[kind, dynamic] = bundle / read_manifest(bundle).model_file
         return cache[kind, dynamic]
 
     return get
