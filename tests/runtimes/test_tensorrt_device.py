@@ -132,8 +132,10 @@ def cuda(monkeypatch: pytest.MonkeyPatch) -> FakeCuda:
         "stream": lambda stream: nullcontext(),
     }.items():
         monkeypatch.setattr(torch.cuda, name, value)
-    empty = torch.empty
-    monkeypatch.setattr(torch, "empty", lambda *a, device=None, pin_memory=False, **k: empty(*a, **k))
+    # The fake engine writes nothing into its output buffers: zeros, not whatever memory held (a NaN
+    # there is rightly refused by the output check).
+    zeros = torch.zeros
+    monkeypatch.setattr(torch, "empty", lambda *a, device=None, pin_memory=False, **k: zeros(*a, **k))
     monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt(fake))
     return fake
 
