@@ -559,5 +559,6 @@ def _meta(
         "cpu_peak": peak.to_dict(),
         "sgemm_gflops": round(sgemm_gflops(), 1),
         "timing": "model: backend.infer on one preprocessed 1xCxHxW input; total: Segmenter call on a "
-        f"{FRAME_SIZE[0]}x{FRAME_SIZE[1]} frame (pre + infer + post); rounds interleaved across rows",
+        f"{config.frame_size[0]}x{config.frame_size[1]} frame (pre + infer + post, the frame resized by "
+        f"{config.resize_kernel}); rounds interleaved across rows",
     }

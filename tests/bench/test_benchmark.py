@@ -49,7 +49,8 @@ def test_rows_hold_measured_figures(report: tuple[BenchmarkReport, Path, list[st
     rep, _, _ = report
     assert [r.name for r in rep.rows] == ["pytorch", "onnx:fp32", "openvino:fp32"]
     assert [r.backend for r in rep.rows] == ["torch", "onnxruntime", "openvino"]
-    assert rep.meta["frame_size"] == [97, 61]
+    assert rep.meta["frame_size"] == [97, 61] and rep.meta["resize_kernel"] == "pillow"
+    assert "Segmenter call on a 97x61 frame" in rep.meta["timing"]  # the frame timed, not the default
     assert rep.meta["ceilings"]["fp32"]["gflops"] > 0
     assert all(r.ceiling_share is not None and 0 < r.ceiling_share <= 1 for r in rep.rows)
     base = rep.rows[0]

@@ -310,3 +310,29 @@ def test_an_engine_file_is_a_tensorrt_model_not_a_checkpoint(tmp_path: Path, cap
     rc, _, err = run_cli(args, capsys)
     assert rc == 2 and len(err.splitlines()) == 1
     assert "needs the 'tensorrt' package" in err and "checkpoint" not in err
+
+
+def test_predict_resize_kernel_torch_writes_the_same_masks(tiny_bundle, tmp_path, capsys) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from tests.helpers import run_cli
+
+    bundle = tiny_bundle("onnx")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8)).save(photos / "cam.png")
+    masks = {}
+    for kernel in ("pillow", "torch"):
+        out = tmp_path / kernel
+        rc, _, err = run_cli(["predict", bundle, photos, "--out", out, "--resize-kernel", kernel], capsys)
+        assert rc == 0, err
+        masks[kernel] = np.asarray(Image.open(out / "cam_mask.png"))
+    assert masks["torch"].shape == (720, 1280)
+    assert (masks["torch"] == masks["pillow"]).mean() >= 0.999
+    rc, _, err = run_cli(
+        ["predict", bundle, photos, "--out", tmp_path / "x", "--resize-kernel", "cv2"], capsys
+    )
+    assert rc == 2 and err.strip() == "edgeseg: error: resize_kernel must be one of pillow, torch; got 'cv2'"
+    assert not (tmp_path / "x" / "cam_mask.png").exists()
