@@ -79,7 +79,8 @@ class Preprocessing:
 
     @property
     def fused(self) -> bool:
-        """Whether the graph takes frames (uint8 NHWC) and does resize and normalisation itself."""
+        """Whether the graph takes uint8 NHWC frames and normalises them itself (`graph_steps` says
+        whether it also resizes them: TensorRT's does; the CPU runtimes' get them resized here)."""
         return bool(self.graph_steps)
 
 
@@ -193,12 +194,13 @@ def resolve_preprocessing(
 def _fused(
     manifest: Manifest, overrides: Overrides, inp: TensorSpec, out: TensorSpec, where: str
 ) -> Preprocessing:
-    """The preprocessing of a graph that resizes and normalises frames itself (its manifest's)."""
+    """The preprocessing of a graph with pre/post inside (its manifest's): it normalises frames (and,
+    with "resize" in its steps, resizes them) itself."""
     meta = manifest.input
     size = overrides.img_size or (meta.width, meta.height)
     if size != (meta.width, meta.height):
         raise InputError(
-            f"{where} resizes frames to {meta.width}x{meta.height} inside its graph; img_size "
+            f"{where} has its pre/post in the graph, built for {meta.width}x{meta.height}; img_size "
             f"{size[0]}x{size[1]} needs a model exported without pre/post in the graph (--no-fuse-prepost)"
         )
     if (
@@ -208,7 +210,7 @@ def _fused(
         or overrides.color_order
     ):
         raise InputError(
-            f"{where} does its resize and normalisation inside its graph; resize, mean, std and "
+            f"{where} does its normalisation inside its graph; resize, mean, std and "
             "color_order cannot be overridden (export with --no-fuse-prepost to choose them here)"
         )
     if inp.dtype != "uint8" or out.static_dim(1) not in (None, manifest.output.classes):
