@@ -680,9 +680,12 @@ def test_extreme_frame_sizes_work(assets: Assets, shape: tuple[int, ...]) -> Non
 # -------------------------------------------------------------------------------------- SIGINT
 def _spawn(args: list[Any], cwd: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    # A test run started in the background by a shell has SIGINT ignored, and a child inherits that
+    # (Python then installs no handler): the command gets the default disposition, as in a terminal.
     return subprocess.Popen(
         [sys.executable, "-m", "edgeseg", *map(str, args)],
         cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
 
 
