@@ -236,8 +236,7 @@ def benchmark(
             from edgeseg.bench.throughput import measure_throughput
 
             def options(row: BenchRow) -> dict[str, Any]:
-                extra = src.segmenter_options(size) if row.reference else {}
-                return {**extra, "resize_kernel": config.resize_kernel}
+                return _segmenter_options(row, size, src, config.resize_kernel)
 
             measure_throughput(rows, frame, max(config.runs, 4 * usable_cores()), options, say)
     finally:
@@ -434,6 +433,15 @@ def _reusable(dest: Path, src: ExportSource, size: tuple[int, int]) -> bool:
     return m.source.get("sha256") == src.sha256 and (m.input.width, m.input.height) == size
 
 
+def _segmenter_options(
+    row: BenchRow, size: tuple[int, int], src: ExportSource, resize_kernel: str
+) -> dict[str, Any]:
+    """The Segmenter arguments of a row beyond its model: the baseline's preprocessing (a bundle
+    carries its own) and the run's resize kernel; the latency and throughput timings share them."""
+    extra = src.segmenter_options(size) if row.reference else {}
+    return {**extra, "resize_kernel": resize_kernel}
+
+
 def _load_row(row: BenchRow, size: tuple[int, int], src: ExportSource, resize_kernel: str) -> Any:
     from edgeseg.segmenter import Segmenter
 
@@ -441,12 +449,10 @@ def _load_row(row: BenchRow, size: tuple[int, int], src: ExportSource, resize_ke
     # Each row runs on its own target's runtime (an ONNX bundle on ONNX Runtime, not on OpenVINO),
     # so the row measures what its name says; the baseline on the source's reference runtime.
     backend = row.backend if row.reference else get_target(row.target).backends[0]
-    kwargs = src.segmenter_options(size) if row.reference else {}
+    kwargs = _segmenter_options(row, size, src, resize_kernel)
     with RssSampler() as mem:
         try:
-            seg = Segmenter(
-                row.path, backend=backend, input_format="rgb", resize_kernel=resize_kernel, **kwargs
-            )
+            seg = Segmenter(row.path, backend=backend, input_format="rgb", **kwargs)
         except Exception as exc:  # a row that cannot load here keeps its place with the reason
             row.status, row.reason = "not available", first_line(exc)
             return None

@@ -11,13 +11,14 @@ when it shrinks: its support widens with the scale; weights normalised inside th
 runs depends on the runtime, by measurement (`benchmarks/resize_speed.py`, one run, 2-core CPU):
 
 - ONNX Runtime and OpenVINO (CPU): on the host, `resize_image(parallel=True)`, Pillow split into
-  strips on the usable cores, bit-identical to one Pillow call. The in-graph kernels are either as
-  slow as one Pillow call and single-threaded (ONNX `Resize(linear, antialias=1)` on ONNX Runtime,
-  within 1 grey level of Pillow) or 5-7x slower (OpenVINO's `RESIZE_BILINEAR_PILLOW`), and the fast
-  ones are not Pillow's filter: ONNX linear without antialias, OpenVINO `RESIZE_LINEAR`, OpenCV
-  `INTER_LINEAR` differ by up to 167 grey levels on shrinking frames, OpenCV `INTER_AREA` by up to
-  125; each would change masks. The manifest's `graph_steps` then lists "normalize" without
-  "resize", and `Segmenter` resizes the uint8 frame before handing it over.
+  strips on the usable cores, bit-identical to one Pillow call. The in-graph kernels are slower:
+  ONNX `Resize(linear, antialias=1)` on ONNX Runtime takes 0.7-0.8x of one Pillow call against the
+  strips' 0.55-0.63x on 2 cores (within 1 grey level of Pillow), OpenVINO's
+  `RESIZE_BILINEAR_PILLOW` 5-7x one call; and the fast ones are not Pillow's filter: ONNX linear
+  without antialias, OpenVINO `RESIZE_LINEAR`, OpenCV `INTER_LINEAR` differ by up to 167 grey
+  levels on shrinking frames, OpenCV `INTER_AREA` by up to 125; each would change masks. The
+  manifest's `graph_steps` then lists "normalize" without "resize", and `Segmenter` resizes the
+  uint8 frame before handing it over.
 - TensorRT: in the graph (`edgeseg.exporters.prepost_engine`: the filter as two matrix products,
   cheap on a GPU), so frames of any size go to the device as uint8.
 
