@@ -17,7 +17,7 @@ from collections.abc import Callable
 import numpy as np
 
 import edgeseg.runtimes.base as base
-import edgeseg.runtimes.onnxruntime as ort_backend
+import edgeseg.targets.onnx.backend as ort_backend
 from edgeseg.runtimes import create_backend
 
 

@@ -28,22 +28,13 @@ class EdgesegRuntimeError(EdgesegError, RuntimeError):
     exit_code = 1
 
 
-# Packages whose libraries do not come from PyPI: what to install instead of a pip extra.
-_INSTALL_HINTS = {
-    "tensorrt": (
-        "on x86 with an NVIDIA GPU 'pip install tensorrt-cu12' (its libraries download from NVIDIA's "
-        "index), on a Jetson JetPack's TensorRT ('sudo apt install python3-libnvinfer')"
-    ),
-}
-
-
 class MissingDependencyError(InputError, ImportError):
     """An optional package is not installed; the message names the extra to install."""
 
-    def __init__(self, package: str, extra: str | None, purpose: str) -> None:
-        # A core dependency (torch) has no extra: name the package itself.
-        install = f"pip install 'edgeseg[{extra}]'" if extra else f"pip install {package}"
-        install = _INSTALL_HINTS.get(package, install)
+    def __init__(self, package: str, extra: str | None, purpose: str, *, hint: str | None = None) -> None:
+        # A core dependency (torch) has no extra: name the package itself. `hint` replaces the pip
+        # line for a package whose libraries do not come from PyPI (a target's descriptor says so).
+        install = hint or (f"pip install 'edgeseg[{extra}]'" if extra else f"pip install {package}")
         super().__init__(f"{purpose} needs the '{package}' package, which is not installed: {install}")
         self.package = package
         self.extra = extra

@@ -1,19 +1,19 @@
-"""The one table of export targets x precisions.
+"""The one table of export targets x precisions, read from the targets' descriptors.
 
 The CLI's choices, the validation of export options, the check for missing packages and the README's
-support matrix all come from `TARGETS`, so adding a precision or an option to a target is one edit
-here. The module imports nothing heavy: it only describes, and `missing_packages` asks
-`importlib.util.find_spec`, which finds a package without importing it (only `module_version`,
-used once a package is needed anyway, imports).
+support matrix all come from `TARGETS`, built from the descriptors of edgeseg.targets: adding a
+precision or an option to a target is one edit in its descriptor. The module imports nothing heavy:
+it only describes, and `missing_packages` asks `importlib.util.find_spec`, which finds a package
+without importing it (only `module_version`, used once a package is needed anyway, imports).
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
-from dataclasses import dataclass
 
 from edgeseg.errors import InputError, MissingDependencyError
+from edgeseg.targets import DESCRIPTORS, Requirement, Target
 
 __all__ = [
     "PRECISIONS",
@@ -25,6 +25,7 @@ __all__ = [
     "get_target",
     "missing_packages",
     "module_version",
+    "parse_precision",
     "support_matrix_markdown",
     "validate_export_options",
 ]
@@ -36,96 +37,8 @@ _FLAGS = {"prepost": "fuse-prepost"}
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 
 
-@dataclass(frozen=True)
-class Requirement:
-    """A Python package an export needs: the name it is imported by and the pip extra that installs it."""
-
-    module: str
-    extra: str
-
-
-@dataclass(frozen=True)
-class Target:
-    """One deployment target and what edgeseg can do with it today.
-
-    Attributes:
-        name: the `--target` value.
-        title: the runtime's name for people.
-        suffixes: the suffixes of the files an export writes, the model file's first.
-        precisions: the precisions that can be exported now.
-        planned: precisions that will come (listed in the docs, refused by the exporter).
-        options: export options the target accepts besides the precision (e.g. "dynamic").
-        requires: packages the export needs (the exporter itself and the parity check's runtime).
-        backends: runtime backends that can run the exported files.
-        exporter: the module that writes the target's files; None while the target is not exportable.
-        reference_backend: the backend that runs the exported model file on CPU for parity and
-            accuracy checks; None for the first of `backends`.
-    """
-
-    name: str
-    title: str
-    suffixes: tuple[str, ...]
-    precisions: tuple[str, ...]
-    planned: tuple[str, ...]
-    options: frozenset[str]
-    requires: tuple[Requirement, ...]
-    backends: tuple[str, ...]
-    exporter: str | None
-    reference_backend: str | None = None
-
-    @property
-    def exportable(self) -> bool:
-        """Whether `edgeseg export` can write this target now."""
-        return self.exporter is not None and bool(self.precisions)
-
-
-_ONNX_TOOLS = (
-    Requirement("onnx", "onnx"),
-    Requirement("onnxscript", "onnx"),  # torch's dynamo ONNX exporter is built on it
-)
-
-TARGETS: dict[str, Target] = {
-    t.name: t
-    for t in (
-        Target(
-            name="onnx",
-            title="ONNX Runtime",
-            suffixes=(".onnx",),
-            precisions=("fp32", "fp16", "int8"),
-            planned=(),
-            options=frozenset({"dynamic", "prepost"}),
-            requires=(*_ONNX_TOOLS, Requirement("onnxruntime", "onnx")),
-            backends=("onnxruntime", "openvino"),
-            exporter="edgeseg.exporters.onnx",
-        ),
-        Target(
-            name="openvino",
-            title="OpenVINO",
-            suffixes=(".xml", ".bin"),
-            precisions=("fp32", "fp16", "int8"),
-            planned=(),
-            options=frozenset({"dynamic", "prepost"}),
-            # The IR is converted from the exported ONNX graph, so the ONNX tools are needed too.
-            requires=(*_ONNX_TOOLS, Requirement("openvino", "openvino")),
-            backends=("openvino",),
-            exporter="edgeseg.exporters.openvino",
-        ),
-        Target(
-            name="tensorrt",
-            title="TensorRT",
-            suffixes=(".engine", ".onnx"),
-            precisions=("fp32", "fp16", "int8"),
-            planned=(),
-            options=frozenset({"dynamic", "batch", "prepost"}),
-            # Exporting writes and verifies the engine-ready ONNX (on CPU, with ONNX Runtime); the engine
-            # itself is built where TensorRT and the GPU are (see edgeseg.runtimes.tensorrt.build).
-            requires=(*_ONNX_TOOLS, Requirement("onnxruntime", "onnx")),
-            backends=("tensorrt",),
-            exporter="edgeseg.exporters.tensorrt",
-            reference_backend="onnxruntime",
-        ),
-    )
-}
+# Derived from the descriptors in edgeseg/targets/<name>/__init__.py, in their registration order.
+TARGETS: dict[str, Target] = {t.name: t for t in DESCRIPTORS}
 
 
 def get_target(name: str) -> Target:
@@ -134,6 +47,16 @@ def get_target(name: str) -> Target:
     if target is None:
         raise InputError(f"unknown target '{name}'; choose from {', '.join(TARGETS)}")
     return target
+
+
+def parse_precision(precision: str, where: str = "") -> str:
+    """The precision named by `precision` ("FP16 " -> "fp16"); InputError listing the choices. `where`
+    says where the value came from in the message (e.g. "in --targets 'onnx:fp8'")."""
+    prec = str(precision).strip().lower()
+    if prec not in PRECISIONS:
+        place = f" {where}" if where else ""
+        raise InputError(f"unknown precision '{precision}'{place}; choose from {', '.join(PRECISIONS)}")
+    return prec
 
 
 def exportable_targets() -> list[str]:
@@ -158,9 +81,7 @@ def validate_export_options(
         raise InputError(
             f"target {tgt.name} cannot be exported yet; exportable targets: {', '.join(exportable_targets())}"
         )
-    prec = str(precision).strip().lower()
-    if prec not in PRECISIONS:
-        raise InputError(f"unknown precision '{precision}'; choose from {', '.join(PRECISIONS)}")
+    prec = parse_precision(precision)
     if prec not in tgt.precisions:
         raise InputError(
             f"precision {prec} is not available for target {tgt.name} yet; "
@@ -196,7 +117,9 @@ def ensure_packages(target: str | Target, purpose: str | None = None) -> None:
     missing = set(missing_packages(tgt))
     for req in tgt.requires:
         if req.module in missing:
-            raise MissingDependencyError(req.module, req.extra, purpose or f"exporting to {tgt.name}")
+            raise MissingDependencyError(
+                req.module, req.extra, purpose or f"exporting to {tgt.name}", hint=req.hint
+            )
 
 
 def support_matrix_markdown() -> str:

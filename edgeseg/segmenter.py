@@ -38,7 +38,7 @@ from edgeseg.preprocess import (
     restore_ids,
     restore_output,
 )
-from edgeseg.runtimes import Backend, artifact_kind, create_backend, resolve_backend
+from edgeseg.runtimes import Backend, artifact_kind, backend_entry, create_backend, resolve_backend
 
 __all__ = ["MODES", "SegResult", "Segmenter"]
 
@@ -81,35 +81,6 @@ def _input_format(value: str) -> str:
     if fmt not in INPUT_FORMATS:
         raise InputError(f"input_format must be 'bgr' or 'rgb'; got '{value}'")
     return fmt
-
-
-def _fused_onnx_backend(requested: str, name: str, manifest: Manifest | None, where: str) -> str:
-    """The backend for an ONNX graph that resizes frames itself (a fused graph of an earlier release,
-    or TensorRT's engine-ready graph): ONNX Runtime, because OpenVINO's CPU plugin ignores ONNX
-    Resize's `antialias` (measured: up to 129 grey levels off Pillow's resize when shrinking), which
-    would change the masks. "auto" is steered to onnxruntime; an explicit
-    openvino (or a bare .onnx found to be such a graph once loaded) is refused with what to do."""
-    fused = manifest is not None and manifest.target == "onnx" and "resize" in manifest.input.graph_steps
-    if not fused or name != "openvino":
-        return name
-    if requested.strip().lower() == "auto":
-        return resolve_backend("onnxruntime", "onnx")
-    raise InputError(
-        f"model {where} resizes frames inside its ONNX graph with an antialiased Resize, which OpenVINO "
-        "does not honour; run it with backend='onnxruntime', or export it again (fused graphs of this "
-        "release leave the resize to the host and run on both)"
-    )
-
-
-def _throughput_options(backend: str) -> dict[str, Any]:
-    """Backend options of throughput mode: the runtime's own parallelism over the frames of a batch."""
-    if backend == "openvino":
-        return {"performance_hint": "THROUGHPUT"}
-    if backend == "onnxruntime":
-        # One thread per run and runs in parallel beat all threads on one frame after another: a
-        # small network's operators do not split well over cores, whole frames do.
-        return {"parallel": usable_cores(), "threads": 1}
-    return {}
 
 
 class Segmenter:
@@ -184,15 +155,19 @@ class Segmenter:
             class_names=tuple(names) if names else None,
         )
         model_file, manifest = _locate(Path(path))
-        name = resolve_backend(backend, artifact_kind(model_file), manifest.target if manifest else None)
-        name = _fused_onnx_backend(backend, name, manifest, f"'{path}'")
+        kind, where = artifact_kind(model_file), f"'{path}'"
+        target = manifest.target if manifest else None
+        steps = manifest.input.graph_steps if manifest else ()
+        name = resolve_backend(backend, kind, target, steps, where)
         if self.mode == "throughput":
-            backend_options = {**_throughput_options(name), **backend_options}
+            throughput = backend_entry(name).throughput
+            backend_options = {**(throughput() if throughput else {}), **backend_options}
             self._workers = usable_cores()
         self._backend: Backend = create_backend(name, model_file, device=device, **backend_options).load()
         try:
             self._manifest = manifest or self._backend.embedded_manifest
-            _fused_onnx_backend("loaded", name, self._manifest, f"'{path}'")  # a bare .onnx
+            if manifest is None and self._manifest is not None:  # a bare .onnx: what its metadata says
+                resolve_backend(name, kind, None, self._manifest.input.graph_steps, where)
             self._pre = resolve_preprocessing(
                 self._manifest,
                 overrides,

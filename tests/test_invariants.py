@@ -161,7 +161,7 @@ def test_nan_logits_fail_predict_without_masks(
 ) -> None:
     """Logits that turn NaN at run time (an FP16 overflow, a damaged runtime): argmax would make
     all-zero masks; the call fails instead, and predict writes nothing and exits 1."""
-    from edgeseg.runtimes.onnxruntime import OnnxRuntimeBackend
+    from edgeseg.targets.onnx.backend import OnnxRuntimeBackend
 
     real = OnnxRuntimeBackend._infer
 
@@ -526,7 +526,7 @@ def test_allocator_failures_read_as_out_of_memory(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from edgeseg.runtimes import create_backend
-    from edgeseg.runtimes.onnxruntime import OnnxRuntimeBackend
+    from edgeseg.targets.onnx.backend import OnnxRuntimeBackend
 
     def bad_alloc(self: Any, feed: Any) -> Any:
         raise RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : std::bad_alloc\n  at arena.cc:42")

@@ -23,6 +23,7 @@ from typing import Any
 
 from edgeseg._cpu import usable_cores
 from edgeseg.errors import InputError
+from edgeseg.targets import DESCRIPTORS, backend_specs
 
 __all__ = ["compare_tables", "environment", "environment_lines", "load_card", "run_record"]
 
@@ -31,14 +32,12 @@ _ISA_FLAGS = (
     "sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx512_fp16",
     "avx_vnni", "amx_tile", "amx_int8", "amx_bf16", "asimd", "asimddp", "sve", "i8mm", "bf16",
 )  # fmt: skip
-# Distributions whose versions make figures differ; onnxruntime may come as onnxruntime-gpu.
-_PACKAGES = {
+# Distributions whose versions make figures differ: the runtimes' and targets' own (from their
+# descriptors; onnxruntime may come as onnxruntime-gpu) and the libraries every row uses.
+_PACKAGES: dict[str, tuple[str, ...]] = {
     "torch": ("torch",),
-    "onnx": ("onnx",),
-    "onnxruntime": ("onnxruntime", "onnxruntime-gpu"),
-    "openvino": ("openvino",),
-    "nncf": ("nncf",),
-    "tensorrt": ("tensorrt", "tensorrt-cu12", "tensorrt-cu11"),
+    **{spec.name: spec.packages for spec in backend_specs() if spec.packages},
+    **{name: (name,) for target in DESCRIPTORS for name in target.packages},
     "numpy": ("numpy",),
     "opencv": ("opencv-python", "opencv-python-headless", "opencv-contrib-python"),
 }

@@ -18,12 +18,16 @@ case; the ceiling is then raised to that row's rate and says so, so a share neve
 
 from __future__ import annotations
 
+import importlib
 import statistics
 import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+from edgeseg.runtimes.registry import missing_packages_of
+from edgeseg.targets import backend_specs
 
 __all__ = ["apply_ceilings", "conv_graph", "measure_ceilings"]
 
@@ -73,25 +77,17 @@ def _rate(call: Callable[[], object], macs: int, seconds: float) -> float:
 
 
 def _runners(model: Any, x: np.ndarray, precision: str) -> dict[str, Callable[[], object]]:
-    import importlib.util
-
+    """A timed call of the ceiling graph per installed runtime that says how to run it at `precision`
+    (each backend's `peak` in its target's descriptor)."""
     data = model.SerializeToString()
     runners: dict[str, Callable[[], object]] = {}
-    if importlib.util.find_spec("onnxruntime") is not None and precision != "fp16":
-        import onnxruntime as ort
-
-        session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-        runners["onnxruntime"] = lambda: session.run(None, {"x": x})
-    if importlib.util.find_spec("openvino") is not None:
-        from edgeseg._offline import quiet_telemetry
-
-        quiet_telemetry()
-        import openvino as ov
-
-        core = ov.Core()
-        config = {"INFERENCE_PRECISION_HINT": "f32"} if precision == "fp32" else {}
-        request = core.compile_model(core.read_model(data, b""), "CPU", config).create_infer_request()
-        runners["openvino"] = lambda: request.infer({0: x})
+    for spec in backend_specs():
+        if spec.peak is None or missing_packages_of(spec):
+            continue
+        module, function = spec.peak.split(":")
+        call = getattr(importlib.import_module(module), function)(data, x, precision)
+        if call is not None:
+            runners[spec.name] = call
     return runners
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from edgeseg._io import atomic_open, atomic_path, write_json
 from edgeseg.bench.card import environment_lines
 from edgeseg.bench.run import BenchmarkReport, BenchRow
+from edgeseg.formats import TARGETS
 
 __all__ = ["COLUMNS", "render_table", "write_reports"]
 
@@ -157,7 +158,7 @@ def _plot(report: BenchmarkReport, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=110)
     # Colour by runtime, marker by precision, names in the legend: labels beside the points
     # collide as soon as two artifacts are equally fast.
-    colours = {"onnx": "tab:blue", "openvino": "tab:purple", "tensorrt": "tab:green"}
+    colours = {t.name: t.colour for t in TARGETS.values()}
     markers = {"fp32": "o", "fp16": "s", "int8": "^"}
     for r in ok:
         y = (r.miou if use_miou else r.agreement) or 0.0

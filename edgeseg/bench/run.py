@@ -29,8 +29,8 @@ import numpy as np
 from edgeseg._guards import check_number, recorded_path, require_finite
 from edgeseg.bench.hardware import RssSampler, percentile_ms
 from edgeseg.errors import EdgesegError, InputError, MissingDependencyError, first_line
-from edgeseg.formats import PRECISIONS, TARGETS, get_target, missing_packages
-from edgeseg.runtimes.registry import backend_entry
+from edgeseg.formats import PRECISIONS, TARGETS, get_target, missing_packages, parse_precision
+from edgeseg.runtimes.registry import ensure_installed
 
 if TYPE_CHECKING:
     from edgeseg.exporters.source import ExportSource, SourceFacts
@@ -53,24 +53,20 @@ def parse_targets(spec: str | Sequence[str] | None) -> tuple[str, ...]:
     out: list[str] = []
     for part in parts or ["all"]:
         if part == "all":
-            names = [f"{t.name}:{p}" for t in TARGETS.values() for p in PRECISIONS if p in _known(t.name)]
+            names = [f"{t.name}:{p}" for t in TARGETS.values() for p in _known(t.name)]
         else:
             name, _, prec = part.partition(":")
             if name not in TARGETS:
                 raise InputError(f"unknown target '{name}' in --targets; choose from {', '.join(TARGETS)}")
-            precs = [prec] if prec else [p for p in PRECISIONS if p in _known(name)]
-            for p in precs:
-                if p not in PRECISIONS:
-                    choices = "/".join(PRECISIONS)
-                    raise InputError(f"unknown precision '{p}' in --targets '{part}'; use {choices}")
+            precs = [parse_precision(prec, f"in --targets '{part}'")] if prec else _known(name)
             names = [f"{name}:{p}" for p in precs]
         out += [n for n in names if n not in out]
     return tuple(out)
 
 
-def _known(target: str) -> tuple[str, ...]:
+def _known(target: str) -> list[str]:
     t = TARGETS[target]
-    return (*t.precisions, *t.planned)
+    return [p for p in PRECISIONS if p in (*t.precisions, *t.planned)]
 
 
 @dataclass(frozen=True)
@@ -391,10 +387,9 @@ def _export_row(
         row.status = "not available"
         row.reason = f"needs {', '.join(missing)} (pip install 'edgeseg[{','.join(extras)}]')"
         return
-    runtime = backend_entry(target.backends[0])
-    if runtime.missing():
-        # Nothing here could run the bundle, so exporting it would only cost time.
-        err = MissingDependencyError(runtime.missing()[0], runtime.extra, f"the {runtime.name} backend")
+    try:
+        ensure_installed(target.backends[0])
+    except MissingDependencyError as err:  # nothing here could run the bundle: exporting costs time
         row.status, row.reason = "not available", first_line(err)
         return
     dest = bundles / f"{row.target}-{row.precision}-{size[0]}x{size[1]}"

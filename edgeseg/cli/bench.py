@@ -39,18 +39,6 @@ def print_report(report: BenchmarkReport, paths: dict[str, Path]) -> None:
         typer.echo("wrote " + ", ".join(str(p) for p in paths.values()))
 
 
-def _frame_size(text: str) -> tuple[int, int]:
-    from edgeseg.data import parse_img_size
-    from edgeseg.errors import InputError
-
-    if "x" not in text.lower():  # parse_img_size reads "640" as 640x640; a frame says both sides
-        raise InputError(f"--frame-size must be WxH, e.g. 1280x720; got '{text}'")
-    try:
-        return parse_img_size(text)
-    except InputError:
-        raise InputError(f"--frame-size must be WxH, e.g. 1280x720; got '{text}'") from None
-
-
 def _compare(a: Path, b: Path) -> None:
     from rich.console import Console
 
@@ -168,7 +156,9 @@ def benchmark(
     )
     existing_dir(data, "--data")
     existing_dir(calib, "--calib", "a folder of images, or a dataset folder")
-    frame = _frame_size(frame_size)
+    from edgeseg.data import parse_frame_size
+
+    frame = parse_frame_size(frame_size)
     config = BenchmarkConfig(
         targets=chosen,
         data=str(data) if data else None,

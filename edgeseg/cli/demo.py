@@ -17,29 +17,21 @@ from edgeseg.cli._app import (
     writable_dir,
     writable_file,
 )
-
-
-def _size(text: str) -> tuple[int, int]:
-    from edgeseg.data import parse_img_size
-    from edgeseg.errors import InputError
-
-    try:
-        return parse_img_size(text)
-    except InputError:
-        raise InputError(f"--frame-size must be WxH, e.g. 640x480; got '{text}'") from None
+from edgeseg.cli._help import backend_help, model_help
+from edgeseg.data import parse_frame_size
 
 
 @app.command()
 def demo(
     ctx: typer.Context,
-    model: Annotated[Path, typer.Argument(help="Bundle folder, .onnx, .xml, .engine or checkpoint (.pt).")],
+    model: Annotated[Path, typer.Argument(help=model_help())],
     source: Annotated[
         str,
         typer.Option(
             help="synthetic, camera index (0), video file, image folder, rtsp://... or GStreamer pipeline."
         ),
     ] = "synthetic",
-    backend: Annotated[str, typer.Option(help="auto, torch, onnxruntime, openvino or tensorrt.")] = "auto",
+    backend: Annotated[str, typer.Option(help=backend_help())] = "auto",
     device: Annotated[str | None, typer.Option(help="Backend device (cpu, cuda, GPU, AUTO, ...).")] = None,
     threads: Annotated[
         int | None,
@@ -118,7 +110,7 @@ def demo(
         bind=bind,
         max_frames=max_frames,
         json_path=json_path,
-        frame_size=_size(frame_size),
+        frame_size=parse_frame_size(frame_size),
         fps=fps,
         loop=loop,
         stall_timeout=stall_timeout,

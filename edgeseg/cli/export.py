@@ -10,6 +10,7 @@ import typer
 from edgeseg._paths import Output, check_outputs
 from edgeseg.cli._app import JsonOpt, app, existing_dir, refuse_unused, writable_dir, write_json_opt
 from edgeseg.cli._facts import ClassesOpt, ColorOrderOpt, IgnoreIndexOpt, MeanOpt, StdOpt, parse_facts
+from edgeseg.cli._help import calib_method_help, targets_help
 
 
 @app.command()
@@ -18,7 +19,7 @@ def export(
     checkpoint: Annotated[
         Path, typer.Argument(help="Checkpoint (.pt), or an ONNX file (.onnx, e.g. from another framework).")
     ],
-    target: Annotated[str, typer.Option(help="Deployment target; see the support matrix in the README.")],
+    target: Annotated[str, typer.Option(help=targets_help())],
     precision: Annotated[str, typer.Option(help="fp32, fp16 or int8 (see the support matrix).")] = "fp32",
     img_size: Annotated[
         str | None,
@@ -43,9 +44,7 @@ def export(
         Path | None,
         typer.Option(help="INT8 calibration images (folder or dataset folder). Default: synthetic."),
     ] = None,
-    calib_method: Annotated[
-        str, typer.Option(help="INT8 range estimation for onnx: minmax, entropy or percentile.")
-    ] = "minmax",
+    calib_method: Annotated[str, typer.Option(help=calib_method_help())] = "minmax",
     max_drop: Annotated[
         float | None,
         typer.Option(
@@ -70,7 +69,7 @@ def export(
     fuse_prepost: Annotated[
         bool,
         typer.Option(
-            help="Resize, normalisation, argmax in the graph (uint8 frames in, ids out); every target."
+            help="Normalisation and argmax in the graph (uint8 frames in, ids out); TensorRT's also resizes."
         ),
     ] = False,
     json_path: JsonOpt = None,
@@ -83,9 +82,11 @@ def export(
 
     refuse_unused(ctx, ["parity_images"], val_data is None, "with --val-data (parity runs on its images)")
     facts = parse_facts(classes, mean, std, color_order, ignore_index)
+    # The bundle folder is checked by the export itself (edgeseg.exporters.export), for every caller;
+    # here only what the command adds, the JSON summary, against the inputs and the bundle.
     check_outputs(
-        [("CHECKPOINT", checkpoint), ("--val-data", val_data), ("--calib", calib)],
-        [Output("--out", out, "bundle") if out else None, Output("--json", json_path) if json_path else None],
+        [("CHECKPOINT", checkpoint), ("--val-data", val_data), ("--calib", calib), ("--out", out)],
+        [Output("--json", json_path) if json_path else None],
         overwrite=overwrite,
     )
     existing_dir(val_data, "--val-data")

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from edgeseg.cli._app import JsonOpt, OverwriteOpt, app, check_paths, write_json_opt
+from edgeseg.cli._help import model_help
 
 if TYPE_CHECKING:
     from edgeseg.manifest import Manifest
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
 
 @app.command()
 def info(
-    model: Annotated[Path, typer.Argument(help="Checkpoint (.pt), bundle folder, .onnx, .xml or .engine.")],
+    model: Annotated[Path, typer.Argument(help=model_help())],
     overwrite: OverwriteOpt = False,
     json_path: JsonOpt = None,
 ) -> None:

@@ -20,6 +20,7 @@ from edgeseg.cli._facts import (
     parse_facts,
     segmenter_options,
 )
+from edgeseg.cli._help import backend_help, model_help
 from edgeseg.errors import InputError
 
 
@@ -63,9 +64,9 @@ def _read_ahead(
 
 @app.command()
 def predict(
-    model: Annotated[Path, typer.Argument(help="Checkpoint (.pt), bundle folder, .onnx or OpenVINO .xml.")],
+    model: Annotated[Path, typer.Argument(help=model_help())],
     images: Annotated[list[Path], typer.Argument(help="Image files or folders of images.")],
-    backend: Annotated[str, typer.Option(help="auto, torch, onnxruntime or openvino.")] = "auto",
+    backend: Annotated[str, typer.Option(help=backend_help())] = "auto",
     device: Annotated[str | None, typer.Option(help="Backend device (cpu, cuda, GPU, AUTO, ...).")] = None,
     out: Annotated[
         Path, typer.Option(callback=writable_dir, help="Folder for <stem>_mask.png and <stem>_overlay.png.")

@@ -28,6 +28,7 @@ from edgeseg.cli._facts import (
     parse_facts,
     segmenter_options,
 )
+from edgeseg.cli._help import backend_help, model_help
 from edgeseg.errors import InputError
 
 
@@ -213,15 +214,13 @@ def _class_weights_spec(spec: str) -> str:
 
 @app.command("eval")
 def eval_(
-    model: Annotated[Path, typer.Argument(help="Checkpoint (.pt), bundle folder, .onnx or .xml to score.")],
+    model: Annotated[Path, typer.Argument(help=model_help("Model to score"))],
     data: Annotated[Path, typer.Option(help="Dataset folder (images/ + masks/).")],
     ignore_index: Annotated[
         int | None, typer.Option(min=0, help="Override the model's ignore label.")
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 8,
-    backend: Annotated[
-        str, typer.Option(help="For exported models: auto, onnxruntime or openvino.")
-    ] = "auto",
+    backend: Annotated[str, typer.Option(help=backend_help())] = "auto",
     device: Annotated[
         str | None, typer.Option(help="auto/cpu/cuda for checkpoints; the backend's device else.")
     ] = None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from edgeseg.data.folder import FolderDataset, read_class_names
 from edgeseg.data.imageio import (
     IMAGE_SUFFIXES,
+    parse_frame_size,
     parse_img_size,
     read_image,
     read_mask,
@@ -48,6 +49,7 @@ __all__ = [
     "SyntheticDataset",
     "default_normalization",
     "normalize",
+    "parse_frame_size",
     "parse_img_size",
     "read_class_names",
     "read_image",

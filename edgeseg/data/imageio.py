@@ -341,3 +341,12 @@ def parse_img_size(text: str) -> tuple[int, int]:
         if width > 0 and height > 0:
             return width, height
     raise InputError(f"--img-size must be N or WxH, e.g. 256 or 480x352; got '{text}'")
+
+
+def parse_frame_size(text: str) -> tuple[int, int]:
+    """Parse a --frame-size value, which names both sides: "1280x720" -> (1280, 720). A bare "640" is
+    refused: a camera frame is rarely square, and reading it as 640x640 would time the wrong frame."""
+    match = _SIZE_RE.match(str(text))
+    if match and match.group(2) is not None and int(match.group(1)) > 0 and int(match.group(2)) > 0:
+        return int(match.group(1)), int(match.group(2))
+    raise InputError(f"--frame-size must be WxH, e.g. 1280x720; got '{text}'")

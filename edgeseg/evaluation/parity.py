@@ -26,7 +26,7 @@ import numpy as np
 from edgeseg._guards import recorded_path, require_finite
 from edgeseg.errors import EdgesegRuntimeError, InputError
 from edgeseg.evaluation.metrics import ConfusionMatrix
-from edgeseg.formats import TARGETS, module_version
+from edgeseg.formats import TARGETS
 
 if TYPE_CHECKING:
     import torch
@@ -42,7 +42,6 @@ __all__ = [
     "parity_backend",
     "parity_batches",
     "run_artifact",
-    "runtime_name",
 ]
 
 
@@ -182,8 +181,7 @@ def onnx_reference(
 def _parity_backend_name(target: str) -> str:
     from edgeseg.runtimes import registered_backends
 
-    # The first backend the format table lists for a target is its reference runtime.
-    runnable = {t.name: t.reference_backend or t.backends[0] for t in TARGETS.values() if t.backends}
+    runnable = {t.name: t.parity_backend for t in TARGETS.values() if t.backends}
     runnable = {t: b for t, b in runnable.items() if b in registered_backends()}
     if target not in runnable:
         raise InputError(f"no parity runner for target '{target}'; available: {', '.join(runnable)}")
@@ -193,22 +191,13 @@ def _parity_backend_name(target: str) -> str:
 def parity_backend(target: str, path: str | os.PathLike[str]) -> Backend:
     """The backend parity runs `target`'s artifact with, unloaded: the first backend the format table
     lists for the target (ONNX Runtime for .onnx, OpenVINO for the IR), on CPU with its defaults
-    (for OpenVINO: f32 for fp32 models, see edgeseg.runtimes.openvino).
+    (for OpenVINO: f32 for fp32 models, see edgeseg.targets.openvino.backend).
 
     Raises InputError for a target no registered backend runs.
     """
     from edgeseg.runtimes import create_backend
 
     return create_backend(_parity_backend_name(target), path, device="cpu")
-
-
-def runtime_name(target: str) -> str:
-    """What `run_artifact` uses for `target`, with its version, e.g. "openvino 2026.4.1"; a parity
-    report's `runtime` also names the settings the artifact ran with (device, precision)."""
-    from edgeseg.runtimes import get_backend_class
-
-    name = _parity_backend_name(target)
-    return f"{name} {module_version(get_backend_class(name).package).split('-')[0]}"
 
 
 def run_artifact(target: str, path: str | os.PathLike[str], batch: np.ndarray) -> np.ndarray:

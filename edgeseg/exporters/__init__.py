@@ -30,13 +30,13 @@ from typing import TYPE_CHECKING, Any
 from edgeseg._claims import Claim, claim
 from edgeseg._paths import Output, check_outputs
 from edgeseg.errors import InputError
+from edgeseg.exporters.accuracy import Bound, DropMeter
 from edgeseg.formats import Target, ensure_packages, module_version, validate_export_options
 from edgeseg.manifest import INPUT_NAME, MANIFEST_NAME, OUTPUT_NAME, Manifest, write_manifest
 
 if TYPE_CHECKING:
     from edgeseg.evaluation.parity import ParityReport, Reference
-    from edgeseg.exporters.accuracy import DropMeter
-    from edgeseg.exporters.quantize import CalibrationSet
+    from edgeseg.exporters.calibset import CalibrationSet
     from edgeseg.exporters.source import ExportSource, SourceFacts
 
 __all__ = [
@@ -48,7 +48,6 @@ __all__ = [
     "ExportConfig",
     "ExportJob",
     "ExportResult",
-    "default_bundle_dir",
     "export",
 ]
 
@@ -132,7 +131,7 @@ class ExportJob:
         """The int8 calibration set, read when the target's module needs it: with the job's FP32
         `reference`, its source chosen and its coverage measured and reported
         (edgeseg.exporters.calibration); without, read from `config.calib` as given."""
-        from edgeseg.exporters.quantize import load_calibration
+        from edgeseg.exporters.calibset import load_calibration
 
         if self.reference is None:
             return load_calibration(self.config.calib, self.manifest)
@@ -191,14 +190,6 @@ class ExportResult:
         }
 
 
-def default_bundle_dir(
-    checkpoint: str | os.PathLike[str], target: str, precision: str, dynamic: bool
-) -> Path:
-    """runs/x/best.pt -> runs/x/unet-<target>-<precision>[-dynamic]."""
-    suffix = "-dynamic" if dynamic else ""
-    return Path(checkpoint).parent / f"unet-{target}-{precision}{suffix}"
-
-
 def _check_config(config: ExportConfig) -> None:
     if not MIN_OPSET <= config.opset <= MAX_OPSET:
         raise InputError(f"--opset {config.opset} is not supported; choose {MIN_OPSET}..{MAX_OPSET}")
@@ -208,7 +199,7 @@ def _check_config(config: ExportConfig) -> None:
         raise InputError(f"parity needs at least 1 image; got parity_images={config.parity_images}")
     if config.val_data is not None and not Path(config.val_data).is_dir():
         raise InputError(f"--val-data folder '{config.val_data}' does not exist")
-    from edgeseg.exporters.quantize import CALIB_METHODS
+    from edgeseg.exporters.calibset import CALIB_METHODS
 
     if config.calib_method not in CALIB_METHODS:
         raise InputError(
@@ -383,10 +374,7 @@ def _export_into(
         fp32 = _doctor(src, draft, config, tmp / _DOCTOR_GRAPH, say)  # before anything is built
         with src.reference() as reference:
             meter = None
-            bounded = config.max_drop is not None or config.max_class_drop is not None
-            if bounded and config.val_data is not None:
-                from edgeseg.exporters.accuracy import DropMeter
-
+            if Bound.of(config) is not None and config.val_data is not None:
                 names = draft.class_names
                 meter = DropMeter.build(reference, target.name, size, config.val_data, names)
             job = ExportJob(src, draft, config, tmp, meter, say, dest, fp32, reference)

@@ -16,7 +16,7 @@ and stops at the first that meets the bound:
 
 When nothing meets the bound, EdgesegRuntimeError names the best figure reached; the caller's
 temporary bundle folder is removed, so no bundle is left. OpenVINO's remedy (NNCF's
-`quantize_with_accuracy_control`) lives in edgeseg.exporters.openvino and uses the same meter.
+`quantize_with_accuracy_control`) lives in edgeseg.targets.openvino.export and uses the same meter.
 
 `--max-class-drop P` (`Bound.max_class_drop`) adds a per-class bound: no judged class may lose more
 than P IoU points vs the reference on the val data (judged: at least 0.1% of the labelled pixels,
@@ -326,7 +326,7 @@ def onnx_int8_within(
     ran, `sensitivity` added. Raises EdgesegRuntimeError (the best figure reached) when no remedy
     meets the bound.
     """
-    from edgeseg.exporters.quantize import CALIB_METHODS
+    from edgeseg.exporters.calibset import CALIB_METHODS
 
     bound = Bound(max_drop, max_class_drop)
     search = _Search(quantize, dest, meter, bound)

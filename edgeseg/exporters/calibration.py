@@ -30,7 +30,7 @@ from edgeseg.manifest import Manifest
 
 if TYPE_CHECKING:
     from edgeseg.evaluation.parity import Reference
-    from edgeseg.exporters.quantize import CalibrationSet
+    from edgeseg.exporters.calibset import CalibrationSet
     from edgeseg.exporters.source import ExportSource
 
 __all__ = ["COMPARE_IMAGES", "calibration_source", "coverage", "prepare_calibration"]
@@ -150,7 +150,7 @@ def coverage_line(cov: dict[str, Any]) -> str:
 def _comparison(
     val_data: str | None, folder: str | None, training: str | None, manifest: Manifest
 ) -> tuple[str, Sequence[np.ndarray]] | None:
-    from edgeseg.exporters.quantize import load_calibration
+    from edgeseg.exporters.calibset import load_calibration
 
     if val_data is not None:
         other, desc = val_data, f"--val-data {val_data}"
@@ -178,7 +178,7 @@ def prepare_calibration(
     """The int8 calibration set of an export: source chosen, read, its coverage measured, logged in
     one line and recorded; warns (one line each) about a fallback source and classes it misses.
     `calib_folder` and `val_data` are the export's --calib and --val-data (None when not given)."""
-    from edgeseg.exporters.quantize import load_calibration
+    from edgeseg.exporters.calibset import load_calibration
 
     folder, why, warning = calibration_source(src, calib_folder)
     if warning:

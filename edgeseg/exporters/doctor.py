@@ -5,8 +5,8 @@ Each check reads the graph and returns `Finding`s: how bad it is, what it is, th
 what to do. This module holds the finding and the shape checks:
 
 - Resize/Upsample: sizes or scales computed at run time, and attributes the target's ONNX parser does
-  not take or that runtimes round differently (TensorRT's restrictions from onnx-tensorrt's operator
-  matrix: modes nearest/linear, its list of coordinate transformations).
+  not take or that runtimes round differently (each target's `DoctorRules.resize` in its descriptor,
+  e.g. TensorRT's restrictions from onnx-tensorrt's operator matrix).
 - The input size against the graph's total stride (strided Conv and pooling, followed through it).
 
 edgeseg.exporters.doctor_ops checks ops (INT8 kernels, unsupported or slow ops per target),
@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
+
+from edgeseg.formats import TARGETS
 
 if TYPE_CHECKING:
     import onnx
@@ -36,14 +38,6 @@ __all__ = [
 ]
 
 SEVERITIES = ("error", "warning", "info")  # error: the artifact would be wrong or not build
-_TENSORRT_RESIZE_MODES = ("nearest", "linear")
-_TENSORRT_COORDINATES = (
-    "half_pixel",
-    "pytorch_half_pixel",
-    "tf_half_pixel_for_nn",
-    "asymmetric",
-    "align_corners",
-)
 _KNOWN_DOMAINS = ("", "ai.onnx", "com.microsoft")  # ONNX itself; ONNX Runtime's own contrib ops
 
 
@@ -112,6 +106,7 @@ def fixed_dims(value: onnx.ValueInfoProto) -> list[int] | None:
 def check_resize(model: onnx.ModelProto, target: str) -> list[Finding]:
     """Resize/Upsample nodes whose sizes are computed at run time, or whose attributes `target`
     does not take or rounds differently."""
+    rules, title = TARGETS[target].doctor.resize, TARGETS[target].title
     graph = model.graph
     known = constants(graph)
     fixed = all(fixed_dims(v) for v in graph.input if v.name not in known)
@@ -139,7 +134,7 @@ def check_resize(model: onnx.ModelProto, target: str) -> list[Finding]:
         dynamic = [n for n in shape_inputs if n not in known]
         # With a fixed input size the runtimes fold a size computed from shapes when they build; only
         # a dynamic input leaves it to run time.
-        if dynamic and not fixed and target in ("tensorrt", "openvino"):
+        if dynamic and not fixed and rules.needs_constant_sizes:
             add(
                 "warning",
                 f"{mode} resize whose output size is computed at run time (from '{dynamic[0]}')",
@@ -148,21 +143,21 @@ def check_resize(model: onnx.ModelProto, target: str) -> list[Finding]:
                 "size folds into a constant the engine's fusions can use",
             )
         coord = attr_text(attrs.get("coordinate_transformation_mode", "half_pixel"))
-        if target == "tensorrt" and mode not in _TENSORRT_RESIZE_MODES:
+        if rules.modes is not None and mode not in rules.modes:
             add(
                 "warning",
-                f"mode '{mode}': TensorRT's ONNX parser before 8.5 takes nearest and linear only",
+                f"mode '{mode}': {title}'s ONNX parser takes {' and '.join(rules.modes)} only",
                 where,
                 "use linear (bilinear) interpolation in the model",
             )
-        if target == "tensorrt" and coord not in _TENSORRT_COORDINATES:
+        if rules.coordinates is not None and coord not in rules.coordinates:
             add(
                 "error",
-                f"coordinate_transformation_mode '{coord}' is not one TensorRT's parser takes",
+                f"coordinate_transformation_mode '{coord}' is not one {title}'s parser takes",
                 where,
-                f"use one of {', '.join(_TENSORRT_COORDINATES)}",
+                f"use one of {', '.join(rules.coordinates)}",
             )
-        if mode == "nearest" and coord == "align_corners" and target in ("tensorrt", "openvino"):
+        if mode == "nearest" and coord == "align_corners" and rules.rounds_nearest_its_way:
             add(
                 "warning",
                 "nearest resize with align_corners: source coordinates land on .5 at many pixels and "

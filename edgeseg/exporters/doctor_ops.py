@@ -9,33 +9,20 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from edgeseg.exporters.doctor import Finding, node_name
+from edgeseg.formats import TARGETS
 
 if TYPE_CHECKING:
     import onnx
 
 __all__ = ["INT8_OPS", "check_int8", "check_ops"]
 
-# The ops edgeseg's INT8 export quantizes per target (edgeseg.exporters.onnx_quant.INT8_SETTINGS,
-# tensorrt_graph.QUANTIZED_OPS; NNCF's default quantizes every weighted op for OpenVINO). A heavy op
+# The ops edgeseg's INT8 export quantizes per target (each descriptor's `doctor.int8_ops`). A heavy op
 # outside its target's set runs in float in the INT8 artifact.
 INT8_OPS: dict[str, frozenset[str]] = {
-    "onnx": frozenset({"Conv", "MaxPool", "Concat"}),
-    "openvino": frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"}),
-    "tensorrt": frozenset({"Conv", "ConvTranspose"}),
+    t.name: t.doctor.int8_ops for t in TARGETS.values() if t.doctor.int8_ops
 }
 _HEAVY = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 
-# onnx-tensorrt's operator matrix: ops its parser refuses (those a vision model could contain).
-_TENSORRT_UNSUPPORTED = frozenset(
-    {
-        "BitShift", "Compress", "ConcatFromSequence", "ConvInteger", "Det", "DynamicQuantizeLinear",
-        "Hardmax", "IsInf", "MatMulInteger", "MaxRoiPool", "MaxUnpool", "MeanVarianceNormalization",
-        "Mod", "Multinomial", "NonZero", "OneHot", "QLinearConv", "QLinearMatMul", "RandomNormal",
-        "RandomNormalLike", "RoiAlign", "SequenceAt", "SequenceConstruct", "SequenceEmpty",
-        "SequenceErase", "SequenceInsert", "SequenceLength", "Shrink", "SplitToSequence",
-        "StringNormalizer", "TfIdfVectorizer", "Unique",
-    }
-)  # fmt: skip
 # Control flow runs as separate subgraphs on every runtime here: nothing fuses across it.
 _SLOW = frozenset({"Loop", "Scan", "If"})
 _KNOWN_DOMAINS = ("", "ai.onnx", "com.microsoft")  # ONNX itself; ONNX Runtime's own contrib ops
@@ -108,6 +95,7 @@ def check_int8(model: onnx.ModelProto, target: str) -> list[Finding]:
 
 def check_ops(model: onnx.ModelProto, target: str) -> list[Finding]:
     """Ops `target` does not run (custom domains, TensorRT's refused ops) or runs slowly."""
+    rules = TARGETS[target].doctor
     found: list[Finding] = []
     seen: set[tuple[str, str]] = set()
     for i, node in enumerate(model.graph.node):
@@ -127,7 +115,7 @@ def check_ops(model: onnx.ModelProto, target: str) -> list[Finding]:
                     target,
                 )
             )
-        elif node.domain == "com.microsoft" and target != "onnx":
+        elif node.domain == "com.microsoft" and not rules.contrib_ops:
             found.append(
                 Finding(
                     "error",
@@ -138,14 +126,14 @@ def check_ops(model: onnx.ModelProto, target: str) -> list[Finding]:
                     target,
                 )
             )
-        elif target == "tensorrt" and node.op_type in _TENSORRT_UNSUPPORTED:
+        elif node.op_type in rules.unsupported_ops:
             found.append(
                 Finding(
                     "error",
                     "ops",
-                    f"{node.op_type} is not supported by TensorRT's ONNX parser",
+                    f"{node.op_type} is not supported by {TARGETS[target].title}'s ONNX parser",
                     where,
-                    "replace it in the model (or add a TensorRT plugin)",
+                    f"replace it in the model (or add a {TARGETS[target].title} plugin)",
                     target,
                 )
             )

@@ -80,7 +80,7 @@ def check_graph(
 def _calibration_inputs(
     manifest: Manifest, calib: str | os.PathLike[str] | None, images: int
 ) -> list[np.ndarray]:
-    from edgeseg.exporters.quantize import load_calibration
+    from edgeseg.exporters.calibset import load_calibration
 
     with warnings.catch_warnings():  # "calibrating on N images": a few are what this check wants
         warnings.simplefilter("ignore", UserWarning)
@@ -222,12 +222,9 @@ def diagnose(
 
 
 def _choices(target: str | None, precision: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    from edgeseg.formats import PRECISIONS, exportable_targets, get_target
+    from edgeseg.formats import PRECISIONS, exportable_targets, get_target, parse_precision
 
     targets = (get_target(target).name,) if target else tuple(exportable_targets())
     if precision is None:
         return targets, tuple(p for p in PRECISIONS if any(p in TARGETS[t].precisions for t in targets))
-    prec = precision.strip().lower()
-    if prec not in PRECISIONS:
-        raise InputError(f"unknown precision '{precision}'; choose from {', '.join(PRECISIONS)}")
-    return targets, (prec,)
+    return targets, (parse_precision(precision),)

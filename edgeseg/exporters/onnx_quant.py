@@ -23,20 +23,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from edgeseg.errors import EdgesegRuntimeError, InputError, MissingDependencyError, first_line
-from edgeseg.exporters.quantize import CALIB_METHODS, CalibrationSet, ort_reader
+from edgeseg.exporters.accuracy import Bound, onnx_int8_within
+from edgeseg.exporters.calibset import CALIB_METHODS, CalibrationSet, ort_reader
+from edgeseg.manifest import onnx_metadata
 
-__all__ = ["INT8_SETTINGS", "conv_nodes", "quantize_qdq", "to_fp16", "to_int8"]
+if TYPE_CHECKING:
+    from edgeseg.exporters import ExportJob
 
-# What the manifest records about ORT INT8 (besides the calibration set and method).
-INT8_SETTINGS: dict[str, Any] = {
-    "format": "QDQ",
-    "activations": "uint8 asymmetric",
-    "weights": "int8 symmetric per-channel",
-    "op_types": ["Conv", "MaxPool", "Concat"],
-}
+__all__ = ["Int8Quantizer", "conv_nodes", "quantize_qdq", "reduced_precision_graph", "to_fp16"]
 
 
 def to_fp16(src: Path, dst: Path, metadata: dict[str, str]) -> dict[str, Any]:
@@ -143,35 +140,51 @@ def quantize_qdq(
     }
 
 
-def to_int8(
-    src: Path,
-    dst: Path,
-    calib: CalibrationSet,
-    *,
-    input_name: str,
-    method: str,
-    metadata: dict[str, str],
-    exclude: Sequence[str] = (),
-) -> dict[str, Any]:
-    """Quantize the float graph at `src` to a QDQ INT8 graph at `dst`, calibrated on `calib`.
+class Int8Quantizer(Protocol):
+    """A target's INT8 step: quantize the float graph at `src` into `dst` (see `quantize_qdq`)."""
 
-    `method` is minmax, entropy or percentile; `exclude` names nodes kept in float. Returns what the
-    manifest's `quantization` field records.
-    """
-    return quantize_qdq(
-        src,
-        dst,
-        calib,
-        input_name=input_name,
-        method=method,
-        metadata=metadata,
-        exclude=exclude,
-        op_types=INT8_SETTINGS["op_types"],
-        activations="QUInt8",
-        weights="QInt8",
-        # Explicit, so the manifest's description stays true if ORT's defaults change.
-        extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
-        label="onnxruntime static QDQ",
-        settings=INT8_SETTINGS,
-        purpose="INT8 quantization",
-    )
+    def __call__(
+        self,
+        src: Path,
+        dst: Path,
+        calib: CalibrationSet,
+        *,
+        input_name: str,
+        method: str,
+        metadata: dict[str, str],
+        exclude: Sequence[str] = (),
+    ) -> dict[str, Any]: ...
+
+
+def reduced_precision_graph(job: ExportJob, dest: Path, int8: Int8Quantizer) -> dict[str, Any] | None:
+    """Write the job's graph at its precision to `dest` and return the manifest's `quantization` record
+    (None for fp32): the FP32 graph as is, its FP16 version, or `int8` of it on the job's calibration
+    set, searched for a mixed-precision graph within the job's accuracy bound when it has one. The one
+    ONNX precision step of every target whose model file is an ONNX graph."""
+    if job.config.precision == "fp32":
+        job.write_fp32_onnx(dest)
+        return None
+    scratch = job.workdir / ".fp32.onnx"  # inside the temporary bundle folder; removed below
+    metadata = onnx_metadata(job.manifest)
+    try:
+        job.write_fp32_onnx(scratch)
+        if job.config.precision == "fp16":
+            return to_fp16(scratch, dest, metadata)
+        calib = job.calibration_set()
+
+        def quantize(path: Path, method: str, exclude: list[str]) -> dict[str, Any]:
+            return int8(
+                scratch, path, calib, input_name=job.manifest.input.name, method=method,
+                metadata=metadata, exclude=exclude,
+            )  # fmt: skip
+
+        bound = Bound.of(job.config)
+        if job.meter is None or bound is None:
+            return quantize(dest, job.config.calib_method, [])
+        return onnx_int8_within(
+            quantize, dest, meter=job.meter, max_drop=job.config.max_drop,
+            max_class_drop=job.config.max_class_drop, method=job.config.calib_method,
+            convs=conv_nodes(scratch), log=job.log,
+        )  # fmt: skip
+    finally:
+        scratch.unlink(missing_ok=True)

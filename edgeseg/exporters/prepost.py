@@ -19,17 +19,21 @@ runs depends on the runtime, by measurement (`benchmarks/resize_speed.py`, one r
   levels on shrinking frames, OpenCV `INTER_AREA` by up to 125; each would change masks. The
   manifest's `graph_steps` then lists "normalize" without "resize", and `Segmenter` resizes the
   uint8 frame before handing it over.
-- TensorRT: in the graph (`edgeseg.exporters.prepost_engine`: the filter as two matrix products,
+- TensorRT: in the graph (`edgeseg.targets.tensorrt.fuse`: the filter as two matrix products,
   cheap on a GPU), so frames of any size go to the device as uint8.
 
 Graphs exported by earlier releases with the resize inside (ONNX `Resize`, "resize" in
 `graph_steps`) keep working: `Segmenter` reads `graph_steps` and hands them frames of any size.
 
-- ONNX (onnx target): the exported graph wrapped with onnx.helper nodes (Gather for the channel
-  order, Transpose, Cast, Mul/Sub; ArgMax and Cast on the output), one file as before.
-- OpenVINO (openvino target): `openvino.preprocess.PrePostProcessor` on the IR (u8 NHWC tensor at
-  the model's size, BGR to RGB, mean/scale, NCHW) and a TopK (k=1) on the logits for the ids
-  (OpenVINO's ONNX frontend turns ArgMax into the same TopK).
+This module holds what the targets' wrappers share (the fused manifest, the frame input, the
+assembly of a fused ONNX graph); each target's wrapper lives in its folder:
+
+- ONNX (edgeseg.targets.onnx.fuse): the exported graph wrapped with onnx.helper nodes (Gather for
+  the channel order, Transpose, Cast, Mul/Sub; ArgMax and Cast on the output), one file as before.
+- OpenVINO (edgeseg.targets.openvino.fuse): `openvino.preprocess.PrePostProcessor` on the IR (u8
+  NHWC tensor at the model's size, BGR to RGB, mean/scale, NCHW) and a TopK (k=1) on the logits for
+  the ids (OpenVINO's ONNX frontend turns ArgMax into the same TopK).
+- TensorRT (edgeseg.targets.tensorrt.fuse): the resize too, as two matrix products.
 """
 
 from __future__ import annotations
@@ -49,10 +53,12 @@ __all__ = [
     "MASK_NAME",
     "OUTPUT_STEPS",
     "RESIZE_STEPS",
+    "assemble_fused",
+    "frame_input",
     "frame_order",
-    "fuse_onnx",
-    "fuse_openvino",
     "fused_manifest",
+    "mask_dtype",
+    "scale_offset",
     "toposort",
 ]
 
@@ -99,7 +105,7 @@ def fused_manifest(manifest: Manifest, steps: tuple[str, ...] = INPUT_STEPS) -> 
     return replace(manifest, input=fused_in, output=fused_out, dynamic_axes=axes)
 
 
-def _scale_offset(inp: InputSpec) -> tuple[list[float], list[float]]:
+def scale_offset(inp: InputSpec) -> tuple[list[float], list[float]]:
     # (x / 255 - mean) / std = x * (1 / (255 std)) - mean / std, as edgeseg.data.normalize computes it.
     scale = [1.0 / (255.0 * s) for s in inp.std]
     offset = [m / s for m, s in zip(inp.mean, inp.std, strict=True)]
@@ -122,43 +128,6 @@ def toposort(nodes: list[Any], available: set[str]) -> list[Any]:
                 ready.update(node.output)
     # What never became ready (a cycle, a missing input) is left for onnx.checker to name.
     return ordered + [n for k, n in enumerate(nodes) if not done[k]]
-
-
-def fuse_onnx(model: onnx.ModelProto, manifest: Manifest, metadata: dict[str, str]) -> onnx.ModelProto:
-    """The plain graph `model` (input and logits as `manifest` names them) wrapped into a fused one.
-
-    `metadata` becomes the graph's metadata_props (the fused manifest's essentials). The result is
-    checked with onnx.checker (with shape inference).
-    """
-    import numpy as np
-    from onnx import TensorProto, helper, numpy_helper
-
-    inp, out, batch, frame = frame_input(model, manifest, resize=False)
-    scale, offset = _scale_offset(inp)
-    c = inp.channels
-    inits = [
-        numpy_helper.from_array(np.array(scale, np.float32).reshape(1, c, 1, 1), "prepost_scale"),
-        numpy_helper.from_array(np.array(offset, np.float32).reshape(1, c, 1, 1), "prepost_offset"),
-    ]
-    nodes = []
-    src = FRAME_NAME
-    if c == 3 and inp.color_order.upper() != frame_order(inp.color_order):
-        inits.append(numpy_helper.from_array(np.array([2, 1, 0], np.int64), "prepost_reverse"))
-        nodes.append(helper.make_node("Gather", [src, "prepost_reverse"], ["prepost_ordered"], axis=3))
-        src = "prepost_ordered"
-    nodes += [
-        helper.make_node("Transpose", [src], ["prepost_nchw"], perm=[0, 3, 1, 2]),
-        helper.make_node("Cast", ["prepost_nchw"], ["prepost_float"], to=TensorProto.FLOAT),
-        helper.make_node("Mul", ["prepost_float", "prepost_scale"], ["prepost_scaled"]),
-        helper.make_node("Sub", ["prepost_scaled", "prepost_offset"], [inp.name]),
-    ]
-    ids = TensorProto.UINT8 if mask_dtype(out.classes) == "uint8" else TensorProto.UINT16
-    post = [
-        helper.make_node("ArgMax", [out.name], ["prepost_ids"], axis=1, keepdims=0),
-        helper.make_node("Cast", ["prepost_ids"], [MASK_NAME], to=ids),
-    ]
-    mask = helper.make_tensor_value_info(MASK_NAME, ids, [batch, inp.height, inp.width])
-    return assemble_fused(model, frame, nodes, post, inits, mask, out.name, metadata)
 
 
 def frame_input(model: onnx.ModelProto, manifest: Manifest, *, resize: bool) -> tuple[Any, Any, Any, Any]:
@@ -213,39 +182,3 @@ def assemble_fused(
     except onnx.checker.ValidationError as exc:
         raise EdgesegRuntimeError(f"the fused ONNX graph is invalid: {str(exc).splitlines()[0]}") from exc
     return fused
-
-
-def fuse_onnx_file(path: Any, manifest: Manifest, metadata: dict[str, str]) -> None:
-    """Rewrite the plain graph at `path` as its fused graph (in place: the file is the job's own)."""
-    import onnx
-
-    onnx.save_model(fuse_onnx(onnx.load(str(path)), manifest, metadata), str(path))
-
-
-def fuse_openvino(model: Any, manifest: Manifest) -> Any:
-    """The OpenVINO model `model` (the plain graph) with `INPUT_STEPS` and the argmax added; returns a
-    new model (without rt_info: the exporter stores the fused manifest's metadata on it afterwards)."""
-    import openvino as ov
-    import openvino.opset13 as ops
-    from openvino.preprocess import ColorFormat, PrePostProcessor
-
-    inp, out = manifest.input, manifest.output
-    ppp = PrePostProcessor(model)
-    port = ppp.input(inp.name)
-    tensor = port.tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC"))
-    steps = port.preprocess()
-    steps.convert_element_type(ov.Type.f32)
-    if inp.channels == 3 and inp.color_order.upper() != frame_order(inp.color_order):
-        tensor.set_color_format(ColorFormat.BGR)
-        steps.convert_color(ColorFormat.RGB)
-    steps.mean([255.0 * m for m in inp.mean]).scale([255.0 * s for s in inp.std])
-    port.model().set_layout(ov.Layout("NCHW"))
-    model = ppp.build()
-    model.input(0).get_tensor().set_names({FRAME_NAME})
-    logits = model.output(out.name).get_node().input_value(0)  # what feeds the logits' Result
-    # TopK(k=1) over the classes is argmax: OpenVINO's own ONNX frontend converts ArgMax to it.
-    top = ops.topk(logits, 1, 1, "max", "none", ov.Type.i32)
-    ids = ops.convert(ops.squeeze(top.output(1), [1]), mask_dtype(out.classes).replace("uint", "u"))
-    ids.output(0).get_tensor().set_names({MASK_NAME})
-    results = [r for r in model.get_results()] + [ops.result(ids)]
-    return ov.Model(results, model.get_parameters(), model.get_friendly_name())

@@ -6,22 +6,22 @@ until the backend is used (timm's registry, Polygraphy's lazy imports). `availab
 and a missing runtime costs nothing until someone asks for it by name: then the error names the
 pip extra to install.
 
-"auto" walks `AUTO_PREFERENCE` for the artifact's kind and takes the first backend that is registered
-and installed:
+The backends of the deployment targets are registered from their descriptors (edgeseg.targets), the
+torch backend for checkpoints by edgeseg.runtimes. "auto" tries the backends that run the artifact's
+kind in the order of their `auto_rank` (`AUTO_PREFERENCE`, derived), today:
 
     .onnx          tensorrt > openvino > onnxruntime
     .xml (IR)      openvino
     .engine        tensorrt
     checkpoint     torch
 
-For a bundle, the list keeps only the runtimes its target was exported for (`TARGETS[t].backends`):
-an onnx bundle runs on openvino > onnxruntime, a tensorrt bundle's engine-ready ONNX on tensorrt
-alone, so without TensorRT "auto" refuses it, naming what to install, rather than running it
-elsewhere. `resolve_backend` is the one place this is decided: `Segmenter` calls it (so do `edgeseg
-info` for a model file), and the demo, predict, eval and the benchmark go through `Segmenter`.
-
-TensorRT comes first for ONNX because on a machine that has it (a Jetson, a CUDA server) it is the
-fastest; it builds (once) and caches an engine for the graph on that GPU (edgeseg.runtimes.tensorrt.runner).
+`resolve_backend` decides which backend runs a model, for every caller (`Segmenter`, and through it
+the demo, predict, eval and the benchmark; `edgeseg info`). For a bundle it keeps to the runtimes its
+target was exported for (`TARGETS[t].backends`): an onnx bundle runs on openvino > onnxruntime, a
+tensorrt bundle's engine-ready ONNX on tensorrt alone, so without TensorRT "auto" refuses it, naming
+what to install, rather than running it elsewhere. It also keeps away from a backend that cannot run
+a step the graph does itself (`BackendSpec.graph_steps_unsupported`: OpenVINO and an antialiased
+resize): "auto" passes it over, an explicit request is refused with what to do.
 """
 
 from __future__ import annotations
@@ -30,12 +30,12 @@ import importlib
 import importlib.util
 import inspect
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeseg.errors import InputError, MissingDependencyError
 from edgeseg.formats import TARGETS
+from edgeseg.targets import BackendSpec, backend_specs
 
 if TYPE_CHECKING:
     from edgeseg.runtimes.base import Backend
@@ -43,12 +43,15 @@ if TYPE_CHECKING:
 __all__ = [
     "AUTO_PREFERENCE",
     "CHECKPOINT_SUFFIXES",
-    "BackendEntry",
+    "BackendSpec",
     "artifact_kind",
     "available_backends",
+    "backend_choices",
     "backend_entry",
     "create_backend",
+    "ensure_installed",
     "get_backend_class",
+    "missing_packages_of",
     "register_backend",
     "registered_backends",
     "resolve_backend",
@@ -56,57 +59,44 @@ __all__ = [
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
 
-# Artifact kind -> backends "auto" tries, best first. Kinds are target names from edgeseg.formats
-# (the model file's suffix is the target's first suffix) plus "checkpoint".
-AUTO_PREFERENCE: dict[str, tuple[str, ...]] = {
-    "onnx": ("tensorrt", "openvino", "onnxruntime"),
-    "openvino": ("openvino",),
-    "tensorrt": ("tensorrt",),
-    "checkpoint": ("torch",),
-}
+_REGISTRY: dict[str, BackendSpec] = {spec.name: spec for spec in backend_specs()}
+
+# What "auto" tries per artifact kind, best first: derived from the registered backends' auto_rank.
+AUTO_PREFERENCE: dict[str, tuple[str, ...]] = {}
 
 
-@dataclass(frozen=True)
-class BackendEntry:
-    """Where a backend's class lives and what it needs.
-
-    Attributes:
-        name: the `backend=` value.
-        module: import path of the module defining the class.
-        class_name: the Backend subclass in that module.
-        requires: import names of the packages it needs (checked with find_spec, not imported).
-        extra: the pip extra that installs them; None for a core dependency (torch).
-        kinds: the artifact kinds it runs ("onnx", "openvino", "checkpoint", ...).
-    """
-
-    name: str
-    module: str
-    class_name: str
-    requires: tuple[str, ...]
-    extra: str | None
-    kinds: tuple[str, ...]
-
-    def missing(self) -> list[str]:
-        """The required packages that are not installed (imports nothing)."""
-        return [pkg for pkg in self.requires if importlib.util.find_spec(pkg) is None]
+def _derive_preference() -> None:
+    kinds = {kind for spec in _REGISTRY.values() for kind in spec.kinds}
+    AUTO_PREFERENCE.clear()
+    for kind in sorted(kinds):
+        runners = sorted((s for s in _REGISTRY.values() if kind in s.kinds), key=lambda s: s.auto_rank)
+        AUTO_PREFERENCE[kind] = tuple(s.name for s in runners)
 
 
-_REGISTRY: dict[str, BackendEntry] = {}
+def missing_packages_of(spec: BackendSpec) -> list[str]:
+    """The packages `spec` needs that are not installed (imports nothing)."""
+    return [pkg for pkg in spec.requires if importlib.util.find_spec(pkg) is None]
 
 
-def register_backend(
-    name: str,
-    module_path: str,
-    class_name: str,
-    *,
-    requires: tuple[str, ...] = (),
-    extra: str | None = None,
-    kinds: tuple[str, ...] = (),
-) -> BackendEntry:
-    """Register (or replace) the backend `name`; nothing is imported."""
-    entry = BackendEntry(name, module_path, class_name, tuple(requires), extra, tuple(kinds))
-    _REGISTRY[name] = entry
-    return entry
+def register_backend(spec: BackendSpec) -> BackendSpec:
+    """Register (or replace) a backend; nothing is imported. The targets' backends are registered from
+    their descriptors; this is for a backend of one's own (and the torch backend)."""
+    _REGISTRY[spec.name] = spec
+    _derive_preference()
+    return spec
+
+
+_derive_preference()
+
+
+def _missing_error(spec: BackendSpec, purpose: str) -> MissingDependencyError:
+    return MissingDependencyError(missing_packages_of(spec)[0], spec.extra, purpose, hint=spec.install_hint)
+
+
+def backend_choices(kind: str | None = None) -> str:
+    """The `backend=` choices as help text: "auto, torch, onnxruntime, openvino or tensorrt"."""
+    names = ["auto", *(n for n, s in _REGISTRY.items() if kind is None or kind in s.kinds)]
+    return ", ".join(names[:-1]) + f" or {names[-1]}"
 
 
 def registered_backends() -> list[str]:
@@ -116,14 +106,25 @@ def registered_backends() -> list[str]:
 
 def available_backends(kind: str | None = None) -> list[str]:
     """Registered backends whose packages are installed (and that run `kind`, when given)."""
-    return [e.name for e in _REGISTRY.values() if (kind is None or kind in e.kinds) and not e.missing()]
+    return [
+        s.name for s in _REGISTRY.values() if (kind is None or kind in s.kinds) and not missing_packages_of(s)
+    ]
 
 
-def backend_entry(name: str) -> BackendEntry:
+def backend_entry(name: str) -> BackendSpec:
     """The registry entry of `name`; InputError listing the registered names for an unknown one."""
     entry = _REGISTRY.get(str(name).strip().lower())
     if entry is None:
         raise InputError(f"unknown backend '{name}'; choose auto or one of: {', '.join(_REGISTRY)}")
+    return entry
+
+
+def ensure_installed(name: str) -> BackendSpec:
+    """The entry of backend `name`; MissingDependencyError naming what to install when a package it
+    needs is missing (imports nothing)."""
+    entry = backend_entry(name)
+    if missing_packages_of(entry):
+        raise _missing_error(entry, f"the {entry.name} backend")
     return entry
 
 
@@ -132,9 +133,7 @@ def get_backend_class(name: str) -> type[Backend]:
 
     Raises MissingDependencyError naming the pip extra when a package it needs is not installed.
     """
-    entry = backend_entry(name)
-    for pkg in entry.missing():
-        raise MissingDependencyError(pkg, entry.extra, f"the {entry.name} backend")
+    entry = ensure_installed(name)
     return getattr(importlib.import_module(entry.module), entry.class_name)
 
 
@@ -171,33 +170,51 @@ def artifact_kind(path: str | os.PathLike[str]) -> str:
     )
 
 
-def resolve_backend(backend: str, kind: str, target: str | None = None) -> str:
+def resolve_backend(
+    backend: str, kind: str, target: str | None = None, graph_steps: tuple[str, ...] = (), where: str = ""
+) -> str:
     """The backend name to use for an artifact of `kind`: `backend` itself after checking that it
     runs that kind and is installed, or for "auto" the first available in `AUTO_PREFERENCE`.
 
     `target` is the export target of a bundle's manifest: "auto" then keeps to the runtimes that
     target was made for (a TensorRT bundle's engine-ready ONNX is not silently run by OpenVINO, and
     an ONNX Runtime INT8 graph is not handed to TensorRT, which refuses its asymmetric ranges).
+    `graph_steps` are the pre/post steps the graph does itself (the manifest's `input.graph_steps`):
+    "auto" passes over a backend that cannot run one of them as asked, an explicit one is refused
+    naming what to do; `where` names the model in that message.
     """
+    steps = set(graph_steps)
     preference = AUTO_PREFERENCE.get(kind, ())
     if target is not None and target in TARGETS:
         preference = tuple(n for n in preference if n in TARGETS[target].backends)
     if str(backend).strip().lower() == "auto":
-        candidates = [name for name in preference if name in _REGISTRY]
+        candidates = [
+            n for n in preference if n in _REGISTRY and not steps & _REGISTRY[n].graph_steps_unsupported
+        ]
         for name in candidates:
-            if not _REGISTRY[name].missing():
+            if not missing_packages_of(_REGISTRY[name]):
                 return name
         if not candidates:
             raise InputError(f"no backend is registered for {kind} models")
         last = _REGISTRY[candidates[-1]]  # the most widely installable one names its extra
-        what = f"running {target} bundles" if target is not None else f"running {kind} models"
-        raise MissingDependencyError(last.missing()[0], last.extra, what)
+        raise _missing_error(
+            last, f"running {target} bundles" if target is not None else f"running {kind} models"
+        )
     entry = backend_entry(backend)
     if kind not in entry.kinds:
         runners = [e.name for e in _REGISTRY.values() if kind in e.kinds]
         raise InputError(
             f"the {entry.name} backend cannot run {kind} models; use auto or one of: {', '.join(runners)}"
         )
-    for pkg in entry.missing():
-        raise MissingDependencyError(pkg, entry.extra, f"the {entry.name} backend")
-    return entry.name
+    unsupported = sorted(steps & entry.graph_steps_unsupported)
+    if unsupported:
+        others = [
+            n for n in preference if n != entry.name and not steps & _REGISTRY[n].graph_steps_unsupported
+        ]
+        raise InputError(
+            f"model {where or 'given'} does the {', '.join(unsupported)} step inside its graph in a way "
+            f"{entry.title} does not honour (an antialiased ONNX Resize); run it with backend="
+            f"{' or '.join(repr(o) for o in others) or 'auto'}, or export it again (fused graphs of "
+            "this release leave the resize to the host and run on every CPU runtime)"
+        )
+    return ensure_installed(entry.name).name

@@ -290,7 +290,7 @@ def test_warnings_print_as_one_line_like_errors(tmp_path: Path, tiny_checkpoint:
     assert "UserWarning" not in err and ".py:" not in err and "warnings.warn" not in err
     assert warnings.showwarning is before  # the CLI's display ends with the command
 
-    from edgeseg.exporters.quantize import load_calibration
+    from edgeseg.exporters.calibset import load_calibration
     from edgeseg.manifest import read_manifest
 
     with pytest.warns(UserWarning, match="calibrating on 4 images"):

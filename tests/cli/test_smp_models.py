@@ -94,7 +94,7 @@ def test_export(run, target: str, precision: str, capsys: pytest.CaptureFixture[
 
 @pytest.mark.slow
 def test_tensorrt_int8_graph_is_engine_ready(run, capsys: pytest.CaptureFixture[str]):
-    from edgeseg.exporters.tensorrt_graph import check_engine_ready
+    from edgeseg.targets.tensorrt.graph import check_engine_ready
 
     out, _, _ = run
     bundle = out / "b-trt-int8"

@@ -16,7 +16,7 @@ from PIL import Image
 from edgeseg.evaluation.parity import Reference
 from edgeseg.exporters import ExportConfig, export
 from edgeseg.exporters.calibration import calibration_source, coverage, prepare_calibration
-from edgeseg.exporters.quantize import load_calibration
+from edgeseg.exporters.calibset import load_calibration
 from edgeseg.exporters.sources import open_source
 from edgeseg.manifest import read_manifest
 from edgeseg.models.checkpoint import load_checkpoint, save_checkpoint

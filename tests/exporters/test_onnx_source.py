@@ -77,7 +77,7 @@ def test_foreign_onnx_exports_to_every_target(
     else:
         assert m.quantization is not None and "miou_drop_points" in m.quantization
     if target == "tensorrt":
-        from edgeseg.exporters.tensorrt_graph import check_engine_ready
+        from edgeseg.targets.tensorrt.graph import check_engine_ready
 
         float_nodes = (m.quantization or {}).get("float_nodes", [])
         assert check_engine_ready(result.bundle / "model.onnx", precision, allowed_float=float_nodes) == []

@@ -146,17 +146,17 @@ def test_fused_onnx_runs_on_both_cpu_runtimes(bundles) -> None:
 def test_onnx_graphs_that_resize_run_on_onnxruntime_only(bundles) -> None:
     """A fused ONNX graph of an earlier release resizes frames itself with an antialiased Resize,
     which OpenVINO ignores: "auto" picks ONNX Runtime for it and an explicit openvino is refused."""
-    from dataclasses import replace
 
     from edgeseg.exporters.prepost import RESIZE_STEPS
-    from edgeseg.segmenter import _fused_onnx_backend
+    from edgeseg.runtimes import resolve_backend
 
     manifest = read_manifest(bundles(3, "onnx", True))
-    assert _fused_onnx_backend("openvino", "openvino", manifest, "'m'") == "openvino"  # this release's
-    earlier = replace(manifest, input=replace(manifest.input, graph_steps=RESIZE_STEPS))
-    assert _fused_onnx_backend("auto", "openvino", earlier, "'m'") == "onnxruntime"
+    steps = manifest.input.graph_steps  # this release's: no resize in the graph
+    assert resolve_backend("openvino", "onnx", "onnx", steps, "'m'") == "openvino"
+    assert resolve_backend("auto", "onnx", "onnx", steps, "'m'") == "openvino"
+    assert resolve_backend("auto", "onnx", "onnx", RESIZE_STEPS, "'m'") == "onnxruntime"
     with pytest.raises(InputError, match="does not honour"):
-        _fused_onnx_backend("openvino", "openvino", earlier, "'m'")
+        resolve_backend("openvino", "onnx", "onnx", RESIZE_STEPS, "'m'")
 
 
 def test_fused_models_refuse_what_they_cannot_do(bundles) -> None:
@@ -174,7 +174,7 @@ def test_tensorrt_graph_resizes_as_pillow_with_supported_ops(bundles) -> None:
     from onnx import TensorProto, helper
 
     from edgeseg.data.imageio import resize_image
-    from edgeseg.exporters.tensorrt_graph import check_engine_ready
+    from edgeseg.targets.tensorrt.graph import check_engine_ready
 
     bundle = bundles(3, "tensorrt", True)
     manifest = read_manifest(bundle)
@@ -216,7 +216,7 @@ def test_tensorrt_graph_resizes_as_pillow_with_supported_ops(bundles) -> None:
 def test_tensorrt_fused_reduced_precision_graph_is_engine_ready(tmp_path: Path, precision: str) -> None:
     import onnx
 
-    from edgeseg.exporters.tensorrt_graph import check_engine_ready
+    from edgeseg.targets.tensorrt.graph import check_engine_ready
 
     ckpt = make_checkpoint(tmp_path / "c.pt", seed=3)
     frame = np.random.default_rng(2).integers(0, 256, (61, 97, 3), dtype=np.uint8)
@@ -250,7 +250,7 @@ def test_cli_export_fuse_prepost(tmp_path: Path, capsys: pytest.CaptureFixture[s
 def test_check_engine_ready_refuses_uint8_read_by_other_ops() -> None:
     from onnx import TensorProto, helper
 
-    from edgeseg.exporters.tensorrt_graph import check_engine_ready
+    from edgeseg.targets.tensorrt.graph import check_engine_ready
 
     # A wrapper that takes the Shape of the uint8 frame itself: TensorRT's Shape takes no uint8.
     nodes = [

@@ -11,7 +11,7 @@ from PIL import Image
 
 from edgeseg.errors import InputError
 from edgeseg.exporters import ExportConfig
-from edgeseg.exporters.quantize import load_calibration, nncf_dataset, ort_reader
+from edgeseg.exporters.calibset import load_calibration, nncf_dataset, ort_reader
 from edgeseg.exporters.sources import open_source
 from edgeseg.manifest import Manifest
 from tests.helpers import make_checkpoint, make_dataset
@@ -32,7 +32,7 @@ def test_calibration_from_dataset_folder_matches_segmenter_preprocessing(tmp_pat
     assert calib.size == 3 and calib.source == f"folder: {data}"
     assert all(x.shape == (1, 3, 32, 32) and x.dtype == np.float32 for x in calib)
     first = sorted((data / "images").iterdir())[0]
-    from edgeseg.exporters.quantize import _preprocessing
+    from edgeseg.exporters.calibset import _preprocessing
 
     expected, _ = prepare_frame(np.asarray(Image.open(first).convert("RGB")), _preprocessing(manifest), "rgb")
     np.testing.assert_array_equal(calib.inputs[0][0], expected)

@@ -16,7 +16,7 @@ pytest.importorskip("onnxruntime", reason="pip install 'edgeseg[onnx]'")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from edgeseg.exporters.tensorrt_graph import check_engine_ready  # noqa: E402
+from edgeseg.targets.tensorrt.graph import check_engine_ready  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -155,8 +155,8 @@ def _record(folder: Path, name: str, **fields: object) -> Path:
 
 
 def test_cached_engine_matches_version_gpu_and_onnx(tmp_path: Path):
-    from edgeseg.runtimes.tensorrt.cache import cache_name, find_cached
-    from edgeseg.runtimes.tensorrt.device import Device
+    from edgeseg.targets.tensorrt.cache import cache_name, find_cached
+    from edgeseg.targets.tensorrt.device import Device
 
     orin = Device(0, "Orin", "8.7", "12.6")
     name = cache_name("model", "10.3.0", orin, "int8")
@@ -172,8 +172,8 @@ def test_cached_engine_matches_version_gpu_and_onnx(tmp_path: Path):
 
 
 def test_compatible_engines_are_reused(tmp_path: Path):
-    from edgeseg.runtimes.tensorrt.cache import find_cached
-    from edgeseg.runtimes.tensorrt.device import Device
+    from edgeseg.targets.tensorrt.cache import find_cached
+    from edgeseg.targets.tensorrt.device import Device
 
     vc = _record(tmp_path, "model.trt10.3.0.sm87.int8.engine", version_compatible=True)
     orin = Device(0, "Orin", "8.7", "12.6")

@@ -165,7 +165,7 @@ def test_imported_patterns_export_with_parity(imported: tuple[Path, str], target
 def test_imported_patterns_make_engine_ready_int8_graphs(imported: tuple[Path, str]):
     pytest.importorskip("onnxruntime")
     from edgeseg.exporters import ExportConfig, export
-    from edgeseg.exporters.tensorrt_graph import check_engine_ready
+    from edgeseg.targets.tensorrt.graph import check_engine_ready
 
     path, _ = imported
     config = ExportConfig(target="tensorrt", precision="int8", out=str(path.parent / "trt-int8"))

@@ -121,14 +121,14 @@ def test_build_engine_cli_errors(bundle: Path, ckpt: Path, tmp_path: Path, capsy
 
 
 def test_backend_refuses_a_cpu_device(bundle: Path):
-    from edgeseg.runtimes.tensorrt.runner import TensorRTBackend
+    from edgeseg.targets.tensorrt.runner import TensorRTBackend
 
     with pytest.raises(InputError, match="runs on a CUDA device"):
         TensorRTBackend(bundle / "model.onnx", device="cpu")
 
 
 def test_unwritable_cache_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from edgeseg.runtimes.tensorrt.cache import check_writable
+    from edgeseg.targets.tensorrt.cache import check_writable
 
     check_writable(tmp_path)
     # Faked: permission bits do not bind root, and the check is what matters.

@@ -153,7 +153,7 @@ def assert_all_on(cuda: FakeCuda, index: int, first: str, last: str) -> None:
 
 
 def test_build_selects_the_device_it_builds_for(cuda: FakeCuda, tmp_path: Path):
-    from edgeseg.runtimes.tensorrt.build import Profile, build_engine
+    from edgeseg.targets.tensorrt.build import Profile, build_engine
 
     onnx = tmp_path / "model.onnx"
     onnx.write_bytes(b"graph")
@@ -166,7 +166,7 @@ def test_build_selects_the_device_it_builds_for(cuda: FakeCuda, tmp_path: Path):
 
 
 def test_load_and_infer_run_on_the_selected_device(cuda: FakeCuda, tmp_path: Path):
-    from edgeseg.runtimes.tensorrt.runner import TensorRTBackend
+    from edgeseg.targets.tensorrt.runner import TensorRTBackend
 
     plan = tmp_path / "model.engine"
     plan.write_bytes(b"plan")
@@ -188,7 +188,7 @@ def test_load_and_infer_run_on_the_selected_device(cuda: FakeCuda, tmp_path: Pat
 
 
 def test_the_default_device_is_cuda_0(cuda: FakeCuda, tmp_path: Path):
-    from edgeseg.runtimes.tensorrt.runner import TensorRTBackend
+    from edgeseg.targets.tensorrt.runner import TensorRTBackend
 
     plan = tmp_path / "model.engine"
     plan.write_bytes(b"plan")

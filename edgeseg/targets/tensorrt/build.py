@@ -3,8 +3,8 @@
 An engine is tied to the TensorRT version and the GPU that built it, so it is built where it runs:
 by `edgeseg export` when TensorRT and a CUDA device are present, else on first load or by
 `edgeseg build-engine BUNDLE` on the device; it is cached beside the ONNX (naming and reuse rules in
-edgeseg.runtimes.tensorrt.cache). The build runs with the target GPU selected
-(edgeseg.runtimes.tensorrt.device.selected): TensorRT builds for the current CUDA device.
+edgeseg.targets.tensorrt.cache). The build runs with the target GPU selected
+(edgeseg.targets.tensorrt.device.selected): TensorRT builds for the current CUDA device.
 
 The TensorRT calls follow the Python API of 10.3 (JetPack 6) through 11.x, checked against both
 versions' bindings by tests/runtimes/test_tensorrt_api.py: a STRONGLY_TYPED network (required on
@@ -25,8 +25,8 @@ from typing import Any
 from edgeseg._io import atomic_path, write_json
 from edgeseg.errors import EdgesegRuntimeError, InputError, MissingDependencyError
 from edgeseg.manifest import Manifest
-from edgeseg.runtimes.tensorrt.cache import cache_name, record_path
-from edgeseg.runtimes.tensorrt.device import cuda_device, selected
+from edgeseg.targets.tensorrt.cache import cache_name, record_path
+from edgeseg.targets.tensorrt.device import cuda_device, selected
 
 __all__ = [
     "BuildOptions",
@@ -68,12 +68,6 @@ class Profile:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Profile:
         return cls(str(data["input"]), *(tuple(int(v) for v in data[k]) for k in ("min", "opt", "max")))
-
-    def contains(self, shape: tuple[int, ...]) -> bool:
-        """Whether an input of `shape` is inside [min, max] on every axis."""
-        return len(shape) == len(self.min) and all(
-            lo <= s <= hi for s, lo, hi in zip(shape, self.min, self.max, strict=True)
-        )
 
     @classmethod
     def for_input(

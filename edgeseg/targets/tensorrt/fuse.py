@@ -28,11 +28,11 @@ from edgeseg.exporters.prepost import (
     FRAME_NAME,
     MASK_NAME,
     RESIZE_STEPS,
-    _scale_offset,
     assemble_fused,
     frame_input,
     frame_order,
     mask_dtype,
+    scale_offset,
 )
 from edgeseg.manifest import Manifest
 
@@ -86,7 +86,7 @@ def _wrapper(manifest: Manifest) -> tuple[list[Any], list[Any], str]:
 
     inp = manifest.input
     c = inp.channels
-    scale, offset = _scale_offset(inp)
+    scale, offset = scale_offset(inp)
     inits = [
         numpy_helper.from_array(np.array(0, np.int64), PREFIX + "zero"),
         numpy_helper.from_array(np.array(1, np.int64), PREFIX + "one"),

@@ -24,8 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgeseg.errors import InputError
-from edgeseg.exporters.quantize import CalibrationSet
+from edgeseg.exporters.calibset import CalibrationSet
+from edgeseg.formats import parse_precision
 
 if TYPE_CHECKING:
     import onnx
@@ -114,8 +114,8 @@ class _Graph:
 
 
 def _prepost_nodes(model: onnx.ModelProto) -> set[str]:
-    """Names of the nodes of a pre/post wrapper (edgeseg.exporters.prepost_engine), if any."""
-    from edgeseg.exporters.prepost_engine import PREFIX
+    """Names of the nodes of a pre/post wrapper (edgeseg.targets.tensorrt.fuse), if any."""
+    from edgeseg.targets.tensorrt.fuse import PREFIX
 
     return {n.name for n in model.graph.node if n.name.startswith(PREFIX)}
 
@@ -260,7 +260,7 @@ def check_engine_ready(
     """Violations of what TensorRT's strongly typed build needs of a graph at `precision`.
 
     All precisions: only standard ONNX ops (TensorRT's parser knows no com.microsoft ops), float32
-    graph input and output, or with a pre/post wrapper (edgeseg.exporters.prepost_engine) uint8
+    graph input and output, or with a pre/post wrapper (edgeseg.targets.tensorrt.fuse) uint8
     frames in and uint8 ids out, touched only by Cast, and no antialiased Resize.
     fp16: float16 Conv weights, Cast to float16 after each input and back to
     float32 before each output, no Q/DQ. int8: every Q/DQ has a constant int8 zero point of 0; every
@@ -272,8 +272,7 @@ def check_engine_ready(
 
     if not isinstance(model, onnx.ModelProto):
         model = onnx.load(str(model))
-    if precision not in ("fp32", "fp16", "int8"):
-        raise InputError(f"unknown precision '{precision}'; choose from fp32, fp16, int8")
+    precision = parse_precision(precision)
     problems = [
         f"{n.op_type} '{n.name}' is in domain '{n.domain}', which TensorRT's ONNX parser does not know"
         for n in model.graph.node

@@ -5,7 +5,7 @@ for every source and target), read with `openvino.Core().read_model` and saved w
 `openvino.save_model`: fp32 keeps fp32 weights (`compress_to_fp16=False`); fp16 stores them
 compressed to float16 (`compress_to_fp16=True`; the CPU plugin decompresses them and runs at its
 default inference precision); int8 is the fp32 model quantized by `nncf.quantize` on the shared
-calibration set (edgeseg.exporters.quantize), NNCF's default mixed preset and range estimators.
+calibration set (edgeseg.exporters.calibset), NNCF's default mixed preset and range estimators.
 With `--max-drop`, a plain INT8 model that loses more mIoU than allowed is redone with
 `nncf.quantize_with_accuracy_control` (mIoU on --val-data as its metric, the bound as an absolute
 drop on the 0..1 scale), which reverts the quantizers that cost most back to float until it fits.
@@ -37,7 +37,7 @@ RT_INFO_KEY = "edgeseg"
 def quantize_int8(model: Any, job: ExportJob) -> tuple[Any, dict[str, Any]]:
     """The OpenVINO model quantized to INT8 by NNCF on the job's calibration set, and its manifest entry."""
     from edgeseg.exporters.accuracy import Bound
-    from edgeseg.exporters.quantize import nncf_dataset
+    from edgeseg.exporters.calibset import nncf_dataset
 
     if job.config.calib_method != "minmax":
         raise InputError(
@@ -171,7 +171,8 @@ def export_artifact(job: ExportJob) -> Artifact:
             quantization = {"method": "fp16-compressed IR weights (openvino.save_model compress_to_fp16)"}
         manifest = job.manifest
         if job.config.fuse_prepost:  # after quantization: calibration feeds the plain graph
-            from edgeseg.exporters.prepost import fuse_openvino, fused_manifest
+            from edgeseg.exporters.prepost import fused_manifest
+            from edgeseg.targets.openvino.fuse import fuse_openvino
 
             model = fuse_openvino(model, job.manifest)
             manifest = fused_manifest(job.manifest)

@@ -1,7 +1,7 @@
 """The TensorRT backend: runs an engine on a CUDA device, building it from the bundle's ONNX if needed.
 
 Given the engine-ready `model.onnx` of a bundle (or any edgeseg `.onnx`), it looks for a cached
-engine valid for this TensorRT and GPU beside it (edgeseg.runtimes.tensorrt.build), builds and
+engine valid for this TensorRT and GPU beside it (edgeseg.targets.tensorrt.build), builds and
 caches one when there is none (with progress lines, once), and refuses an unwritable cache folder
 instead of rebuilding on every start. Given a `.engine`, it deserializes it as is.
 
@@ -42,7 +42,7 @@ class TensorRTBackend(Backend):
         device: "cuda" or "cuda:N" (default cuda:0).
         engine_cache: folder for built engines; default the ONNX's folder (the bundle).
         workspace_mib, version_compatible, hardware_compatible: builder settings for a build
-            (see edgeseg.runtimes.tensorrt.build.BuildOptions).
+            (see edgeseg.targets.tensorrt.build.BuildOptions).
         log: receives progress lines of a build; default stderr.
         threads: taken, as by every backend, and unused: the GPU runs the model.
     """
@@ -62,7 +62,7 @@ class TensorRTBackend(Backend):
         log: Callable[[str], None] | None = None,
         threads: int | None = None,
     ) -> None:
-        from edgeseg.runtimes.tensorrt.build import BuildOptions
+        from edgeseg.targets.tensorrt.build import BuildOptions
 
         super().__init__(path, threads=threads)  # the GPU runs the model: no CPU threads to limit
         kind, _, index = str(device or "cuda").lower().partition(":")
@@ -101,8 +101,8 @@ class TensorRTBackend(Backend):
 
     def _engine_for_onnx(self, trt: Any, device: Any) -> bytes:
         from edgeseg.manifest import sha256_file
-        from edgeseg.runtimes.tensorrt.build import Profile, build_engine, profile_of
-        from edgeseg.runtimes.tensorrt.cache import check_writable, find_cached
+        from edgeseg.targets.tensorrt.build import Profile, build_engine, profile_of
+        from edgeseg.targets.tensorrt.cache import check_writable, find_cached
 
         manifest = self._manifest
         precision = manifest.precision if manifest else "fp32"
@@ -137,8 +137,8 @@ class TensorRTBackend(Backend):
     def _load(self) -> None:
         import torch
 
-        from edgeseg.runtimes.tensorrt.build import import_tensorrt
-        from edgeseg.runtimes.tensorrt.device import cuda_device, selected
+        from edgeseg.targets.tensorrt.build import import_tensorrt
+        from edgeseg.targets.tensorrt.device import cuda_device, selected
 
         trt = import_tensorrt()
         device = cuda_device(self.device_index)
@@ -169,7 +169,7 @@ class TensorRTBackend(Backend):
         self._gpu = device
 
     def _discover_specs(self) -> tuple[Sequence[TensorSpec], Sequence[TensorSpec]]:
-        from edgeseg.runtimes.tensorrt.device import selected
+        from edgeseg.targets.tensorrt.device import selected
 
         with selected(self.device_index):  # every TensorRT call on the engine's device
             return self._io_specs()
@@ -210,7 +210,7 @@ class TensorRTBackend(Backend):
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
 
-        from edgeseg.runtimes.tensorrt.device import selected
+        from edgeseg.targets.tensorrt.device import selected
 
         ctx = self._context
         # The engine's device current for TensorRT, our stream current for torch's copies.
@@ -243,7 +243,7 @@ class TensorRTBackend(Backend):
         return {name: host.numpy().copy() for name, (_, host) in outs.items()}
 
     def _close(self) -> None:
-        from edgeseg.runtimes.tensorrt.device import selected
+        from edgeseg.targets.tensorrt.device import selected
 
         if self._stream is None:
             self._reset()

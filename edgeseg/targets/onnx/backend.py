@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -234,3 +234,14 @@ def _initializers(path: Path) -> Iterator[tuple[str, np.ndarray]]:
         for attr in node.attribute:
             if node.op_type == "Constant" and attr.type == onnx.AttributeProto.TENSOR:
                 yield node.output[0], numpy_helper.to_array(attr.t)
+
+
+def peak_runner(model: bytes, x: np.ndarray, precision: str) -> Callable[[], object] | None:
+    """A call of the benchmark's ceiling graph `model` on ONNX Runtime's CPU provider at `precision`;
+    None for fp16, which the CPU provider runs with fp32 kernels (no fp16 peak to measure)."""
+    if precision == "fp16":
+        return None
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    return lambda: session.run(None, {"x": x})

@@ -1,9 +1,9 @@
 """TensorRT export: a bundle with the engine-ready ONNX and, where TensorRT and a GPU are, the engine.
 
-The bundle's model file is `model.onnx`, the engine-ready graph (edgeseg.exporters.tensorrt_graph):
+The bundle's model file is `model.onnx`, the engine-ready graph (edgeseg.targets.tensorrt.graph):
 the portable source of every engine, checked structurally before it is written and verified for
 accuracy on CPU (parity runs the same graph with ONNX Runtime's CPU provider and says so in the
-manifest's `parity.measured_on`). The engine is built by edgeseg.runtimes.tensorrt.build where
+manifest's `parity.measured_on`). The engine is built by edgeseg.targets.tensorrt.build where
 TensorRT and a CUDA device exist, here at export or later on the device (first load, or
 `edgeseg build-engine BUNDLE`); the manifest's `engine` record holds the profile, the ONNX's sha256
 and, once built, the TensorRT version, GPU, compute capability and CUDA version.
@@ -16,8 +16,10 @@ from typing import Any
 
 from edgeseg.errors import EdgesegRuntimeError, InputError
 from edgeseg.exporters import Artifact, ExportJob
+from edgeseg.exporters.onnx_quant import reduced_precision_graph
 from edgeseg.manifest import onnx_metadata, sha256_file
-from edgeseg.runtimes.tensorrt.build import profile_of
+from edgeseg.targets.tensorrt.build import profile_of
+from edgeseg.targets.tensorrt.graph import to_engine_int8
 
 __all__ = ["MEASURED_ON", "MODEL_FILE", "export_artifact"]
 
@@ -27,51 +29,16 @@ MEASURED_ON = "CPU execution of the same engine-ready ONNX graph (onnxruntime), 
 
 def _engine_ready_graph(job: ExportJob, dest: Path) -> tuple[dict[str, Any] | None, list[str]]:
     """Write the graph for the job's precision to `dest`; returns (quantization entry, float nodes)."""
-    config, manifest = job.config, job.manifest
-    if config.precision == "fp32":
-        job.write_fp32_onnx(dest)
-        return None, []
-    from edgeseg.exporters import onnx_quant, tensorrt_graph
-
-    scratch = job.workdir / ".fp32.onnx"  # inside the temporary bundle folder; removed below
-    metadata = onnx_metadata(manifest)
-    try:
-        job.write_fp32_onnx(scratch)
-        if config.precision == "fp16":
-            entry = onnx_quant.to_fp16(scratch, dest, metadata)
-            return {**entry, "tensorrt": "strongly typed: float16 in the graph, no builder flag"}, []
-        calib = job.calibration_set()
-
-        def quantize(path: Path, method: str, exclude: list[str]) -> dict[str, Any]:
-            return tensorrt_graph.to_engine_int8(
-                scratch, path, calib, input_name=manifest.input.name, method=method,
-                metadata=metadata, exclude=exclude,
-            )  # fmt: skip
-
-        if job.meter is None or (config.max_drop is None and config.max_class_drop is None):
-            entry = quantize(dest, config.calib_method, [])
-        else:
-            from edgeseg.exporters.accuracy import onnx_int8_within
-
-            entry = onnx_int8_within(
-                quantize,
-                dest,
-                meter=job.meter,
-                max_drop=config.max_drop,
-                max_class_drop=config.max_class_drop,
-                method=config.calib_method,
-                convs=onnx_quant.conv_nodes(scratch),
-                log=job.log,
-            )
-        return entry, list(entry.get("float_nodes", []))
-    finally:
-        scratch.unlink(missing_ok=True)
+    entry = reduced_precision_graph(job, dest, to_engine_int8)
+    if entry is not None and job.config.precision == "fp16":
+        entry = {**entry, "tensorrt": "strongly typed: float16 in the graph, no builder flag"}
+    return entry, list((entry or {}).get("float_nodes", []))
 
 
 def export_artifact(job: ExportJob) -> Artifact:
     """Write the engine-ready `model.onnx` (checked), and the engine when this machine can build one."""
-    from edgeseg.exporters.tensorrt_graph import check_engine_ready
-    from edgeseg.runtimes.tensorrt.build import build_engine, engine_unavailable_reason
+    from edgeseg.targets.tensorrt.build import build_engine, engine_unavailable_reason
+    from edgeseg.targets.tensorrt.graph import check_engine_ready
 
     config = job.config
     if config.batch is not None and not config.dynamic:
@@ -81,7 +48,7 @@ def export_artifact(job: ExportJob) -> Artifact:
     manifest = job.manifest
     if config.fuse_prepost:  # after quantization: calibration feeds the plain graph
         from edgeseg.exporters.prepost import fused_manifest
-        from edgeseg.exporters.prepost_engine import ENGINE_STEPS, fuse_engine_onnx_file
+        from edgeseg.targets.tensorrt.fuse import ENGINE_STEPS, fuse_engine_onnx_file
 
         manifest = fused_manifest(job.manifest, ENGINE_STEPS)
         fuse_engine_onnx_file(dest, job.manifest, onnx_metadata(manifest))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg.errors import InputError
-from edgeseg.runtimes.tensorrt.device import Device
+from edgeseg.targets.tensorrt.device import Device
 
 __all__ = ["cache_name", "check_writable", "find_cached", "record_path"]
 
