@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg import Segmenter
-from edgeseg.demo import SourceEnded, open_source
+from edgeseg.demo import SourceEnded, open_frame_source
 
 GO, SLOW = 0.85, 0.6  # free-space shares ahead above which the robot goes, or goes slowly
 
@@ -41,7 +41,7 @@ def main() -> None:
     ap.add_argument("--free-class", type=int, default=0, help="class id of drivable / free space")
     args = ap.parse_args()
 
-    source = open_source(args.source, frame_size=(320, 240))
+    source = open_frame_source(args.source, frame_size=(320, 240))
     decisions: dict[str, int] = {}
     with Segmenter(args.model) as seg:  # frames are BGR, as OpenCV delivers them
         seg.warmup()

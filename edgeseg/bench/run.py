@@ -183,14 +183,14 @@ def benchmark(
     import torch
 
     from edgeseg.bench.hardware import count_macs
-    from edgeseg.exporters.sources import open_source
+    from edgeseg.exporters.source_open import open_export_source
 
     config = config or BenchmarkConfig()
     say = log or (lambda _: None)
     _check_config(config)
     targets = parse_targets(config.targets or None)
     ckpt_path = Path(checkpoint)
-    src = open_source(ckpt_path, facts)
+    src = open_export_source(ckpt_path, facts)
     size = src.export_size(config.img_size, dynamic=False)
     if config.data and dataset is None and not Path(config.data).is_dir():
         raise InputError(f"--data folder '{config.data}' does not exist (expected DIR/images and DIR/masks)")

@@ -19,7 +19,7 @@ from edgeseg.demo.sources import (
     SourceEnded,
     SyntheticSource,
     VideoSource,
-    open_source,
+    open_frame_source,
 )
 
 __all__ = [
@@ -30,6 +30,6 @@ __all__ = [
     "SourceEnded",
     "SyntheticSource",
     "VideoSource",
-    "open_source",
+    "open_frame_source",
     "run_demo",
 ]

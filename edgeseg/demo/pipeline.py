@@ -32,7 +32,7 @@ from edgeseg.demo.config import DemoConfig, DemoSummary
 from edgeseg.demo.model import load_segmenter, model_threads, time_alone
 from edgeseg.demo.render import Renderer, VideoSink, Window, display_problem, write_snapshot
 from edgeseg.demo.server import StreamServer
-from edgeseg.demo.sources import FrameSource, open_source
+from edgeseg.demo.sources import FrameSource, open_frame_source
 from edgeseg.demo.stats import (
     DemoState,
     FlickerMeter,
@@ -331,7 +331,7 @@ def _open(config: DemoConfig) -> FrameSource:
     if isinstance(config.source, FrameSource):
         config.source.open()
         return config.source
-    return open_source(
+    return open_frame_source(
         config.source,
         frame_size=config.frame_size,
         fps=config.fps,

@@ -29,7 +29,7 @@ __all__ = [
     "SourceEnded",
     "SyntheticSource",
     "VideoSource",
-    "open_source",
+    "open_frame_source",
 ]
 
 Read = tuple[np.ndarray, np.ndarray | None]  # (BGR frame, ground-truth mask or None)
@@ -273,7 +273,7 @@ _GST_HINT = (
 )
 
 
-def open_source(
+def open_frame_source(
     spec: str,
     *,
     frame_size: tuple[int, int] = (640, 480),

@@ -331,9 +331,9 @@ def export(
     _check_config(config)
     ensure_packages(target)
 
-    from edgeseg.exporters.sources import open_source
+    from edgeseg.exporters.source_open import open_export_source
 
-    src = open_source(source, facts)
+    src = open_export_source(source, facts)
     size = src.export_size(config.img_size, config.dynamic)
     dest = (
         Path(config.out)

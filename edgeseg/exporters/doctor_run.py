@@ -148,7 +148,7 @@ def diagnose(
     graph `export --dynamic` would convert (default: fixed size; a bundle: as it was exported).
     Raises InputError for a missing or unreadable model, or an unknown target or precision."""
     from edgeseg.exporters.source import SourceFacts
-    from edgeseg.exporters.sources import open_source
+    from edgeseg.exporters.source_open import open_export_source
 
     path = Path(model)
     if not path.exists():
@@ -205,7 +205,7 @@ def diagnose(
     targets, precisions = _choices(target, precision)
     with tempfile.TemporaryDirectory(prefix="edgeseg-doctor-") as tmp:
         try:
-            src = open_source(path, facts)
+            src = open_export_source(path, facts)
         except InputError:
             if path.suffix.lower() != ".onnx":
                 raise

@@ -10,7 +10,7 @@ also the source's (`ExportSource.reference`):
 - `OnnxSource` (edgeseg.exporters.onnx_source): the given graph itself, checked and brought to the
   export's size; the reference is the source file run on ONNX Runtime's CPU provider.
 
-`open_source(path, facts)` (edgeseg.exporters.sources) picks by the file: a `.onnx` is an ONNX
+`open_export_source(path, facts)` (edgeseg.exporters.source_open) picks by the file: a `.onnx` is an ONNX
 source, anything else a checkpoint.
 `SourceFacts` are what a graph from elsewhere cannot say about itself (class names, normalisation,
 channel order); an ONNX file written by edgeseg carries them in its metadata.

@@ -17,7 +17,7 @@ from edgeseg.evaluation.parity import Reference
 from edgeseg.exporters import ExportConfig, export
 from edgeseg.exporters.calibration import calibration_source, coverage, prepare_calibration
 from edgeseg.exporters.calibset import load_calibration
-from edgeseg.exporters.sources import open_source
+from edgeseg.exporters.source_open import open_export_source
 from edgeseg.manifest import read_manifest
 from edgeseg.models.checkpoint import load_checkpoint, save_checkpoint
 from tests.helpers import make_checkpoint, make_dataset, run_cli
@@ -59,23 +59,23 @@ def ck(tmp_path: Path) -> Path:
 def test_default_source_is_the_recorded_training_folder_while_it_exists(ck: Path, tmp_path: Path) -> None:
     data = make_dataset(tmp_path / "train", n=3, size=(32, 32))
     _with_training(ck, {"data": "train", "data_path": str(data)})
-    assert calibration_source(open_source(ck), None) == (
+    assert calibration_source(open_export_source(ck), None) == (
         str(data),
         "the checkpoint's training folder (no --calib given)",
         None,
     )
-    assert calibration_source(open_source(ck), "other")[:2] == ("other", "given with --calib")
+    assert calibration_source(open_export_source(ck), "other")[:2] == ("other", "given with --calib")
     shutil.rmtree(data)
-    folder, why, warning = calibration_source(open_source(ck), None)
+    folder, why, warning = calibration_source(open_export_source(ck), None)
     assert folder is None and "no longer exists" in why and f"'{data}'" in str(warning)
     _with_training(ck, {"data": "synthetic(seed=0)", "data_path": None})
-    assert calibration_source(open_source(ck), None) == (
+    assert calibration_source(open_export_source(ck), None) == (
         None,
         "synthetic scenes: the model was trained on them",
         None,
     )
     _with_training(ck, {})  # nothing recorded (imported model, older checkpoint): said, not silent
-    folder, why, warning = calibration_source(open_source(ck), None)
+    folder, why, warning = calibration_source(open_export_source(ck), None)
     assert folder is None and "records no training folder" in why and "pass --calib" in str(warning)
 
 
@@ -105,7 +105,7 @@ def test_export_calibrates_on_the_training_folder_then_falls_back_with_one_warni
 
 
 def test_coverage_shares_and_spread_by_hand(ck: Path, tmp_path: Path) -> None:
-    draft = open_source(ck).draft("onnx", "int8", (32, 32), False)
+    draft = open_export_source(ck).draft("onnx", "int8", (32, 32), False)
     calib = load_calibration(_dark_folder(tmp_path / "dark"), draft)
     cov = coverage(calib, _red_reference(), draft.class_names)
     part = cov["calibration"]
@@ -118,7 +118,7 @@ def test_coverage_shares_and_spread_by_hand(ck: Path, tmp_path: Path) -> None:
 
 def test_warns_in_one_line_when_calibration_lacks_a_predicted_class(ck: Path, tmp_path: Path) -> None:
     val = make_dataset(tmp_path / "val", n=4, size=(32, 32))  # bright (red) regions: class 1
-    src = open_source(ck)
+    src = open_export_source(ck)
     draft = src.draft("onnx", "int8", (32, 32), False)
     lines: list[str] = []
     config = ExportConfig("onnx", "int8", calib=str(_dark_folder(tmp_path / "dark")), val_data=str(val))

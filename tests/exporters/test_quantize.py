@@ -12,14 +12,14 @@ from PIL import Image
 from edgeseg.errors import InputError
 from edgeseg.exporters import ExportConfig
 from edgeseg.exporters.calibset import load_calibration, nncf_dataset, ort_reader
-from edgeseg.exporters.sources import open_source
+from edgeseg.exporters.source_open import open_export_source
 from edgeseg.manifest import Manifest
 from tests.helpers import make_checkpoint, make_dataset
 
 
 def _manifest(tmp_path: Path, channels: int = 3) -> Manifest:
     path = make_checkpoint(tmp_path / "ck.pt", channels=channels, size=(32, 32))
-    return open_source(path).draft("onnx", "fp32", (32, 32), dynamic=False)
+    return open_export_source(path).draft("onnx", "fp32", (32, 32), dynamic=False)
 
 
 def test_calibration_from_dataset_folder_matches_segmenter_preprocessing(tmp_path: Path) -> None:

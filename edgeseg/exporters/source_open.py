@@ -1,4 +1,4 @@
-"""Which export source a path is: `open_source` (kept apart from the source classes so that neither
+"""Which export source a path is: `open_export_source` (kept apart from the source classes so that neither
 source module imports the other)."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from pathlib import Path
 from edgeseg.errors import InputError
 from edgeseg.exporters.source import CheckpointSource, ExportSource, SourceFacts
 
-__all__ = ["open_source"]
+__all__ = ["open_export_source"]
 
 
-def open_source(path: str | os.PathLike[str], facts: SourceFacts | None = None) -> ExportSource:
+def open_export_source(path: str | os.PathLike[str], facts: SourceFacts | None = None) -> ExportSource:
     """The export source at `path`: a `.onnx` file (with `facts` for what it does not say itself)
     or an edgeseg checkpoint. Raises InputError for a missing or unusable file, or for facts given
     for a checkpoint (which holds its own)."""
