@@ -61,7 +61,7 @@ def test_rgb_to_gray_is_training_luma(tmp_path: Path):
 
 
 def test_benchmark_synthetic_frames_use_the_same_luma():
-    from edgeseg.bench.run import _channels
+    from edgeseg.bench.rows import to_channels as _channels
 
     rgb = np.random.default_rng(1).integers(0, 256, (8, 8, 3), dtype=np.uint8)
     assert np.array_equal(_channels(rgb, 1), rgb_to_gray(rgb))  # not a plain mean of the channels

@@ -18,31 +18,37 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgeseg._guards import check_number, recorded_path, require_finite
-from edgeseg.bench.hardware import RssSampler, percentile_ms
-from edgeseg.errors import EdgesegError, InputError, MissingDependencyError, first_line
-from edgeseg.formats import PRECISIONS, TARGETS, get_target, missing_packages, parse_precision
-from edgeseg.runtimes.registry import ensure_installed
+from edgeseg._guards import check_number, recorded_path
+from edgeseg.bench.rows import (
+    BenchmarkReport,
+    BenchRow,
+    Labelled,
+    check_figures,
+    eager_call,
+    eval_set,
+    load_row,
+    reference_row,
+    relative_figures,
+    score_row,
+    segmenter_options,
+    timing_frame,
+)
+from edgeseg.errors import InputError
+from edgeseg.formats import PRECISIONS, TARGETS, parse_precision
 
 if TYPE_CHECKING:
-    from edgeseg.exporters.source import ExportSource, SourceFacts
+    from edgeseg.exporters.source import SourceFacts
 
 __all__ = ["BenchRow", "BenchmarkConfig", "BenchmarkReport", "benchmark", "parse_targets"]
 
 FRAME_SIZE = (640, 480)  # the camera-sized frame the whole Segmenter call is timed on
-
-
-class _Labelled(Protocol):
-    def __len__(self) -> int: ...
-    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 def parse_targets(spec: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -113,61 +119,11 @@ class BenchmarkConfig:
     resize_kernel: str = "pillow"
 
 
-@dataclass
-class BenchRow:
-    """One line of the table; figures are None when not measured (status other than "ok", or no data)."""
-
-    name: str
-    target: str
-    precision: str
-    backend: str | None = None
-    reference: bool = False  # the baseline row: the source's own FP32 model on its own runtime
-    status: str = "ok"  # "ok" | "export failed" | "not available"
-    reason: str | None = None
-    path: str | None = None
-    size_mb: float | None = None
-    miou: float | None = None
-    miou_drop: float | None = None  # points lost vs PyTorch on the same data
-    agreement: float | None = None  # fraction of pixels whose class equals PyTorch's
-    model_ms_p50: float | None = None
-    model_ms_p95: float | None = None
-    total_ms_p50: float | None = None
-    total_ms_p95: float | None = None
-    stages_ms: dict[str, float] = field(default_factory=dict)  # mean pre/infer/post of the call
-    fps: float | None = None  # whole Segmenter calls per second (p50)
-    images_per_s: float | None = None  # throughput mode: frames per second of predict_many
-    throughput_reason: str | None = None  # why images_per_s is missing on a row that ran
-    speedup: float | None = None  # PyTorch model p50 / this model p50
-    gflops: float | None = None  # model MACs x 2 / model p50
-    ceiling_share: float | None = None  # gflops / the measured ceiling of its precision, in (0, 1]
-    peak_mem_mb: float | None = None  # RSS peak above the level before loading
-
-
-@dataclass
-class BenchmarkReport:
-    """The rows (PyTorch first) and what they were measured on."""
-
-    rows: list[BenchRow]
-    meta: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        from dataclasses import asdict
-
-        return {"meta": self.meta, "rows": [asdict(r) for r in self.rows]}
-
-    def row(self, name: str) -> BenchRow:
-        """The row called `name` ("pytorch", "source onnx" or "target:precision")."""
-        for r in self.rows:
-            if r.name == name:
-                return r
-        raise KeyError(name)
-
-
 def benchmark(
     checkpoint: str | os.PathLike[str],
     config: BenchmarkConfig | None = None,
     *,
-    dataset: _Labelled | None = None,
+    dataset: Labelled | None = None,
     facts: SourceFacts | None = None,
     log: Callable[[str], None] | None = None,
 ) -> BenchmarkReport:
@@ -183,6 +139,8 @@ def benchmark(
     import torch
 
     from edgeseg.bench.hardware import count_macs
+    from edgeseg.bench.reuse import export_row
+    from edgeseg.bench.rounds import time_rows
     from edgeseg.exporters.source_open import open_export_source
 
     config = config or BenchmarkConfig()
@@ -198,41 +156,41 @@ def benchmark(
     if config.threads:
         torch.set_num_threads(config.threads)
 
-    images, truth, data_kind = _eval_set(src, size, config, dataset)
+    images, truth, data_kind = eval_set(src, size, config, dataset)
     # A user's own loop runs `model(x)` on the default (contiguous) layout; edgeseg's PyTorch row uses
     # channels-last, which is faster on CPUs. Both are eager PyTorch; the report times both. The MACs
     # are counted on the same module (an ONNX source has none: no MACs, no GFLOP/s).
     eager = src.torch_module()
     macs = count_macs(eager, size, src.channels) if eager is not None else None
-    rows = [_reference_row(src)]
+    rows = [reference_row(src)]
     rows += [BenchRow(t, *t.split(":")) for t in targets]
     for row in rows[1:]:
-        _export_row(row, src, size, config, out / "bundles", say)
+        export_row(row, src, size, config, out / "bundles", say)
 
     segs: dict[str, Any] = {}
-    frame = _frame(src.channels, config.frame_size)
+    frame = timing_frame(src.channels, config.frame_size)
     ref_masks: list[np.ndarray] | None = None
     try:
         for row in rows:
             if row.status != "ok":
                 continue
             say(f"loading {row.name}")
-            seg = _load_row(row, size, src, config.resize_kernel)
+            seg = load_row(row, size, src, config.resize_kernel)
             if seg is None:
                 continue
             segs[row.name] = seg
             masks = [r.mask for r in seg.predict_batch(images)] if images else []
             if ref_masks is None:
                 ref_masks = masks
-            _score_row(row, masks, ref_masks, truth, len(seg.class_names), src.ignore_index)
-        eager_call = _eager_call(eager, size, src.channels) if eager is not None else None
-        eager_ms = _time_rows(rows, segs, frame, config, say, eager_call)
+            score_row(row, masks, ref_masks, truth, len(seg.class_names), src.ignore_index)
+        call = eager_call(eager, size, src.channels) if eager is not None else None
+        eager_ms = time_rows(rows, segs, frame, config, say, call)
         if config.mode == "throughput":
             from edgeseg._cpu import usable_cores
             from edgeseg.bench.throughput import measure_throughput
 
             def options(row: BenchRow) -> dict[str, Any]:
-                return _segmenter_options(row, size, src, config.resize_kernel)
+                return segmenter_options(row, size, src, config.resize_kernel)
 
             measure_throughput(rows, frame, max(config.runs, 4 * usable_cores()), options, say)
     finally:
@@ -240,8 +198,8 @@ def benchmark(
             seg.close()
 
     base = rows[0]
-    _relative_figures(rows, macs)
-    _check_figures(rows)
+    relative_figures(rows, macs)
+    check_figures(rows)
     meta = _meta(ckpt_path, size, macs, data_kind, len(images), config)
     meta["reference"] = f"{base.name}: {src.reference_label} ({base.backend})"
     meta["eager_contiguous_ms_p50"] = eager_ms
@@ -264,271 +222,6 @@ def _check_config(config: BenchmarkConfig) -> None:
         raise InputError("--runs and --max-images must be at least 1 (and rounds/warm-up not negative)")
     if len(config.frame_size) != 2 or min(config.frame_size) < 1:
         raise InputError(f"--frame-size must be WxH with both sides >= 1; got {config.frame_size}")
-
-
-def _score_row(
-    row: BenchRow,
-    masks: list[np.ndarray],
-    ref_masks: list[np.ndarray],
-    truth: list[np.ndarray],
-    classes: int,
-    ignore_index: int | None,
-) -> None:
-    """Pixel agreement with the baseline's masks and, with ground truth, mIoU."""
-    from edgeseg.evaluation.metrics import ConfusionMatrix, mask_agreement
-
-    if masks:
-        row.agreement = round(mask_agreement(np.stack(masks), np.stack(ref_masks)), 6)
-    if truth:
-        cm = ConfusionMatrix(classes, ignore_index)
-        for m, t in zip(masks, truth, strict=True):
-            cm.update(m, t)
-        row.miou = round(cm.compute().miou, 6)
-
-
-def _relative_figures(rows: list[BenchRow], macs: int | None) -> None:
-    """mIoU drop and speed-up against the baseline (the first row), GFLOP/s from the MACs."""
-    base = rows[0]
-    for row in rows:
-        if row.miou is not None and base.miou is not None:
-            row.miou_drop = round((base.miou - row.miou) * 100, 3)
-        if row.model_ms_p50:
-            if macs:
-                row.gflops = float(f"{2 * macs / row.model_ms_p50 / 1e6:.4g}")  # 4 digits: tiny models too
-            if base.model_ms_p50:
-                row.speedup = round(base.model_ms_p50 / row.model_ms_p50, 3)
-
-
-def _check_figures(rows: list[BenchRow]) -> None:
-    """Every figure of every row is a finite number (or absent): a NaN would print as a figure and
-    compare as neither better nor worse than another row."""
-    from dataclasses import fields
-
-    for row in rows:
-        for f in fields(row):
-            value = getattr(row, f.name)
-            values = value.values() if isinstance(value, dict) else [value]
-            for v in values:
-                if isinstance(v, float):
-                    require_finite(v, f"benchmark figure {f.name} of row {row.name}")
-
-
-def _reference_row(src: ExportSource) -> BenchRow:
-    """The baseline row: the source itself on its reference runtime (PyTorch for a checkpoint)."""
-    name = "pytorch" if src.reference_backend == "torch" else f"source {src.kind}"
-    target = "pytorch" if src.reference_backend == "torch" else src.kind
-    row = BenchRow(name, target, "fp32", backend=src.reference_backend, reference=True, path=str(src.path))
-    row.size_mb = round(src.path.stat().st_size / 1e6, 2)
-    return row
-
-
-def _eval_set(
-    src: ExportSource, size: tuple[int, int], config: BenchmarkConfig, dataset: _Labelled | None
-) -> tuple[list[np.ndarray], list[np.ndarray], str]:
-    """RGB images at the model's size, their masks (empty without labels) and a description."""
-    if dataset is None and config.data:
-        from edgeseg.data import FolderDataset
-
-        dataset = FolderDataset(
-            config.data,
-            img_size=size,
-            num_classes=src.classes,
-            ignore_index=src.ignore_index,
-            channels=src.channels,
-        )
-        kind = f"folder {recorded_path(config.data)}"
-    elif dataset is not None:
-        kind = f"{type(dataset).__name__} (ground truth)"
-    else:
-        from edgeseg.data import SyntheticDataset
-
-        synth = SyntheticDataset(min(config.max_images, 16), size, seed=1234)
-        imgs = [_channels(synth[i][0], src.channels) for i in range(len(synth))]
-        return imgs, [], "synthetic frames (agreement with the baseline only; no ground truth for this model)"
-    n = min(len(dataset), config.max_images)
-    if n == 0:
-        raise InputError(f"the benchmark data ({kind}) holds no images")
-    pairs = [dataset[i] for i in range(n)]
-    return [img for img, _ in pairs], [mask for _, mask in pairs], f"{kind}: {n} images"
-
-
-def _channels(img: np.ndarray, channels: int) -> np.ndarray:
-    if channels == 1 and img.ndim == 3 and img.shape[2] == 3:
-        from edgeseg.data.imageio import rgb_to_gray  # the luma training and Segmenter use
-
-        return rgb_to_gray(img)
-    return img
-
-
-def _frame(channels: int, size: tuple[int, int]) -> np.ndarray:
-    """A camera-sized RGB (or gray) frame of `size` (width, height) for the whole-call timing."""
-    from edgeseg.data.synthetic import render_scene
-
-    rgb, _ = render_scene(np.random.default_rng(7), size)
-    return _channels(rgb, channels)
-
-
-def _export_row(
-    row: BenchRow,
-    src: ExportSource,
-    size: tuple[int, int],
-    config: BenchmarkConfig,
-    bundles: Path,
-    say: Callable[[str], None],
-) -> None:
-    """Find or make the bundle of `row`, or set its status and reason."""
-    target = get_target(row.target)
-    if row.precision not in target.precisions:
-        row.status, row.reason = "not available", f"edgeseg cannot export {target.title} {row.precision} yet"
-        return
-    missing = missing_packages(target)
-    if missing:
-        extras = sorted({r.extra for r in target.requires if r.module in missing})
-        row.status = "not available"
-        row.reason = f"needs {', '.join(missing)} (pip install 'edgeseg[{','.join(extras)}]')"
-        return
-    try:
-        ensure_installed(target.backends[0])
-    except MissingDependencyError as err:  # nothing here could run the bundle: exporting costs time
-        row.status, row.reason = "not available", first_line(err)
-        return
-    dest = bundles / f"{row.target}-{row.precision}-{size[0]}x{size[1]}"
-    if _reusable(dest, src, size):
-        say(f"reusing {dest}")
-        row.path = str(dest)
-        return
-    from edgeseg.exporters import ExportConfig, export
-
-    say(f"exporting {row.name}")
-    cfg = ExportConfig(
-        target=row.target,
-        precision=row.precision,
-        img_size=size,
-        out=str(dest),
-        overwrite=True,
-        calib=config.calib if row.precision == "int8" else None,
-        parity_images=2,
-    )
-    try:
-        row.path = str(export(src.path, cfg, facts=src.facts).bundle)
-    except Exception as exc:  # a failed target is a row, not the end of the benchmark
-        row.status, row.reason = "export failed", first_line(exc)
-
-
-def _reusable(dest: Path, src: ExportSource, size: tuple[int, int]) -> bool:
-    """A bundle at `dest` that was exported from this very source at this size and is intact."""
-    if not (dest / "edgeseg.json").is_file():
-        return False
-    from edgeseg.manifest import read_manifest
-
-    try:
-        m = read_manifest(dest)
-    except EdgesegError:
-        return False
-    return m.source.get("sha256") == src.sha256 and (m.input.width, m.input.height) == size
-
-
-def _segmenter_options(
-    row: BenchRow, size: tuple[int, int], src: ExportSource, resize_kernel: str
-) -> dict[str, Any]:
-    """The Segmenter arguments of a row beyond its model: the baseline's preprocessing (a bundle
-    carries its own) and the run's resize kernel; the latency and throughput timings share them."""
-    extra = src.segmenter_options(size) if row.reference else {}
-    return {**extra, "resize_kernel": resize_kernel}
-
-
-def _load_row(row: BenchRow, size: tuple[int, int], src: ExportSource, resize_kernel: str) -> Any:
-    from edgeseg.segmenter import Segmenter
-
-    assert row.path is not None
-    # Each row runs on its own target's runtime (an ONNX bundle on ONNX Runtime, not on OpenVINO),
-    # so the row measures what its name says; the baseline on the source's reference runtime.
-    backend = row.backend if row.reference else get_target(row.target).backends[0]
-    kwargs = _segmenter_options(row, size, src, resize_kernel)
-    with RssSampler() as mem:
-        try:
-            seg = Segmenter(row.path, backend=backend, input_format="rgb", **kwargs)
-        except Exception as exc:  # a row that cannot load here keeps its place with the reason
-            row.status, row.reason = "not available", first_line(exc)
-            return None
-        seg.warmup(2)
-    row.peak_mem_mb = mem.growth_mb
-    row.backend = seg.backend_name
-    if not row.reference:
-        files = seg.manifest.files if seg.manifest is not None else {}
-        row.size_mb = round(sum((Path(row.path) / f).stat().st_size for f in files) / 1e6, 2)
-    return seg
-
-
-def _time_rows(
-    rows: list[BenchRow],
-    segs: dict[str, Any],
-    frame: np.ndarray,
-    config: BenchmarkConfig,
-    say: Callable[[str], None],
-    eager: Callable[[], object] | None,
-) -> float | None:
-    """Model-alone and whole-call latency of every loaded row, in interleaved rounds. `eager` (a plain
-    `model(x)` call, None for a source without a PyTorch module) is timed in the same rounds; returns
-    its median in ms."""
-    from edgeseg.preprocess import prepare_frame
-
-    model: dict[str, list[float]] = {n: [] for n in segs}
-    total: dict[str, list[float]] = {n: [] for n in segs}
-    stages: dict[str, list[dict[str, float]]] = {n: [] for n in segs}
-    calls: dict[str, Callable[[], object]] = {}
-    for name, seg in segs.items():
-        pre = seg.preprocessing
-        x, _ = prepare_frame(frame, pre, "rgb")
-        feed = {pre.input_name: x[None]}
-        calls[name] = lambda b=seg.backend, feed=feed: b.infer(feed)
-        for _ in range(config.warmup):
-            calls[name]()
-            seg(frame)
-    eager_ms: list[float] = []
-    for _ in range(config.warmup if eager else 0):
-        eager()  # type: ignore[misc]
-    per_round = max(1, -(-config.runs // config.rounds))
-    for r in range(config.rounds):
-        say(f"timing round {r + 1}/{config.rounds}")
-        for _ in range(per_round if eager else 0):
-            t0 = time.perf_counter()
-            eager()  # type: ignore[misc]
-            eager_ms.append((time.perf_counter() - t0) * 1000)
-        for name, seg in segs.items():
-            for _ in range(per_round):
-                t0 = time.perf_counter()
-                calls[name]()
-                model[name].append((time.perf_counter() - t0) * 1000)
-            for _ in range(per_round):
-                res = seg(frame)
-                total[name].append(res.timings["total"])
-                stages[name].append(res.timings)
-    for row in rows:
-        if row.name not in segs:
-            continue
-        row.model_ms_p50 = round(percentile_ms(model[row.name], 50), 3)
-        row.model_ms_p95 = round(percentile_ms(model[row.name], 95), 3)
-        row.total_ms_p50 = round(percentile_ms(total[row.name], 50), 3)
-        row.total_ms_p95 = round(percentile_ms(total[row.name], 95), 3)
-        row.fps = round(1000 / row.total_ms_p50, 2) if row.total_ms_p50 else None
-        row.stages_ms = {
-            k: round(float(np.mean([t[k] for t in stages[row.name]])), 3) for k in ("pre", "infer", "post")
-        }
-    return round(percentile_ms(eager_ms, 50), 3) if eager_ms else None
-
-
-def _eager_call(model: Any, size: tuple[int, int], channels: int) -> Callable[[], object]:
-    """`model(x)` with batch 1, no grad: the baseline most users measure."""
-    import torch
-
-    x = torch.zeros(1, channels, size[1], size[0])
-
-    def call() -> object:
-        with torch.inference_mode():
-            return model(x)
-
-    return call
 
 
 def _meta(

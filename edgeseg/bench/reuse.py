@@ -1,0 +1,79 @@
+"""Where a benchmark row's bundle comes from: one exported from the same source at the same size
+and intact is reused, anything else is exported (a failure becomes the row's status)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edgeseg.errors import EdgesegError, MissingDependencyError, first_line
+from edgeseg.formats import get_target, missing_packages
+from edgeseg.runtimes.registry import ensure_installed
+
+if TYPE_CHECKING:
+    from edgeseg.bench.rows import BenchRow
+    from edgeseg.bench.run import BenchmarkConfig
+    from edgeseg.exporters.source import ExportSource
+
+__all__ = ["export_row", "reusable"]
+
+
+def export_row(
+    row: BenchRow,
+    src: ExportSource,
+    size: tuple[int, int],
+    config: BenchmarkConfig,
+    bundles: Path,
+    say: Callable[[str], None],
+) -> None:
+    """Find or make the bundle of `row`, or set its status and reason."""
+    target = get_target(row.target)
+    if row.precision not in target.precisions:
+        row.status, row.reason = "not available", f"edgeseg cannot export {target.title} {row.precision} yet"
+        return
+    missing = missing_packages(target)
+    if missing:
+        extras = sorted({r.extra for r in target.requires if r.module in missing})
+        row.status = "not available"
+        row.reason = f"needs {', '.join(missing)} (pip install 'edgeseg[{','.join(extras)}]')"
+        return
+    try:
+        ensure_installed(target.backends[0])
+    except MissingDependencyError as err:  # nothing here could run the bundle: exporting costs time
+        row.status, row.reason = "not available", first_line(err)
+        return
+    dest = bundles / f"{row.target}-{row.precision}-{size[0]}x{size[1]}"
+    if reusable(dest, src, size):
+        say(f"reusing {dest}")
+        row.path = str(dest)
+        return
+    from edgeseg.exporters import ExportConfig, export
+
+    say(f"exporting {row.name}")
+    cfg = ExportConfig(
+        target=row.target,
+        precision=row.precision,
+        img_size=size,
+        out=str(dest),
+        overwrite=True,
+        calib=config.calib if row.precision == "int8" else None,
+        parity_images=2,
+    )
+    try:
+        row.path = str(export(src.path, cfg, facts=src.facts).bundle)
+    except Exception as exc:  # a failed target is a row, not the end of the benchmark
+        row.status, row.reason = "export failed", first_line(exc)
+
+
+def reusable(dest: Path, src: ExportSource, size: tuple[int, int]) -> bool:
+    """A bundle at `dest` that was exported from this very source at this size and is intact."""
+    if not (dest / "edgeseg.json").is_file():
+        return False
+    from edgeseg.manifest import read_manifest
+
+    try:
+        m = read_manifest(dest)
+    except EdgesegError:
+        return False
+    return m.source.get("sha256") == src.sha256 and (m.input.width, m.input.height) == size
