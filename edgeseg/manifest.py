@@ -112,6 +112,9 @@ class Manifest:
     # A device-specific build (TensorRT): the engine-ready ONNX's sha256, the optimisation profile
     # and, once built, the TensorRT version, GPU, compute capability and CUDA version.
     engine: dict[str, Any] | None = None
+    # Precisions the target's runtime computes this (fp32) bundle at when asked, without another
+    # export, with the backend options that ask: {"bf16": {"inference_precision": "bf16"}}.
+    runtime_precisions: dict[str, dict[str, Any]] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
     edgeseg_version: str = ""
@@ -189,6 +192,10 @@ class Manifest:
             tools={str(k): str(v) for k, v in r.get("tools", dict, default={}).items()},
             parity=r.get("parity", dict, default=None),
             engine=r.get("engine", dict, default=None),
+            runtime_precisions={
+                str(k): dict(v) if isinstance(v, dict) else {}
+                for k, v in r.get("runtime_precisions", dict, default={}).items()
+            },
             files={str(k): str(v) for k, v in files.items()},
         )
 

@@ -401,7 +401,7 @@ def test_benchmark_reuses_bundles_from_another_folder(
     here.mkdir()
     shutil.copy(assets["ckpt"], here / "best.pt")
     config = BenchmarkConfig(
-        targets=("onnx:fp32",), runs=1, rounds=1, warmup=0, ceiling_seconds=0, out="bench"
+        targets=("onnx:fp32",), runs=1, rounds=1, warmup=0, ceiling_seconds=0, time_budget_s=0, out="bench"
     )
     monkeypatch.chdir(here)
     first = benchmark("best.pt", config, log=lambda s: None)

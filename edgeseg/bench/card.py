@@ -25,7 +25,7 @@ from edgeseg._cpu import usable_cores
 from edgeseg.errors import InputError
 from edgeseg.targets import DESCRIPTORS, backend_specs
 
-__all__ = ["compare_tables", "environment", "environment_lines", "load_card", "run_record"]
+__all__ = ["compare_tables", "environment", "environment_lines", "inside_spread", "load_card", "run_record"]
 
 # Instruction-set flags that decide which kernels the runtimes pick (of the dozens /proc lists).
 _ISA_FLAGS = (
@@ -185,6 +185,12 @@ def _flat(meta: dict[str, Any]) -> dict[str, str]:
         out[key] = str(value)
     for precision, c in (meta.get("ceilings") or {}).items():
         out[f"ceiling {precision} GFLOP/s"] = f"{c.get('gflops', 0):.0f} ({c.get('runtime')})"
+    load = meta.get("load") or {}
+    if load.get("load_avg"):
+        out["load average during the rounds"] = (
+            f"{load['load_avg'].get('mean')} on {load.get('usable_cores')} cores"
+        )
+        out["competition"] = "yes" if load.get("competed") else "none measured"
     for key in (
         "command",
         "edgeseg_version",
@@ -237,9 +243,24 @@ def _ratio(a: Any, b: Any) -> str:
     return f"{b / a:.2f}x" if ok and a else "-"
 
 
+def inside_spread(a: Any, b: Any, spread_a: Any, spread_b: Any) -> str:
+    """Whether B differs from A by no more than the two runs' spreads together (each the relative
+    half-range of that figure over its rounds): "yes (3% <= 5%)", "no (12% > 5%)", or why it cannot
+    be said."""
+    ok = all(isinstance(v, (int, float)) and v == v for v in (a, b))
+    if not ok or not a:
+        return "-"
+    if not all(isinstance(v, (int, float)) for v in (spread_a, spread_b)):
+        return "no spread recorded"
+    diff, bound = abs(b / a - 1), spread_a + spread_b
+    return f"yes ({diff:.0%} <= {bound:.0%})" if diff <= bound else f"no ({diff:.0%} > {bound:.0%})"
+
+
 def compare_tables(a: dict[str, Any], b: dict[str, Any], names: tuple[str, str] = ("A", "B")) -> list[Any]:
     """Rich tables: the environment facts that differ between cards `a` and `b`, then every row
-    either card has, with model p50, whole-call p50, FPS, mIoU, agreement and B/A ratios."""
+    either card has, with model p50, whole-call p50, FPS, speed-up, mIoU, agreement and B/A ratios;
+    for model p50 and speed-up, whether B/A is inside the two runs' spreads (a difference inside
+    them is not one the runs can tell from noise)."""
     from rich.table import Table
 
     fa, fb = _flat(a["meta"]), _flat(b["meta"])
@@ -252,18 +273,26 @@ def compare_tables(a: dict[str, Any], b: dict[str, Any], names: tuple[str, str] 
     if not env.rows:
         env.add_row("(none)", "same", "same")
     rows = Table(title="rows (ratio = B / A)", title_justify="left")
-    headers = ["row", "model p50 ms A", "B", "B/A", "call p50 ms A", "B", "B/A", "FPS A", "B", "B/A",
-               "mIoU A", "B", "agree % A", "B"]  # fmt: skip
+    headers = ["row", "model p50 ms A", "B", "B/A", "inside spread", "call p50 ms A", "B", "B/A",
+               "FPS A", "B", "B/A", "speed-up A", "B", "inside spread", "mIoU A", "B",
+               "agree % A", "B"]  # fmt: skip
     for h in headers:
         rows.add_column(h, justify="left" if h == "row" else "right", no_wrap=True)
     by_a = {r.get("name"): r for r in a["rows"]}
     by_b = {r.get("name"): r for r in b["rows"]}
     for name in [*by_a, *(n for n in by_b if n not in by_a)]:
         ra, rb = by_a.get(name, {}), by_b.get(name, {})
+        sa, sb = ra.get("spreads") or {}, rb.get("spreads") or {}
         cells = [str(name)]
         for key in ("model_ms_p50", "total_ms_p50", "fps"):
             fmt = "{:.1f}" if key == "fps" else "{:.2f}"
             cells += [_num(ra.get(key), fmt), _num(rb.get(key), fmt), _ratio(ra.get(key), rb.get(key))]
+            if key == "model_ms_p50":
+                cells.append(inside_spread(ra.get(key), rb.get(key), sa.get("model_ms"), sb.get("model_ms")))
+        cells += [_num(ra.get("speedup"), "{:.2f}x"), _num(rb.get("speedup"), "{:.2f}x")]
+        cells.append(
+            inside_spread(ra.get("speedup"), rb.get("speedup"), sa.get("speedup"), sb.get("speedup"))
+        )
         cells += [_num(ra.get("miou"), "{:.4f}"), _num(rb.get("miou"), "{:.4f}")]
         cells += [_pct(ra.get("agreement")), _pct(rb.get("agreement"))]
         rows.add_row(*cells)

@@ -23,6 +23,7 @@ __all__ = ["COLUMNS", "render_table", "write_reports"]
 COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("model", "name", "{}"),
     ("backend", "backend", "{}"),
+    ("ran at", "executed_precision", "{}"),
     ("status", "status", "{}"),
     ("size MB", "size_mb", "{:.2f}"),
     ("mIoU", "miou", "{:.4f}"),
@@ -32,20 +33,31 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("model p95 ms", "model_ms_p95", "{:.2f}"),
     ("call p50 ms", "total_ms_p50", "{:.2f}"),
     ("call p95 ms", "total_ms_p95", "{:.2f}"),
+    ("call/model", "call_model", "{:.2f}"),
     ("FPS", "fps", "{:.1f}"),
     ("speed-up", "speedup", "{:.2f}x"),
+    ("vs bf16", "speedup_bf16", "{:.2f}x"),
     ("GFLOP/s", "gflops", "{:.1f}"),
     ("ceiling %", "ceiling_share", "{:.0%}"),
     ("peak MB", "peak_mem_mb", "{:.0f}"),
 )
 
 
-def _cell(row: BenchRow, attr: str, fmt: str) -> str:
+TEXT_COLUMNS = ("name", "backend", "executed_precision", "status")
+# Ratios whose spread over the timing rounds the table prints beside them ("1.17x ±2%"); the CSV
+# and JSON carry the spreads as numbers (`spreads`).
+_SPREAD_SHOWN = ("speedup", "speedup_bf16", "ceiling_share", "call_model")
+
+
+def _cell(row: BenchRow, attr: str, fmt: str, spreads: bool = False) -> str:
     value = getattr(row, attr)
     if value is None:
         return "-"
     text = fmt.format(value)
-    return text[:-1] if fmt.endswith("%}") else text  # "99.87" reads better in a column titled %
+    text = text[:-1] if fmt.endswith("%}") else text  # "99.87" reads better in a column titled %
+    if spreads and attr in _SPREAD_SHOWN and attr in row.spreads:
+        text += f" ±{row.spreads[attr]:.0%}"
+    return text
 
 
 def _reasons(report: BenchmarkReport) -> list[str]:
@@ -72,71 +84,117 @@ def render_table(report: BenchmarkReport) -> Any:
         caption_justify="left",
     )
     for header, attr, _ in COLUMNS:
-        text = attr in ("name", "backend", "status")
-        table.add_column(header, justify="left" if text else "right", no_wrap=True)
+        table.add_column(header, justify="left" if attr in TEXT_COLUMNS else "right", no_wrap=True)
     for row in report.rows:
-        table.add_row(
-            *[_cell(row, attr, fmt) for _, attr, fmt in COLUMNS], style=None if row.status == "ok" else "dim"
-        )
+        cells = [_cell(row, attr, fmt, spreads=True) for _, attr, fmt in COLUMNS]
+        table.add_row(*cells, style=None if row.status == "ok" else "dim")
     return table
 
 
 def summary_lines(report: BenchmarkReport) -> list[str]:
-    """Plain lines saying how the figures were measured and what the CPU can do at most."""
+    """Plain lines saying how the figures were measured, how busy the machine was, what the CPU can
+    do at most, and which rows did not run at the precision their name says."""
     meta = report.meta
     peak = meta["cpu_peak"]
     macs = meta.get("macs")
-    lines = [
-        f"timing: {meta['timing']}; {meta['runs']} runs per row",
+    lines = []
+    competed = (meta.get("load") or {}).get("competed")
+    if competed:
+        lines.append(f"WARNING: {competed}")
+    lines += [
+        f"timing: {meta['timing']}; {meta['runs']} runs per row over the first {meta['rounds']} rounds",
         f"model: {macs / 1e9:.2f} GMAC per frame; GFLOP/s = 2 x MACs / model p50 "
         "(int8 rows: operations per second in the same units)"
         if macs
         else "model: MACs not counted (the source has no PyTorch module), so no GFLOP/s",
-        f"CPU peak FP32, estimated: {peak['gflops']:.0f} GFLOP/s ({peak['basis']}); "
-        f"torch sgemm reaches {meta['sgemm_gflops']:.0f} GFLOP/s here",
     ]
-    eager = meta.get("eager_contiguous_ms_p50")
-    if eager:
-        best = {
-            p: min(
-                (
-                    r.model_ms_p50
-                    for r in report.rows
-                    if not r.reference and r.precision == p and r.model_ms_p50
-                ),
-                default=None,
-            )
-            for p in ("fp32", "int8")
-        }
-        vs = ", ".join(f"best {p.upper()} {eager / ms:.2f}x" for p, ms in best.items() if ms)
-        lines.append(
-            f"plain PyTorch eager (contiguous layout, a user's own model(x)): {eager:.2f} ms"
-            + (f"; against it: {vs}" if vs else "")
-        )
-    fp32 = [r.gflops for r in report.rows if r.precision == "fp32" and r.gflops]
-    if fp32:
-        best = max(fp32)
-        if best <= peak["gflops"]:
-            lines.append(f"best FP32 row: {best:.0f} GFLOP/s = {best / peak['gflops']:.0%} of that estimate")
-        else:  # never a share above 100 %: the estimate is what is wrong
-            lines.append(
-                f"best FP32 row: {best:.0f} GFLOP/s, above the estimated peak, so the estimate is wrong "
-                "here (clock or datapaths); the measured ceilings below are the reference"
-            )
+    lines += _rounds_lines(meta)
+    lines += _reference_lines(report)
+    lines += _precision_lines(report)
+    estimate = ", ".join(
+        f"{p} {v:.0f}" for p, v in (peak.get("by_precision") or {"fp32": peak["gflops"]}).items()
+    )
+    lines.append(
+        f"CPU peak, estimated (GFLOP/s): {estimate} ({peak['basis']}); "
+        f"torch sgemm reaches {meta['sgemm_gflops']:.0f} GFLOP/s here"
+    )
     for precision, c in (meta.get("ceilings") or {}).items():
-        raised = f"; {c['raised_by']}" if c.get("raised_by") else ""
+        kernels = "; ".join(f"{k}: {v}" for k, v in (c.get("kernels") or {}).items())
+        beaten = c.get("beaten_by")
+        note = (
+            f"; NOT a peak: {', '.join(beaten)} ran faster even after {c.get('raises', 0)} raises, so "
+            "they have no ceiling %"
+            if beaten
+            else ""
+        )
         lines.append(
-            f"measured {precision} ceiling: {c['gflops']:.0f} GFLOP/s ({c['runtime']}; {c['how']}{raised}); "
-            "ceiling % = a row's GFLOP/s / its precision's ceiling"
+            f"measured {precision} ceiling: {c['gflops']:.4g} GFLOP/s ({c['runtime']}; {c['how']}"
+            + (f"; kernels {kernels}" if kernels else "")
+            + f"){note}"
+        )
+    if meta.get("ceilings"):
+        lines.append(
+            "ceiling % = a row's GFLOP/s / the ceiling of the precision its kernels ran at ('ran at')"
         )
     return lines
+
+
+def _rounds_lines(meta: dict[str, Any]) -> list[str]:
+    rounds, load = meta.get("rounds_run") or {}, meta.get("load") or {}
+    out = []
+    if rounds:
+        widest = rounds.get("widest_spread")
+        out.append(
+            f"rounds: {rounds['rounds']} of {rounds['calls_per_round']} calls per row in "
+            f"{rounds['seconds']:g} s; stopped: {rounds['stopped']}; widest ratio spread "
+            + ("unknown" if widest is None else f"±{widest:.1%}")
+            + f" (bound ±{rounds['max_spread_bound']:.0%}; ±x% by a ratio: (max - min) / 2 over the rounds)"
+        )
+    if load.get("load_avg"):
+        avg = load["load_avg"]
+        extra = ""
+        if load.get("steal") is not None:
+            extra = f", steal {load['steal']:.1%}, other processes {load['others_cpu']:.0%} of the cores"
+        out.append(
+            f"load during the rounds: load average {avg['min']:.1f}-{avg['max']:.1f} "
+            f"(mean {avg['mean']:.1f}) on {load['usable_cores']} usable cores{extra}"
+        )
+    return out
+
+
+def _reference_lines(report: BenchmarkReport) -> list[str]:
+    meta = report.meta
+    layouts = meta.get("pytorch_fp32")
+    if layouts:
+        return [
+            f"speed-up reference: the faster PyTorch FP32 layout, {layouts['reference']} "
+            f"({layouts['ms_p50']:.2f} ms; channels-last {layouts['channels_last_ms_p50']:.2f} ms, "
+            f"contiguous `model(x)` {layouts['contiguous_ms_p50']:.2f} ms, same rounds)"
+        ]
+    return [f"speed-up reference: {meta.get('reference', 'the baseline row')}"]
+
+
+def _precision_lines(report: BenchmarkReport) -> list[str]:
+    """One line per row whose kernels did not run at the precision its name says."""
+    from edgeseg.bench.precision import runs_as_named
+
+    out = []
+    for r in report.rows:
+        if r.status == "ok" and r.executed_precision and not runs_as_named(r.executed_precision, r.precision):
+            out.append(
+                f"{r.name}: its kernels ran at {r.executed_precision}, not {r.precision} ({r.backend} does "
+                f"not compute {r.precision} natively on this CPU); its speed is that of {r.ceiling_precision}"
+            )
+    return out
 
 
 def _markdown(report: BenchmarkReport) -> str:
     headers = [h for h, _, _ in COLUMNS]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for row in report.rows:
-        lines.append("| " + " | ".join(_cell(row, attr, fmt) for _, attr, fmt in COLUMNS) + " |")
+        lines.append(
+            "| " + " | ".join(_cell(row, attr, fmt, spreads=True) for _, attr, fmt in COLUMNS) + " |"
+        )
     notes = "\n".join(f"- {line}" for line in _reasons(report) + summary_lines(report))
     m = report.meta
     # The card: what the figures were measured on and with, so that two machines' reports compare.
@@ -212,9 +270,11 @@ def write_reports(report: BenchmarkReport, out: str | os.PathLike[str]) -> dict[
     write_json(paths["json"], report.to_dict())
     with atomic_open(paths["csv"], newline="") as f:
         writer = csv.writer(f)
-        writer.writerow([attr for _, attr, _ in COLUMNS] + ["reason"])
+        spread_names = [f"{k}_spread" for k in _SPREAD_SHOWN]
+        writer.writerow([attr for _, attr, _ in COLUMNS] + spread_names + ["reason"])
         for row in report.rows:
-            writer.writerow([getattr(row, attr) for _, attr, _ in COLUMNS] + [row.reason or ""])
+            spreads = [row.spreads.get(k) for k in _SPREAD_SHOWN]
+            writer.writerow([getattr(row, attr) for _, attr, _ in COLUMNS] + spreads + [row.reason or ""])
     with atomic_open(paths["md"]) as f:
         f.write(_markdown(report))
     _plot(report, paths["png"])

@@ -30,8 +30,10 @@ __all__ = [
     "load_row",
     "reference_row",
     "relative_figures",
+    "runtime_precision_rows",
     "score_row",
     "segmenter_options",
+    "share_fp32_bundles",
     "timing_frame",
     "to_channels",
 ]
@@ -51,6 +53,8 @@ class BenchRow:
     precision: str
     backend: str | None = None
     reference: bool = False  # the baseline row: the source's own FP32 model on its own runtime
+    runs_source: bool = False  # runs the source file itself (the baseline, pytorch:bf16)
+    backend_options: dict[str, Any] = field(default_factory=dict)  # e.g. a run-time precision
     status: str = "ok"  # "ok" | "export failed" | "not available"
     reason: str | None = None
     path: str | None = None
@@ -58,6 +62,14 @@ class BenchRow:
     miou: float | None = None
     miou_drop: float | None = None  # points lost vs PyTorch on the same data
     agreement: float | None = None  # fraction of pixels whose class equals PyTorch's
+    # With ground truth: IoU points each judged class lost vs the baseline (edgeseg.evaluation.
+    # classwise), and the worst of them; without: the lowest per-class IoU against the baseline.
+    class_drops: dict[str, float] = field(default_factory=dict)
+    worst_class: str | None = None
+    worst_class_drop: float | None = None
+    worst_class_iou_vs_baseline: float | None = None
+    executed_precision: str | None = None  # what the runtime computed in, read back from it
+    ceiling_precision: str | None = None  # the ceiling this row is measured against
     model_ms_p50: float | None = None
     model_ms_p95: float | None = None
     total_ms_p50: float | None = None
@@ -66,10 +78,15 @@ class BenchRow:
     fps: float | None = None  # whole Segmenter calls per second (p50)
     images_per_s: float | None = None  # throughput mode: frames per second of predict_many
     throughput_reason: str | None = None  # why images_per_s is missing on a row that ran
-    speedup: float | None = None  # PyTorch model p50 / this model p50
+    call_model: float | None = None  # call p50 / model p50: what pre/post adds to the network
+    speedup: float | None = None  # the reference's model p50 (best PyTorch FP32 layout) / this one's
+    speedup_bf16: float | None = None  # pytorch:bf16's model p50 / this one's (where that row ran)
     gflops: float | None = None  # model MACs x 2 / model p50
-    ceiling_share: float | None = None  # gflops / the measured ceiling of its precision, in (0, 1]
+    ceiling_share: float | None = None  # gflops / the ceiling of its executed precision, below 1
     peak_mem_mb: float | None = None  # RSS peak above the level before loading
+    # Relative spread of each ratio over the timing rounds: (max - min) / 2 / the ratio, e.g. 0.03
+    # for +-3 %; keys speedup, speedup_bf16, ceiling_share, call_model, model_ms, total_ms.
+    spreads: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -97,32 +114,53 @@ def score_row(
     masks: list[np.ndarray],
     ref_masks: list[np.ndarray],
     truth: list[np.ndarray],
-    classes: int,
+    class_names: tuple[str, ...],
     ignore_index: int | None,
 ) -> None:
-    """Pixel agreement with the baseline's masks and, with ground truth, mIoU."""
+    """Pixel agreement with the baseline's masks, per-class parity (edgeseg.evaluation.classwise)
+    and, with ground truth, mIoU and each judged class's drop."""
+    from edgeseg.evaluation.classwise import ClassParity
     from edgeseg.evaluation.metrics import ConfusionMatrix, mask_agreement
 
-    if masks:
-        row.agreement = round(mask_agreement(np.stack(masks), np.stack(ref_masks)), 6)
+    if not masks:
+        return
+    row.agreement = round(mask_agreement(np.stack(masks), np.stack(ref_masks)), 6)
+    parity = ClassParity(len(class_names), ignore_index)
+    for i, mask in enumerate(masks):
+        parity.update(ref_masks[i][None], mask[None], truth[i][None] if truth else None)
+    worst = parity.report(class_names).get("worst") or []
     if truth:
-        cm = ConfusionMatrix(classes, ignore_index)
+        cm = ConfusionMatrix(len(class_names), ignore_index)
         for m, t in zip(masks, truth, strict=True):
             cm.update(m, t)
         row.miou = round(cm.compute().miou, 6)
+        drops, judged = parity.drops()
+        row.class_drops = {class_names[c]: round(float(drops[c]), 3) for c in np.flatnonzero(judged)}
+        if worst:
+            row.worst_class, row.worst_class_drop = worst[0]["class"], round(worst[0]["drop_points"], 3)
+    elif worst and worst[0].get("iou_vs_pytorch") is not None:
+        row.worst_class, row.worst_class_iou_vs_baseline = worst[0]["class"], worst[0]["iou_vs_pytorch"]
 
 
-def relative_figures(rows: list[BenchRow], macs: int | None) -> None:
-    """mIoU drop and speed-up against the baseline (the first row), GFLOP/s from the MACs."""
+def relative_figures(rows: list[BenchRow], macs: int | None, reference_ms: float | None) -> None:
+    """mIoU drop against the baseline (the first row), speed-ups against `reference_ms` (the best
+    PyTorch FP32 layout, else the baseline row's model p50) and against pytorch:bf16 where it ran,
+    call/model, GFLOP/s from the MACs."""
     base = rows[0]
+    reference_ms = reference_ms or base.model_ms_p50
+    bf16 = next((r for r in rows if r.runs_source and r.precision == "bf16" and r.model_ms_p50), None)
     for row in rows:
         if row.miou is not None and base.miou is not None:
             row.miou_drop = round((base.miou - row.miou) * 100, 3)
         if row.model_ms_p50:
             if macs:
                 row.gflops = float(f"{2 * macs / row.model_ms_p50 / 1e6:.4g}")  # 4 digits: tiny models too
-            if base.model_ms_p50:
-                row.speedup = round(base.model_ms_p50 / row.model_ms_p50, 3)
+            if reference_ms:
+                row.speedup = round(reference_ms / row.model_ms_p50, 3)
+            if bf16 is not None and bf16.model_ms_p50:
+                row.speedup_bf16 = round(bf16.model_ms_p50 / row.model_ms_p50, 3)
+            if row.total_ms_p50:
+                row.call_model = round(row.total_ms_p50 / row.model_ms_p50, 3)
 
 
 def check_figures(rows: list[BenchRow]) -> None:
@@ -143,7 +181,15 @@ def reference_row(src: ExportSource) -> BenchRow:
     """The baseline row: the source itself on its reference runtime (PyTorch for a checkpoint)."""
     name = "pytorch" if src.reference_backend == "torch" else f"source {src.kind}"
     target = "pytorch" if src.reference_backend == "torch" else src.kind
-    row = BenchRow(name, target, "fp32", backend=src.reference_backend, reference=True, path=str(src.path))
+    row = BenchRow(
+        name,
+        target,
+        "fp32",
+        backend=src.reference_backend,
+        reference=True,
+        runs_source=True,
+        path=str(src.path),
+    )
     row.size_mb = round(src.path.stat().st_size / 1e6, 2)
     return row
 
@@ -197,19 +243,23 @@ def timing_frame(channels: int, size: tuple[int, int]) -> np.ndarray:
 def segmenter_options(
     row: BenchRow, size: tuple[int, int], src: ExportSource, resize_kernel: str
 ) -> dict[str, Any]:
-    """The Segmenter arguments of a row beyond its model: the baseline's preprocessing (a bundle
-    carries its own) and the run's resize kernel; the latency and throughput timings share them."""
-    extra = src.segmenter_options(size) if row.reference else {}
-    return {**extra, "resize_kernel": resize_kernel}
+    """The Segmenter arguments of a row beyond its model: the baseline's preprocessing (for rows that
+    run the source file; a bundle carries its own), the row's backend options (a run-time precision)
+    and the run's resize kernel; the latency and throughput timings share them."""
+    extra = src.segmenter_options(size) if row.runs_source else {}
+    return {**extra, **row.backend_options, "resize_kernel": resize_kernel}
 
 
 def load_row(row: BenchRow, size: tuple[int, int], src: ExportSource, resize_kernel: str) -> Any:
+    """The row's Segmenter, warmed up, with its memory growth, backend and executed precision set;
+    None (the row's status and reason set) when it cannot load here."""
+    from edgeseg.bench.precision import compute_precision, executed_precision
     from edgeseg.segmenter import Segmenter
 
     assert row.path is not None
     # Each row runs on its own target's runtime (an ONNX bundle on ONNX Runtime, not on OpenVINO),
-    # so the row measures what its name says; the baseline on the source's reference runtime.
-    backend = row.backend if row.reference else get_target(row.target).backends[0]
+    # so the row measures what its name says; rows of the source on the source's reference runtime.
+    backend = row.backend if row.runs_source else get_target(row.target).backends[0]
     kwargs = segmenter_options(row, size, src, resize_kernel)
     with RssSampler() as mem:
         try:
@@ -220,14 +270,47 @@ def load_row(row: BenchRow, size: tuple[int, int], src: ExportSource, resize_ker
         seg.warmup(2)
     row.peak_mem_mb = mem.growth_mb
     row.backend = seg.backend_name
-    if not row.reference:
+    row.executed_precision = executed_precision(seg.backend)
+    row.ceiling_precision = compute_precision(row.executed_precision, row.precision)
+    if not row.runs_source:
         files = seg.manifest.files if seg.manifest is not None else {}
         row.size_mb = round(sum((Path(row.path) / f).stat().st_size for f in files) / 1e6, 2)
     return seg
 
 
+def runtime_precision_rows(rows: list[BenchRow], src: ExportSource, native: frozenset[str]) -> list[BenchRow]:
+    """`rows` with the rows of the run-time precisions this CPU computes natively (`native`, e.g.
+    {"bf16"}) added: pytorch:bf16 after a PyTorch baseline (torch.autocast, channels-last), and
+    `<target>:bf16` after every `<target>:fp32` whose runtime computes its fp32 bundle at bf16 when
+    asked (the descriptor's `runtime_precisions`); they take the fp32 row's bundle once exported."""
+    out: list[BenchRow] = []
+    for row in rows:
+        out.append(row)
+        if row.reference and src.reference_backend == "torch" and "bf16" in native:
+            out.append(
+                BenchRow("pytorch:bf16", row.target, "bf16", backend=row.backend, runs_source=True,
+                         path=row.path, size_mb=row.size_mb, backend_options={"autocast": "bf16"})
+            )  # fmt: skip
+        if row.reference or row.precision != "fp32":
+            continue
+        for precision, options in get_target(row.target).runtime_precisions.items():
+            if precision in native:
+                out.append(BenchRow(f"{row.target}:{precision}", row.target, precision,
+                                    backend_options=dict(options)))  # fmt: skip
+    return out
+
+
+def share_fp32_bundles(rows: list[BenchRow]) -> None:
+    """Give every run-time precision row its target's fp32 bundle (or that row's failure)."""
+    fp32 = {r.target: r for r in rows if r.precision == "fp32" and not r.runs_source}
+    for row in rows:
+        if row.backend_options and not row.runs_source and row.target in fp32:
+            base = fp32[row.target]
+            row.path, row.status, row.reason = base.path, base.status, base.reason
+
+
 def eager_call(model: Any, size: tuple[int, int], channels: int) -> Callable[[], object]:
-    """`model(x)` with batch 1, no grad: the baseline most users measure."""
+    """`model(x)` with batch 1, no grad, default contiguous layout: the baseline most users measure."""
     import torch
 
     x = torch.zeros(1, channels, size[1], size[0])

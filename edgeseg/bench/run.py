@@ -36,8 +36,10 @@ from edgeseg.bench.rows import (
     load_row,
     reference_row,
     relative_figures,
+    runtime_precision_rows,
     score_row,
     segmenter_options,
+    share_fp32_bundles,
     timing_frame,
 )
 from edgeseg.errors import InputError
@@ -86,17 +88,23 @@ class BenchmarkConfig:
         calib: calibration images for int8 exports (default: the exporter's, the checkpoint's
             training folder; see edgeseg.exporters.calibration).
         img_size: (width, height) of exported inputs; default the checkpoint's training size.
-        runs: timed calls per row and per kind (model alone, whole Segmenter call).
-        rounds: the runs are split into this many interleaved rounds.
+        runs: timed calls per row and per kind (model alone, whole Segmenter call) over the first
+            `rounds` rounds; every further round adds as many again.
+        rounds: the fewest interleaved rounds (edgeseg.bench.rounds); more follow while a ratio's
+            spread is above `max_spread` and `time_budget_s` is not spent.
+        max_spread: the bound on every ratio's spread over the rounds ((max - min) / 2 / ratio).
+        time_budget_s: seconds of timing rounds after which no new round starts (the first
+            `rounds` always run).
         warmup: untimed calls per row before timing.
         max_images: data images scored per row (the first ones, in file order).
         out: folder for bundles and reports; default `<checkpoint folder>/benchmark`.
         threads: CPU threads for the PyTorch baseline (default: torch's own choice).
-        cpu_ghz: the clock for the CPU's peak FP32 rate (default: the clock the OS reports, which
-            on many machines is the base clock, below what the cores reach under load).
+        cpu_ghz: the clock for the CPU's estimated peak rates (default: the clock the kernel
+            measures while the rounds run, else the one the OS reports, on many machines the base
+            clock, below what the cores reach under load).
         frame_size: (width, height) of the frame the whole Segmenter call is timed on.
-        ceiling_seconds: time per runtime and precision for the measured ceilings
-            (edgeseg.bench.ceilings); 0 skips them.
+        ceiling_seconds: the most time per runtime and precision in one round for the ceiling
+            probes (edgeseg.bench.ceilings), timed in the rows' rounds; 0 skips them.
         mode: "latency" (one frame at a time) or "throughput", which also measures every row's
             images per second with the runtime's own parallelism (edgeseg.bench.throughput).
         resize_kernel: the host-side frame resize of every row's Segmenter ("pillow" or "torch").
@@ -108,6 +116,8 @@ class BenchmarkConfig:
     img_size: tuple[int, int] | None = None
     runs: int = 30
     rounds: int = 3
+    max_spread: float = 0.05
+    time_budget_s: float = 60.0
     warmup: int = 5
     max_images: int = 64
     out: str | None = None
@@ -138,7 +148,9 @@ def benchmark(
     """
     import torch
 
-    from edgeseg.bench.hardware import count_macs
+    from edgeseg.bench.ceilings import Ceilings, apply_ceilings
+    from edgeseg.bench.hardware import ClockSampler, count_macs, native_precisions
+    from edgeseg.bench.load import LoadMonitor
     from edgeseg.bench.reuse import export_row
     from edgeseg.bench.rounds import time_rows
     from edgeseg.exporters.source_open import open_export_source
@@ -158,18 +170,21 @@ def benchmark(
 
     images, truth, data_kind = eval_set(src, size, config, dataset)
     # A user's own loop runs `model(x)` on the default (contiguous) layout; edgeseg's PyTorch row uses
-    # channels-last, which is faster on CPUs. Both are eager PyTorch; the report times both. The MACs
-    # are counted on the same module (an ONNX source has none: no MACs, no GFLOP/s).
+    # channels-last, which is faster on most CPUs; the reference is the faster of the two, timed in
+    # the same rounds. The MACs are counted on the same module (an ONNX source has none).
     eager = src.torch_module()
     macs = count_macs(eager, size, src.channels) if eager is not None else None
-    rows = [reference_row(src)]
-    rows += [BenchRow(t, *t.split(":")) for t in targets]
+    rows = [reference_row(src)] + [BenchRow(t, *t.split(":")) for t in targets]
+    rows = runtime_precision_rows(rows, src, native_precisions())
     for row in rows[1:]:
-        export_row(row, src, size, config, out / "bundles", say)
+        if not (row.runs_source or row.backend_options):  # those run the source or an fp32 bundle
+            export_row(row, src, size, config, out / "bundles", say)
+    share_fp32_bundles(rows)
 
     segs: dict[str, Any] = {}
     frame = timing_frame(src.channels, config.frame_size)
     ref_masks: list[np.ndarray] | None = None
+    monitor, clock = LoadMonitor(), ClockSampler()
     try:
         for row in rows:
             if row.status != "ok":
@@ -182,9 +197,19 @@ def benchmark(
             masks = [r.mask for r in seg.predict_batch(images)] if images else []
             if ref_masks is None:
                 ref_masks = masks
-            score_row(row, masks, ref_masks, truth, len(seg.class_names), src.ignore_index)
+            score_row(row, masks, ref_masks, truth, seg.class_names, src.ignore_index)
+        ceilings = None
+        if config.ceiling_seconds > 0:
+            say("building this machine's ceiling probes per precision (chained convolutions)")
+            ran = {r.ceiling_precision for r in rows if r.name in segs and r.ceiling_precision}
+            ceilings = Ceilings(ran, config.ceiling_seconds)
         call = eager_call(eager, size, src.channels) if eager is not None else None
-        eager_ms = time_rows(rows, segs, frame, config, say, call)
+
+        def on_round() -> None:
+            monitor.sample()
+            clock.sample()
+
+        timing = time_rows(rows, segs, frame, config, say, call, ceilings, macs, on_round)
         if config.mode == "throughput":
             from edgeseg._cpu import usable_cores
             from edgeseg.bench.throughput import measure_throughput
@@ -198,19 +223,35 @@ def benchmark(
             seg.close()
 
     base = rows[0]
-    relative_figures(rows, macs)
-    check_figures(rows)
-    meta = _meta(ckpt_path, size, macs, data_kind, len(images), config)
+    layouts = _pytorch_fp32(timing) if eager is not None else None
+    relative_figures(rows, macs, layouts["ms_p50"] if layouts else None)
+    meta = _meta(ckpt_path, size, macs, data_kind, len(images), config, clock.ghz)
     meta["reference"] = f"{base.name}: {src.reference_label} ({base.backend})"
-    meta["eager_contiguous_ms_p50"] = eager_ms
+    meta["pytorch_fp32"] = layouts
+    meta["eager_contiguous_ms_p50"] = timing["eager_contiguous_ms_p50"]
+    meta["rounds_run"] = timing
+    meta["load"] = monitor.summary().to_dict()
     meta["out"] = recorded_path(out)
-    if config.ceiling_seconds > 0:
-        from edgeseg.bench.ceilings import apply_ceilings, measure_ceilings
-
-        say("measuring this machine's ceilings per precision (1x1 convolutions)")
-        meta["ceilings"] = measure_ceilings(config.ceiling_seconds)
+    if ceilings is not None:
+        meta["ceilings"] = ceilings.to_meta()
         apply_ceilings(rows, meta["ceilings"])
+    check_figures(rows)
     return BenchmarkReport(rows, meta)
+
+
+def _pytorch_fp32(timing: dict[str, Any]) -> dict[str, Any] | None:
+    """The speed-up reference of a PyTorch source: the faster of its channels-last run (the baseline
+    row) and the plain contiguous `model(x)`, both timed in the same rounds."""
+    last, contiguous = timing["baseline_ms_p50"], timing["eager_contiguous_ms_p50"]
+    if not last or not contiguous:
+        return None
+    layout = "channels-last" if last <= contiguous else "contiguous"
+    return {
+        "channels_last_ms_p50": last,
+        "contiguous_ms_p50": contiguous,
+        "reference": layout,
+        "ms_p50": min(last, contiguous),
+    }
 
 
 def _check_config(config: BenchmarkConfig) -> None:
@@ -220,12 +261,20 @@ def _check_config(config: BenchmarkConfig) -> None:
         raise InputError(f"--mode must be latency or throughput; got '{config.mode}'")
     if config.runs < 1 or config.rounds < 1 or config.warmup < 0 or config.max_images < 1:
         raise InputError("--runs and --max-images must be at least 1 (and rounds/warm-up not negative)")
+    check_number(config.max_spread, "--max-spread", minimum=0.0, min_open=True)
+    check_number(config.time_budget_s, "--time-budget", minimum=0.0)
     if len(config.frame_size) != 2 or min(config.frame_size) < 1:
         raise InputError(f"--frame-size must be WxH with both sides >= 1; got {config.frame_size}")
 
 
 def _meta(
-    ckpt_path: Path, size: tuple[int, int], macs: int | None, data: str, images: int, config: BenchmarkConfig
+    ckpt_path: Path,
+    size: tuple[int, int],
+    macs: int | None,
+    data: str,
+    images: int,
+    config: BenchmarkConfig,
+    measured_ghz: float | None = None,
 ) -> dict[str, Any]:
     import torch
 
@@ -233,7 +282,7 @@ def _meta(
     from edgeseg.bench.card import environment, run_record
     from edgeseg.bench.hardware import cpu_peak, sgemm_gflops
 
-    peak = cpu_peak(config.cpu_ghz)
+    peak = cpu_peak(config.cpu_ghz, measured_ghz)
     return {
         "edgeseg_version": __version__,
         **run_record(),  # the command line and git commit: the card says what produced it
@@ -254,5 +303,5 @@ def _meta(
         "sgemm_gflops": round(sgemm_gflops(), 1),
         "timing": "model: backend.infer on one preprocessed 1xCxHxW input; total: Segmenter call on a "
         f"{config.frame_size[0]}x{config.frame_size[1]} frame (pre + infer + post, the frame resized by "
-        f"{config.resize_kernel}); rounds interleaved across rows",
+        f"{config.resize_kernel}); rounds interleaved across rows and the ceiling probes",
     }

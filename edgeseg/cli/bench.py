@@ -73,7 +73,19 @@ def benchmark(
     img_size: Annotated[
         str | None, typer.Option(help="Input size N or WxH. Default: the training size.")
     ] = None,
-    runs: Annotated[int, typer.Option(min=1, help="Timed calls per row (model alone, and whole call).")] = 30,
+    runs: Annotated[
+        int, typer.Option(min=1, help="Timed calls per row (model alone, whole call) in the first 3 rounds.")
+    ] = 30,
+    max_spread: Annotated[
+        float,
+        typer.Option(
+            min=0.001,
+            help="More rounds until every ratio's spread over the rounds is within +-this (0.05: +-5 %).",
+        ),
+    ] = 0.05,
+    time_budget: Annotated[
+        float, typer.Option(min=0.0, help="Seconds of timing rounds after which no new round starts.")
+    ] = 60.0,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed calls per row before timing.")] = 5,
     max_images: Annotated[int, typer.Option(min=1, help="Images of --data scored per row.")] = 64,
     out: Annotated[
@@ -165,6 +177,8 @@ def benchmark(
         img_size=parse_img_size(img_size) if img_size else None,
         runs=runs,
         rounds=min(3, runs),
+        max_spread=max_spread,
+        time_budget_s=time_budget,
         warmup=warmup,
         max_images=max_images,
         out=str(out) if out else None,

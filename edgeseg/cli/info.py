@@ -90,6 +90,12 @@ def _manifest_lines(m: Manifest) -> list[str]:
         f"mean {inp['mean']}, std {inp['std']}, resize {inp['resize']}"
         + (f", dynamic {d['dynamic_axes']}" if d.get("dynamic_axes") else ""),
     ]
+    for precision, options in (d.get("runtime_precisions") or {}).items():
+        how = ", ".join(f"{k}={v!r}" for k, v in options.items())
+        lines.append(
+            f"  run-time   {precision} without another export: Segmenter(..., {how}), on CPUs that compute "
+            f"{precision} natively"
+        )
     if d.get("tools"):  # a bare .onnx carries no tool versions
         lines.append(f"  tools      {', '.join(f'{k} {v}' for k, v in d['tools'].items())}")
     src = d.get("source") or {}

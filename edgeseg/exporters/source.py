@@ -128,8 +128,10 @@ class ExportSource(abc.ABC):
     def draft(self, target: str, precision: str, size: tuple[int, int], dynamic: bool) -> Manifest:
         """The manifest draft (no files, tools or parity yet) of an export of this source."""
         from edgeseg._version import __version__
+        from edgeseg.formats import get_target
 
         inp, out = self.tensor_names()
+        runtime_precisions = get_target(target).runtime_precisions if precision == "fp32" else {}
         return Manifest(
             target=target,
             precision=precision,
@@ -151,6 +153,7 @@ class ExportSource(abc.ABC):
             model=self.model_record(),
             ignore_index=self.ignore_index,
             dynamic_axes=self.dynamic_axes() if dynamic else {},
+            runtime_precisions={p: dict(options) for p, options in runtime_precisions.items()},
             edgeseg_version=__version__,
             created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )

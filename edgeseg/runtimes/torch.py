@@ -39,6 +39,8 @@ class TorchBackend(Backend):
         path: the checkpoint (`edgeseg.save_checkpoint` format).
         device: "cpu" (default), "cuda" or "cuda:N".
         channels_last: run in channels_last memory format (default True).
+        autocast: "bf16" runs the model under `torch.autocast(dtype=torch.bfloat16)` (what a PyTorch
+            user does for speed on CPUs with native bf16: AVX512-BF16 or AMX); None (default) fp32.
         threads: torch's intra-op threads, set at load (torch.set_num_threads, process-wide).
     """
 
@@ -51,11 +53,15 @@ class TorchBackend(Backend):
         *,
         device: str | None = None,
         channels_last: bool = True,
+        autocast: str | None = None,
         threads: int | None = None,
     ) -> None:
         super().__init__(path, threads=threads)
         self.device = str(device or "cpu").strip().lower()
         self.channels_last = channels_last
+        if autocast not in (None, "bf16"):
+            raise InputError(f"autocast must be 'bf16' or None; got {autocast!r}")
+        self.autocast = autocast
         self._ckpt: Checkpoint | None = None
         self._model: Any = None
         self._torch: Any = None
@@ -98,7 +104,10 @@ class TorchBackend(Backend):
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         self._checkpoint.check_input(tuple(x.shape))  # InputError: a size the model cannot take
-        with torch.inference_mode():
+        with (
+            torch.inference_mode(),
+            torch.autocast(self._device.type, dtype=torch.bfloat16, enabled=self.autocast == "bf16"),
+        ):
             y = self._model(x)
         # contiguous(): back to plain NCHW, the layout every other backend returns.
         return {OUTPUT_NAME: y.float().contiguous().cpu().numpy()}
@@ -125,7 +134,8 @@ class TorchBackend(Backend):
         )
 
     def _describe(self) -> str:
-        return f"{self.device}{', channels_last' if self.channels_last else ''}"
+        autocast = f", {self.autocast} autocast" if self.autocast else ""
+        return f"{self.device}{', channels_last' if self.channels_last else ''}{autocast}"
 
     @property
     def _checkpoint(self) -> Checkpoint:

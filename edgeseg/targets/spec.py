@@ -76,8 +76,10 @@ class BackendSpec:
         throughput: backend options of throughput mode (the runtime's own parallelism over a batch).
         graph_steps_unsupported: fused pre/post steps it cannot run as the graph asks
             ("resize": an antialiased ONNX Resize).
-        peak: "module:function" giving a callable that times the ceiling graph on this runtime
-            (`peak(model_bytes, x, precision) -> Callable | None`), or None.
+        peak: "module:function" giving what times the benchmark's ceiling graph on this runtime:
+            `peak(model_bytes, x, precision) -> (call, kernels) | None`, None where the runtime does
+            not compute that precision natively on this machine; `kernels` names the kernels it
+            chose where the runtime says ("" otherwise).
     """
 
     name: str
@@ -116,6 +118,10 @@ class Target:
         doctor: the export doctor's rules for this target.
         colour: its colour in the benchmark's picture (a matplotlib colour name).
         packages: distribution names of the export tools whose versions the benchmark card records.
+        runtime_precisions: precisions its runtime computes an fp32 bundle at when asked, with the
+            backend options that ask (e.g. {"bf16": {"inference_precision": "bf16"}}): no export
+            of their own, recorded in every fp32 bundle's manifest, and benchmarked as rows of
+            their own on CPUs that compute them natively.
     """
 
     name: str
@@ -133,6 +139,7 @@ class Target:
     doctor: DoctorRules = field(default_factory=DoctorRules)
     colour: str = "tab:gray"
     packages: tuple[str, ...] = ()
+    runtime_precisions: dict[str, dict[str, Any]] = field(default_factory=dict, hash=False)
 
     @property
     def exportable(self) -> bool:

@@ -20,7 +20,8 @@ from edgeseg.errors import EdgesegRuntimeError, InputError
 from tests.helpers import make_checkpoint, make_dataset
 
 SIZE = (64, 48)
-FAST = {"runs": 4, "rounds": 2, "warmup": 1, "max_images": 6, "ceiling_seconds": 0.05}
+FAST = {"runs": 4, "rounds": 2, "warmup": 1, "max_images": 6, "ceiling_seconds": 0.05, "time_budget_s": 0}
+NO_BF16 = {"flags": "fma avx2", "vendor_id": "GenuineIntel", "cpu MHz": "3000.0"}  # a CPU without bf16
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +34,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
 
 @pytest.fixture(scope="module")
 def report(setup: tuple[Path, Path, Path]) -> tuple[BenchmarkReport, Path, list[str]]:
+    from edgeseg.bench import hardware
+
     root, ckpt, data = setup
     lines: list[str] = []
     cfg = BenchmarkConfig(
@@ -42,7 +45,9 @@ def report(setup: tuple[Path, Path, Path]) -> tuple[BenchmarkReport, Path, list[
         frame_size=(97, 61),
         **FAST,
     )
-    return benchmark(ckpt, cfg, log=lines.append), root / "out", lines
+    with pytest.MonkeyPatch.context() as mp:  # the same rows on any CPU: no bf16 rows
+        mp.setattr(hardware, "_cpuinfo", lambda: NO_BF16)
+        return benchmark(ckpt, cfg, log=lines.append), root / "out", lines
 
 
 def test_rows_hold_measured_figures(report: tuple[BenchmarkReport, Path, list[str]]) -> None:
@@ -51,10 +56,26 @@ def test_rows_hold_measured_figures(report: tuple[BenchmarkReport, Path, list[st
     assert [r.backend for r in rep.rows] == ["torch", "onnxruntime", "openvino"]
     assert rep.meta["frame_size"] == [97, 61] and rep.meta["resize_kernel"] == "pillow"
     assert "Segmenter call on a 97x61 frame" in rep.meta["timing"]  # the frame timed, not the default
-    assert rep.meta["ceilings"]["fp32"]["gflops"] > 0
-    assert all(r.ceiling_share is not None and 0 < r.ceiling_share <= 1 for r in rep.rows)
+    # The full-size probe: every row below its ceiling, none beat it, no probe had to be raised.
+    fp32 = rep.meta["ceilings"]["fp32"]
+    assert fp32["gflops"] > 0 and "beaten_by" not in fp32 and "raises" not in fp32
+    assert fp32["probe"] == {
+        "channels": 128,
+        "size": 56,
+        "kernel": 3,
+        "depth": 8,
+        "macs": 128**2 * 9 * 56**2 * 8,
+    }
+    assert all(r.ceiling_share is not None and 0 < r.ceiling_share < 1 for r in rep.rows)
+    assert all(r.executed_precision == "fp32" and r.ceiling_precision == "fp32" for r in rep.rows)
+    layouts = rep.meta["pytorch_fp32"]  # the reference: the faster PyTorch FP32 layout, both timed
+    assert layouts["ms_p50"] == min(layouts["channels_last_ms_p50"], layouts["contiguous_ms_p50"])
+    assert layouts["reference"] == ("channels-last" if layouts["ms_p50"] == layouts["channels_last_ms_p50"]
+                                    else "contiguous")  # fmt: skip
     base = rep.rows[0]
-    assert base.agreement == 1.0 and base.speedup == 1.0 and base.miou_drop == 0.0
+    assert (
+        base.agreement == 1.0 and base.miou_drop == 0.0 and base.speedup is not None and base.speedup <= 1.0
+    )
     for row in rep.rows:
         assert row.status == "ok" and row.reason is None
         assert row.size_mb and row.size_mb > 0
@@ -62,7 +83,9 @@ def test_rows_hold_measured_figures(report: tuple[BenchmarkReport, Path, list[st
         assert row.model_ms_p50 and row.model_ms_p95 and row.model_ms_p95 >= row.model_ms_p50 > 0
         assert row.total_ms_p50 and row.total_ms_p95 and row.total_ms_p95 >= row.total_ms_p50 > 0
         assert row.fps == pytest.approx(1000 / row.total_ms_p50, rel=0.01)
-        assert row.speedup == pytest.approx(base.model_ms_p50 / row.model_ms_p50, rel=0.01)
+        assert row.speedup == pytest.approx(layouts["ms_p50"] / row.model_ms_p50, rel=0.01)
+        assert row.call_model == pytest.approx(row.total_ms_p50 / row.model_ms_p50, rel=0.01)
+        assert set(row.spreads) >= {"speedup", "call_model", "ceiling_share", "model_ms"}
         assert row.gflops == pytest.approx(2 * rep.meta["macs"] / row.model_ms_p50 / 1e6, rel=0.02)
         assert set(row.stages_ms) == {"pre", "infer", "post"}
     for row in rep.rows[1:]:  # FP32 exports decide the same class almost everywhere
@@ -70,6 +93,8 @@ def test_rows_hold_measured_figures(report: tuple[BenchmarkReport, Path, list[st
         assert abs(row.miou_drop or 0) < 1.0
     assert rep.meta["macs"] > 0 and rep.meta["cpu_peak"]["gflops"] > 0 and rep.meta["images"] == 6
     assert rep.meta["eager_contiguous_ms_p50"] > 0  # the plain model(x) timed in the same rounds
+    assert rep.meta["rounds_run"]["rounds"] == 2 and "time budget" in rep.meta["rounds_run"]["stopped"]
+    assert rep.meta["load"]["usable_cores"] >= 1 and rep.meta["load"]["samples"] == 2
 
 
 def test_report_files(report: tuple[BenchmarkReport, Path, list[str]], tmp_path: Path) -> None:
@@ -84,8 +109,10 @@ def test_report_files(report: tuple[BenchmarkReport, Path, list[str]], tmp_path:
         rows = list(csv.DictReader(f))
     assert [r["name"] for r in rows] == ["pytorch", "onnx:fp32", "openvino:fp32"]
     assert float(rows[1]["model_ms_p50"]) == rep.rows[1].model_ms_p50
+    assert rows[1]["executed_precision"] == "fp32" and "speedup_spread" in rows[1]
     md = paths["md"].read_text()
-    assert md.count("\n| ") >= 3 and "onnx:fp32" in md and "GFLOP/s" in md
+    assert md.count("\n| ") >= 3 and "onnx:fp32" in md and "GFLOP/s" in md and "ran at" in md
+    assert "speed-up reference: the faster PyTorch FP32 layout" in md and "load during the rounds" in md
     png = paths["png"].read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000
     assert not [p for p in paths["json"].parent.iterdir() if p.name.startswith(".")]  # no temp files left
@@ -110,7 +137,7 @@ def test_existing_bundles_are_reused(
     bundle = out / "bundles" / "onnx-fp32-64x48"
     stamp = (bundle / "edgeseg.json").stat().st_mtime_ns
     lines: list[str] = []
-    cfg = BenchmarkConfig(targets=("onnx:fp32",), out=str(out), runs=2, rounds=1, warmup=0)
+    cfg = BenchmarkConfig(targets=("onnx:fp32",), out=str(out), runs=2, rounds=1, warmup=0, time_budget_s=0)
     rep = benchmark(ckpt, cfg, log=lines.append)
     assert any(line.startswith("reusing") for line in lines)
     assert not any(line.startswith("exporting") for line in lines)
@@ -134,7 +161,7 @@ def test_unavailable_target_keeps_its_row_with_the_reason(
 ) -> None:
     _, ckpt, _ = setup
     cfg = BenchmarkConfig(
-        targets=("onnx:fp32", "tensorrt:fp16"), out=str(tmp_path), runs=2, rounds=1, warmup=0
+        targets=("onnx:fp32", "tensorrt:fp16"), out=str(tmp_path), runs=2, rounds=1, warmup=0, time_budget_s=0
     )
     rep = benchmark(ckpt, cfg)
     row = rep.row("tensorrt:fp16")
@@ -144,7 +171,8 @@ def test_unavailable_target_keeps_its_row_with_the_reason(
     assert rep.row("onnx:fp32").status == "ok"
     data = write_reports(rep, tmp_path / "r")
     saved = json.loads(data["json"].read_text())
-    assert {"name": "tensorrt:fp16", "status": "not available"}.items() <= saved["rows"][2].items()
+    saved_row = next(r for r in saved["rows"] if r["name"] == "tensorrt:fp16")
+    assert saved_row["status"] == "not available"
     assert "not available: " in data["md"].read_text()
 
 
@@ -164,7 +192,7 @@ def test_failed_export_is_a_row(
     monkeypatch.setattr(exporters, "export", failing)
     _, ckpt, _ = setup
     cfg = BenchmarkConfig(
-        targets=("openvino:fp32", "onnx:fp32"), out=str(tmp_path), runs=2, rounds=1, warmup=0
+        targets=("openvino:fp32", "onnx:fp32"), out=str(tmp_path), runs=2, rounds=1, warmup=0, time_budget_s=0
     )
     rep = benchmark(ckpt, cfg)
     row = rep.row("openvino:fp32")
@@ -189,7 +217,18 @@ def test_parse_targets() -> None:
 def test_cli(setup: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _, ckpt, data = setup
     out, js = tmp_path / "out", tmp_path / "b.json"
-    args = ["benchmark", str(ckpt), "--targets", "onnx:fp32", "--data", str(data), "--runs", "2"]
+    args = [
+        "benchmark",
+        str(ckpt),
+        "--targets",
+        "onnx:fp32",
+        "--data",
+        str(data),
+        "--runs",
+        "2",
+        "--time-budget",
+        "0",
+    ]
     assert main([*args, "--warmup", "0", "--out", str(out), "--json", str(js)]) == 0
     printed = capsys.readouterr().out
     assert "onnx:fp32" in printed and "pytorch" in printed and "GFLOP/s" in printed
@@ -199,7 +238,7 @@ def test_cli(setup: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.Capt
         "benchmark.md",
         "benchmark.png",
     }
-    assert json.loads(js.read_text())["rows"][1]["name"] == "onnx:fp32"
+    assert "onnx:fp32" in [r["name"] for r in json.loads(js.read_text())["rows"]]
 
 
 @pytest.mark.parametrize(
@@ -211,6 +250,7 @@ def test_cli(setup: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.Capt
         (["--img-size", "63"], "must divide by"),
         (["--runs", "0"], "--runs"),
         (["--frame-size", "640"], "--frame-size must be WxH"),
+        (["--max-spread", "0"], "--max-spread"),
     ],
 )
 def test_cli_bad_input(
@@ -244,13 +284,32 @@ def test_count_macs_and_cpu_peak(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(perf.os, "sched_getaffinity", lambda _: {0, 1, 2, 3}, raising=False)
     peak = perf.cpu_peak()
     assert (peak.cores, peak.lanes, peak.fma_pipes, peak.ghz) == (4, 8, 2, 3.0)
-    assert peak.gflops == 4 * 8 * 2 * 2 * 3.0
+    assert peak.gflops == 4 * 8 * 2 * 2 * 3.0 and peak.clock == "reported"
+    assert set(peak.by_precision) == {"fp32", "int8"}  # AVX2 int8 multiply-adds; no bf16, no fp16
+    assert peak.by_precision["int8"] == pytest.approx(peak.gflops * 4 / 3, rel=1e-3)
+    measured = perf.cpu_peak(measured_ghz=3.5)  # the clock measured under load wins over the reported one
+    assert measured.ghz == 3.5 and measured.clock == "measured under load" and measured.gflops == 4 * 32 * 3.5
+    assert perf.cpu_peak(ghz=2.0, measured_ghz=3.5).ghz == 2.0  # --cpu-ghz wins over both
     monkeypatch.setattr(perf, "_cpuinfo", lambda: {"flags": "avx512f fma avx2", "vendor_id": "AuthenticAMD"})
     assert perf.cpu_peak(ghz=2.0).lanes == 8  # Zen 4 runs 512-bit FMAs as two 256-bit halves
-    zen5 = {"flags": "avx512f fma avx2", "vendor_id": "AuthenticAMD", "cpu family": "26"}
+    zen5 = {
+        "flags": "avx512f fma avx2 avx512_bf16 avx512_vnni",
+        "vendor_id": "AuthenticAMD",
+        "cpu family": "26",
+    }
     monkeypatch.setattr(perf, "_cpuinfo", lambda: zen5)
     peak = perf.cpu_peak(ghz=2.0)
     assert peak.lanes == 16 and "Zen 5" in peak.basis and peak.basis.startswith("estimate")
+    assert peak.by_precision["bf16"] == 2 * peak.gflops and peak.by_precision["int8"] == 4 * peak.gflops
+    amx = {"flags": "avx512f fma avx2 avx512_bf16 avx512_vnni avx512_fp16 amx_bf16 amx_int8",
+           "vendor_id": "GenuineIntel"}  # fmt: skip
+    monkeypatch.setattr(perf, "_cpuinfo", lambda: amx)
+    peak = perf.cpu_peak(ghz=2.0)  # AMX: 1024 bf16 / 2048 int8 operations per cycle and core
+    assert peak.by_precision["bf16"] == 4 * 1024 * 2.0 and peak.by_precision["int8"] == 4 * 2048 * 2.0
+    assert peak.by_precision["fp16"] == 2 * peak.gflops and "AMX" in peak.basis
+    assert perf.native_precisions() == {"bf16", "fp16"}
+    monkeypatch.setattr(perf, "_cpuinfo", lambda: NO_BF16)
+    assert perf.native_precisions() == frozenset()
 
 
 @pytest.mark.usefixtures("small_ceilings")
@@ -270,6 +329,7 @@ def test_quickstart_end_to_end(
     class SmallQuickstart(qs.QuickstartConfig):
         train_images: int = 32
         eval_images: int = 8
+        bench_seconds: float = 0.0
 
     monkeypatch.setattr(qs, "QuickstartConfig", SmallQuickstart)
     out = tmp_path / "qs"
@@ -287,8 +347,9 @@ def test_quickstart_end_to_end(
     ):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     report = json.loads((out / "benchmark.json").read_text())
-    assert [r["name"] for r in report["rows"]] == ["pytorch", "onnx:fp32", "tensorrt:int8"]
-    assert report["rows"][1]["status"] == "ok" and report["rows"][1]["miou"] is not None
+    rows = {r["name"]: r for r in report["rows"]}  # (and pytorch:bf16 on a CPU with native bf16)
+    assert [n for n in rows if n != "pytorch:bf16"] == ["pytorch", "onnx:fp32", "tensorrt:int8"]
+    assert rows["onnx:fp32"]["status"] == "ok" and rows["onnx:fp32"]["miou"] is not None
     demo = json.loads((out / "demo.json").read_text())
     assert demo["frames"] == 12 and demo["video_frames"] == 12 and demo["backend"].startswith("onnxruntime")
 
@@ -298,20 +359,36 @@ def test_quickstart_end_to_end(
     assert sorted(p.name for p in out.iterdir()) == before
 
 
-def test_measured_ceilings_are_positive_and_shares_at_most_one() -> None:
+def test_a_probe_a_row_beats_is_raised_never_set_to_the_row() -> None:
     pytest.importorskip("onnx")
-    from edgeseg.bench.ceilings import apply_ceilings, measure_ceilings
+    from edgeseg.bench.ceilings import MAX_RAISES, Ceilings, Probe, apply_ceilings
     from edgeseg.bench.run import BenchRow
 
-    ceilings = measure_ceilings(seconds=0.05, channels=32, size=8)  # tiny: checks figures, not speed
-    assert "fp32" in ceilings and "int8" in ceilings
-    for entry in ceilings.values():
-        assert math.isfinite(entry["gflops"]) and entry["gflops"] > 0 and "1x1 Conv" in entry["how"]
-        assert all(v > 0 for v in entry["by_runtime"].values())
-    fast = ceilings["fp32"]["gflops"] * 3  # a row above its ceiling raises it: share 1, said so
-    rows = [BenchRow("a", "onnx", "fp32", gflops=fast), BenchRow("b", "onnx", "int8", gflops=1e-3)]
-    rows.append(BenchRow("c", "onnx", "fp32", gflops=fast / 2))
-    apply_ceilings(rows, ceilings)
-    assert rows[0].ceiling_share == 1.0 and "raised_by" in ceilings["fp32"]
-    assert rows[2].ceiling_share == 0.5
-    assert rows[1].ceiling_share is not None and 0 < rows[1].ceiling_share <= 1
+    first = Probe(channels=8, size=8, depth=2)
+    ceilings = Ceilings({"fp32", "int8"}, seconds=0.05, probe=first)
+    ceilings.time_round(2)
+    assert set(ceilings.probes) >= {"fp32", "int8"} and ceilings.rounds == 1
+    rate = ceilings.rate("fp32")
+    assert rate is not None and math.isfinite(rate) and rate > 0
+    # A row faster than the probe: the probe is raised (more channels and pixels), not the ceiling.
+    assert ceilings.raise_beaten({"fp32": (rate * 1e6, "fast row")}) == ["fp32"]
+    assert ceilings.probes["fp32"] == Probe(channels=16, size=16, depth=2) and ceilings.rounds == 0
+    assert ceilings.raise_beaten({"int8": (0.0, "slow row")}) == []  # int8 was not beaten
+    for _ in range(MAX_RAISES):
+        ceilings.time_round(1)
+        ceilings.raise_beaten({"fp32": (1e12, "fast row")})
+    ceilings.time_round(1)
+    meta = ceilings.to_meta()
+    assert meta["fp32"]["raises"] == MAX_RAISES and meta["fp32"]["beaten_by"] == ["fast row"]
+    assert meta["fp32"]["probe"]["channels"] == 8 * 2**MAX_RAISES
+    assert "2 chained 3x3 Conv+ReLU" in meta["fp32"]["how"] and meta["int8"]["gflops"] > 0
+    ceiling = meta["fp32"]["gflops"]
+    rows = [
+        BenchRow("slow", "onnx", "fp32", gflops=ceiling / 2, ceiling_precision="fp32"),
+        BenchRow("fast", "onnx", "fp32", gflops=ceiling * 3, ceiling_precision="fp32"),
+        BenchRow("fp16 as fp32", "onnx", "fp16", gflops=ceiling / 4, ceiling_precision="fp32"),
+    ]
+    apply_ceilings(rows, meta)
+    assert rows[0].ceiling_share == 0.5 and rows[2].ceiling_share == 0.25  # against what its kernels ran
+    assert rows[1].ceiling_share is None and "fast" in meta["fp32"]["beaten_by"]  # no share above 1
+    assert meta["fp32"]["gflops"] == ceiling  # never the row's rate

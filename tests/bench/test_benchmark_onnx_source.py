@@ -24,6 +24,7 @@ def test_benchmark_of_a_foreign_onnx_uses_the_source_as_baseline(tmp_path: Path)
         runs=2,
         rounds=1,
         warmup=0,
+        time_budget_s=0,
         out=str(tmp_path / "b"),
     )
     with warnings.catch_warnings():

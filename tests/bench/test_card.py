@@ -15,7 +15,9 @@ from edgeseg.bench.run import BenchmarkConfig, BenchmarkReport, BenchRow, _meta
 from tests.helpers import run_cli
 
 
-def _card(folder: Path, model_ms: float, fps: float, cpu: str | None = None) -> Path:
+def _card(
+    folder: Path, model_ms: float, fps: float, cpu: str | None = None, spread: float | None = None
+) -> Path:
     """A benchmark.json/.md written by the report writer, with meta as `benchmark` builds it."""
     meta = _meta(
         Path("runs/x/best.pt"), (64, 48), 1000, "synthetic", 4, BenchmarkConfig(targets=("onnx:fp32",))
@@ -35,6 +37,8 @@ def _card(folder: Path, model_ms: float, fps: float, cpu: str | None = None) -> 
             fps=fps,
             miou=0.5,
             agreement=0.9987,
+            speedup=8.0 / model_ms,
+            spreads={"model_ms": spread, "speedup": spread} if spread is not None else {},
         ),
     ]
     return write_reports(BenchmarkReport(rows, meta), folder)["json"]
@@ -69,6 +73,22 @@ def test_compare_side_by_side(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         assert cell in row, cell
     same = [line for line in out.split("rows (ratio")[0].splitlines() if line.strip().startswith("│ python")]
     assert same == []  # equal facts are not listed
+    assert "no spread recorded" in row  # cards without spreads cannot say whether B/A is noise
+
+
+def test_compare_says_whether_a_difference_is_inside_the_spread(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = _card(tmp_path / "a", 4.0, 100.0, spread=0.03)
+    near = _card(tmp_path / "near", 4.1, 98.0, spread=0.02)  # 2.5 % slower: inside 3 % + 2 %
+    far = _card(tmp_path / "far", 2.0, 150.0, spread=0.02)  # twice as fast: far outside
+    code, out, err = run_cli(["benchmark", "--compare", a, near], capsys)
+    assert code == 0, err
+    row = next(line for line in out.splitlines() if "onnx:fp32" in line)
+    assert row.count("yes (2% <= 5%)") == 2  # model p50 and speed-up
+    code, out, err = run_cli(["benchmark", "--compare", a, far], capsys)
+    row = next(line for line in out.splitlines() if "onnx:fp32" in line)
+    assert code == 0 and row.count("no (50% > 5%)") == 1 and "no (100% > 5%)" in row
 
 
 def test_compare_bad_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

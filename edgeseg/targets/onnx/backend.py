@@ -236,12 +236,14 @@ def _initializers(path: Path) -> Iterator[tuple[str, np.ndarray]]:
                 yield node.output[0], numpy_helper.to_array(attr.t)
 
 
-def peak_runner(model: bytes, x: np.ndarray, precision: str) -> Callable[[], object] | None:
-    """A call of the benchmark's ceiling graph `model` on ONNX Runtime's CPU provider at `precision`;
-    None for fp16, which the CPU provider runs with fp32 kernels (no fp16 peak to measure)."""
-    if precision == "fp16":
+def peak_runner(model: bytes, x: np.ndarray, precision: str) -> tuple[Callable[[], object], str] | None:
+    """(a call of the benchmark's ceiling graph `model` on ONNX Runtime's CPU provider at `precision`,
+    the kernels: ONNX Runtime does not name them), or None for fp16 and bf16, which the CPU provider
+    computes in fp32 on x86 (no peak of theirs to measure)."""
+    if precision not in ("fp32", "int8"):
         return None
     import onnxruntime as ort
 
     session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
-    return lambda: session.run(None, {"x": x})
+    name = session.get_inputs()[0].name
+    return (lambda: session.run(None, {name: x})), ""

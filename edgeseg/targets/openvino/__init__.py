@@ -51,4 +51,8 @@ TARGET = Target(
     ),
     colour="tab:purple",
     packages=("nncf",),
+    # bf16 is a run-time precision of the fp32 IR, not an export: the CPU plugin converts the float
+    # weights when it compiles, so a bf16 "export" would be the same files, and would silently run
+    # f32 on CPUs without native bf16. The caller opts in where the CPU has AVX512-BF16 or AMX.
+    runtime_precisions={"bf16": {"inference_precision": "bf16"}},
 )

@@ -13,6 +13,7 @@ instead of running one after another.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -23,7 +24,14 @@ from edgeseg.errors import EdgesegRuntimeError, InputError, first_line
 from edgeseg.manifest import METADATA_PREFIX, Manifest, manifest_from_onnx_metadata
 from edgeseg.runtimes.base import Backend, Dim, TensorSpec
 
-__all__ = ["DEVICES", "PERFORMANCE_HINTS", "OpenVINOBackend"]
+__all__ = [
+    "DEVICES",
+    "PERFORMANCE_HINTS",
+    "OpenVINOBackend",
+    "cpu_capabilities",
+    "peak_runner",
+    "runtime_layers",
+]
 
 DEVICES = ("CPU", "GPU", "NPU", "AUTO")
 PERFORMANCE_HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
@@ -218,13 +226,61 @@ class OpenVINOBackend(Backend):
         return ", ".join(p for p in (self.device, precision, self.performance_hint) if p)
 
 
-def peak_runner(model: bytes, x: np.ndarray, precision: str) -> Callable[[], object] | None:
-    """A call of the benchmark's ceiling graph `model` on OpenVINO's CPU plugin at `precision` (fp32
-    pinned to f32; otherwise the plugin's default, bf16 where the CPU has it)."""
+# OpenVINO element types of a compute layer's activations -> edgeseg's precision names.
+_ELEMENT_PRECISIONS = {"f32": "fp32", "f16": "fp16", "bf16": "bf16", "u8": "int8", "i8": "int8"}
+# Runtime-graph layer types that carry a model's arithmetic.
+_COMPUTE_LAYERS = ("convolution", "deconvolution", "fullyconnected", "matmul", "gemm")
+# The benchmark's precisions -> INFERENCE_PRECISION_HINT and the capability a CPU must report for it
+# (OPTIMIZATION_CAPABILITIES); int8 is the Q/DQ graph's, with f32 for whatever stays float.
+_PEAK_HINTS = {
+    "fp32": ("f32", "FP32"), "bf16": ("bf16", "BF16"), "fp16": ("f16", "FP16"), "int8": ("f32", "INT8"),
+}  # fmt: skip
+
+
+def runtime_layers(compiled: Any) -> list[tuple[str, str]]:
+    """(precision, kernel) of every compute layer of a compiled model's runtime graph, as the plugin
+    chose them: e.g. ("bf16", "brgconv_avx512_amx_bf16"), ("int8", "jit_avx2_I8"). Empty where the
+    plugin does not expose its runtime graph."""
+    try:
+        ops = compiled.get_runtime_model().get_ordered_ops()
+    except Exception:  # plugins without a readable runtime graph (NPU, AUTO)
+        return []
+    layers = []
+    for op in ops:
+        rt = op.get_rt_info()
+        kind = rt["layerType"].astype(str).lower() if "layerType" in rt else ""
+        if kind in _COMPUTE_LAYERS and "runtimePrecision" in rt:
+            element = rt["runtimePrecision"].astype(str).lower()
+            kernel = rt["primitiveType"].astype(str) if "primitiveType" in rt else ""
+            layers.append((_ELEMENT_PRECISIONS.get(element, element), kernel))
+    return layers
+
+
+def cpu_capabilities(core: Any) -> frozenset[str]:
+    """The CPU plugin's OPTIMIZATION_CAPABILITIES ("FP32", "BF16", "FP16", "INT8", ...)."""
+    try:
+        return frozenset(str(c).upper() for c in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+    except Exception:  # an OpenVINO without the property
+        return frozenset()
+
+
+def peak_runner(model: bytes, x: np.ndarray, precision: str) -> tuple[Callable[[], object], str] | None:
+    """(a call of the benchmark's ceiling graph `model` on OpenVINO's CPU plugin computing at
+    `precision`, the kernels it chose as "kernel x count"), or None where the CPU plugin does not
+    compute that precision natively (a bf16 hint on a CPU without bf16 runs f32: not a bf16 peak)."""
     quiet_telemetry()
     import openvino as ov
 
+    if precision not in _PEAK_HINTS:
+        return None
+    hint, capability = _PEAK_HINTS[precision]
     core = ov.Core()
-    config = {"INFERENCE_PRECISION_HINT": "f32"} if precision == "fp32" else {}
-    request = core.compile_model(core.read_model(model, b""), "CPU", config).create_infer_request()
-    return lambda: request.infer({0: x})
+    if capability not in cpu_capabilities(core):
+        return None
+    compiled = core.compile_model(core.read_model(model, b""), "CPU", {"INFERENCE_PRECISION_HINT": hint})
+    layers = runtime_layers(compiled)
+    if layers and any(p != precision for p, _ in layers):
+        return None  # some layer fell back to another precision: not this precision's peak
+    request = compiled.create_infer_request()
+    kernels = ", ".join(f"{k} x{n}" for k, n in sorted(Counter(k for _, k in layers).items()))
+    return (lambda: request.infer({0: x})), kernels
