@@ -80,16 +80,19 @@ def row_ratios(
     model = samples.medians(samples.model.get(row.name, []))
     total = samples.medians(samples.total.get(row.name, []))
     out: dict[str, list[float]] = {"model_ms": model, "total_ms": total}
-    ref = samples.reference(base)
-    out["speedup"] = [r / m for r, m in zip(ref, model, strict=False)]
+    out["speedup"] = _ratios(samples.reference(base), model)
     if bf16 is not None:
-        other = samples.medians(samples.model.get(bf16, []))
-        out["speedup_bf16"] = [r / m for r, m in zip(other, model, strict=False)]
-    out["call_model"] = [t / m for t, m in zip(total, model, strict=False)]
+        out["speedup_bf16"] = _ratios(samples.medians(samples.model.get(bf16, [])), model)
+    out["call_model"] = _ratios(total, model)
     if macs and ceiling_rounds:
-        recent = model[-len(ceiling_rounds) :]
-        out["ceiling_share"] = [2 * macs / m / 1e6 / c for m, c in zip(recent, ceiling_rounds, strict=False)]
+        rates = [2 * macs / m / 1e6 if m > 0 else math.nan for m in model[-len(ceiling_rounds) :]]
+        out["ceiling_share"] = _ratios(rates, ceiling_rounds)
     return out
+
+
+def _ratios(top: list[float], bottom: list[float]) -> list[float]:
+    """Round by round top / bottom; NaN (no spread: `spread` says None) where bottom is not positive."""
+    return [t / b if b > 0 else math.nan for t, b in zip(top, bottom, strict=False)]
 
 
 def time_rows(
@@ -108,13 +111,14 @@ def time_rows(
     are under `config.max_spread` or the time budget is spent; sets each row's latency figures and
     `spreads`. `on_round` runs after each round (load and clock sampling). Returns what the rounds
     did: rounds, seconds, why they stopped, the widest spread, the PyTorch FP32 layouts' medians."""
-    from edgeseg.preprocess import prepare_frame
+    from edgeseg.preprocess import prepare_frame, prepare_fused_frame
 
     samples = Samples()
     calls: dict[str, Callable[[], object]] = {}
     for name, seg in segs.items():
         pre = seg.preprocessing
-        x, _ = prepare_frame(frame, pre, "rgb")
+        # A graph with pre/post inside takes the uint8 frame (at the model's size unless it resizes).
+        x = prepare_fused_frame(frame, pre, "rgb") if pre.fused else prepare_frame(frame, pre, "rgb")[0]
         feed = {pre.input_name: x[None]}
         calls[name] = lambda b=seg.backend, feed=feed: b.infer(feed)
         for _ in range(config.warmup):

@@ -191,3 +191,32 @@ def test_inside_spread() -> None:
     assert inside_spread(10.0, 12.0, 0.03, 0.02) == "no (20% > 5%)"
     assert inside_spread(10.0, 12.0, None, 0.02) == "no spread recorded"
     assert inside_spread(None, 12.0, 0.01, 0.02) == "-"
+
+
+def test_a_graph_with_pre_post_inside_is_timed_on_frames(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model-alone timing feeds each graph what it takes: a fused graph (normalisation inside)
+    the uint8 frame at the model's size, a plain one the normalised NCHW tensor."""
+    from dataclasses import replace
+
+    clock = Clock()
+    monkeypatch.setattr(rounds, "_now", clock)
+    fused = replace(PRE, input_name="frame", dtype="uint8", graph_steps=("normalize",), frame_order="BGR")
+    seen: dict[str, tuple] = {}
+
+    def segmenter(pre: Preprocessing) -> FakeSegmenter:
+        seg = FakeSegmenter(clock, lambda r: 5.0)
+        seg.preprocessing = pre
+
+        def infer(feed: dict[str, np.ndarray]) -> None:
+            seen.update({k: (v.shape, v.dtype) for k, v in feed.items()})
+            clock.t += 0.005
+
+        seg.backend = SimpleNamespace(infer=infer)
+        return seg
+
+    rows = [BenchRow("pytorch", "pytorch", "fp32", reference=True, runs_source=True),
+            BenchRow("onnx:fp32", "onnx", "fp32")]  # fmt: skip
+    segs = {"pytorch": segmenter(PRE), "onnx:fp32": segmenter(fused)}
+    config = BenchmarkConfig(runs=1, rounds=1, warmup=0, time_budget_s=0)
+    rounds.time_rows(rows, segs, np.zeros((30, 40, 3), np.uint8), config, lambda _: None, None)
+    assert seen["frame"] == ((1, 8, 8, 3), np.uint8) and seen["image"] == ((1, 3, 8, 8), np.float32)
