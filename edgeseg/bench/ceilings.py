@@ -200,7 +200,12 @@ class Ceilings:
     @property
     def rounds(self) -> int:
         """Rounds timed since the last raise (the fewest over the probes)."""
-        counts = [len(r.samples) for runners in self._runners.values() for r in runners.values()]
+        counts = [self.rounds_of(p) for p in self._runners]
+        return min(counts) if counts else 0
+
+    def rounds_of(self, precision: str) -> int:
+        """Rounds timed of `precision`'s probe since it was last raised."""
+        counts = [len(r.samples) for r in self._runners.get(precision, {}).values()]
         return min(counts) if counts else 0
 
     def raise_beaten(self, best_rows: dict[str, tuple[float, str]]) -> list[str]:
@@ -239,7 +244,8 @@ class Ceilings:
                 "by_runtime": rates,
                 "kernels": {n: r.kernels for n, r in self._runners[precision].items() if r.kernels},
                 "probe": {**asdict(probe), "macs": probe.macs},
-                "how": f"{probe.describe()}, median per runtime over {self.rounds} interleaved rounds",
+                "how": f"{probe.describe()}, median per runtime over {self.rounds_of(precision)} "
+                "interleaved rounds",
             }
             if self.raises[precision]:
                 entry["raises"] = self.raises[precision]

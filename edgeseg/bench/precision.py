@@ -73,7 +73,10 @@ def executed_precision(backend: Any) -> str:
     if compiled is not None and hasattr(compiled, "get_runtime_model"):  # OpenVINO's compiled model
         from edgeseg.targets.openvino.backend import runtime_layers
 
-        return label(Counter(p for p, _ in runtime_layers(compiled)))
+        layers = runtime_layers(compiled)
+        ran = Counter(p for p, _, _ in layers)
+        upcast = next((w for p, _, w in layers if w in ("fp16", "bf16") and w != p and p == "fp32"), None)
+        return label(ran, upcast_from=upcast)
     session = getattr(backend, "_session", None)
     if session is not None and hasattr(session, "get_providers"):  # an ONNX Runtime session
         return _onnxruntime_precision(backend)

@@ -148,13 +148,17 @@ def time_rows(
             ceilings.time_round(per_round)
         if on_round is not None:
             on_round()
+        if round_no < config.rounds:
+            continue
+        # Judged on the first rounds' medians, not on one round a burst of load could decide; a raised
+        # probe is timed in at least one more round, budget or not (at most MAX_RAISES times).
         if ceilings is not None and macs:
             raised = ceilings.raise_beaten(_best_rows(rows, samples, macs))
             for precision in raised:
                 probe = ceilings.probes[precision].describe()
                 say(f"a row beat the {precision} ceiling probe: raising it to {probe}")
-        if round_no < config.rounds:
-            continue
+            if raised:
+                continue
         widest = _set_spreads(rows, samples, base, bf16, macs, ceilings)
         ceilings_ready = ceilings is None or ceilings.rounds >= min(2, config.rounds)
         if widest is not None and widest <= config.max_spread and ceilings_ready:
@@ -215,7 +219,8 @@ def _set_spreads(
             continue
         ceiling_rounds: list[float] = []
         if ceilings is not None and row.ceiling_precision in ceilings.probes:
-            per_round = [ceilings.rate(row.ceiling_precision, i) for i in range(ceilings.rounds)]
+            rounds_had = ceilings.rounds_of(row.ceiling_precision)
+            per_round = [ceilings.rate(row.ceiling_precision, i) for i in range(rounds_had)]
             ceiling_rounds = [c for c in per_round if c is not None]
         ratios = row_ratios(row, samples, base, bf16, macs, ceiling_rounds)
         row.spreads = {}

@@ -237,10 +237,12 @@ _PEAK_HINTS = {
 }  # fmt: skip
 
 
-def runtime_layers(compiled: Any) -> list[tuple[str, str]]:
-    """(precision, kernel) of every compute layer of a compiled model's runtime graph, as the plugin
-    chose them: e.g. ("bf16", "brgconv_avx512_amx_bf16"), ("int8", "jit_avx2_I8"). Empty where the
-    plugin does not expose its runtime graph."""
+def runtime_layers(compiled: Any) -> list[tuple[str, str, str]]:
+    """(precision, kernel, weights' precision) of every compute layer of a compiled model's runtime
+    graph, as the plugin chose them: the precision is that of the activations the layer takes (its
+    first input: "runtimePrecision" names the weights' type, f16 for fp16 weights the kernel upcasts),
+    e.g. ("bf16", "brgconv_avx512_amx_bf16", "bf16"), ("fp32", "brgconv_avx2_f32", "fp16").
+    Empty where the plugin does not expose its runtime graph."""
     try:
         ops = compiled.get_runtime_model().get_ordered_ops()
     except Exception:  # plugins without a readable runtime graph (NPU, AUTO)
@@ -249,10 +251,13 @@ def runtime_layers(compiled: Any) -> list[tuple[str, str]]:
     for op in ops:
         rt = op.get_rt_info()
         kind = rt["layerType"].astype(str).lower() if "layerType" in rt else ""
-        if kind in _COMPUTE_LAYERS and "runtimePrecision" in rt:
-            element = rt["runtimePrecision"].astype(str).lower()
-            kernel = rt["primitiveType"].astype(str) if "primitiveType" in rt else ""
-            layers.append((_ELEMENT_PRECISIONS.get(element, element), kernel))
+        if kind not in _COMPUTE_LAYERS or op.get_input_size() == 0:
+            continue
+        types = [str(op.input(i).get_element_type().get_type_name()) for i in range(op.get_input_size())]
+        activations = _ELEMENT_PRECISIONS.get(types[0], types[0])
+        weights = _ELEMENT_PRECISIONS.get(types[1], types[1]) if len(types) > 1 else activations
+        kernel = rt["primitiveType"].astype(str) if "primitiveType" in rt else ""
+        layers.append((activations, kernel, weights))
     return layers
 
 
@@ -279,8 +284,8 @@ def peak_runner(model: bytes, x: np.ndarray, precision: str) -> tuple[Callable[[
         return None
     compiled = core.compile_model(core.read_model(model, b""), "CPU", {"INFERENCE_PRECISION_HINT": hint})
     layers = runtime_layers(compiled)
-    if layers and any(p != precision for p, _ in layers):
+    if layers and any(p != precision for p, _, _ in layers):
         return None  # some layer fell back to another precision: not this precision's peak
     request = compiled.create_infer_request()
-    kernels = ", ".join(f"{k} x{n}" for k, n in sorted(Counter(k for _, k in layers).items()))
+    kernels = ", ".join(f"{k} x{n}" for k, n in sorted(Counter(k for _, k, _ in layers).items()))
     return (lambda: request.infer({0: x})), kernels
