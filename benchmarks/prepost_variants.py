@@ -126,7 +126,9 @@ def _bundle(ckpt: Path, folder: Path, target: str, precision: str, fused: bool, 
         return dest
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        config = ExportConfig(target, precision, out=str(dest), fuse_prepost=fused, calib=calib)
+        config = ExportConfig(
+            target, precision, out=str(dest), fuse_prepost=fused, calib=calib if precision == "int8" else None
+        )
         return export(ckpt, config).bundle
 
 

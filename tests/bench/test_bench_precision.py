@@ -114,3 +114,17 @@ def test_ceiling_probes_only_where_a_runtime_computes_the_precision(monkeypatch:
     monkeypatch.setattr(ov_backend, "cpu_capabilities", lambda core: frozenset({"FP32", "INT8", "BF16"}))
     made = ov_backend.peak_runner(graph, x, "bf16")
     assert (made is None) == (not native_bf16)
+
+
+def test_the_manifest_and_info_say_which_bundles_run_at_bf16_on_request(tiny_bundle, capsys) -> None:  # type: ignore[no-untyped-def]
+    from edgeseg.manifest import read_manifest
+    from tests.helpers import run_cli
+
+    openvino, onnx = tiny_bundle("openvino"), tiny_bundle("onnx")
+    assert read_manifest(openvino).runtime_precisions == {"bf16": {"inference_precision": "bf16"}}
+    assert read_manifest(onnx).runtime_precisions == {}  # ONNX Runtime has no bf16 to ask for
+    code, out, err = run_cli(["info", openvino], capsys)
+    assert code == 0, err
+    assert "run-time   bf16 without another export: Segmenter(..., inference_precision='bf16')" in out
+    code, out, _ = run_cli(["info", onnx], capsys)
+    assert code == 0 and "run-time" not in out
