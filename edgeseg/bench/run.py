@@ -5,12 +5,15 @@ checkpoint on PyTorch, or an ONNX file from elsewhere on ONNX Runtime (edgeseg.e
 For the source and each requested target:precision the benchmark exports what is missing (an
 existing bundle for the same source and size is reused), loads it through `Segmenter` exactly as
 an application would, and measures: size, mIoU vs ground truth and its drop vs the baseline (with
-labelled data), pixel agreement with the baseline's masks, latency of the model alone and of the whole
-`Segmenter` call, FPS, speed-up vs PyTorch, achieved GFLOP/s and peak memory. A row that cannot be
+labelled data), per-class drops, pixel agreement with the baseline's masks, the precision the kernels
+ran at, latency of the model alone and of the whole `Segmenter` call, FPS, speed-up vs the faster
+PyTorch FP32 layout (and vs pytorch:bf16 on CPUs with native bf16, where bf16 rows are added),
+achieved GFLOP/s and its share of the measured ceiling, and peak memory. A row that cannot be
 measured here keeps its place in the table with the reason (export failed / not available here).
 
-Timing rounds are interleaved across rows, so machine noise (another process, thermal changes)
-hits every row alike and the ratios stay meaningful on a busy laptop. (The module is not called
+Timing rounds are interleaved across rows and the ceiling probes, so machine noise (another
+process, thermal changes) hits every row alike, and repeated until the ratios are stable
+(edgeseg.bench.rounds); the load during them is recorded (edgeseg.bench.load). (The module is not called
 `benchmark` because that would shadow the `edgeseg.benchmark` function on the package.)
 """
 
