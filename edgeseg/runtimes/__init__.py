@@ -27,6 +27,7 @@ from edgeseg.runtimes.registry import (
     registered_backends,
     resolve_backend,
 )
+from edgeseg.targets import backend_specs
 
 __all__ = [
     "AUTO_PREFERENCE",
@@ -47,7 +48,7 @@ __all__ = [
 ]
 
 # torch is a core dependency (no extra) and runs checkpoints; the deployment targets' backends are
-# registered from their descriptors (edgeseg.targets) by the registry itself.
+# registered from their descriptors (edgeseg.targets), in the targets' order.
 register_backend(
     BackendSpec(
         name="torch",
@@ -61,3 +62,5 @@ register_backend(
         packages=("torch",),
     )
 )
+for _spec in backend_specs():
+    register_backend(_spec)

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgeseg.errors import InputError, MissingDependencyError
 from edgeseg.formats import TARGETS
-from edgeseg.targets import BackendSpec, backend_specs
+from edgeseg.targets import BackendSpec
 
 if TYPE_CHECKING:
     from edgeseg.runtimes.base import Backend
@@ -59,7 +59,7 @@ __all__ = [
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
 
-_REGISTRY: dict[str, BackendSpec] = {spec.name: spec for spec in backend_specs()}
+_REGISTRY: dict[str, BackendSpec] = {}  # filled by edgeseg.runtimes: torch, then the targets' backends
 
 # What "auto" tries per artifact kind, best first: derived from the registered backends' auto_rank.
 AUTO_PREFERENCE: dict[str, tuple[str, ...]] = {}
@@ -84,9 +84,6 @@ def register_backend(spec: BackendSpec) -> BackendSpec:
     _REGISTRY[spec.name] = spec
     _derive_preference()
     return spec
-
-
-_derive_preference()
 
 
 def _missing_error(spec: BackendSpec, purpose: str) -> MissingDependencyError:
