@@ -6,7 +6,7 @@ path can use it in processes without torch.
 
 from __future__ import annotations
 
-from edgeseg.data.folder import FolderDataset, read_class_names
+from edgeseg.data.folder import FolderDataset, check_declared_classes, read_class_names
 from edgeseg.data.imageio import (
     IMAGE_SUFFIXES,
     parse_img_size,
@@ -46,6 +46,7 @@ __all__ = [
     "FolderDataset",
     "SegmentationDataset",
     "SyntheticDataset",
+    "check_declared_classes",
     "default_normalization",
     "normalize",
     "parse_img_size",

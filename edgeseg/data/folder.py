@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from edgeseg._evidence import ClassSet, require_same_classes
 from edgeseg.data.imageio import (
     IMAGE_SUFFIXES,
     LOSSY_MASK_SUFFIXES,
@@ -27,7 +28,7 @@ from edgeseg.data.imageio import (
 )
 from edgeseg.errors import InputError
 
-__all__ = ["FolderDataset", "read_class_names"]
+__all__ = ["FolderDataset", "check_declared_classes", "classes_file", "read_class_names"]
 
 _GRAY_HEADER_MODES = frozenset({"1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
 _MAX_LISTED = 3
@@ -88,6 +89,32 @@ def _warn_if_smeared(
         )
 
 
+def _labelled_count(mask: np.ndarray, ignore: int | None, classes: int, binary_255: bool) -> int:
+    """Pixels of a mask that hold a class id (not the ignore id, not beyond the classes)."""
+    m = np.where(mask == 255, 1, mask) if binary_255 else mask
+    keep = m < classes
+    if ignore is not None:
+        keep &= m != ignore
+    return int(np.count_nonzero(keep))
+
+
+def classes_file(root: str | os.PathLike[str]) -> Path | None:
+    """The classes.txt that names a dataset folder's classes: in ROOT, else in ROOT's parent."""
+    for folder in (Path(root), Path(root).parent):
+        if (folder / "classes.txt").is_file():
+            return folder / "classes.txt"
+    return None
+
+
+def check_declared_classes(root: str | os.PathLike[str], model: ClassSet, fix: str) -> None:
+    """InputError when a folder's classes.txt (`classes_file`) lists another number of classes than
+    `model` has; nothing to check without one (a folder of images, or masks whose ids say nothing
+    about a count). For folders whose masks are not read (calibration images)."""
+    found = classes_file(root)
+    if found is not None:
+        require_same_classes(model, ClassSet.of(f"'{found}'", read_class_names(found)), fix)
+
+
 class FolderDataset:
     """Image/mask pairs from `ROOT/images/<stem>.<png|jpg|tif|bmp>` and `ROOT/masks/<stem>.png`.
 
@@ -99,13 +126,17 @@ class FolderDataset:
         img_size: output (width, height); None keeps the images' own size, which must then be the
             same for all images.
         num_classes: number of classes; default from classes.txt, else the largest id in the masks + 1.
+            A `ClassSet` (edgeseg._evidence) is a model's classes: the data must agree with them (a
+            classes.txt of another count, or an id beyond them, is refused naming the model).
         ignore_index: mask value for unlabelled pixels, allowed beyond the class ids and kept as is.
         channels: 1 or 3 to force gray or RGB; default 1 only if every image is gray.
         class_names: names for the classes; default from classes.txt, else "class0", "class1", ...
         cache: keep decoded, resized arrays in memory after first use.
 
     `ROOT/classes.txt` is looked up in ROOT, then in ROOT's parent (a `train/` and `val/` pair often
-    share one). Masks stored as 0/255 are read as 0/1 (`binary_255`).
+    share one). Masks stored as 0/255 are read as 0/1 (`binary_255`). `labelled_pixels` counts the
+    masks' labelled pixels (not the ignore id) in their own files, before any resize: the data's
+    own evidence for a figure (edgeseg._evidence), and `labelled_images` the masks with any.
     """
 
     def __init__(
@@ -113,7 +144,7 @@ class FolderDataset:
         root: str | os.PathLike[str],
         *,
         img_size: tuple[int, int] | None = None,
-        num_classes: int | None = None,
+        num_classes: int | ClassSet | None = None,
         ignore_index: int | None = None,
         channels: int | None = None,
         class_names: list[str] | None = None,
@@ -126,6 +157,9 @@ class FolderDataset:
             raise InputError(f"channels must be 1 or 3; got {channels!r}")
         if img_size is not None and (len(img_size) != 2 or min(img_size) <= 0):
             raise InputError(f"img_size must be (width, height) with positive sizes; got {img_size!r}")
+        self._model = num_classes if isinstance(num_classes, ClassSet) else None
+        if isinstance(num_classes, ClassSet):
+            num_classes = num_classes.count
         if num_classes is not None and num_classes < 1:
             raise InputError(f"--classes must be at least 1; got {num_classes}")
 
@@ -237,10 +271,7 @@ class FolderDataset:
         return first
 
     def _find_classes_file(self) -> Path | None:
-        for folder in (self.root, self.root.parent):
-            if (folder / "classes.txt").is_file():
-                return folder / "classes.txt"
-        return None
+        return classes_file(self.root)
 
     def _resolve_classes(
         self, num_classes: int | None, class_names: list[str] | None, masks: list[np.ndarray]
@@ -255,6 +286,12 @@ class FolderDataset:
             names_source = f"'{names_file}'"
         else:
             names, names_source = None, ""
+        if names is not None and self._model is not None:
+            require_same_classes(
+                self._model,
+                ClassSet.of(names_source, names),
+                "give data labelled with the model's classes, or a model trained on these",
+            )
         if names is not None and num_classes is not None and len(names) != num_classes:
             raise InputError(
                 f"{names_source} lists {len(names)} classes but --classes is {num_classes}; "
@@ -286,6 +323,14 @@ class FolderDataset:
             declared = top + 1
         for (_, mask_path), v in zip(self.items, labelled, strict=True):
             bad = v[v >= declared]
+            if bad.size and self._model is not None:
+                model = self._model
+                raise InputError(
+                    f"mask '{mask_path}' holds class id {int(bad[0])}, beyond the {model.count} classes of "
+                    f"{model.owner} (ids 0..{model.count - 1}"
+                    f"{f', ignore index {ignore}' if ignore is not None else ''}); give data labelled "
+                    "with the model's classes, or a model trained on these"
+                )
             if bad.size:
                 hint = f"--ignore-index {int(bad[0])}" if ignore is None else "a different --ignore-index"
                 raise InputError(
@@ -295,6 +340,8 @@ class FolderDataset:
                 )
         if names is None:
             names = [f"class{i}" for i in range(declared)]
+        counts = [_labelled_count(m, ignore, declared, self.binary_255) for m in masks]
+        self.labelled_pixels, self.labelled_images = sum(counts), sum(c > 0 for c in counts)
         return declared, names
 
     # -- access ---------------------------------------------------------------------------------

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgeseg._guards import recorded_path, require_finite
-from edgeseg.errors import InputError
+from edgeseg._evidence import ClassSet, labelled_hint
+from edgeseg._guards import recorded_path
 from edgeseg.evaluation.metrics import ConfusionMatrix, SegMetrics
 
 if TYPE_CHECKING:
@@ -65,20 +65,14 @@ def confusion_on(
 
 @dataclass
 class EvalReport:
+    """Scores of a model on a dataset folder. Per-class scores may be NaN (a class absent from truth
+    and prediction); the totals are finite and stand on the minimum of evidence (`scores`)."""
+
     metrics: SegMetrics
     class_names: list[str]
     images: int
     img_size: tuple[int, int]
     data: str
-
-    def __post_init__(self) -> None:
-        # Per-class scores may be NaN (a class absent from truth and prediction); the totals may not.
-        for name in ("miou", "dice", "pixel_accuracy"):
-            require_finite(
-                getattr(self.metrics, name),
-                f"{name} on '{self.data}' (no labelled pixel: is every pixel the ignore id?)",
-                error=InputError,
-            )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -87,6 +81,22 @@ class EvalReport:
             "img_size": list(self.img_size),
             **self.metrics.to_dict(self.class_names),
         }
+
+
+def scores(cm: ConfusionMatrix, ds: Any, data: str | Path) -> SegMetrics:
+    """The confusion matrix's figures, refused without the minimum of evidence (edgeseg._evidence):
+    labelled pixels at the model's size and in `ds`'s own mask files (`FolderDataset.labelled_pixels`)."""
+    return cm.checked(
+        f"on --data '{data}'",
+        "labelled pixels",
+        data_pixels=getattr(ds, "labelled_pixels", None),
+        hint=labelled_hint(cm.ignore_index),
+    )
+
+
+def model_classes(label: str, names: Sequence[str]) -> ClassSet:
+    """A model's classes as data must agree with them (edgeseg._evidence.require_same_classes)."""
+    return ClassSet.of(f"the model '{label}'", names)
 
 
 def evaluate_checkpoint(
@@ -103,10 +113,11 @@ def evaluate_checkpoint(
 
     dev = resolve_device(device)
     ignore = ckpt.ignore_index if ignore_index is None else ignore_index
+    label = str(ckpt.path) if ckpt.path is not None else "checkpoint"
     ds = FolderDataset(
         data,
         img_size=ckpt.img_size,
-        num_classes=ckpt.model_config.classes,
+        num_classes=model_classes(label, ckpt.class_names),
         ignore_index=ignore,
         channels=ckpt.model_config.in_channels,
     )
@@ -120,7 +131,8 @@ def evaluate_checkpoint(
         batch_size=batch_size,
         device=dev,
     )
-    return EvalReport(cm.compute(), list(ckpt.class_names), len(ds), ckpt.img_size, recorded_path(data))
+    metrics = scores(cm, ds, data)
+    return EvalReport(metrics, list(ckpt.class_names), len(ds), ckpt.img_size, recorded_path(data))
 
 
 def evaluate_artifact(
@@ -148,7 +160,7 @@ def evaluate_artifact(
         ds = FolderDataset(
             data,
             img_size=(pre.width, pre.height),
-            num_classes=len(pre.class_names),
+            num_classes=model_classes(str(path), pre.class_names),
             ignore_index=ignore_index,
             channels=pre.channels,
         )
@@ -158,7 +170,7 @@ def evaluate_artifact(
             for result, (_, mask) in zip(seg.predict_batch([img for img, _ in items]), items, strict=True):
                 cm.update(result.mask, mask)
     return EvalReport(
-        cm.compute(), list(pre.class_names), len(ds), (pre.width, pre.height), recorded_path(data)
+        scores(cm, ds, data), list(pre.class_names), len(ds), (pre.width, pre.height), recorded_path(data)
     )
 
 

@@ -232,6 +232,33 @@ def _check_config(config: ExportConfig) -> None:
             raise InputError(f"{option} needs --val-data: the drop is measured on labelled images")
 
 
+def check_data(src: ExportSource, size: tuple[int, int], *, val_data: str | None, calib: str | None) -> None:
+    """Before any work: labelled `val_data` must have the model's classes and the minimum of
+    labelled pixels in its own files (edgeseg._evidence; the figures measured on it are checked
+    again as they are computed), and a `calib` dataset folder's classes.txt must list the model's
+    classes. InputError naming what is wrong."""
+    from edgeseg._evidence import Evidence, labelled_hint
+    from edgeseg.data import FolderDataset, check_declared_classes
+
+    model = src.model_classes()
+    if calib is not None:
+        fix = "calibrate on images of this model's task (--calib)"
+        check_declared_classes(calib, model, fix)
+    if val_data is not None:
+        ds = FolderDataset(
+            val_data,
+            img_size=size,
+            num_classes=model,
+            ignore_index=src.ignore_index,
+            channels=src.channels,
+            cache=False,
+        )
+        evidence = Evidence(
+            "labelled pixels", ds.labelled_pixels, ds.labelled_images, hint=labelled_hint(src.ignore_index)
+        )
+        evidence.require(f"the figures on --val-data '{val_data}'")
+
+
 def _check_destination(dest: Path, overwrite: bool) -> None:
     if not dest.exists():
         return
@@ -344,6 +371,7 @@ def export(
 
     src = open_source(source, facts)
     size = src.export_size(config.img_size, config.dynamic)
+    check_data(src, size, val_data=config.val_data, calib=config.calib)
     dest = (
         Path(config.out)
         if config.out
@@ -385,10 +413,11 @@ def _export_into(
             meter = None
             bounded = config.max_drop is not None or config.max_class_drop is not None
             if bounded and config.val_data is not None:
-                from edgeseg.exporters.accuracy import DropMeter
+                from edgeseg.exporters.accuracy import Bound, DropMeter
 
                 names = draft.class_names
-                meter = DropMeter.build(reference, target.name, size, config.val_data, names)
+                bound = Bound.of(config)
+                meter = DropMeter.build(reference, target.name, size, config.val_data, names, bound)
             job = ExportJob(src, draft, config, tmp, meter, say, dest, fp32, reference)
             artifact: Artifact = writer.export_artifact(job)
             fp32.unlink(missing_ok=True)  # not part of the bundle

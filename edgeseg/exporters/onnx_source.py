@@ -340,6 +340,7 @@ class OnnxSource(ExportSource):
             std=self.std,
             color_order=self.color_order,
             ignore_index=self.ignore_index,
+            class_names=self.class_names,
         )
 
     def segmenter_options(self, size: tuple[int, int]) -> dict[str, Any]:

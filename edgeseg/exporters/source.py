@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgeseg._evidence import ClassSet
 from edgeseg._guards import recorded_path
 from edgeseg.errors import InputError
 from edgeseg.manifest import INPUT_NAME, OUTPUT_NAME, InputSpec, Manifest, OutputSpec, sha256_file
@@ -112,6 +113,10 @@ class ExportSource(abc.ABC):
     @property
     def sha256(self) -> str:
         return sha256_file(self.path)
+
+    def model_classes(self) -> ClassSet:
+        """The model's classes, as labelled data and other models must agree with them."""
+        return ClassSet.of(f"the model '{self.path}'", self.class_names)
 
     def default_bundle_dir(self, target: str, precision: str, dynamic: bool) -> Path:
         """Beside the source: runs/x/best.pt -> runs/x/unet-onnx-fp32; model.onnx -> model-onnx-fp32."""
