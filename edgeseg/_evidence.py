@@ -74,13 +74,21 @@ class Evidence:
             )
         return None
 
+    def refusal(self, figure: str) -> str | None:
+        """The one line that refuses `figure` (what is missing and the hint), or None when the
+        minimum is met: for figures that are left out, not fatal, without evidence (the demo's)."""
+        missing = self.missing()
+        if missing is None:
+            return None
+        hint = f"; {self.hint}" if self.hint else ""
+        return f"{figure}: too little evidence, {missing}{hint}"
+
     def require(self, figure: str) -> None:
         """InputError naming `figure`, what is missing and the hint, unless the minimum is met (for
         data checked before a figure is computed)."""
-        missing = self.missing()
-        if missing is not None:
-            hint = f"; {self.hint}" if self.hint else ""
-            raise InputError(f"{figure}: too little evidence, {missing}{hint}")
+        refusal = self.refusal(figure)
+        if refusal is not None:
+            raise InputError(refusal)
 
 
 def require_evidence(figure: str, value: float | None, evidence: Evidence) -> float:

@@ -132,3 +132,7 @@ def demo(
         typer.echo(line)
     if json_path is not None:
         typer.echo(f"wrote {json_path}")
+    if summary.missing:  # a figure the run measured on too little: reported as missing, and refused
+        from edgeseg.errors import InputError
+
+        raise InputError(summary.missing[0])

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeseg.data.folder import classes_file, read_class_names
 from edgeseg.data.imageio import IMAGE_SUFFIXES, LOSSY_MASK_SUFFIXES, read_image, read_mask
 from edgeseg.data.synthetic import SYNTHETIC_CLASSES, render_scene
 from edgeseg.demo._cv import has_gstreamer, load_cv2
@@ -48,6 +49,9 @@ class FrameSource(ABC):
     fps: float | None = None  # its nominal rate, when known
     has_truth: bool = False
     class_names: tuple[str, ...] | None = None  # what the truth ids mean, when the source knows
+    # Truth that comes with the frames rather than from the user (the synthetic scenes): a model of
+    # other classes just gets no truth figure, where labelled data of other classes is refused.
+    incidental_truth: bool = False
 
     def __init__(self, description: str) -> None:
         self.description = description
@@ -77,6 +81,7 @@ class SyntheticSource(FrameSource):
 
     has_truth = True
     class_names = SYNTHETIC_CLASSES
+    incidental_truth = True
 
     def __init__(
         self, size_wh: tuple[int, int] = (640, 480), fps: float | None = None, seed: int = 0
@@ -165,6 +170,8 @@ class FolderSource(FrameSource):
                 stacklevel=2,
             )
         self.has_truth = bool(self.masks)
+        names_file = classes_file(folder) if self.has_truth else None
+        self.class_names = tuple(read_class_names(names_file)) if names_file is not None else None
         self.loop = loop
         self._iter: Iterator[Path] = iter(())
 

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgeseg._claims import Claim, claim
 from edgeseg._paths import Output, check_outputs
+from edgeseg._reuse import CONTENT, NOT_SHAPING, content_digest, reuse_key, settings_of
 from edgeseg.errors import InputError
 from edgeseg.formats import Target, ensure_packages, module_version, validate_export_options
 from edgeseg.manifest import INPUT_NAME, MANIFEST_NAME, OUTPUT_NAME, Manifest, write_manifest
@@ -48,8 +49,10 @@ __all__ = [
     "ExportConfig",
     "ExportJob",
     "ExportResult",
+    "check_data",
     "default_bundle_dir",
     "export",
+    "export_settings",
 ]
 
 # Tensor names of exported graphs; runtimes read them from the manifest, never from here.
@@ -90,6 +93,11 @@ class ExportConfig:
         fuse_prepost: put the preprocessing (resize, normalisation, layout) and the argmax into the
             graph (see edgeseg.exporters.prepost), for targets with the "prepost" option; the
             graph then takes uint8 frames of any size and returns class ids (and the logits).
+
+    Every field is a setting that shapes the bundle, and so part of its reuse key
+    (`export_settings`), unless its metadata says otherwise: `NOT_SHAPING` for where and whether to
+    write, `CONTENT` for a folder whose content (not its name) shapes the bundle. A new field
+    needs nothing more to be part of the key.
     """
 
     target: str
@@ -97,11 +105,11 @@ class ExportConfig:
     img_size: tuple[int, int] | None = None
     dynamic: bool = False
     opset: int = 18
-    val_data: str | None = None
-    out: str | None = None
+    val_data: str | None = field(default=None, metadata=CONTENT)
+    out: str | None = field(default=None, metadata=NOT_SHAPING)
     parity_images: int = 8
-    overwrite: bool = False
-    calib: str | None = None
+    overwrite: bool = field(default=False, metadata=NOT_SHAPING)
+    calib: str | None = field(default=None, metadata=CONTENT)
     calib_method: str = "minmax"
     max_drop: float | None = None
     batch: int | None = None
@@ -232,11 +240,18 @@ def _check_config(config: ExportConfig) -> None:
             raise InputError(f"{option} needs --val-data: the drop is measured on labelled images")
 
 
-def check_data(src: ExportSource, size: tuple[int, int], *, val_data: str | None, calib: str | None) -> None:
-    """Before any work: labelled `val_data` must have the model's classes and the minimum of
-    labelled pixels in its own files (edgeseg._evidence; the figures measured on it are checked
-    again as they are computed), and a `calib` dataset folder's classes.txt must list the model's
-    classes. InputError naming what is wrong."""
+def check_data(
+    src: ExportSource,
+    size: tuple[int, int],
+    *,
+    val_data: str | None,
+    calib: str | None,
+    data_flag: str = "--val-data",
+) -> None:
+    """Before any work: labelled `val_data` (given as `data_flag`) must have the model's classes and
+    the minimum of labelled pixels in its own files (edgeseg._evidence; the figures measured on it
+    are checked again as they are computed), and a `calib` dataset folder's classes.txt must list
+    the model's classes. InputError naming what is wrong."""
     from edgeseg._evidence import Evidence, labelled_hint
     from edgeseg.data import FolderDataset, check_declared_classes
 
@@ -256,7 +271,51 @@ def check_data(src: ExportSource, size: tuple[int, int], *, val_data: str | None
         evidence = Evidence(
             "labelled pixels", ds.labelled_pixels, ds.labelled_images, hint=labelled_hint(src.ignore_index)
         )
-        evidence.require(f"the figures on --val-data '{val_data}'")
+        evidence.require(f"the figures on {data_flag} '{val_data}'")
+
+
+def _normalized(config: ExportConfig) -> tuple[Target, ExportConfig]:
+    """The config's target from the format table and its names in canonical form, options checked."""
+    target = validate_export_options(
+        config.target,
+        config.precision,
+        dynamic=config.dynamic,
+        batch=config.batch is not None,
+        prepost=config.fuse_prepost,
+    )
+    return target, replace(config, target=target.name, precision=config.precision.strip().lower())
+
+
+def export_settings(src: ExportSource, config: ExportConfig) -> dict[str, Any]:
+    """Everything that shapes the bundle `export(src.path, config)` writes, JSON-ready: the config's
+    fields (`settings_of`: every field but where/whether to write, data folders by their content),
+    the export size it resolves to, the source's content (sha256) and facts, for int8 without
+    --calib the content of the default calibration folder, and the versions of the tools that
+    write the files. Its `reuse_key` is recorded in the manifest (`source.reuse_key`), and a bundle
+    is reused (by `benchmark`) only when the key of the settings asked for now is the same."""
+    from edgeseg._version import __version__
+
+    target, config = _normalized(config)
+    settings = settings_of(config)
+    settings["img_size"] = list(src.export_size(config.img_size, config.dynamic))
+    settings["source"] = {k: v for k, v in src.source_record().items() if k not in ("checkpoint", "onnx")}
+    settings["model"] = {
+        "classes": list(src.class_names),
+        "channels": src.channels,
+        "mean": list(src.mean),
+        "std": list(src.std),
+        "color_order": src.color_order,
+        "resize": src.resize,
+        "ignore_index": src.ignore_index,
+    }
+    if config.precision == "int8" and config.calib is None:
+        from edgeseg.exporters.calibration import calibration_source
+
+        folder = calibration_source(src, None)[0]
+        settings["calibration"] = content_digest(folder) if folder is not None else "synthetic"
+    modules = ["torch", *(req.module for req in target.requires)]
+    settings["tools"] = {"edgeseg": __version__, **{m: module_version(m) for m in dict.fromkeys(modules)}}
+    return settings
 
 
 def _check_destination(dest: Path, overwrite: bool) -> None:
@@ -356,14 +415,7 @@ def export(
     the conversion fails. On any failure nothing is left at the destination.
     """
     start = time.perf_counter()
-    target = validate_export_options(
-        config.target,
-        config.precision,
-        dynamic=config.dynamic,
-        batch=config.batch is not None,
-        prepost=config.fuse_prepost,
-    )
-    config = replace(config, target=target.name, precision=config.precision.strip().lower())
+    target, config = _normalized(config)
     _check_config(config)
     ensure_packages(target)
 
@@ -381,11 +433,12 @@ def export(
         [("CHECKPOINT", source), ("--val-data", config.val_data), ("--calib", config.calib)],
         [Output("--out", dest, "bundle")],
     )
+    settings = export_settings(src, config)
     # Held from before the existence check to after the rename: a second export to the same place
     # is refused at once instead of both succeeding and one bundle silently replacing the other.
     with claim(dest) as held:
         _check_destination(dest, config.overwrite)
-        return _export_into(dest, held, src, target, size, config, log, start)
+        return _export_into(dest, held, src, target, size, config, log, start, settings)
 
 
 def _export_into(
@@ -397,6 +450,7 @@ def _export_into(
     config: ExportConfig,
     log: Callable[[str], None] | None,
     start: float,
+    settings: dict[str, Any],
 ) -> ExportResult:
     from edgeseg.evaluation.parity import measure_parity
 
@@ -406,6 +460,9 @@ def _export_into(
     tmp.mkdir()  # beside the destination: same filesystem, so the final rename is atomic
     try:
         draft = src.draft(target.name, config.precision, size, config.dynamic)
+        # What made the bundle, and its key: a later run reuses the bundle only for the same key.
+        record = {**draft.source, "settings": settings, "reuse_key": reuse_key(settings)}
+        draft = replace(draft, source=record)
         writer = importlib.import_module(str(target.exporter))  # set: validate_export_options checked
         say = log or (lambda _: None)
         fp32 = _doctor(src, draft, config, tmp / _DOCTOR_GRAPH, say)  # before anything is built

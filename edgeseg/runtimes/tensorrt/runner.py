@@ -111,15 +111,24 @@ class TensorRTBackend(Backend):
                 f"'{self.path}' is an ONNX Runtime INT8 graph (asymmetric uint8 activations), which "
                 "TensorRT does not accept; export with --target tensorrt for a TensorRT INT8 graph"
             )
-        cache = self.engine_cache or self.path.parent
-        found = find_cached(cache, self.path.stem, precision, trt.__version__, device, sha256_file(self.path))
-        if found is not None:
-            self.engine_file, self.engine_record = found
-            return self.engine_file.read_bytes()
         profile = None
         if manifest is not None and manifest.dynamic_axes:
             saved = (manifest.engine or {}).get("profile")
             profile = Profile.from_dict(saved) if saved else profile_of(manifest)
+        cache = self.engine_cache or self.path.parent
+        found = find_cached(
+            cache,
+            self.path.stem,
+            precision,
+            trt.__version__,
+            device,
+            sha256_file(self.path),
+            profile=profile.to_dict() if profile else None,
+            options=self.options,
+        )
+        if found is not None:
+            self.engine_file, self.engine_record = found
+            return self.engine_file.read_bytes()
         cache.mkdir(parents=True, exist_ok=True)
         check_writable(cache)
         self.engine_file, self.engine_record = build_engine(
