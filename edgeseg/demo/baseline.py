@@ -56,9 +56,9 @@ def resolve_baseline(
         if not path.is_file():
             raise InputError(f"baseline checkpoint '{path}' does not exist")
         return path, f"baseline {path}"
+    if manifest is not None and manifest.target == "checkpoint":
+        return None, "no baseline: the model is the PyTorch checkpoint itself"
     source = (manifest.source if manifest else None) or {}
-    if not source.get("checkpoint"):
-        return None, "no baseline: the model records no source checkpoint (pass --baseline CKPT)"
     found, why = find_source(source, model, keys=("checkpoint",))
     if found is None:
         return None, f"no baseline: {why} (pass --baseline CKPT)"
