@@ -20,7 +20,7 @@ pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
 Args = Callable[[dict[str, Path], Path, Path], list[object]]
-DEMO = ["--headless", "--backend", "onnxruntime", "--threads", "1", "--frame-size", "96x72"]
+DEMO = ["--headless", "--backend", "onnxruntime", "--threads", "1"]
 
 INT8 = ["--target", "onnx", "--precision", "int8"]
 
@@ -50,7 +50,7 @@ NO_FIGURES = {
     "doctor": "checks graphs",
     "build-engine": "builds engines",
     "quickstart": "runs train, export, benchmark and demo on synthetic scenes, each checked here",
-    "train": "its validation mIoU is the training loop's (edgeseg.training)",
+    "train": "its val mIoU: test_training_refuses_val_data_without_evidence",
 }
 
 
@@ -170,7 +170,8 @@ def test_demo_refuses_a_baseline_of_other_classes(
     assets: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     pytest.importorskip("cv2")
-    args = ["demo", assets["bundle"], "--baseline", assets["ckpt11"], "--max-frames", "2", *DEMO]
+    args = ["demo", assets["bundle"], "--baseline", assets["ckpt11"], "--max-frames", "2", "--frame-size",
+            "96x72", *DEMO]  # fmt: skip
     line = _refused(*run_cli(args, capsys), ("has 4 classes", "has 11 classes", "--baseline"))
     assert str(assets["ckpt11"]) in line
 
@@ -190,3 +191,22 @@ def test_the_per_class_gate_needs_a_judged_class() -> None:
         require_judged(counts, names, "--max-class-drop", "--val-data 'v'")
     counts[3] = MIN_CLASS_PIXELS
     require_judged(counts, names, "--max-class-drop", "--val-data 'v'")  # one judged class is enough
+
+
+def test_the_readme_states_the_minimum_the_code_applies() -> None:
+    from edgeseg._evidence import MIN_CLASS_PIXELS, MIN_PIXELS
+
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8").split())
+    assert f"**{MIN_PIXELS} pixels**" in readme and f"at least {MIN_CLASS_PIXELS} of them" in readme
+
+
+@pytest.mark.parametrize("case", ["all ignored", "one pixel"])
+def test_training_refuses_val_data_without_evidence(case: str, tmp_path: Path, capsys) -> None:
+    """The val mIoU picks the best checkpoint: val data without evidence is refused before training."""
+    train = make_dataset(tmp_path / "train", n=4, size=(32, 32))
+    val = DATA[case](tmp_path / "val")
+    tiny = ["--img-size", "32", "--depth", "2", "--width", "4", "--quiet"]
+    args = ["train", "--data", train, "--val-data", val, "--ignore-index", "255", "--epochs", "1",
+            "--out", tmp_path / "run", *tiny]  # fmt: skip
+    _refused(*run_cli(args, capsys), SAYS[case])
+    assert not (tmp_path / "run").exists()

@@ -361,8 +361,7 @@ def _eval_set(
             channels=src.channels,
         )
         dataset, kind = folder, f"folder {recorded_path(config.data)}"
-        if config.max_images >= len(folder):  # the labelled pixels of every image scored
-            labelled_pixels = folder.labelled_pixels
+        labelled_pixels = sum(folder.labelled_per_image[: config.max_images])  # of the images scored
     elif dataset is not None:
         kind = f"{type(dataset).__name__} (ground truth)"
     else:

@@ -136,7 +136,8 @@ class FolderDataset:
     `ROOT/classes.txt` is looked up in ROOT, then in ROOT's parent (a `train/` and `val/` pair often
     share one). Masks stored as 0/255 are read as 0/1 (`binary_255`). `labelled_pixels` counts the
     masks' labelled pixels (not the ignore id) in their own files, before any resize: the data's
-    own evidence for a figure (edgeseg._evidence), and `labelled_images` the masks with any.
+    own evidence for a figure (edgeseg._evidence); `labelled_per_image` counts them per mask and
+    `labelled_images` the masks with any.
     """
 
     def __init__(
@@ -340,8 +341,9 @@ class FolderDataset:
                 )
         if names is None:
             names = [f"class{i}" for i in range(declared)]
-        counts = [_labelled_count(m, ignore, declared, self.binary_255) for m in masks]
-        self.labelled_pixels, self.labelled_images = sum(counts), sum(c > 0 for c in counts)
+        self.labelled_per_image = [_labelled_count(m, ignore, declared, self.binary_255) for m in masks]
+        self.labelled_pixels = sum(self.labelled_per_image)
+        self.labelled_images = sum(c > 0 for c in self.labelled_per_image)
         return declared, names
 
     # -- access ---------------------------------------------------------------------------------

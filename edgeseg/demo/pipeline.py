@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgeseg._evidence import ClassSet, labelled_hint, require_same_classes
 from edgeseg._io import write_json
 from edgeseg.demo.baseline import BaselineWorker, resolve_baseline
@@ -195,8 +197,8 @@ class _Demo:
     def _deliver(self, frame: Frame, result: Any) -> Any:
         t0 = time.perf_counter()
         if self.score_truth and frame.truth is not None and frame.truth.shape == result.mask.shape:
-            _check_truth_ids(frame.truth, self.k, self.ignore_index, self.model)
-            update_confusion(self.truth, result.mask, frame.truth)
+            truth = _truth_ids(frame.truth, self.k, self.ignore_index, self.model)
+            update_confusion(self.truth, result.mask, truth)
             self.truth_frames += 1
         self.flicker.add(result.mask)
         t1 = time.perf_counter()
@@ -372,18 +374,22 @@ def _truth_plan(source: FrameSource, model: Path, class_names: Any) -> tuple[boo
     return False, ""
 
 
-def _check_truth_ids(truth: Any, classes: int, ignore: int | None, model: Path) -> None:
-    """InputError when a ground-truth mask holds a class id beyond the model's (not the ignore id):
-    its pixels would silently leave the figures."""
+def _truth_ids(truth: Any, classes: int, ignore: int | None, model: Path) -> Any:
+    """A ground-truth mask as the model's class ids: a binary mask stored as 0/255 read as 0/1 for a
+    two-class model whose ignore id is not 255 (as training reads it). InputError when it holds a
+    class id beyond the model's (not the ignore id): its pixels would silently leave the figures."""
     top = int(truth.max()) if truth.size else 0
     if top < classes:
-        return
+        return truth
+    if top == 255 and classes == 2 and ignore != 255 and np.isin(truth, (0, 255)).all():
+        return (truth // 255).astype(np.uint8)
     labelled = truth[truth != ignore] if ignore is not None else truth
     if labelled.size and int(labelled.max()) >= classes:
         raise InputError(
             f"a ground-truth mask of the source holds class id {int(labelled.max())}, beyond the {classes} "
             f"classes of the model '{model}'; give a --source labelled with the model's classes"
         )
+    return truth
 
 
 def _baseline(config: DemoConfig, seg: Any, path: Path) -> tuple[BaselineWorker | None, str]:

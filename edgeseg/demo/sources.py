@@ -188,9 +188,8 @@ class FolderSource(FrameSource):
         rgb = read_image(path, channels=3)
         truth = None
         if path.stem in self.masks:
+            # As stored: whether 255 is a binary mask's 1 or the ignore id is the model's to say.
             truth = read_mask(self.masks[path.stem])
-            if truth.size and truth.max() == 255 and not np.isin(truth, (0, 255), invert=True).any():
-                truth = (truth // 255).astype(np.uint8)  # a binary mask stored as 0/255, as training reads it
         return np.ascontiguousarray(rgb[..., ::-1]), truth
 
 
