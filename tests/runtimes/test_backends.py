@@ -516,6 +516,219 @@ def test_torch_refuses_cuda_without_a_device(ckpt_path: Path):
         create_backend("torch", ckpt_path, device="cuda").load()
 
 
+# ----------------------------------------------------------------------- precision: asked, run, recorded
+# The rule (edgeseg.runtimes.base): fp32 runs fp32; fp16 runs fp16 where the device has it natively,
+# else fp32; int8 runs int8 layers and fp32 for the rest; never a lower float precision (bf16) unasked.
+ALLOWED_FLOATS = {"fp32": {"fp32"}, "fp16": {"fp16", "fp32"}, "int8": {"fp32"}}
+PRECISION_CASES = [
+    (name, kind, precision)
+    for name, kind in CASES
+    for precision in (("fp32",) if kind == "checkpoint" else ("fp32", "fp16", "int8"))
+]
+
+
+def follows_the_rule(executed: str, precision: str) -> bool:
+    """Whether an `executed_precision` text obeys the rule for a model exported at `precision`."""
+    parts = executed.split(" (")[0].split("+")
+    floats = [p for p in parts if p != "int8"]
+    if precision == "int8" and "int8" not in parts:
+        return False
+    if precision != "int8" and "int8" in parts:
+        return False
+    return all(p in ALLOWED_FLOATS[precision] for p in floats)
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "precision"), PRECISION_CASES, ids=[f"{n}-{k}-{p}" for n, k, p in PRECISION_CASES]
+)
+def test_the_precision_that_runs_follows_the_bundle(
+    name: str, kind: str, precision: str, ckpt_path: Path, tiny_bundle: Callable[..., Path]
+):
+    """Every backend on every bundle kind and precision computes, as read back from the runtime, in
+    the precision the rule allows, and the export's parity report records what its check ran. On a
+    CPU with native bf16 an fp16 or int8 model must still not run in bf16."""
+    try:
+        get_backend_class(name)
+    except MissingDependencyError as exc:
+        pytest.skip(str(exc))
+    if kind not in BUILDABLE:
+        pytest.skip(f"no {kind} artifact can be built on this machine")
+    if kind == "checkpoint":
+        model, parity = ckpt_path, None
+    else:
+        from edgeseg.manifest import read_manifest
+
+        if kind == "openvino" and precision == "int8":
+            pytest.importorskip("nncf", reason="pip install 'edgeseg[nncf]'")
+        bundle = tiny_bundle(kind, precision)
+        manifest = read_manifest(bundle)
+        model, parity = bundle / manifest.model_file, manifest.parity
+    if name == "tensorrt" and precision == "int8" and kind == "onnx":
+        pytest.skip("TensorRT refuses ONNX Runtime's int8 graph (export --target tensorrt)")
+    with create_backend(name, model, device="cuda" if name == "tensorrt" else "cpu") as backend:
+        executed = backend.executed_precision
+        assert follows_the_rule(executed, precision), f"{name} runs a {precision} {kind} model in {executed}"
+    if parity is not None:
+        assert follows_the_rule(parity["executed_precision"], precision), parity["executed_precision"]
+
+
+CPUS = {  # OPTIMIZATION_CAPABILITIES of three kinds of CPU, as OpenVINO's CPU plugin reports them
+    "avx2": frozenset({"FP32", "INT8", "BIN", "EXPORT_IMPORT"}),
+    "avx512-bf16": frozenset({"FP32", "BF16", "INT8", "BIN", "EXPORT_IMPORT"}),
+    "amx-fp16": frozenset({"FP32", "BF16", "FP16", "INT8", "BIN", "EXPORT_IMPORT"}),
+}
+
+
+@pytest.mark.parametrize("cpu", list(CPUS))
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+@pytest.mark.parametrize("kind", ["onnx", "openvino"])
+def test_openvino_asks_for_the_bundles_precision_on_any_cpu(
+    kind: str, precision: str, cpu: str, tiny_bundle: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+):
+    """The INFERENCE_PRECISION_HINT OpenVINO gets, with the CPU's capabilities faked (so the test says
+    the same on every machine): f16 only for an fp16 model on a CPU with native f16, f32 otherwise
+    (bf16 never unasked), and what the caller asks for when it asks."""
+    ov = pytest.importorskip("openvino")
+    if kind == "openvino" and precision == "int8":
+        pytest.importorskip("nncf", reason="pip install 'edgeseg[nncf]'")
+    import edgeseg.runtimes.openvino as openvino_backend
+    from edgeseg.manifest import read_manifest
+
+    bundle = tiny_bundle(kind, precision)
+    path = bundle / read_manifest(bundle).model_file
+    asked: list[dict[str, Any]] = []
+    compile_model = ov.Core.compile_model
+
+    def spy(core: Any, model: Any, device: str, config: dict[str, Any] | None = None) -> Any:
+        asked.append(dict(config or {}))
+        return compile_model(core, model, device, config)
+
+    monkeypatch.setattr(openvino_backend, "device_capabilities", lambda core, device: CPUS[cpu])
+    monkeypatch.setattr(ov.Core, "compile_model", spy)
+    want = "f16" if precision == "fp16" and "FP16" in CPUS[cpu] else "f32"
+    with create_backend("openvino", path, device="cpu") as backend:
+        assert asked[-1]["INFERENCE_PRECISION_HINT"] == want
+        assert f"CPU, {want}, LATENCY" in backend.description
+    with create_backend("openvino", path, device="cpu", inference_precision="bf16"):
+        assert asked[-1]["INFERENCE_PRECISION_HINT"] == "bf16"  # asked for explicitly: allowed
+
+
+class _Type:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def get_type_name(self) -> str:
+        return self.name
+
+
+class _Port:
+    def __init__(self, element: str) -> None:
+        self.element = element
+
+    def get_element_type(self) -> _Type:
+        return _Type(self.element)
+
+
+class _Info:
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def astype(self, _: type) -> str:
+        return self.text
+
+
+class _Layer:
+    """One layer of a runtime graph as OpenVINO reports it: type, activation and weight precisions."""
+
+    def __init__(self, kind: str, activations: str, weights: str) -> None:
+        self.kind, self.ports = kind, [_Port(activations), _Port(weights)]
+
+    def get_rt_info(self) -> dict[str, _Info]:
+        return {"layerType": _Info(self.kind)}
+
+    def get_input_size(self) -> int:
+        return 2
+
+    def input(self, i: int) -> _Port:
+        return self.ports[i]
+
+
+class _Compiled:
+    def __init__(self, layers: list[_Layer], hint: str = "f32") -> None:
+        self.layers, self.hint = layers, hint
+
+    def get_runtime_model(self) -> Any:
+        return type("RuntimeModel", (), {"get_ordered_ops": lambda _: self.layers})()
+
+    def get_property(self, name: str) -> _Type:
+        assert name == "INFERENCE_PRECISION_HINT"
+        return _Type(self.hint)
+
+
+@pytest.mark.parametrize(
+    ("layers", "stored", "hint", "recorded"),
+    [
+        ([("Convolution", "bf16", "bf16"), ("Deconvolution", "bf16", "bf16")], "fp32", "bf16", "bf16"),
+        ([("Convolution", "f32", "f32")] * 3, "fp16", "f32", "fp32 (fp16 weights upcast)"),
+        ([("Convolution", "f16", "f16")], "fp16", "f16", "fp16"),
+        ([("Convolution", "u8", "i8"), ("Deconvolution", "f32", "f32")], "fp32", "f32", "int8+fp32"),
+        ([("Convolution", "u8", "i8"), ("Deconvolution", "bf16", "bf16")], "fp32", "bf16", "int8+bf16"),
+        ([("Eltwise", "f32", "f32")], "fp32", "bf16", "bf16"),  # no compute layer: the hint read back
+    ],
+    ids=["bf16", "fp16-upcast", "fp16", "int8", "int8-bf16", "no-compute-layers"],
+)
+def test_openvino_records_what_the_compiled_model_computes_in(
+    artifact, layers: list[tuple[str, str, str]], stored: str, hint: str, recorded: str
+):
+    """`executed_precision` is read from the compiled model's runtime graph (the CPU plugin's layers
+    and the precision of their activations), so a CPU that ran bf16 anyway would be recorded as such;
+    the runtime graphs of other CPUs are stood in for here."""
+    pytest.importorskip("openvino")
+    with create_backend("openvino", artifact("openvino", False)) as backend:
+        backend._compiled, backend._stored = _Compiled([_Layer(*layer) for layer in layers], hint), stored
+        assert backend._executed_precision() == recorded
+
+
+def test_onnxruntime_reads_the_precision_from_its_optimised_graph():
+    """The operators of the graph ONNX Runtime runs decide: float kernels by their weights' type
+    (after ONNX Runtime's casts), integer kernels as int8, weights dequantized in the graph as fp32."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper
+
+    from edgeseg.runtimes.onnxruntime import _graph_precisions
+
+    def graph(nodes: list[Any], weights: dict[str, int]) -> Any:
+        inits = [helper.make_tensor(n, t, [1], [0]) for n, t in weights.items()]
+        return helper.make_graph(nodes, "g", [], [], initializer=inits)
+
+    conv16 = graph([helper.make_node("Conv", ["x", "w"], ["y"])], {"w": TensorProto.FLOAT16})
+    qconv = helper.make_node("QLinearConv", ["x", "s", "z", "w", "ws", "wz", "ys", "yz"], ["q"])
+    mixed = graph(
+        [
+            qconv,
+            helper.make_node("DequantizeLinear", ["wq", "s", "z"], ["wd"]),
+            helper.make_node("ConvTranspose", ["q", "wd"], ["y"]),
+        ],
+        {"w": TensorProto.INT8, "wq": TensorProto.INT8},
+    )
+    assert _graph_precisions(conv16) == {"fp16": 1}
+    assert _graph_precisions(mixed) == {"int8": 1, "fp32": 1}
+
+
+def test_onnxruntime_cuda_runs_fp32_without_tf32(artifact):
+    """ONNX Runtime's CUDA provider computes float32 convolutions in TF32 unless use_tf32 is 0."""
+    pytest.importorskip("onnxruntime")
+    path = artifact("onnx", False)
+    assert create_backend("onnxruntime", path, device="cuda:1").providers == [
+        ("CUDAExecutionProvider", {"device_id": 1, "use_tf32": 0})
+    ]
+    mine = create_backend(
+        "onnxruntime", path, providers=[("CUDAExecutionProvider", {"use_tf32": 1}), "CPUExecutionProvider"]
+    )
+    assert mine.providers == [("CUDAExecutionProvider", {"use_tf32": 1}), "CPUExecutionProvider"]  # asked for
+
+
 # ---------------------------------------------------------------------- the base class's thread contract
 class SleepyBackend(Backend):
     """A backend of the test's own: `_infer` sleeps x[0, 0] ms and returns 2x, noting how many calls
