@@ -127,6 +127,9 @@ class BenchRow:
     target: str
     precision: str
     backend: str | None = None
+    # What the runtime computed the row's model in, read back from it (Backend.executed_precision):
+    # "fp32", "int8+fp32", "fp32 (fp16 weights upcast)", ...
+    executed_precision: str | None = None
     reference: bool = False  # the baseline row: the source's own FP32 model on its own runtime
     status: str = "ok"  # "ok" | "export failed" | "not available"
     reason: str | None = None
@@ -254,6 +257,8 @@ def benchmark(
     _check_figures(rows)
     meta = _meta(ckpt_path, size, macs, data_kind, len(images), config)
     meta["reference"] = f"{base.name}: {src.reference_label} ({base.backend})"
+    # The card's record of what ran: a precision a runtime picked on this CPU shows when cards compare.
+    meta["executed_precision"] = {r.name: r.executed_precision for r in rows if r.executed_precision}
     meta["eager_contiguous_ms_p50"] = eager_ms
     meta["out"] = recorded_path(out)
     if config.ceiling_seconds > 0:
@@ -484,6 +489,7 @@ def _load_row(row: BenchRow, size: tuple[int, int], src: ExportSource, resize_ke
         seg.warmup(2)
     row.peak_mem_mb = mem.growth_mb
     row.backend = seg.backend_name
+    row.executed_precision = seg.backend.executed_precision
     if not row.reference:
         files = seg.manifest.files if seg.manifest is not None else {}
         row.size_mb = round(sum((Path(row.path) / f).stat().st_size for f in files) / 1e6, 2)

@@ -74,6 +74,9 @@ class ParityReport:
     worst_class_drop_points: float | None = None
     boundary_f_vs_pytorch: float | None = None
     classes: dict[str, Any] | None = None
+    # What the runtime computed the artifact in during this check, read back from it
+    # (Backend.executed_precision), e.g. "fp32 (fp16 weights upcast)" for an fp16 graph on a CPU.
+    executed_precision: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -100,6 +103,8 @@ class ParityReport:
                 text += f" (IoU vs {ref} {iou:.4f})" if iou is not None else ""
         if self.boundary_f_vs_pytorch is not None:
             text += f", boundary F vs {ref} {self.boundary_f_vs_pytorch:.4f}"
+        if self.executed_precision:
+            text += f"; computed in {self.executed_precision}"
         if self.measured_on:
             text += f"; measured on the {self.measured_on}"
         return text
@@ -208,7 +213,8 @@ def _parity_backend_name(target: str) -> str:
 def parity_backend(target: str, path: str | os.PathLike[str]) -> Backend:
     """The backend parity runs `target`'s artifact with, unloaded: the first backend the format table
     lists for the target (ONNX Runtime for .onnx, OpenVINO for the IR), on CPU with its defaults
-    (for OpenVINO: f32 for fp32 models, see edgeseg.runtimes.openvino).
+    (the precision the artifact declares, never a lower one: see edgeseg.runtimes.openvino); the
+    report records what it computed in (`executed_precision`).
 
     Raises InputError for a target no registered backend runs.
     """
@@ -344,7 +350,7 @@ def measure_parity(
     per_class = ClassParity(classes, ref.ignore_index)
     max_diff, diff_sum, values = 0.0, 0.0, 0
     with parity_backend(target, artifact) as backend:  # loaded once for every batch
-        runtime = backend.description
+        runtime, executed = backend.description, backend.executed_precision
         for imgs, masks in inputs.batches:
             x = normalize(imgs, ref.mean, ref.std)
             expected = ref.run(x)
@@ -401,6 +407,7 @@ def measure_parity(
         worst_class_drop_points=worst.get("drop_points"),
         boundary_f_vs_pytorch=detail["boundary_f_vs_pytorch"],
         classes=detail,
+        executed_precision=executed,
     )
     for name in ("max_abs_logit_diff", "mean_abs_logit_diff"):
         require_finite(getattr(report, name), f"parity figure {name} of '{artifact}'")

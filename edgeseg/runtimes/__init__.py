@@ -10,7 +10,7 @@ torch, onnxruntime and openvino are imported when a backend of theirs is loaded.
 
 from __future__ import annotations
 
-from edgeseg.runtimes.base import Backend, TensorSpec
+from edgeseg.runtimes.base import Backend, Outputs, TensorSpec
 from edgeseg.runtimes.registry import (
     AUTO_PREFERENCE,
     BackendEntry,
@@ -28,6 +28,7 @@ __all__ = [
     "AUTO_PREFERENCE",
     "Backend",
     "BackendEntry",
+    "Outputs",
     "TensorSpec",
     "artifact_kind",
     "available_backends",

@@ -11,6 +11,13 @@ stream. Device buffers are torch CUDA tensors: torch is already a dependency and
 synchronises on streams, so no second CUDA binding (cuda-python) is needed. Buffers, and the pinned
 host staging tensors the copies go through, are kept across frames and reallocated only when a shape
 changes.
+
+Precision: TensorRT networks are strongly typed here, so the engine computes in the graph's own types
+(TF32 is turned off for fp32 builds): `executed_precision` is the engine record's precision
+("fp32", "fp16", or "int8+fp32" for a Q/DQ graph, whose unquantized layers stay float32).
+
+Threads: not `reentrant` (one execution context, stream and set of buffers per engine), so the base
+class runs one call at a time.
 """
 
 from __future__ import annotations
@@ -263,6 +270,12 @@ class TensorRTBackend(Backend):
 
     def _embedded_manifest(self) -> Manifest | None:
         return self._manifest
+
+    def _executed_precision(self) -> str:
+        precision = self.engine_record.get("precision") or (
+            self._manifest.precision if self._manifest else None
+        )
+        return {"fp32": "fp32", "fp16": "fp16", "int8": "int8+fp32"}.get(str(precision), "unknown")
 
     def _onnx_metadata(self) -> Manifest | None:
         """The edgeseg metadata inside a bare `.onnx` (precision, dynamic axes), if onnx is installed."""
