@@ -132,3 +132,7 @@ def demo(
         typer.echo(line)
     if json_path is not None:
         typer.echo(f"wrote {json_path}")
+    from edgeseg.data import Skipped, finish_batch
+
+    skipped = [Skipped(Path(s["path"]), s["reason"]) for s in summary.skipped]
+    finish_batch(skipped, None, "shown")

@@ -6,6 +6,15 @@ path can use it in processes without torch.
 
 from __future__ import annotations
 
+from edgeseg.data.files import (
+    BatchIncomplete,
+    SkipLog,
+    Skipped,
+    SkippedFileWarning,
+    finish_batch,
+    is_listed_image,
+    list_images,
+)
 from edgeseg.data.folder import FolderDataset, read_class_names
 from edgeseg.data.imageio import (
     IMAGE_SUFFIXES,
@@ -42,11 +51,18 @@ __all__ = [
     "SYNTHETIC_CLASSES",
     "Augment",
     "AugmentConfig",
+    "BatchIncomplete",
     "DatasetView",
     "FolderDataset",
     "SegmentationDataset",
+    "SkipLog",
+    "Skipped",
+    "SkippedFileWarning",
     "SyntheticDataset",
     "default_normalization",
+    "finish_batch",
+    "is_listed_image",
+    "list_images",
     "normalize",
     "parse_img_size",
     "read_class_names",
