@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from edgeseg._cpu import usable_cores
+from edgeseg._paths import MODEL_FILES, folder_not_file
 from edgeseg.errors import InputError
 from edgeseg.manifest import MANIFEST_NAME, Manifest, read_manifest
 from edgeseg.preprocess import (
@@ -64,6 +65,15 @@ class SegResult:
 def _locate(model: Path) -> tuple[Path, Manifest | None]:
     """(model file, verified bundle manifest or None) for a bundle folder or a model file."""
     if model.is_dir():
+        if not (model / MANIFEST_NAME).is_file():
+            raise InputError(
+                folder_not_file(
+                    model,
+                    "model",
+                    f"an edgeseg bundle (it has no {MANIFEST_NAME}); give a bundle folder or a model file "
+                    f"({', '.join(MODEL_FILES)})",
+                )
+            )
         manifest = read_manifest(model, verify=True)
         return model / manifest.model_file, manifest
     if not model.is_file():

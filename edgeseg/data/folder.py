@@ -90,6 +90,27 @@ def _warn_if_smeared(
         )
 
 
+def _refuse_isolated_top_id(labelled: list[np.ndarray], top: int, ignore: int | None, folder: Path) -> None:
+    """Refuse to infer the class count from an id that stands apart from all others.
+
+    Masks whose ids are 0..k plus one far larger value (255 around the objects in VOC-style masks,
+    0/1/255 binary masks, 65535 in 16-bit ones) mark unlabelled pixels with that value: inferred as
+    a class, it would make a model of top+1 classes of which most never occur. Refused when the ids
+    left unused between the others and it outnumber the ids up to the others' largest."""
+    below = [v[v < top] for v in labelled]
+    rest = max((int(v.max()) for v in below if v.size), default=-1)
+    if rest < 0 or top - rest - 1 <= rest + 1:  # one id only, or no wide gap below the top one
+        return
+    shown = f"0..{rest}" if rest > 0 else "0"
+    raise InputError(
+        f"the masks in '{folder}' hold ids {shown} and {top}: counting {top} as a class would make a "
+        f"{top + 1}-class model whose ids {rest + 1}..{top - 1} never occur; if {top} marks unlabelled "
+        f"pixels (VOC-style borders), pass --ignore-index {top}"
+        + (f" (the ignore index given, {ignore}, is another value)" if ignore is not None else "")
+        + f"; if it is a class, give the class count with --classes {top + 1} or a classes.txt"
+    )
+
+
 class FolderDataset:
     """Image/mask pairs from `ROOT/images/<stem>.<png|jpg|tif|bmp>` and `ROOT/masks/<stem>.png`.
 
@@ -301,13 +322,14 @@ class FolderDataset:
             declared = 2
 
         if declared is None:
-            _warn_if_smeared(labelled, masks, ignore, self.root / "masks")
             top = max((int(v.max()) for v in labelled if v.size), default=None)
             if top is None:
                 raise InputError(
                     f"every mask in '{self.root / 'masks'}' holds only the ignore index {ignore}; "
                     "there is nothing to learn"
                 )
+            _refuse_isolated_top_id(labelled, top, ignore, self.root / "masks")
+            _warn_if_smeared(labelled, masks, ignore, self.root / "masks")
             declared = top + 1
         for (_, mask_path), v in zip(self.items, labelled, strict=True):
             bad = v[v >= declared]

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from edgeseg._guards import recorded_path
+from edgeseg._paths import CHECKPOINT_FILES, folder_not_file
 from edgeseg.demo.stats import FlickerMeter
 from edgeseg.errors import InputError
 from edgeseg.evaluation.metrics import ConfusionMatrix
@@ -50,6 +51,12 @@ def resolve_baseline(
     """
     if explicit is not None:
         path = Path(explicit)
+        if path.is_dir():
+            raise InputError(
+                folder_not_file(
+                    path, "--baseline", "a checkpoint file (.pt)", CHECKPOINT_FILES, bundles=False
+                )
+            )
         if not path.is_file():
             raise InputError(f"baseline checkpoint '{path}' does not exist")
         return path, f"baseline {path}"

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeseg._claims import Claim, claim
+from edgeseg._io import replace_folder
 from edgeseg._paths import Output, check_outputs
 from edgeseg.errors import InputError
 from edgeseg.formats import Target, ensure_packages, module_version, validate_export_options
@@ -293,21 +294,6 @@ def _doctor(
     return path
 
 
-def _install(tmp: Path, dest: Path) -> None:
-    """Rename the finished folder onto `dest`; an old bundle there is removed only once the new one is in."""
-    if not dest.exists():
-        os.replace(tmp, dest)
-        return
-    old = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.old")
-    os.replace(dest, old)
-    try:
-        os.replace(tmp, dest)
-    except BaseException:
-        os.replace(old, dest)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def export(
     source: str | os.PathLike[str],
     config: ExportConfig,
@@ -413,7 +399,7 @@ def _export_into(
             engine=artifact.engine,
         )
         manifest = write_manifest(tmp, manifest)
-        _install(tmp, dest)
+        replace_folder(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

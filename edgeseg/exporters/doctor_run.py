@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgeseg._paths import CHECKPOINT_FILES, folder_not_file
 from edgeseg.errors import InputError
 from edgeseg.exporters.doctor import Finding, check_resize, check_stride
 from edgeseg.exporters.doctor_fp16 import check_fp16
@@ -158,7 +159,13 @@ def diagnose(
     if path.is_dir():
         if not (path / MANIFEST_NAME).is_file():
             raise InputError(
-                f"'{path}' is a folder without {MANIFEST_NAME}; give a bundle, checkpoint or .onnx"
+                folder_not_file(
+                    path,
+                    "model",
+                    f"an edgeseg bundle (it has no {MANIFEST_NAME}); give a bundle folder, a checkpoint "
+                    "(.pt) or an .onnx file",
+                    (*CHECKPOINT_FILES, ".onnx"),
+                )
             )
         source, manifest = _bundle_source(path)
         size = img_size or (manifest.input.width, manifest.input.height)
