@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from edgeseg._cpu import usable_cores
+from edgeseg._guards import sequence_arg, size_arg
 from edgeseg._paths import MODEL_FILES, folder_not_file
 from edgeseg.errors import InputError
 from edgeseg.manifest import MANIFEST_NAME, Manifest, read_manifest
@@ -182,11 +183,17 @@ class Segmenter:
             raise InputError(f"mode must be 'latency' or 'throughput'; got '{mode}'")
         self._workers = 1
         self._pool: ThreadPoolExecutor | None = None
+        if class_names is not None:
+            class_names = sequence_arg(class_names, "class_names", 'class_names=["background", "road"]')
         if classes is not None and class_names is not None and len(class_names) != classes:
             raise InputError(f"classes={classes} but {len(class_names)} class_names were given")
         names = class_names or ([f"class{i}" for i in range(classes)] if classes else None)
+        if mean is not None:
+            mean = sequence_arg(mean, "mean", "mean=(0.485, 0.456, 0.406)")
+        if std is not None:
+            std = sequence_arg(std, "std", "std=(0.229, 0.224, 0.225)")
         overrides = Overrides(
-            img_size=(int(img_size[0]), int(img_size[1])) if img_size else None,
+            img_size=size_arg(img_size) if img_size is not None else None,
             mean=tuple(mean) if mean else None,
             std=tuple(std) if std else None,
             color_order=color_order,

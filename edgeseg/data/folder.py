@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from edgeseg._guards import sequence_arg, size_arg
 from edgeseg.data.files import SkipLog, Skipped, list_images
 from edgeseg.data.imageio import (
     IMAGE_SUFFIXES,
@@ -34,6 +35,7 @@ __all__ = ["FolderDataset", "read_class_names"]
 _GRAY_HEADER_MODES = frozenset({"1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
 _MAX_LISTED = 3
 _SLIVER = 0.005  # share of the labelled pixels below which an id looks like compression noise
+_GAP_CLASSES = 8  # unused ids below an isolated top id that still pass as classes absent from the data
 
 
 def _listing(paths: list[Path]) -> str:
@@ -96,14 +98,15 @@ def _refuse_isolated_top_id(labelled: list[np.ndarray], top: int, ignore: int | 
     Masks whose ids are 0..k plus one far larger value (255 around the objects in VOC-style masks,
     0/1/255 binary masks, 65535 in 16-bit ones) mark unlabelled pixels with that value: inferred as
     a class, it would make a model of top+1 classes of which most never occur. Refused when the ids
-    left unused between the others and it outnumber the ids up to the others' largest."""
+    left unused between the others and it outnumber both the ids up to the others' largest and
+    _GAP_CLASSES (a few classes absent from a small dataset are normal: ids 0, 1 and 7 stay 8
+    classes)."""
     below = [v[v < top] for v in labelled]
     rest = max((int(v.max()) for v in below if v.size), default=-1)
-    if rest < 0 or top - rest - 1 <= rest + 1:  # one id only, or no wide gap below the top one
+    if rest < 0 or top - rest - 1 <= max(rest + 1, _GAP_CLASSES):  # one id, or no wide gap below the top
         return
-    shown = f"0..{rest}" if rest > 0 else "0"
     raise InputError(
-        f"the masks in '{folder}' hold ids {shown} and {top}: counting {top} as a class would make a "
+        f"the masks in '{folder}' hold ids up to {rest}, then {top}: counting {top} as a class would make a "
         f"{top + 1}-class model whose ids {rest + 1}..{top - 1} never occur; if {top} marks unlabelled "
         f"pixels (VOC-style borders), pass --ignore-index {top}"
         + (f" (the ignore index given, {ignore}, is another value)" if ignore is not None else "")
@@ -151,8 +154,10 @@ class FolderDataset:
         self.cache = cache
         if channels not in (None, 1, 3):
             raise InputError(f"channels must be 1 or 3; got {channels!r}")
-        if img_size is not None and (len(img_size) != 2 or min(img_size) <= 0):
-            raise InputError(f"img_size must be (width, height) with positive sizes; got {img_size!r}")
+        if img_size is not None:
+            img_size = size_arg(img_size)
+        if class_names is not None:
+            class_names = sequence_arg(class_names, "class_names", 'class_names=["background", "road"]')
         if num_classes is not None and num_classes < 1:
             raise InputError(f"--classes must be at least 1; got {num_classes}")
 

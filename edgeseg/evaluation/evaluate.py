@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgeseg._guards import recorded_path, require_finite
+from edgeseg._torch_resize import tensor_of
 from edgeseg.errors import InputError
 from edgeseg.evaluation.metrics import ConfusionMatrix, SegMetrics
 
@@ -186,4 +187,4 @@ def predict_masks(
     import torch
 
     with torch.no_grad():
-        return model(to_input(torch.from_numpy(images), norm, device)).argmax(1).cpu().numpy()
+        return model(to_input(tensor_of(images), norm, device)).argmax(1).cpu().numpy()

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeseg._claims import Claim, claim
+from edgeseg._guards import size_arg
 from edgeseg._io import replace_folder
 from edgeseg._paths import Output, check_outputs
 from edgeseg.errors import InputError
@@ -201,6 +202,8 @@ def default_bundle_dir(
 
 
 def _check_config(config: ExportConfig) -> None:
+    if config.img_size is not None:
+        size_arg(config.img_size)  # a str would be read character by character
     if not MIN_OPSET <= config.opset <= MAX_OPSET:
         raise InputError(f"--opset {config.opset} is not supported; choose {MIN_OPSET}..{MAX_OPSET}")
     if config.batch is not None and config.batch < 1:

@@ -169,7 +169,8 @@ def diagnose(
             )
         source, manifest = _bundle_source(path)
         size = img_size or (manifest.input.width, manifest.input.height)
-        tgt, prec = target or manifest.target, precision or manifest.precision
+        tgt = target if target is not None else manifest.target
+        prec = precision if precision is not None else manifest.precision
         if source is not None:
             if source.suffix.lower() == ".onnx" and facts is None:
                 inp = manifest.input
@@ -231,7 +232,8 @@ def diagnose(
 def _choices(target: str | None, precision: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
     from edgeseg.formats import PRECISIONS, exportable_targets, get_target
 
-    targets = (get_target(target).name,) if target else tuple(exportable_targets())
+    # None: every target; "" is no target (get_target refuses it), never "all".
+    targets = (get_target(target).name,) if target is not None else tuple(exportable_targets())
     if precision is None:
         return targets, tuple(p for p in PRECISIONS if any(p in TARGETS[t].precisions for t in targets))
     prec = precision.strip().lower()
