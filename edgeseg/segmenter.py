@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 
 from edgeseg._cpu import usable_cores
+from edgeseg._guards import sequence_arg, size_arg
+from edgeseg._paths import MODEL_FILES, folder_not_file
 from edgeseg.errors import EdgesegRuntimeError, InputError
 from edgeseg.manifest import MANIFEST_NAME, Manifest, read_manifest
 from edgeseg.preprocess import (
@@ -72,6 +74,15 @@ class SegResult:
 def _locate(model: Path) -> tuple[Path, Manifest | None]:
     """(model file, verified bundle manifest or None) for a bundle folder or a model file."""
     if model.is_dir():
+        if not (model / MANIFEST_NAME).is_file():
+            raise InputError(
+                folder_not_file(
+                    model,
+                    "model",
+                    f"an edgeseg bundle (it has no {MANIFEST_NAME}); give a bundle folder or a model file "
+                    f"({', '.join(MODEL_FILES)})",
+                )
+            )
         manifest = read_manifest(model, verify=True)
         return model / manifest.model_file, manifest
     if not model.is_file():
@@ -194,11 +205,17 @@ class Segmenter:
         self._pool: ThreadPoolExecutor | None = None
         self._closed = False
         self._closing = threading.Lock()  # close() from two threads shuts the pool down once
+        if class_names is not None:
+            class_names = sequence_arg(class_names, "class_names", 'class_names=["background", "road"]')
         if classes is not None and class_names is not None and len(class_names) != classes:
             raise InputError(f"classes={classes} but {len(class_names)} class_names were given")
         names = class_names or ([f"class{i}" for i in range(classes)] if classes else None)
+        if mean is not None:
+            mean = sequence_arg(mean, "mean", "mean=(0.485, 0.456, 0.406)")
+        if std is not None:
+            std = sequence_arg(std, "std", "std=(0.229, 0.224, 0.225)")
         overrides = Overrides(
-            img_size=(int(img_size[0]), int(img_size[1])) if img_size else None,
+            img_size=size_arg(img_size) if img_size is not None else None,
             mean=tuple(mean) if mean else None,
             std=tuple(std) if std else None,
             color_order=color_order,

@@ -49,11 +49,20 @@ class _Labelled(Protocol):
 
 def parse_targets(spec: str | Sequence[str] | None) -> tuple[str, ...]:
     """ "onnx:fp32,openvino:int8" (or "all", or a bare target meaning all its precisions) ->
-    ("onnx:fp32", "openvino:int8"); InputError naming the bad entry."""
-    items = [spec] if isinstance(spec, str) or spec is None else list(spec)
-    parts = [p.strip().lower() for item in items for p in (item or "all").split(",") if p.strip()]
+    ("onnx:fp32", "openvino:int8"); None (nothing asked) -> every target. InputError naming the bad
+    entry, and for a value that names no target at all ("", ","): an empty choice is a mistake (a
+    variable that came out empty), never a way to say "all"."""
+    if spec is None:
+        spec = "all"
+    items = [spec] if isinstance(spec, str) else list(spec)
+    parts = [p.strip().lower() for item in items for p in str(item).split(",") if p.strip()]
+    if not parts:
+        raise InputError(
+            f"--targets {str(spec)!r} names no target; give target:precision entries (e.g. "
+            "onnx:fp32,openvino:int8), a bare target, or all"
+        )
     out: list[str] = []
-    for part in parts or ["all"]:
+    for part in parts:
         if part == "all":
             names = [f"{t.name}:{p}" for t in TARGETS.values() for p in PRECISIONS if p in _known(t.name)]
         else:
@@ -80,7 +89,8 @@ class BenchmarkConfig:
     """What to benchmark and how.
 
     Attributes:
-        targets: "target:precision" entries (see `parse_targets`); empty means all.
+        targets: "target:precision" entries (see `parse_targets`); None means all (an empty list is
+            refused).
         data: a labelled folder (images/ + masks/) for mIoU and agreement; default synthetic frames
             (agreement only: a model trained elsewhere has no ground truth on them).
         calib: calibration images for int8 exports (default: the exporter's, the checkpoint's
@@ -102,7 +112,7 @@ class BenchmarkConfig:
         resize_kernel: the host-side frame resize of every row's Segmenter ("pillow" or "torch").
     """
 
-    targets: tuple[str, ...] = ()
+    targets: tuple[str, ...] | None = None
     data: str | None = None
     calib: str | None = None
     img_size: tuple[int, int] | None = None
@@ -197,7 +207,7 @@ def benchmark(
     config = config or BenchmarkConfig()
     say = log or (lambda _: None)
     _check_config(config)
-    targets = parse_targets(config.targets or None)
+    targets = parse_targets(config.targets)
     ckpt_path = Path(checkpoint)
     src = open_source(ckpt_path, facts)
     size = src.export_size(config.img_size, dynamic=False)

@@ -136,3 +136,8 @@ def demo(
         from edgeseg.errors import InputError
 
         raise InputError(summary.missing[0])
+
+    from edgeseg.data import Skipped, finish_batch
+
+    skipped = [Skipped(Path(s["path"]), s["reason"]) for s in summary.skipped]
+    finish_batch(skipped, None, "shown")

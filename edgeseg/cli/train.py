@@ -284,3 +284,6 @@ def eval_(
     console.print(table)
     console.print(f"mIoU {m.miou:.4f}   Dice {m.dice:.4f}   pixel accuracy {m.pixel_accuracy:.4f}")
     write_json_opt(json_path, {"model": str(model), **report.to_dict()})
+    from edgeseg.data import finish_batch
+
+    finish_batch(report.skipped, report.images, "scored (the figures above are theirs)")

@@ -25,6 +25,7 @@ import numpy as np
 
 from edgeseg._evidence import ClassSet, require_same_classes
 from edgeseg._guards import recorded_path
+from edgeseg._paths import CHECKPOINT_FILES, folder_not_file
 from edgeseg._reuse import find_source
 from edgeseg.demo.stats import FlickerMeter
 from edgeseg.errors import InputError
@@ -53,6 +54,12 @@ def resolve_baseline(
     """
     if explicit is not None:
         path = Path(explicit)
+        if path.is_dir():
+            raise InputError(
+                folder_not_file(
+                    path, "--baseline", "a checkpoint file (.pt)", CHECKPOINT_FILES, bundles=False
+                )
+            )
         if not path.is_file():
             raise InputError(f"baseline checkpoint '{path}' does not exist")
         return path, f"baseline {path}"

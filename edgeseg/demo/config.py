@@ -145,6 +145,8 @@ class DemoSummary:
     url: str | None = None
     # --serve: connections, disconnects, timeouts, refused, bad_requests (StreamServer.counters())
     clients: dict[str, int] | None = None
+    # Files a folder source could not read and left out: path and reason each.
+    skipped: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -192,6 +194,8 @@ class DemoSummary:
                 f"browser view: {c['connections']} connections, {c['disconnects']} hung up, "
                 f"{c['timeouts']} timed out, {c['refused']} refused (over the client limit)"
             )
+        if self.skipped:
+            out.append(f"skipped {len(self.skipped)} unreadable file(s) of the source")
         if self.video:
             out.append(f"wrote {self.video} ({self.video_frames} frames)")
         return out

@@ -292,6 +292,7 @@ class _Demo:
         summary = build_summary(
             self.state(final=True), ended, video, self.sink.frames if self.sink is not None else 0
         )
+        summary.skipped = [s.to_dict() for s in self.capture.source.skipped]
         if self.config.json_path is not None:
             write_json(self.config.json_path, summary.to_dict())
         return summary

@@ -7,7 +7,7 @@ torch is imported inside the checkpoint functions only: scoring an exported bund
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,12 +15,14 @@ import numpy as np
 
 from edgeseg._evidence import ClassSet, labelled_hint
 from edgeseg._guards import recorded_path
+from edgeseg._torch_resize import tensor_of
 from edgeseg.evaluation.metrics import ConfusionMatrix, SegMetrics
 
 if TYPE_CHECKING:
     import torch
     from torch.utils.data import Dataset
 
+    from edgeseg.data import Skipped
     from edgeseg.models.checkpoint import Checkpoint, Normalization
 
 
@@ -73,6 +75,8 @@ class EvalReport:
     images: int
     img_size: tuple[int, int]
     data: str
+    # Image/mask pairs left out as unreadable (the batch rule: scored on the rest, each named once).
+    skipped: list[Skipped] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -80,6 +84,7 @@ class EvalReport:
             "images": self.images,
             "img_size": list(self.img_size),
             **self.metrics.to_dict(self.class_names),
+            "skipped": [s.to_dict() for s in self.skipped],
         }
 
 
@@ -107,7 +112,10 @@ def evaluate_checkpoint(
     batch_size: int = 8,
     device: str = "auto",
 ) -> EvalReport:
-    """Score a checkpoint on a dataset folder, with the same preprocessing as training's validation."""
+    """Score a checkpoint on a dataset folder, with the same preprocessing as training's validation.
+
+    An unreadable image or mask is left out with a `SkippedFileWarning` naming it; the report lists it
+    in `skipped` (InputError only when nothing could be read)."""
     from edgeseg.data import FolderDataset
     from edgeseg.models.device import resolve_device
 
@@ -120,6 +128,7 @@ def evaluate_checkpoint(
         num_classes=model_classes(label, ckpt.class_names),
         ignore_index=ignore,
         channels=ckpt.model_config.in_channels,
+        skip_unreadable=True,
     )
     model = ckpt.build_model(dev)
     cm = confusion_on(
@@ -132,7 +141,9 @@ def evaluate_checkpoint(
         device=dev,
     )
     metrics = scores(cm, ds, data)
-    return EvalReport(metrics, list(ckpt.class_names), len(ds), ckpt.img_size, recorded_path(data))
+    return EvalReport(
+        metrics, list(ckpt.class_names), len(ds), ckpt.img_size, recorded_path(data), ds.skipped
+    )
 
 
 def evaluate_artifact(
@@ -149,7 +160,8 @@ def evaluate_artifact(
     at the model's input size like training's validation, so the figures compare with the checkpoint's.
 
     `segmenter_options` go to `Segmenter`: for an ONNX file from elsewhere (no edgeseg metadata) its
-    mean, std, color_order and classes or class_names, and img_size when its input is dynamic."""
+    mean, std, color_order and classes or class_names, and img_size when its input is dynamic.
+    Unreadable files are left out as by `evaluate_checkpoint`."""
     from edgeseg.data import FolderDataset
     from edgeseg.segmenter import Segmenter
 
@@ -163,6 +175,7 @@ def evaluate_artifact(
             num_classes=model_classes(str(path), pre.class_names),
             ignore_index=ignore_index,
             channels=pre.channels,
+            skip_unreadable=True,
         )
         cm = ConfusionMatrix(len(pre.class_names), ignore_index)
         for start in range(0, len(ds), batch_size):
@@ -170,7 +183,12 @@ def evaluate_artifact(
             for result, (_, mask) in zip(seg.predict_batch([img for img, _ in items]), items, strict=True):
                 cm.update(result.mask, mask)
     return EvalReport(
-        scores(cm, ds, data), list(pre.class_names), len(ds), (pre.width, pre.height), recorded_path(data)
+        scores(cm, ds, data),
+        list(pre.class_names),
+        len(ds),
+        (pre.width, pre.height),
+        recorded_path(data),
+        ds.skipped,
     )
 
 
@@ -181,4 +199,4 @@ def predict_masks(
     import torch
 
     with torch.no_grad():
-        return model(to_input(torch.from_numpy(images), norm, device)).argmax(1).cpu().numpy()
+        return model(to_input(tensor_of(images), norm, device)).argmax(1).cpu().numpy()

@@ -26,6 +26,7 @@ import numpy as np
 
 from edgeseg._evidence import ClassSet, labelled_hint
 from edgeseg._guards import recorded_path, require_finite
+from edgeseg._torch_resize import tensor_of
 from edgeseg.errors import EdgesegRuntimeError, InputError
 from edgeseg.evaluation.metrics import ConfusionMatrix
 from edgeseg.formats import TARGETS, module_version
@@ -147,7 +148,7 @@ class Reference:
 
         def run(x: np.ndarray) -> np.ndarray:
             with torch.inference_mode():
-                return net(torch.from_numpy(x)).float().numpy()
+                return net(tensor_of(x)).float().numpy()
 
         norm = ckpt.normalization
         return cls(

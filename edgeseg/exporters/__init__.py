@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeseg._claims import Claim, claim
+from edgeseg._guards import size_arg
+from edgeseg._io import replace_folder
 from edgeseg._paths import Output, check_outputs
 from edgeseg._reuse import CONTENT, NOT_SHAPING, content_digest, reuse_key, settings_of
 from edgeseg.errors import InputError
@@ -208,6 +210,8 @@ def default_bundle_dir(
 
 
 def _check_config(config: ExportConfig) -> None:
+    if config.img_size is not None:
+        size_arg(config.img_size)  # a str would be read character by character
     if not MIN_OPSET <= config.opset <= MAX_OPSET:
         raise InputError(f"--opset {config.opset} is not supported; choose {MIN_OPSET}..{MAX_OPSET}")
     if config.batch is not None and config.batch < 1:
@@ -379,21 +383,6 @@ def _doctor(
     return path
 
 
-def _install(tmp: Path, dest: Path) -> None:
-    """Rename the finished folder onto `dest`; an old bundle there is removed only once the new one is in."""
-    if not dest.exists():
-        os.replace(tmp, dest)
-        return
-    old = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.old")
-    os.replace(dest, old)
-    try:
-        os.replace(tmp, dest)
-    except BaseException:
-        os.replace(old, dest)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def export(
     source: str | os.PathLike[str],
     config: ExportConfig,
@@ -499,7 +488,7 @@ def _export_into(
             engine=artifact.engine,
         )
         manifest = write_manifest(tmp, manifest)
-        _install(tmp, dest)
+        replace_folder(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgeseg._paths import CHECKPOINT_FILES, folder_not_file
 from edgeseg._reuse import find_source
 from edgeseg.errors import InputError
 from edgeseg.exporters.doctor import Finding, check_resize, check_stride
@@ -159,11 +160,18 @@ def diagnose(
     if path.is_dir():
         if not (path / MANIFEST_NAME).is_file():
             raise InputError(
-                f"'{path}' is a folder without {MANIFEST_NAME}; give a bundle, checkpoint or .onnx"
+                folder_not_file(
+                    path,
+                    "model",
+                    f"an edgeseg bundle (it has no {MANIFEST_NAME}); give a bundle folder, a checkpoint "
+                    "(.pt) or an .onnx file",
+                    (*CHECKPOINT_FILES, ".onnx"),
+                )
             )
         source, why, manifest = _bundle_source(path)
         size = img_size or (manifest.input.width, manifest.input.height)
-        tgt, prec = target or manifest.target, precision or manifest.precision
+        tgt = target if target is not None else manifest.target
+        prec = precision if precision is not None else manifest.precision
         if source is not None:
             if source.suffix.lower() == ".onnx" and facts is None:
                 inp = manifest.input
@@ -224,7 +232,8 @@ def diagnose(
 def _choices(target: str | None, precision: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
     from edgeseg.formats import PRECISIONS, exportable_targets, get_target
 
-    targets = (get_target(target).name,) if target else tuple(exportable_targets())
+    # None: every target; "" is no target (get_target refuses it), never "all".
+    targets = (get_target(target).name,) if target is not None else tuple(exportable_targets())
     if precision is None:
         return targets, tuple(p for p in PRECISIONS if any(p in TARGETS[t].precisions for t in targets))
     prec = precision.strip().lower()

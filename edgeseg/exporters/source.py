@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeseg._evidence import ClassSet
-from edgeseg._guards import recorded_path
+from edgeseg._guards import recorded_path, sequence_arg
 from edgeseg.errors import InputError
 from edgeseg.manifest import INPUT_NAME, OUTPUT_NAME, InputSpec, Manifest, OutputSpec, sha256_file
 
@@ -71,7 +71,8 @@ class SourceFacts:
             if self.classes < 1:
                 raise InputError(f"--classes must be 1 or more; got {self.classes}")
             return tuple(f"class{i}" for i in range(self.classes))
-        names = tuple(str(c).strip() for c in self.classes)
+        given = sequence_arg(self.classes, "classes", "classes=('road', 'car')")
+        names = tuple(str(c).strip() for c in given)
         if not names or not all(names):
             raise InputError("--classes needs a count or comma-separated names, none of them empty")
         return names

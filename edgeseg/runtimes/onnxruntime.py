@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeseg._guards import sequence_arg
 from edgeseg.errors import EdgesegRuntimeError, InputError, first_line
 from edgeseg.manifest import Manifest, manifest_from_onnx_metadata
 from edgeseg.runtimes.base import Backend, Dim, TensorSpec, summarize_precisions
@@ -144,7 +145,9 @@ class OnnxRuntimeBackend(Backend):
         if providers is not None and not providers:
             raise InputError("providers must name at least one execution provider")
         self.providers: list[ProviderSpec] = _without_tf32(
-            list(providers) if providers is not None else _device_providers(str(device or "cpu").lower())
+            sequence_arg(providers, "providers", 'providers=["CPUExecutionProvider"]')
+            if providers is not None
+            else _device_providers(str(device or "cpu").lower())
         )
         for name, value in (("intra_op_threads", intra_op_threads), ("inter_op_threads", inter_op_threads)):
             if value is not None and (not isinstance(value, int) or value < 0):

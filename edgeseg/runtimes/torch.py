@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgeseg._guards import recorded_path
+from edgeseg._torch_resize import tensor_of
 from edgeseg.errors import InputError
 from edgeseg.manifest import INPUT_NAME, OUTPUT_NAME, Manifest, OutputSpec
 from edgeseg.runtimes.base import Backend, TensorSpec
@@ -104,7 +105,7 @@ class TorchBackend(Backend):
 
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self._torch
-        x = torch.from_numpy(feed[INPUT_NAME]).to(self._device)
+        x = tensor_of(feed[INPUT_NAME]).to(self._device)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         self._checkpoint.check_input(tuple(x.shape))  # InputError: a size the model cannot take

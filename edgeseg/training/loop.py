@@ -222,6 +222,8 @@ class _Trainer:
             class_weight=None if weights is None else torch.tensor(weights),
         ).to(dev)
         self._make_loader()
+        if self.batch_size == 1:
+            self._check_single_image_batches(mcfg)
         total = self.steps_per_epoch * cfg.epochs
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         # Warm-up and decay are sized from the real number of optimizer steps of this run.
@@ -297,6 +299,23 @@ class _Trainer:
             persistent_workers=False,
         )
         self.steps_per_epoch = len(self.loader)
+
+    def _check_single_image_batches(self, mcfg: Any) -> None:
+        """Refuse, before any step, a network whose BatchNorm cannot train on batches of one image."""
+        from edgeseg.models.batchnorm import single_value_batchnorm
+
+        layer = single_value_batchnorm(self.model, self.info["channels"], self.info["img_size"])
+        if layer is None:
+            return
+        why = (
+            "the training set has 1 image per process: add images"
+            if len(self.sampler) == 1
+            else "use --batch-size 2 or more"
+        )
+        raise InputError(
+            f"{mcfg.describe()} cannot train on batches of one image: its layer {layer} would normalise "
+            f"a single value per channel (after a global pooling), which BatchNorm cannot; {why}"
+        )
 
     def _describe(self) -> str:
         cfg, info = self.cfg, self.info

@@ -201,7 +201,7 @@ def model_spec(cfg: TrainConfig, channels: int, classes: int) -> ModelSpec:
     elif cfg.arch.startswith("smp:"):
         from edgeseg.models.smp import DEFAULT_ENCODER
 
-        kwargs = {"encoder": cfg.encoder or DEFAULT_ENCODER}
+        kwargs = {"encoder": cfg.encoder if cfg.encoder is not None else DEFAULT_ENCODER}
     else:
         raise InputError(f"unknown --arch '{cfg.arch}'; choose unet or smp:<arch> (e.g. smp:unet)")
     if cfg.encoder is not None and cfg.arch == "unet":
