@@ -21,13 +21,12 @@ import os
 import platform
 import shutil
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgeseg._claims import Claim, claim
+from edgeseg._claims import Claim, claim, temporary_name
 from edgeseg._paths import Output, check_outputs
 from edgeseg.errors import InputError
 from edgeseg.formats import Target, ensure_packages, module_version, validate_export_options
@@ -298,7 +297,7 @@ def _install(tmp: Path, dest: Path) -> None:
     if not dest.exists():
         os.replace(tmp, dest)
         return
-    old = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.old")
+    old = temporary_name(dest, "old")
     os.replace(dest, old)
     try:
         os.replace(tmp, dest)
@@ -373,8 +372,7 @@ def _export_into(
     from edgeseg.evaluation.parity import measure_parity
 
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
-    held.track(tmp)  # a run killed from here on leaves tmp; the next export to dest removes it
+    tmp = held.temporary()  # a run killed from here on leaves tmp; the next export to dest removes it
     tmp.mkdir()  # beside the destination: same filesystem, so the final rename is atomic
     try:
         draft = src.draft(target.name, config.precision, size, config.dynamic)
