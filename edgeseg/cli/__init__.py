@@ -28,6 +28,7 @@ from edgeseg.cli import train, export, doctor, engine, predict, info, demo, benc
 # isort: on
 from edgeseg._guards import is_out_of_memory
 from edgeseg._io import discard_pending
+from edgeseg._text import escaped_output
 from edgeseg.cli._app import app
 from edgeseg.errors import EdgesegError, first_line
 
@@ -50,8 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     if not debug:
         logging.getLogger().addHandler(handler)
     try:
-        with warnings.catch_warnings():  # restores Python's warning display when the command ends
-            if not debug:
+        # Text from files (class names, cards, manifests, node names) reaches the terminal escaped.
+        with warnings.catch_warnings(), escaped_output():
+            if not debug:  # restores Python's warning display when the command ends
                 warnings.showwarning = _warning
             return _run(args, debug)
     finally:

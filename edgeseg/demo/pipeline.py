@@ -29,6 +29,7 @@ import numpy as np
 
 from edgeseg._evidence import ClassSet, labelled_hint, require_same_classes
 from edgeseg._io import write_json
+from edgeseg._text import shown
 from edgeseg.demo.baseline import BaselineWorker, resolve_baseline
 from edgeseg.demo.capture import Capture, Frame
 from edgeseg.demo.config import DemoConfig, DemoSummary
@@ -77,7 +78,7 @@ class _Demo:
         self.seg, self.capture, self.threads = parts.seg, parts.capture, parts.threads
         self.baseline, self.baseline_note = parts.baseline, parts.baseline_note
         self.server, self.sink, self.window = parts.server, parts.sink, parts.window
-        self.say = config.on_message or (lambda line: print(line, file=sys.stderr))
+        self.say = config.on_message or (lambda line: print(shown(line), file=sys.stderr))
         self.times = StageTimes()
         self.results: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
         self.k = len(self.seg.class_names)

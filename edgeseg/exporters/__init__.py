@@ -21,7 +21,6 @@ import os
 import platform
 import shutil
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -444,8 +443,7 @@ def _export_into(
     from edgeseg.evaluation.parity import measure_parity
 
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
-    held.track(tmp)  # a run killed from here on leaves tmp; the next export to dest removes it
+    tmp = held.temporary()  # a run killed from here on leaves tmp; the next export to dest removes it
     tmp.mkdir()  # beside the destination: same filesystem, so the final rename is atomic
     try:
         draft = src.draft(target.name, config.precision, size, config.dynamic)

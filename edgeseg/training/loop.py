@@ -119,10 +119,11 @@ class _Trainer:
 
     def log(self, msg: str) -> None:
         if self.dist.is_main and not self.cfg.quiet:
-            from rich.console import Console
+            from edgeseg._text import console
 
-            # One line per message, unwrapped: logs and tests can grep it.
-            Console(stderr=True, highlight=False).print(msg, soft_wrap=True)
+            # One line per message, unwrapped: logs and tests can grep it. Literal: a message may
+            # hold class names or paths from the data, which are no markup.
+            console(stderr=True).print(msg, soft_wrap=True)
 
     def run(self) -> TrainResult:
         # Only the writing rank claims the run folder; a second run to it is refused before setup.
@@ -400,10 +401,11 @@ class _Trainer:
         )
 
     def _progress(self):  # type: ignore[no-untyped-def]
-        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        console = Console(stderr=True)
+        from edgeseg._text import console as literal_console
+
+        console = literal_console(stderr=True)
         progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),

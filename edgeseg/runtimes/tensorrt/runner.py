@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeseg._text import shown
 from edgeseg.errors import EdgesegRuntimeError, InputError
 from edgeseg.manifest import MANIFEST_NAME, Manifest
 from edgeseg.runtimes.base import Backend, Dim, TensorSpec
@@ -38,7 +39,7 @@ __all__ = ["TensorRTBackend"]
 
 
 def _stderr(line: str) -> None:
-    print(f"edgeseg: {line}", file=sys.stderr, flush=True)
+    print(f"edgeseg: {shown(line)}", file=sys.stderr, flush=True)
 
 
 class TensorRTBackend(Backend):
