@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from edgeseg.data import list_images
+
 CAMVID = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "camvid-mini"
 DATASETS = ("road", "camvid11", "synthetic")
 # name -> (frames train, frames val, (width, height), ignore index or None)
@@ -45,7 +47,7 @@ def _write_camvid(name: str, src: Path, dst: Path, n: int) -> None:
     _, _, size, _ = SPECS[name]
     (dst / "images").mkdir(parents=True)
     (dst / "masks").mkdir()
-    for image_path in _evenly(sorted((src / "images").glob("*.png")), n):
+    for image_path in _evenly(list_images(src / "images", (".png",)), n):
         image = Image.open(image_path).convert("L" if name == "road" else "RGB")
         mask = np.asarray(Image.open(src / "masks" / image_path.name))
         if name == "road":

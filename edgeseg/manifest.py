@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from edgeseg._io import write_json
+from edgeseg._paths import folder_not_file
 from edgeseg.errors import InputError
 
 __all__ = [
@@ -281,7 +282,9 @@ def read_manifest(bundle_dir: str | os.PathLike[str], verify: bool = True) -> Ma
     if not path.is_dir():
         raise InputError(f"{where} does not exist or is not a directory")
     if not manifest_path.is_file():
-        raise InputError(f"{where} has no {MANIFEST_NAME}; it is not an edgeseg bundle (export one first)")
+        raise InputError(
+            folder_not_file(path, "", f"an edgeseg bundle (it has no {MANIFEST_NAME}): export one")
+        )
     try:
         data = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

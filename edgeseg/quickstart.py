@@ -32,7 +32,7 @@ class QuickstartConfig:
         out: the folder for everything; default runs/quickstart (runs/quickstart2, ... if taken).
         epochs, img_size, train_images: the training run on synthetic scenes ((width, height)).
         eval_images: held-out synthetic scenes (another seed) scored by every row.
-        targets: "target:precision" entries to export and measure; empty means all.
+        targets: "target:precision" entries to export and measure; None means all.
         runs: timed calls per row.
         demo_frames: frames of the demo video (0: no video).
         seed: seeds training; the held-out scenes and the demo use other seeds derived from it.
@@ -43,7 +43,7 @@ class QuickstartConfig:
     img_size: tuple[int, int] = (128, 128)
     train_images: int = 320
     eval_images: int = 64
-    targets: tuple[str, ...] = ()
+    targets: tuple[str, ...] | None = None
     runs: int = 30
     demo_frames: int = 150
     seed: int = 0

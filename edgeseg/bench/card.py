@@ -185,6 +185,8 @@ def _flat(meta: dict[str, Any]) -> dict[str, str]:
         out[key] = str(value)
     for precision, c in (meta.get("ceilings") or {}).items():
         out[f"ceiling {precision} GFLOP/s"] = f"{c.get('gflops', 0):.0f} ({c.get('runtime')})"
+    for row, executed in (meta.get("executed_precision") or {}).items():
+        out[f"{row} computed in"] = str(executed)
     for key in (
         "command",
         "edgeseg_version",

@@ -6,9 +6,10 @@ a large 1x1 convolution (a matrix multiply in a conv's clothes, compute-bound at
 ONNX Runtime and OpenVINO, per precision:
 
 - fp32: the float graph on both runtimes (OpenVINO with INFERENCE_PRECISION_HINT=f32);
-- fp16: OpenVINO at its default CPU precision (bf16 where the CPU has AVX512-BF16/AMX, else f32) —
-  what an openvino fp16 row runs at;
-- int8: a Q/DQ graph (uint8 activations, int8 weights), which both runtimes run with int8 kernels.
+- fp16: OpenVINO with the hint an fp16 row gets (edgeseg.targets.openvino.backend.precision_hint: f16 where
+  the CPU computes f16 natively, else f32; never bf16) — what an openvino fp16 row runs at;
+- int8: a Q/DQ graph (uint8 activations, int8 weights), which both runtimes run with int8 kernels
+  (OpenVINO with the f32 hint of int8 rows, for the layers left in float).
 
 A precision's ceiling is the best rate over its runtimes, in GFLOP/s (2 x MACs / median time; int8
 in operations per second, the same units). `ceiling_share` of a benchmark row = its rate / the
@@ -107,7 +108,7 @@ def measure_ceilings(seconds: float = 1.0, channels: int = 512, size: int = 56) 
         rates = {k: round(v, 1) for k, v in rates.items() if np.isfinite(v) and v > 0}
         if rates:
             best = max(rates, key=lambda k: rates[k])
-            note = {"fp16": "OpenVINO at its default CPU precision (bf16 where supported)"}.get(precision)
+            note = {"fp16": "OpenVINO with an fp16 row's hint (f16 where native, else f32)"}.get(precision)
             result[precision] = {
                 "gflops": rates[best],
                 "runtime": best,

@@ -23,6 +23,7 @@ __all__ = ["COLUMNS", "render_table", "write_reports"]
 COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("model", "name", "{}"),
     ("backend", "backend", "{}"),
+    ("computed in", "executed_precision", "{}"),
     ("status", "status", "{}"),
     ("size MB", "size_mb", "{:.2f}"),
     ("mIoU", "miou", "{:.4f}"),
@@ -72,7 +73,7 @@ def render_table(report: BenchmarkReport) -> Any:
         caption_justify="left",
     )
     for header, attr, _ in COLUMNS:
-        text = attr in ("name", "backend", "status")
+        text = attr in ("name", "backend", "executed_precision", "status")
         table.add_column(header, justify="left" if text else "right", no_wrap=True)
     for row in report.rows:
         table.add_row(

@@ -3,7 +3,9 @@
 The baseline (the first row, `BenchRow.reference`) is the export source's own FP32 model: the
 checkpoint on PyTorch, or an ONNX file from elsewhere on ONNX Runtime (edgeseg.exporters.source).
 For the source and each requested target:precision the benchmark exports what is missing (an
-existing bundle for the same source and size is reused), loads it through `Segmenter` exactly as
+existing bundle is reused only when it is intact and its recorded reuse key, derived from every
+setting that shaped it and the content of its source and data, equals the key of this run's
+export: edgeseg.exporters.export_settings), loads it through `Segmenter` exactly as
 an application would, and measures: size, mIoU vs ground truth and its drop vs the baseline (with
 labelled data), pixel agreement with the baseline's masks, latency of the model alone and of the whole
 `Segmenter` call, FPS, speed-up vs PyTorch, achieved GFLOP/s and peak memory. A row that cannot be
@@ -47,11 +49,20 @@ class _Labelled(Protocol):
 
 def parse_targets(spec: str | Sequence[str] | None) -> tuple[str, ...]:
     """ "onnx:fp32,openvino:int8" (or "all", or a bare target meaning all its precisions) ->
-    ("onnx:fp32", "openvino:int8"); InputError naming the bad entry."""
-    items = [spec] if isinstance(spec, str) or spec is None else list(spec)
-    parts = [p.strip().lower() for item in items for p in (item or "all").split(",") if p.strip()]
+    ("onnx:fp32", "openvino:int8"); None (nothing asked) -> every target. InputError naming the bad
+    entry, and for a value that names no target at all ("", ","): an empty choice is a mistake (a
+    variable that came out empty), never a way to say "all"."""
+    if spec is None:
+        spec = "all"
+    items = [spec] if isinstance(spec, str) else list(spec)
+    parts = [p.strip().lower() for item in items for p in str(item).split(",") if p.strip()]
+    if not parts:
+        raise InputError(
+            f"--targets {str(spec)!r} names no target; give target:precision entries (e.g. "
+            "onnx:fp32,openvino:int8), a bare target, or all"
+        )
     out: list[str] = []
-    for part in parts or ["all"]:
+    for part in parts:
         if part == "all":
             names = [f"{t.name}:{p}" for t in TARGETS.values() for p in _known(t.name)]
         else:
@@ -74,7 +85,8 @@ class BenchmarkConfig:
     """What to benchmark and how.
 
     Attributes:
-        targets: "target:precision" entries (see `parse_targets`); empty means all.
+        targets: "target:precision" entries (see `parse_targets`); None means all (an empty list is
+            refused).
         data: a labelled folder (images/ + masks/) for mIoU and agreement; default synthetic frames
             (agreement only: a model trained elsewhere has no ground truth on them).
         calib: calibration images for int8 exports (default: the exporter's, the checkpoint's
@@ -96,7 +108,7 @@ class BenchmarkConfig:
         resize_kernel: the host-side frame resize of every row's Segmenter ("pillow" or "torch").
     """
 
-    targets: tuple[str, ...] = ()
+    targets: tuple[str, ...] | None = None
     data: str | None = None
     calib: str | None = None
     img_size: tuple[int, int] | None = None
@@ -121,6 +133,9 @@ class BenchRow:
     target: str
     precision: str
     backend: str | None = None
+    # What the runtime computed the row's model in, read back from it (Backend.executed_precision):
+    # "fp32", "int8+fp32", "fp32 (fp16 weights upcast)", ...
+    executed_precision: str | None = None
     reference: bool = False  # the baseline row: the source's own FP32 model on its own runtime
     status: str = "ok"  # "ok" | "export failed" | "not available"
     reason: str | None = None
@@ -188,17 +203,21 @@ def benchmark(
     config = config or BenchmarkConfig()
     say = log or (lambda _: None)
     _check_config(config)
-    targets = parse_targets(config.targets or None)
+    targets = parse_targets(config.targets)
     ckpt_path = Path(checkpoint)
     src = open_export_source(ckpt_path, facts)
     size = src.export_size(config.img_size, dynamic=False)
     if config.data and dataset is None and not Path(config.data).is_dir():
         raise InputError(f"--data folder '{config.data}' does not exist (expected DIR/images and DIR/masks)")
+    from edgeseg.exporters import check_data
+
+    data = config.data if dataset is None else None
+    check_data(src, size, val_data=data, calib=config.calib, data_flag="--data")
     out = Path(config.out) if config.out else ckpt_path.parent / "benchmark"
     if config.threads:
         torch.set_num_threads(config.threads)
 
-    images, truth, data_kind = _eval_set(src, size, config, dataset)
+    images, truth, data_kind, labelled_pixels = _eval_set(src, size, config, dataset)
     # A user's own loop runs `model(x)` on the default (contiguous) layout; edgeseg's PyTorch row uses
     # channels-last, which is faster on CPUs. Both are eager PyTorch; the report times both. The MACs
     # are counted on the same module (an ONNX source has none: no MACs, no GFLOP/s).
@@ -224,7 +243,7 @@ def benchmark(
             masks = [r.mask for r in seg.predict_batch(images)] if images else []
             if ref_masks is None:
                 ref_masks = masks
-            _score_row(row, masks, ref_masks, truth, len(seg.class_names), src.ignore_index)
+            _score_row(row, masks, ref_masks, truth, src, labelled_pixels, data_kind)
         eager_call = _eager_call(eager, size, src.channels) if eager is not None else None
         eager_ms = _time_rows(rows, segs, frame, config, say, eager_call)
         if config.mode == "throughput":
@@ -244,6 +263,8 @@ def benchmark(
     _check_figures(rows)
     meta = _meta(ckpt_path, size, macs, data_kind, len(images), config)
     meta["reference"] = f"{base.name}: {src.reference_label} ({base.backend})"
+    # The card's record of what ran: a precision a runtime picked on this CPU shows when cards compare.
+    meta["executed_precision"] = {r.name: r.executed_precision for r in rows if r.executed_precision}
     meta["eager_contiguous_ms_p50"] = eager_ms
     meta["out"] = recorded_path(out)
     if config.ceiling_seconds > 0:
@@ -271,19 +292,31 @@ def _score_row(
     masks: list[np.ndarray],
     ref_masks: list[np.ndarray],
     truth: list[np.ndarray],
-    classes: int,
-    ignore_index: int | None,
+    src: ExportSource,
+    labelled_pixels: int | None,
+    data_kind: str,
 ) -> None:
-    """Pixel agreement with the baseline's masks and, with ground truth, mIoU."""
-    from edgeseg.evaluation.metrics import ConfusionMatrix, mask_agreement
+    """Pixel agreement with the baseline's masks and, with ground truth, mIoU: each through the
+    evidence check (edgeseg._evidence), so a row never shows a figure measured on too little."""
+    from edgeseg._evidence import labelled_hint
+    from edgeseg.evaluation.metrics import ConfusionMatrix
 
+    classes, ignore = src.classes, src.ignore_index
     if masks:
-        row.agreement = round(mask_agreement(np.stack(masks), np.stack(ref_masks)), 6)
+        vs = ConfusionMatrix(classes)
+        for m, r in zip(masks, ref_masks, strict=True):
+            vs.update(m, r)
+        figure = f"of benchmark row {row.name} vs the baseline"
+        row.agreement = round(
+            vs.checked(figure, "pixels compared", hint="give more images").pixel_accuracy, 6
+        )
     if truth:
-        cm = ConfusionMatrix(classes, ignore_index)
+        cm = ConfusionMatrix(classes, ignore)
         for m, t in zip(masks, truth, strict=True):
             cm.update(m, t)
-        row.miou = round(cm.compute().miou, 6)
+        where = f"of benchmark row {row.name} on {data_kind}"
+        hint = labelled_hint(ignore)
+        row.miou = round(cm.checked(where, "labelled pixels", data_pixels=labelled_pixels, hint=hint).miou, 6)
 
 
 def _relative_figures(rows: list[BenchRow], macs: int | None) -> None:
@@ -324,19 +357,22 @@ def _reference_row(src: ExportSource) -> BenchRow:
 
 def _eval_set(
     src: ExportSource, size: tuple[int, int], config: BenchmarkConfig, dataset: _Labelled | None
-) -> tuple[list[np.ndarray], list[np.ndarray], str]:
-    """RGB images at the model's size, their masks (empty without labels) and a description."""
+) -> tuple[list[np.ndarray], list[np.ndarray], str, int | None]:
+    """RGB images at the model's size, their masks (empty without labels), a description and the
+    labelled pixels in the data's own mask files (None when not known)."""
+    labelled_pixels = None
     if dataset is None and config.data:
         from edgeseg.data import FolderDataset
 
-        dataset = FolderDataset(
+        folder = FolderDataset(
             config.data,
             img_size=size,
-            num_classes=src.classes,
+            num_classes=src.model_classes(),
             ignore_index=src.ignore_index,
             channels=src.channels,
         )
-        kind = f"folder {recorded_path(config.data)}"
+        dataset, kind = folder, f"folder {recorded_path(config.data)}"
+        labelled_pixels = sum(folder.labelled_per_image[: config.max_images])  # of the images scored
     elif dataset is not None:
         kind = f"{type(dataset).__name__} (ground truth)"
     else:
@@ -344,12 +380,13 @@ def _eval_set(
 
         synth = SyntheticDataset(min(config.max_images, 16), size, seed=1234)
         imgs = [_channels(synth[i][0], src.channels) for i in range(len(synth))]
-        return imgs, [], "synthetic frames (agreement with the baseline only; no ground truth for this model)"
+        kind = "synthetic frames (agreement with the baseline only; no ground truth for this model)"
+        return imgs, [], kind, None
     n = min(len(dataset), config.max_images)
     if n == 0:
         raise InputError(f"the benchmark data ({kind}) holds no images")
     pairs = [dataset[i] for i in range(n)]
-    return [img for img, _ in pairs], [mask for _, mask in pairs], f"{kind}: {n} images"
+    return [img for img, _ in pairs], [mask for _, mask in pairs], f"{kind}: {n} images", labelled_pixels
 
 
 def _channels(img: np.ndarray, channels: int) -> np.ndarray:
@@ -392,14 +429,10 @@ def _export_row(
     except MissingDependencyError as err:  # nothing here could run the bundle: exporting costs time
         row.status, row.reason = "not available", first_line(err)
         return
-    dest = bundles / f"{row.target}-{row.precision}-{size[0]}x{size[1]}"
-    if _reusable(dest, src, size):
-        say(f"reusing {dest}")
-        row.path = str(dest)
-        return
-    from edgeseg.exporters import ExportConfig, export
+    from edgeseg._reuse import reuse_key
+    from edgeseg.exporters import ExportConfig, export, export_settings
 
-    say(f"exporting {row.name}")
+    dest = bundles / f"{row.target}-{row.precision}-{size[0]}x{size[1]}"
     cfg = ExportConfig(
         target=row.target,
         precision=row.precision,
@@ -410,13 +443,20 @@ def _export_row(
         parity_images=2,
     )
     try:
+        if _reusable(dest, reuse_key(export_settings(src, cfg))):
+            say(f"reusing {dest}")
+            row.path = str(dest)
+            return
+        say(f"exporting {row.name}")
         row.path = str(export(src.path, cfg, facts=src.facts).bundle)
     except Exception as exc:  # a failed target is a row, not the end of the benchmark
         row.status, row.reason = "export failed", first_line(exc)
 
 
-def _reusable(dest: Path, src: ExportSource, size: tuple[int, int]) -> bool:
-    """A bundle at `dest` that was exported from this very source at this size and is intact."""
+def _reusable(dest: Path, key: str) -> bool:
+    """A bundle at `dest` that is intact (every file's sha256 as its manifest records) and was made
+    with exactly the settings asked for now: same source content, calibration data, method, bounds,
+    size, precision, ... (its recorded `source.reuse_key`, edgeseg.exporters.export_settings)."""
     if not (dest / "edgeseg.json").is_file():
         return False
     from edgeseg.manifest import read_manifest
@@ -425,7 +465,7 @@ def _reusable(dest: Path, src: ExportSource, size: tuple[int, int]) -> bool:
         m = read_manifest(dest)
     except EdgesegError:
         return False
-    return m.source.get("sha256") == src.sha256 and (m.input.width, m.input.height) == size
+    return m.source.get("reuse_key") == key
 
 
 def _segmenter_options(
@@ -454,6 +494,7 @@ def _load_row(row: BenchRow, size: tuple[int, int], src: ExportSource, resize_ke
         seg.warmup(2)
     row.peak_mem_mb = mem.growth_mb
     row.backend = seg.backend_name
+    row.executed_precision = seg.backend.executed_precision
     if not row.reference:
         files = seg.manifest.files if seg.manifest is not None else {}
         row.size_mb = round(sum((Path(row.path) / f).stat().st_size for f in files) / 1e6, 2)

@@ -124,3 +124,12 @@ def demo(
         typer.echo(line)
     if json_path is not None:
         typer.echo(f"wrote {json_path}")
+    if summary.missing:  # a figure the run measured on too little: reported as missing, and refused
+        from edgeseg.errors import InputError
+
+        raise InputError(summary.missing[0])
+
+    from edgeseg.data import Skipped, finish_batch
+
+    skipped = [Skipped(Path(s["path"]), s["reason"]) for s in summary.skipped]
+    finish_batch(skipped, None, "shown")

@@ -72,13 +72,16 @@ def _model_file_info(path: Path, json_path: Path | None) -> None:
     with create_backend(resolve_backend("auto", artifact_kind(path)), path) as backend:
         m = backend.embedded_manifest
         specs = [f"{s.name} {list(s.shape)} {s.dtype}" for s in (*backend.input_specs, *backend.output_specs)]
+        executed = backend.executed_precision
         lines = [f"{path}: {backend.description}", f"  tensors    {'; '.join(specs)}"]
+        lines.append(f"  precision  {m.precision if m else 'not recorded'}; computed here in {executed}")
         if m is None:
             lines.append("  no edgeseg metadata: pass mean, std, color_order (and img_size) to Segmenter")
         else:
             lines += _manifest_lines(m)
     typer.echo("\n".join(lines))
-    write_json_opt(json_path, m.to_dict() if m is not None else {"model": str(path), "tensors": specs})
+    data = m.to_dict() if m is not None else {"model": str(path), "tensors": specs}
+    write_json_opt(json_path, {**data, "executed_precision": executed})
 
 
 def _manifest_lines(m: Manifest) -> list[str]:
@@ -107,6 +110,9 @@ def _manifest_lines(m: Manifest) -> list[str]:
         if p.get("miou_artifact_vs_gt") is not None:
             text += f", mIoU vs truth {p['miou_artifact_vs_gt']:.4f} ({short} {p['miou_pytorch_vs_gt']:.4f})"
         lines.append(text)
+        if p.get("executed_precision"):  # bundles exported before it was read back lack it
+            ran = f"the parity check computed it in {p['executed_precision']} ({p.get('runtime')})"
+            lines.append(f"  precision  {m.precision}; {ran}")
         lines += _class_lines(p.get("classes") or {}, short)
     return lines
 

@@ -25,12 +25,12 @@ from edgeseg.errors import InputError
 
 
 def _collect_images(inputs: list[Path]) -> list[Path]:
-    from edgeseg.data import IMAGE_SUFFIXES
+    from edgeseg.data import IMAGE_SUFFIXES, list_images
 
     files: list[Path] = []
     for item in inputs:
         if item.is_dir():
-            found = sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            found = list_images(item)
             if not found:
                 raise InputError(f"folder '{item}' holds no images ({', '.join(IMAGE_SUFFIXES)})")
             files += found
@@ -98,7 +98,7 @@ def predict(
     from edgeseg._cpu import usable_cores
     from edgeseg._io import atomic_path
     from edgeseg._paths import Output, check_outputs
-    from edgeseg.data import parse_img_size, read_image
+    from edgeseg.data import SkipLog, parse_img_size, read_image
     from edgeseg.overlay import Overlay
     from edgeseg.segmenter import MODES, Segmenter
 
@@ -115,6 +115,7 @@ def predict(
         overwrite=overwrite,
     )
     rows = []
+    skips = SkipLog(len(files))
     workers = max(2, usable_cores())
     with (
         claim(out),
@@ -138,18 +139,29 @@ def predict(
                 with atomic_path(out / f"{path.stem}_{suffix}.png") as tmp:
                     img.save(tmp, format="PNG")
 
-        kept: deque[np.ndarray] = deque()  # decoded images awaiting their result, for the overlays
+        # Decoded images awaiting their result (for the overlays), with their files.
+        kept: deque[tuple[Path, np.ndarray]] = deque()
+
+        def read(path: Path) -> np.ndarray | InputError:
+            try:
+                return read_image(path)  # RGB, or HxWx1 gray; the Segmenter converts to the model's
+            except InputError as exc:
+                return exc
 
         def frames() -> Iterator[np.ndarray]:
-            # RGB, or HxWx1 gray; the Segmenter converts to the model's channels.
-            for image in _read_ahead(read_image, files, io, 2 * workers):
-                kept.append(image)
+            # An unreadable file is named and left out here, in file order, before any mode batches
+            # the frames: both modes segment exactly the readable images.
+            for path, image in zip(files, _read_ahead(read, files, io, 2 * workers), strict=True):
+                if isinstance(image, InputError):
+                    skips.add(path, image)
+                    continue
+                kept.append((path, image))
                 yield image
 
         results = (seg(f) for f in frames()) if seg.mode == "latency" else seg.predict_many(frames())
         writes = []
-        for path, result in zip(files, results, strict=True):
-            image = kept.popleft()
+        for result in results:
+            path, image = kept.popleft()
             writes.append(io.submit(write, path, image, result.mask))
             counts = np.bincount(result.mask.ravel(), minlength=k)
             rows.append(
@@ -167,8 +179,21 @@ def predict(
             typer.echo(f"{path.name}: {result.timings['total']:.1f} ms")
         for done in writes:
             done.result()  # a failed write raises here, before the summary
-        typer.echo(f"wrote {2 * len(files)} files to {out} ({seg.backend.description}, {seg.mode} mode)")
+        skips.check_any_done(len(rows))
+        skipped = f"; skipped {len(skips)} unreadable image(s)" if skips else ""
+        typer.echo(
+            f"wrote {len(rows)} mask(s) and {len(rows)} overlay(s) to {out}{skipped} "
+            f"({seg.backend.description}, {seg.mode} mode)"
+        )
         write_json_opt(
             json_path,
-            {"model": str(model), "backend": seg.backend.description, "mode": seg.mode, "images": rows},
+            {
+                "model": str(model),
+                "backend": seg.backend.description,
+                "mode": seg.mode,
+                "written": len(rows),
+                "images": rows,
+                "skipped": skips.to_list(),
+            },
         )
+    skips.finish(len(rows), f"segmented: their masks and overlays are in '{out}'")

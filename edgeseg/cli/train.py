@@ -233,9 +233,9 @@ def eval_(
     json_path: JsonOpt = None,
 ) -> None:
     """Score a model on a labelled folder: mIoU, per-class IoU, Dice, pixel accuracy."""
-    from rich.console import Console
     from rich.table import Table
 
+    from edgeseg._text import console
     from edgeseg.data import parse_img_size
     from edgeseg.evaluation import evaluate
 
@@ -279,7 +279,10 @@ def eval_(
     table.add_column("Dice", justify="right")
     for name, iou, dice in zip(report.class_names, m.iou_per_class, m.dice_per_class, strict=True):
         table.add_row(name, fmt_score(iou), fmt_score(dice))
-    console = Console()
-    console.print(table)
-    console.print(f"mIoU {m.miou:.4f}   Dice {m.dice:.4f}   pixel accuracy {m.pixel_accuracy:.4f}")
+    out = console()
+    out.print(table)
+    out.print(f"mIoU {m.miou:.4f}   Dice {m.dice:.4f}   pixel accuracy {m.pixel_accuracy:.4f}")
     write_json_opt(json_path, {"model": str(model), **report.to_dict()})
+    from edgeseg.data import finish_batch
+
+    finish_batch(report.skipped, report.images, "scored (the figures above are theirs)")

@@ -134,6 +134,10 @@ class DemoSummary:
     baseline: dict[str, Any] | None = None  # figures vs PyTorch, or None
     baseline_note: str = ""
     truth: dict[str, Any] | None = None  # mIoU and pixel accuracy vs ground truth, or None
+    truth_note: str = ""  # why there is no truth figure, when the source has truth
+    # Figures the run measured that stand on too little evidence (edgeseg._evidence), each with what
+    # is missing: not reported, and `edgeseg demo` exits with code 2 after the summary.
+    missing: list[str] = field(default_factory=list)
     ended: str = ""  # max_frames | source_ended | source_lost | quit | interrupted | stopped
     video: str | None = None
     video_frames: int = 0
@@ -141,6 +145,8 @@ class DemoSummary:
     url: str | None = None
     # --serve: connections, disconnects, timeouts, refused, bad_requests (StreamServer.counters())
     clients: dict[str, int] | None = None
+    # Files a folder source could not read and left out: path and reason each.
+    skipped: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -154,11 +160,13 @@ class DemoSummary:
             "stages (ms): " + ", ".join(f"{k} {v:.2f}" for k, v in self.stages_ms.items()),
         ]
         b = self.baseline
-        if b and b.get("frames_compared"):
+        if b and b.get("pixel_agreement") is not None:
             out.append(
                 f"vs PyTorch on {b['frames_compared']} frames: pixel agreement {b['pixel_agreement']:.4%}, "
                 f"mIoU {b['miou']:.4f}"
             )
+        elif b and b.get("missing"):
+            out.append(b["missing"])
         else:
             out.append(self.baseline_note or "no comparison with PyTorch")
         lat = self.latency_percentiles_ms
@@ -178,12 +186,16 @@ class DemoSummary:
             out.append(line)
         if self.truth:
             out.append(f"vs ground truth on {self.truth['frames']} frames: mIoU {self.truth['miou']:.4f}")
+        elif self.truth_note:
+            out.append(self.truth_note)
         if self.clients is not None:
             c = self.clients
             out.append(
                 f"browser view: {c['connections']} connections, {c['disconnects']} hung up, "
                 f"{c['timeouts']} timed out, {c['refused']} refused (over the client limit)"
             )
+        if self.skipped:
+            out.append(f"skipped {len(self.skipped)} unreadable file(s) of the source")
         if self.video:
             out.append(f"wrote {self.video} ({self.video_frames} frames)")
         return out

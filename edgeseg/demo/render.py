@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 import tempfile
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseg._io import atomic_open
+from edgeseg._io import atomic_open, disk_has_no_room
 from edgeseg.demo._cv import load_cv2
 from edgeseg.errors import EdgesegRuntimeError, InputError
 from edgeseg.overlay import Overlay
@@ -93,6 +94,10 @@ class VideoSink:
         if not self.frames:
             self.discard()
             return None
+        if disk_has_no_room(self._tmp.parent):
+            # OpenCV's writer drops what does not fit without a word: a disk left full holds a cut video.
+            self.discard()
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
         os.chmod(self._tmp, 0o666 & ~_umask())
         os.replace(self._tmp, self.path)
         self._tmp = None

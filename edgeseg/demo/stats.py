@@ -85,8 +85,9 @@ def update_confusion(cm: ConfusionMatrix, pred: np.ndarray, truth: np.ndarray) -
     if cm.ignore_index is not None and cm.ignore_index < k:
         t[truth == cm.ignore_index] = k
     packed = t * np.uint8(k) + np.minimum(pred, k - 1)
-    hist = load_cv2().calcHist([packed], [0], None, [k * k], [0, k * k])
-    cm.matrix += hist.reshape(k, k).astype(np.int64)
+    hist = load_cv2().calcHist([packed], [0], None, [k * k], [0, k * k]).reshape(k, k).astype(np.int64)
+    cm.matrix += hist
+    cm.images += int(hist.sum() > 0)  # one frame: counted when it has a labelled pixel, as update does
 
 
 class FlickerMeter:
@@ -147,7 +148,9 @@ class DemoState:
         stages_recent, stages: mean milliseconds per stage over the last frames and over the run.
         baseline: the comparison's figures (BaselineWorker.figures()), or None without one.
         baseline_note: which baseline is used, or why there is none.
-        truth: scores against ground truth, or None when no frame had any; truth_frames: frames scored.
+        truth: scores against ground truth, or None when no frame had any or they stand on too
+            little evidence (edgeseg._evidence; `truth_note` then says what is missing, or why the
+            source's truth is not scored); truth_frames: frames scored.
         duration_s: the run's length without pauses. latency_ms: mean capture-to-display time;
         latency_pcts: its p50/p95/p99 (over the recent frames live, the whole run at the end).
         flicker: the share of pixels whose class flipped between consecutive masks (FlickerMeter);
@@ -171,6 +174,7 @@ class DemoState:
     baseline_note: str = ""
     truth: SegMetrics | None = None
     truth_frames: int = 0
+    truth_note: str = ""
     duration_s: float = 0.0
     latency_ms: float = 0.0
     latency_pcts: Mapping[str, float | None] = field(default_factory=dict)
@@ -203,7 +207,7 @@ def live_stats(state: DemoState) -> dict[str, Any]:
         "agreement": base.get("pixel_agreement"),
         "miou_vs_baseline": _nan_to_none(base.get("miou")),
         "baseline_frames": base.get("frames_compared", 0),
-        "miou_vs_truth": _nan_to_none(truth.miou) if truth else None,
+        "miou_vs_truth": truth.miou if truth else None,
         "latency_ms": dict(state.latency_pcts),
         "flicker": state.flicker,
         "flicker_pytorch": base.get("flicker_pytorch"),
@@ -264,6 +268,10 @@ def build_summary(
     fps = state.frames / duration if state.frames else 0.0
     model_fps = 1000.0 / stages["total"] if stages.get("total") else 0.0
     truth = state.truth
+    # Figures the run set out to measure but could not stand behind (edgeseg._evidence).
+    missing = [
+        m for m in ((state.baseline or {}).get("missing"), state.truth_frames and state.truth_note) if m
+    ]
     return DemoSummary(
         model=str(state.model),
         backend=state.device,
@@ -287,14 +295,12 @@ def build_summary(
         baseline=dict(state.baseline) if state.baseline is not None else None,
         baseline_note=state.baseline_note,
         truth=(
-            {
-                "frames": state.truth_frames,
-                "miou": _nan_to_none(truth.miou),
-                "pixel_accuracy": truth.pixel_accuracy,
-            }
+            {"frames": state.truth_frames, "miou": truth.miou, "pixel_accuracy": truth.pixel_accuracy}
             if truth
             else None
         ),
+        truth_note=state.truth_note,
+        missing=missing,
         ended=ended,
         video=str(video) if video else None,
         video_frames=video_frames if video else 0,

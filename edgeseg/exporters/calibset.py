@@ -80,11 +80,11 @@ class CalibrationSet:
 
 
 def _image_files(folder: Path) -> list[Path]:
-    from edgeseg.data import IMAGE_SUFFIXES
+    from edgeseg.data import IMAGE_SUFFIXES, list_images
 
     # A dataset folder (DIR/images + DIR/masks) calibrates on its images; masks are never read.
     root = folder / "images" if (folder / "images").is_dir() else folder
-    files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = list_images(root)
     if not files:
         raise InputError(f"calibration folder '{folder}' holds no images ({', '.join(IMAGE_SUFFIXES)})")
     return files

@@ -21,7 +21,8 @@ from typing import Any
 
 import torch
 
-from edgeseg._io import atomic_path
+from edgeseg._io import atomic_open
+from edgeseg._paths import CHECKPOINT_FILES, folder_not_file
 from edgeseg.errors import InputError, first_line
 from edgeseg.manifest import InputSpec
 from edgeseg.models.registry import ModelSpec, build_model
@@ -142,14 +143,20 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint, model: torch.nn.Module |
     if ckpt.program is not None:
         payload["program"] = ckpt.program
     path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    # Through a Python file object: a full disk is then the OSError(ENOSPC) of its write, where
+    # torch.save(payload, path) would report it as "[enforce fail at inline_container.cc] unexpected pos".
+    with atomic_open(path, "wb") as fh:
+        torch.save(payload, fh)
     return path
 
 
 def load_checkpoint(path: str | Path, *, with_train_state: bool = False) -> Checkpoint:
     """Read a checkpoint written by `save_checkpoint`; refuses anything that needs unpickling code."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(
+            folder_not_file(path, "checkpoint", "a checkpoint file (.pt)", CHECKPOINT_FILES, bundles=False)
+        )
     if not path.is_file():
         raise InputError(f"checkpoint '{path}' does not exist")
     try:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeseg._claims import claim
+from edgeseg._guards import sequence_arg, size_arg
 from edgeseg.errors import EdgesegRuntimeError, InputError, first_line
 
 if TYPE_CHECKING:
@@ -167,7 +168,7 @@ def _class_names(classes: int | Sequence[str]) -> list[str]:
         if classes < 1:
             raise InputError(f"classes must be 1 or more, got {classes}")
         return [f"class{i}" for i in range(classes)]
-    names = [str(c) for c in classes]
+    names = [str(c) for c in sequence_arg(classes, "classes", 'classes=["background", "road"] or classes=2')]
     if not names or len(set(names)) != len(names):
         raise InputError(f"classes must be a count or distinct names; got {list(classes)}")
     return names
@@ -180,7 +181,9 @@ def _normalization(mean: Sequence[float], std: Sequence[float], color_order: str
     if order not in _COLOR_CHANNELS:
         raise InputError(f"color_order must be RGB, BGR or GRAY; got '{color_order}'")
     channels = _COLOR_CHANNELS[order]
-    mean_t, std_t = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+    example = "(0.485, 0.456, 0.406)" if channels == 3 else "(0.5,)"
+    mean_t = tuple(float(m) for m in sequence_arg(mean, "mean", f"mean={example}"))
+    std_t = tuple(float(s) for s in sequence_arg(std, "std", f"std={example}"))
     if len(mean_t) != channels or len(std_t) != channels:
         raise InputError(
             f"mean and std need {channels} value(s) each for color_order {order}; "
@@ -248,12 +251,7 @@ def import_model(
 
     names = _class_names(classes)
     norm, channels = _normalization(mean, std, color_order)
-    try:
-        w, h = (int(img_size[0]), int(img_size[1]))
-    except (TypeError, ValueError, IndexError):
-        raise InputError(f"img_size must be (width, height); got {img_size!r}") from None
-    if w < 1 or h < 1:
-        raise InputError(f"img_size must be positive; got {w}x{h}")
+    w, h = size_arg(img_size)
     dest = Path(path)
     if not isinstance(module, torch.nn.Module):
         raise InputError(f"import_model takes a torch.nn.Module; got {type(module).__name__}")

@@ -11,7 +11,7 @@ backend of theirs is loaded.
 
 from __future__ import annotations
 
-from edgeseg.runtimes.base import Backend, TensorSpec
+from edgeseg.runtimes.base import Backend, Outputs, TensorSpec
 from edgeseg.runtimes.registry import (
     AUTO_PREFERENCE,
     BackendSpec,
@@ -26,6 +26,7 @@ from edgeseg.runtimes.registry import (
     register_backend,
     registered_backends,
     resolve_backend,
+    throughput_options,
 )
 from edgeseg.targets import backend_specs
 
@@ -33,6 +34,7 @@ __all__ = [
     "AUTO_PREFERENCE",
     "Backend",
     "BackendSpec",
+    "Outputs",
     "TensorSpec",
     "artifact_kind",
     "available_backends",
@@ -45,6 +47,7 @@ __all__ = [
     "register_backend",
     "registered_backends",
     "resolve_backend",
+    "throughput_options",
 ]
 
 # torch is a core dependency (no extra) and runs checkpoints; the deployment targets' backends are

@@ -55,6 +55,7 @@ __all__ = [
     "register_backend",
     "registered_backends",
     "resolve_backend",
+    "throughput_options",
 ]
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
@@ -123,6 +124,13 @@ def ensure_installed(name: str) -> BackendSpec:
     if missing_packages_of(entry):
         raise _missing_error(entry, f"the {entry.name} backend")
     return entry
+
+
+def throughput_options(name: str) -> dict[str, Any]:
+    """Backend options of throughput mode for backend `name`: the runtime's own parallelism over the
+    frames of a batch (its descriptor's `throughput`), {} for a backend without any."""
+    throughput = backend_entry(name).throughput
+    return throughput() if throughput is not None else {}
 
 
 def get_backend_class(name: str) -> type[Backend]:

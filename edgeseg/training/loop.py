@@ -119,10 +119,11 @@ class _Trainer:
 
     def log(self, msg: str) -> None:
         if self.dist.is_main and not self.cfg.quiet:
-            from rich.console import Console
+            from edgeseg._text import console
 
-            # One line per message, unwrapped: logs and tests can grep it.
-            Console(stderr=True, highlight=False).print(msg, soft_wrap=True)
+            # One line per message, unwrapped: logs and tests can grep it. Literal: a message may
+            # hold class names or paths from the data, which are no markup.
+            console(stderr=True).print(msg, soft_wrap=True)
 
     def run(self) -> TrainResult:
         # Only the writing rank claims the run folder; a second run to it is refused before setup.
@@ -222,6 +223,8 @@ class _Trainer:
             class_weight=None if weights is None else torch.tensor(weights),
         ).to(dev)
         self._make_loader()
+        if self.batch_size == 1:
+            self._check_single_image_batches(mcfg)
         total = self.steps_per_epoch * cfg.epochs
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         # Warm-up and decay are sized from the real number of optimizer steps of this run.
@@ -297,6 +300,23 @@ class _Trainer:
             persistent_workers=False,
         )
         self.steps_per_epoch = len(self.loader)
+
+    def _check_single_image_batches(self, mcfg: Any) -> None:
+        """Refuse, before any step, a network whose BatchNorm cannot train on batches of one image."""
+        from edgeseg.models.batchnorm import single_value_batchnorm
+
+        layer = single_value_batchnorm(self.model, self.info["channels"], self.info["img_size"])
+        if layer is None:
+            return
+        why = (
+            "the training set has 1 image per process: add images"
+            if len(self.sampler) == 1
+            else "use --batch-size 2 or more"
+        )
+        raise InputError(
+            f"{mcfg.describe()} cannot train on batches of one image: its layer {layer} would normalise "
+            f"a single value per channel (after a global pooling), which BatchNorm cannot; {why}"
+        )
 
     def _describe(self) -> str:
         cfg, info = self.cfg, self.info
@@ -381,10 +401,11 @@ class _Trainer:
         )
 
     def _progress(self):  # type: ignore[no-untyped-def]
-        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        console = Console(stderr=True)
+        from edgeseg._text import console as literal_console
+
+        console = literal_console(stderr=True)
         progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),

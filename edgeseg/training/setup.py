@@ -155,6 +155,18 @@ def build_datasets(cfg: TrainConfig) -> tuple[Any, Any, dict[str, Any]]:
         else:
             val_base = base
             train_idx, val_idx = split_indices(len(base), cfg.val_fraction, cfg.seed)
+    if isinstance(val_base, FolderDataset):
+        # The val mIoU picks the best epoch: like every figure it needs evidence (edgeseg._evidence).
+        from edgeseg._evidence import Evidence, labelled_hint
+
+        counts = [val_base.labelled_per_image[i] for i in val_idx]
+        where = (
+            f"--val-data '{cfg.val_data}'" if cfg.val_data is not None else f"the val split of '{cfg.data}'"
+        )
+        hint = labelled_hint(cfg.ignore_index)
+        Evidence("labelled pixels", sum(counts), sum(c > 0 for c in counts), hint=hint).require(
+            f"the val mIoU on {where}"
+        )
     augment = Augment(AugmentConfig.from_ops(cfg.augment_ops)) if cfg.augment else None
     train = DatasetView(base, train_idx, transform=augment, seed=cfg.seed)
     val = DatasetView(val_base, val_idx, transform=None, seed=cfg.seed)
@@ -189,7 +201,7 @@ def model_spec(cfg: TrainConfig, channels: int, classes: int) -> ModelSpec:
     elif cfg.arch.startswith("smp:"):
         from edgeseg.models.smp import DEFAULT_ENCODER
 
-        kwargs = {"encoder": cfg.encoder or DEFAULT_ENCODER}
+        kwargs = {"encoder": cfg.encoder if cfg.encoder is not None else DEFAULT_ENCODER}
     else:
         raise InputError(f"unknown --arch '{cfg.arch}'; choose unet or smp:<arch> (e.g. smp:unet)")
     if cfg.encoder is not None and cfg.arch == "unet":

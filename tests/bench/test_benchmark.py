@@ -65,6 +65,7 @@ def test_rows_hold_measured_figures(report: tuple[BenchmarkReport, Path, list[st
         assert row.speedup == pytest.approx(base.model_ms_p50 / row.model_ms_p50, rel=0.01)
         assert row.gflops == pytest.approx(2 * rep.meta["macs"] / row.model_ms_p50 / 1e6, rel=0.02)
         assert set(row.stages_ms) == {"pre", "infer", "post"}
+        assert row.executed_precision == "fp32" == rep.meta["executed_precision"][row.name]
     for row in rep.rows[1:]:  # FP32 exports decide the same class almost everywhere
         assert row.agreement is not None and row.agreement >= 0.999
         assert abs(row.miou_drop or 0) < 1.0
@@ -97,7 +98,7 @@ def test_report_files(report: tuple[BenchmarkReport, Path, list[str]], tmp_path:
     text = console.export_text()
     for row in rep.rows:
         assert row.name in text
-    assert f"{rep.rows[1].model_ms_p50:.2f}" in text
+    assert f"{rep.rows[1].model_ms_p50:.2f}" in text and "computed in" in text
 
 
 @pytest.mark.usefixtures("small_ceilings")

@@ -15,12 +15,13 @@ from edgeseg.bench.run import BenchmarkConfig, BenchmarkReport, BenchRow, _meta
 from tests.helpers import run_cli
 
 
-def _card(folder: Path, model_ms: float, fps: float, cpu: str | None = None) -> Path:
+def _card(folder: Path, model_ms: float, fps: float, cpu: str | None = None, executed: str = "fp32") -> Path:
     """A benchmark.json/.md written by the report writer, with meta as `benchmark` builds it."""
     meta = _meta(
         Path("runs/x/best.pt"), (64, 48), 1000, "synthetic", 4, BenchmarkConfig(targets=("onnx:fp32",))
     )
     meta["out"] = str(folder)
+    meta["executed_precision"] = {"pytorch": "fp32", "onnx:fp32": executed}
     if cpu is not None:
         meta["environment"]["cpu"]["model"] = cpu
     rows = [
@@ -30,6 +31,7 @@ def _card(folder: Path, model_ms: float, fps: float, cpu: str | None = None) -> 
             "onnx",
             "fp32",
             backend="onnxruntime",
+            executed_precision=executed,
             model_ms_p50=model_ms,
             total_ms_p50=2 * model_ms,
             fps=fps,
@@ -54,16 +56,20 @@ def test_card_fields_in_json_and_markdown(tmp_path: Path) -> None:
     md = (tmp_path / "a" / "benchmark.md").read_text()
     assert "## Environment" in md and f"python: {platform.python_version()}" in md
     assert f"cpu usable_cores: {env['cpu']['usable_cores']}" in md
+    assert "onnx:fp32 computed in: fp32" in md and "| onnx:fp32 | onnxruntime | fp32 |" in md
 
 
 def test_compare_side_by_side(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     a = _card(tmp_path / "a", 4.0, 100.0, cpu="CPU one")
-    b = _card(tmp_path / "b", 2.0, 150.0, cpu="CPU two")
+    b = _card(tmp_path / "b", 2.0, 150.0, cpu="CPU two", executed="bf16")
     code, out, err = run_cli(["benchmark", "--compare", a, b], capsys)
     assert code == 0, err
     env_line = next(line for line in out.splitlines() if "cpu model" in line)
     assert "CPU one" in env_line and "CPU two" in env_line
-    row = next(line for line in out.splitlines() if "onnx:fp32" in line)
+    ran = next(line for line in out.splitlines() if "onnx:fp32 computed in" in line)
+    assert "fp32" in ran and "bf16" in ran  # a precision one machine ran shows beside the other's
+    assert not [line for line in out.splitlines() if "pytorch computed in" in line]  # equal: left out
+    row = next(line for line in out.split("rows (ratio")[1].splitlines() if "onnx:fp32" in line)
     # model p50 4.00 -> 2.00 (0.50x), call p50 8.00 -> 4.00 (0.50x), FPS 100 -> 150 (1.50x)
     for cell in ("4.00", "2.00", "0.50x", "8.00", "100.0", "150.0", "1.50x", "0.5000", "99.87"):
         assert cell in row, cell

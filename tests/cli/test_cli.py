@@ -162,6 +162,12 @@ def test_export_then_info_on_the_bundle(tmp_path: Path, tiny_checkpoint: Path, c
     assert sorted(p.name for p in bundle.iterdir()) == ["edgeseg.json", "model.onnx"]
     rc, out, err = run_cli(["info", bundle], capsys)
     assert rc == 0 and "onnx fp32" in out and "files verified" in out and "max |Δlogit|" in out
+    # What ran is recorded by the export and shown; a model file says what computes it here.
+    assert report["parity"]["executed_precision"] == "fp32"
+    assert "  precision  fp32; the parity check computed it in fp32 (onnxruntime " in out
+    rc, file_out, err = run_cli(["info", bundle / "model.onnx", "--json", tmp_path / "i.json"], capsys)
+    assert rc == 0 and "  precision  fp32; computed here in fp32" in file_out, err
+    assert json.loads((tmp_path / "i.json").read_text())["executed_precision"] == "fp32"
     # FP32 reproduces PyTorch: every class's masks agree, every edge is matched.
     classes = report["parity"]["classes"]
     assert set(v for v in classes["iou_vs_pytorch"].values() if v is not None) == {1.0}

@@ -11,6 +11,13 @@ stream. Device buffers are torch CUDA tensors: torch is already a dependency and
 synchronises on streams, so no second CUDA binding (cuda-python) is needed. Buffers, and the pinned
 host staging tensors the copies go through, are kept across frames and reallocated only when a shape
 changes.
+
+Precision: TensorRT networks are strongly typed here, so the engine computes in the graph's own types
+(TF32 is turned off for fp32 builds): `executed_precision` is the engine record's precision
+("fp32", "fp16", or "int8+fp32" for a Q/DQ graph, whose unquantized layers stay float32).
+
+Threads: not `reentrant` (one execution context, stream and set of buffers per engine), so the base
+class runs one call at a time.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeseg._text import shown
 from edgeseg.errors import EdgesegRuntimeError, InputError
 from edgeseg.manifest import MANIFEST_NAME, Manifest
 from edgeseg.runtimes.base import Backend, Dim, TensorSpec
@@ -31,7 +39,7 @@ __all__ = ["TensorRTBackend"]
 
 
 def _stderr(line: str) -> None:
-    print(f"edgeseg: {line}", file=sys.stderr, flush=True)
+    print(f"edgeseg: {shown(line)}", file=sys.stderr, flush=True)
 
 
 class TensorRTBackend(Backend):
@@ -111,15 +119,24 @@ class TensorRTBackend(Backend):
                 f"'{self.path}' is an ONNX Runtime INT8 graph (asymmetric uint8 activations), which "
                 "TensorRT does not accept; export with --target tensorrt for a TensorRT INT8 graph"
             )
-        cache = self.engine_cache or self.path.parent
-        found = find_cached(cache, self.path.stem, precision, trt.__version__, device, sha256_file(self.path))
-        if found is not None:
-            self.engine_file, self.engine_record = found
-            return self.engine_file.read_bytes()
         profile = None
         if manifest is not None and manifest.dynamic_axes:
             saved = (manifest.engine or {}).get("profile")
             profile = Profile.from_dict(saved) if saved else profile_of(manifest)
+        cache = self.engine_cache or self.path.parent
+        found = find_cached(
+            cache,
+            self.path.stem,
+            precision,
+            trt.__version__,
+            device,
+            sha256_file(self.path),
+            profile=profile.to_dict() if profile else None,
+            options=self.options,
+        )
+        if found is not None:
+            self.engine_file, self.engine_record = found
+            return self.engine_file.read_bytes()
         cache.mkdir(parents=True, exist_ok=True)
         check_writable(cache)
         self.engine_file, self.engine_record = build_engine(
@@ -254,6 +271,12 @@ class TensorRTBackend(Backend):
 
     def _embedded_manifest(self) -> Manifest | None:
         return self._manifest
+
+    def _executed_precision(self) -> str:
+        precision = self.engine_record.get("precision") or (
+            self._manifest.precision if self._manifest else None
+        )
+        return {"fp32": "fp32", "fp16": "fp16", "int8": "int8+fp32"}.get(str(precision), "unknown")
 
     def _onnx_metadata(self) -> Manifest | None:
         """The edgeseg metadata inside a bare `.onnx` (precision, dynamic axes), if onnx is installed."""
