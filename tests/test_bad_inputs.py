@@ -288,7 +288,7 @@ CASES: list[Case] = [
         lambda w, a, mp: ["eval", _truncate(_copy(a.ckpt, w / "half.pt")), "--data", a.data]),
     cli("eval-missing-data-folder", 2, "--data folder",
         lambda w, a, mp: ["eval", a.ckpt, "--data", w / "absent"]),
-    cli("eval-mask-id-beyond-model-classes", 2, "holds class id 5 but num_classes is 4",
+    cli("eval-mask-id-beyond-model-classes", 2, "holds class id 5, beyond the 4 classes of the model",
         lambda w, a, mp: ["eval", a.onnx, "--data", _data(w, classes=6, size=(64, 48))]),
     # ---- export
     cli("export-unknown-target", 2, "unknown target",
