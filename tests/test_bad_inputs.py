@@ -369,7 +369,7 @@ CASES: list[Case] = [
     cli("info-manifest-path-traversal", 2, "not a plain name inside the bundle",
         lambda w, a, mp: ["info", _edit_manifest(_copy(a.onnx, w / "b"),
                                                  lambda d: d["files"].update({"../secret": "0" * 64}))]),
-    cli("info-folder-without-manifest", 2, "it is not an edgeseg bundle",
+    cli("info-folder-without-manifest", 2, "is a folder, not an edgeseg bundle",
         lambda w, a, mp: ["info", _mkdir(w / "folder")]),
     cli("info-random-bytes-checkpoint", 2, "not a PyTorch file or truncated",
         lambda w, a, mp: ["info", _random_bytes(w / "x.pth")]),

@@ -124,7 +124,7 @@ def test_malformed_manifest_names_bundle_and_key(bundle: Path, edit, message: st
 
 
 def test_not_a_bundle(tmp_path: Path):
-    with pytest.raises(InputError, match=r"has no edgeseg.json; it is not an edgeseg bundle"):
+    with pytest.raises(InputError, match=r"is a folder, not an edgeseg bundle \(it has no edgeseg.json\)"):
         read_manifest(tmp_path)
     with pytest.raises(InputError, match=r"does not exist"):
         read_manifest(tmp_path / "nowhere")

@@ -154,7 +154,7 @@ def _finite_only(param: Any) -> None:
 
 
 def _non_empty(param: Any) -> None:
-    """Refuse `--opt ""` (or only spaces) for every option and argument of every command.
+    """Refuse an empty value (`""` or only spaces) for every option and argument of every command.
 
     An empty value is what a script passes when its variable came out empty, and each reader would
     otherwise give it its own meaning: "all" (`--targets ""` ran every target, `doctor --target ""`
