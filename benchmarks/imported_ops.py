@@ -173,7 +173,7 @@ class _InForward(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = (x - self.mean) / self.std
         y = (self._logits(x) + self._logits(x.flip(-1)).flip(-1)) * 0.5
-        return torch.clamp(-(-y), -10.0, 10.0)
+        return -torch.clamp(-y, -10.0, 10.0)
 
 
 def _patterns() -> Iterator[tuple[str, Callable[[], nn.Module], int, tuple[int, int]]]:

@@ -37,8 +37,12 @@ def make_manifest(**overrides: object) -> Manifest:
         "ignore_index": 255,
         "dynamic_axes": {"image": {0: "batch", 2: "height", 3: "width"}},
         "tools": {"torch": "2.13.0"},
-        "parity": {"inputs": "synthetic (1 images)", "max_abs_logit_diff": 1e-5, "pixel_agreement": 1.0,
-                   "miou_vs_pytorch": 1.0},  # fmt: skip
+        "parity": {
+            "inputs": "synthetic (1 images)",
+            "max_abs_logit_diff": 1e-5,
+            "pixel_agreement": 1.0,
+            "miou_vs_pytorch": 1.0,
+        },
         "edgeseg_version": "0.1.0",
         "created_at": "2026-01-01T00:00:00+00:00",
     }
