@@ -48,6 +48,8 @@ class _Escaping(io.TextIOBase):
         self.raw = raw
 
     def write(self, text: str) -> int:
+        if not isinstance(text, str):  # a text stream (click probes with bytes to tell the kinds apart)
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
         self.raw.write(shown(text))
         return len(text)
 

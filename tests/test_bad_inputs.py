@@ -364,7 +364,7 @@ CASES: list[Case] = [
     cli("info-manifest-wrong-type", 2, "wrong type for 'output.classes'",
         lambda w, a, mp: ["info", _edit_manifest(_copy(a.onnx, w / "b"),
                                                  lambda d: d["output"].update(classes="4"))]),
-    cli("info-manifest-not-json", 2, "cannot read edgeseg.json",
+    cli("info-manifest-not-json", 2, "(edgeseg.json) is not readable JSON",
         lambda w, a, mp: ["info", _with(_copy(a.onnx, w / "b"), "edgeseg.json", _truncate)]),
     cli("info-manifest-path-traversal", 2, "not a plain name inside the bundle",
         lambda w, a, mp: ["info", _edit_manifest(_copy(a.onnx, w / "b"),

@@ -7,13 +7,13 @@ previous report or none, never half of one.
 from __future__ import annotations
 
 import csv
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from edgeseg._io import atomic_open, atomic_path, write_json
-from edgeseg.bench.card import environment_lines
+from edgeseg._records import RecordError, read_json
+from edgeseg.bench.card import environment_lines, read_card
 from edgeseg.bench.run import BenchmarkReport, BenchRow
 from edgeseg.formats import TARGETS
 
@@ -198,11 +198,12 @@ def is_benchmark_report(path: Path) -> bool:
     benchmark.json is one this module wrote (so a rerun may replace the set, and nothing else)."""
     if path.name not in REPORT_FILES:
         return False
+    card = path.parent / "benchmark.json"
     try:
-        data = json.loads((path.parent / "benchmark.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        read_card(read_json(card, f"'{card}'"), f"'{card}'")
+    except RecordError:
         return False
-    return isinstance(data, dict) and isinstance(data.get("rows"), list) and "meta" in data
+    return True
 
 
 def write_reports(report: BenchmarkReport, out: str | os.PathLike[str]) -> dict[str, Path]:

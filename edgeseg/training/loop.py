@@ -17,6 +17,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from edgeseg._claims import claim
 from edgeseg._guards import recorded_path
+from edgeseg._records import Record, parse_json
 from edgeseg.errors import InputError
 from edgeseg.evaluation.evaluate import confusion_on, to_input
 from edgeseg.evaluation.metrics import ConfusionMatrix
@@ -65,7 +66,8 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> TrainResult:
             raise InputError(
                 f"'{cfg.resume}' holds no training state (best.pt is weights only); resume from last.pt"
             )
-        saved = TrainConfig.from_dict(json.loads(resumed.train_state["config"]))
+        where = f"'{cfg.resume}' (its training state)"
+        saved = TrainConfig.from_dict(dict(Record.parse(str(resumed.train_state["config"]), where).data))
         _refuse_changed_settings(cfg, saved, overrides)
         # The run continues with its own settings; only a longer schedule, where it runs and where
         # it writes may be asked for. Without `out` it continues in its own folder.
@@ -247,7 +249,8 @@ class _Trainer:
             self.sched.load_state_dict(st["scheduler"])
             if self.scaler is not None and st.get("scaler"):
                 self.scaler.load_state_dict(st["scaler"])
-            self.record.restore(json.loads(st["history"]), float(st["best_miou"]), int(st["best_epoch"]))
+            history = parse_json(str(st["history"]), f"'{cfg.resume}' (its training history)")
+            self.record.restore(history, float(st["best_miou"]), int(st["best_epoch"]))
             self.start_epoch = int(st["epoch"]) + 1
             self._carry_best(Path(str(cfg.resume)).parent)
             self.log(f"resuming {cfg.resume} at epoch {self.start_epoch}/{cfg.epochs}")

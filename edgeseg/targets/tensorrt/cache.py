@@ -12,18 +12,27 @@ another ONNX that happens to share the name, is rebuilt rather than reused.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgeseg._records import Record
 from edgeseg._reuse import reuse_key, settings_of
 from edgeseg.errors import InputError
 from edgeseg.targets.tensorrt.device import Device
 
-__all__ = ["BuildOptions", "cache_name", "check_writable", "engine_settings", "find_cached", "record_path"]
+__all__ = [
+    "BuildOptions",
+    "cache_name",
+    "check_writable",
+    "engine_settings",
+    "find_cached",
+    "read_profile",
+    "read_record",
+    "record_path",
+]
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,39 @@ def record_path(engine: Path) -> Path:
     return engine.with_suffix(".json")
 
 
+def read_profile(r: Record, key: str = "profile") -> dict[str, Any] | None:
+    """An optimisation profile as a record holds it ({"input", "min", "opt", "max"}), validated:
+    one input name and three shapes of the same rank with 1 <= min <= opt <= max; None when absent."""
+    p = r.sub(key, default=None)
+    if p is None:
+        return None
+    p.text("input")
+    shapes = [p.numbers(k, minimum=1, maximum=1 << 20) for k in ("min", "opt", "max")]
+    if any(not float(v).is_integer() for shape in shapes for v in shape):
+        r.fail(key, "a shape that is not whole numbers")
+    if len({len(shape) for shape in shapes}) != 1 or not all(
+        lo <= o <= hi for lo, o, hi in zip(*shapes, strict=True)
+    ):
+        r.fail(key, "shapes that are no range (min <= opt <= max, one rank)")
+    return dict(p.data)
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """An engine's build record, validated: what it was built with and for (RecordError, one line,
+    for any other shape: the record decides whether an engine is reused, so it is not guessed at)."""
+    r = Record.read(path, f"engine record '{path}'", "delete it and its engine to build the engine again")
+    for key in ("tensorrt", "compute_capability", "precision", "onnx_sha256"):
+        r.text(key)
+    for key in ("file", "gpu", "cuda", "onnx_file", "reuse_key"):
+        r.text(key, default=None)
+    for key in ("version_compatible", "hardware_compatible"):
+        r.boolean(key, default=False)
+    r.integer("workspace_mib", minimum=16, default=None)
+    r.number("build_seconds", minimum=0.0, default=None)
+    read_profile(r)
+    return dict(r.data)
+
+
 def _compatible(record: dict[str, Any], trt_version: str, device: Device) -> bool:
     """Whether a cached engine's record says it runs with this TensorRT on this GPU."""
     built = str(record.get("tensorrt", ""))
@@ -104,10 +146,9 @@ def find_cached(
     exact = cache_dir / cache_name(stem, trt_version, device, precision)
     candidates = [exact, *sorted(p for p in cache_dir.glob(f"{stem}.trt*.{precision}.engine") if p != exact)]
     for engine in candidates:
-        try:
-            record = json.loads(record_path(engine).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue  # no record (or unreadable): its provenance is unknown, so it is not used
+        if not record_path(engine).is_file():
+            continue  # no record: its provenance is unknown, so it is not used
+        record = read_record(record_path(engine))
         if (
             isinstance(record, dict)
             and engine.is_file()

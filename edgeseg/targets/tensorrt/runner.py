@@ -108,9 +108,10 @@ class TensorRTBackend(Backend):
         return manifest if manifest.model_file == self.path.name else None
 
     def _engine_for_onnx(self, trt: Any, device: Any) -> bytes:
+        from edgeseg._records import Record
         from edgeseg.manifest import sha256_file
         from edgeseg.targets.tensorrt.build import Profile, build_engine, profile_of
-        from edgeseg.targets.tensorrt.cache import check_writable, find_cached
+        from edgeseg.targets.tensorrt.cache import check_writable, find_cached, read_profile
 
         manifest = self._manifest
         precision = manifest.precision if manifest else "fp32"
@@ -121,7 +122,7 @@ class TensorRTBackend(Backend):
             )
         profile = None
         if manifest is not None and manifest.dynamic_axes:
-            saved = (manifest.engine or {}).get("profile")
+            saved = read_profile(Record(manifest.engine or {}, f"'{self.path}' (its manifest's engine)"))
             profile = Profile.from_dict(saved) if saved else profile_of(manifest)
         cache = self.engine_cache or self.path.parent
         found = find_cached(
@@ -163,7 +164,9 @@ class TensorRTBackend(Backend):
         if self.path.suffix.lower() == ".engine":
             self.engine_file, blob = self.path, self.path.read_bytes()
             record = self.path.with_suffix(".json")
-            self.engine_record = _read_json(record) if record.is_file() else {}
+            from edgeseg.targets.tensorrt.cache import read_record
+
+            self.engine_record = read_record(record) if record.is_file() else {}
         else:
             self._manifest = self._bundle_manifest() or self._onnx_metadata()
             blob = self._engine_for_onnx(trt, device)
@@ -296,13 +299,3 @@ class TensorRTBackend(Backend):
             return f"cuda:{self.device_index}"
         engine = self.engine_file.name if self.engine_file else "no engine"
         return f"{self._gpu.name} {self._gpu.sm}, {engine}{built}"
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    import json
-
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
