@@ -68,9 +68,15 @@ def predict(
     backend: Annotated[str, typer.Option(help="auto, torch, onnxruntime or openvino.")] = "auto",
     device: Annotated[str | None, typer.Option(help="Backend device (cpu, cuda, GPU, AUTO, ...).")] = None,
     out: Annotated[
-        Path, typer.Option(callback=writable_dir, help="Folder for <stem>_mask.png and <stem>_overlay.png.")
+        Path,
+        typer.Option(
+            callback=writable_dir, help="Folder for <stem>_mask.png, <stem>_color.png and <stem>_overlay.png."
+        ),
     ] = Path("predictions"),
     alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Overlay opacity.")] = 0.5,
+    legend: Annotated[
+        bool, typer.Option(help="Add the class colour key beside the colour mask and the overlay.")
+    ] = True,
     img_size: ImgSizeOpt = None,
     classes: ClassesOpt = None,
     mean: MeanOpt = None,
@@ -89,7 +95,8 @@ def predict(
     resize_kernel: ResizeKernelOpt = "pillow",
     json_path: JsonOpt = None,
 ) -> None:
-    """Segment images: a mask PNG of class ids and a colour overlay per image."""
+    """Segment images: per image a mask PNG of class ids, the mask in class colours and a colour overlay
+    (the colour pictures with the class key)."""
     import numpy as np
     from PIL import Image
 
@@ -98,7 +105,7 @@ def predict(
     from edgeseg._io import atomic_path
     from edgeseg._paths import Output, check_outputs
     from edgeseg.data import parse_img_size, read_image
-    from edgeseg.overlay import Overlay
+    from edgeseg.legend import MaskPictures
     from edgeseg.segmenter import MODES, Segmenter
 
     if mode.strip().lower() not in MODES:
@@ -107,7 +114,7 @@ def predict(
         parse_facts(classes, mean, std, color_order), parse_img_size(img_size) if img_size else None
     )
     files = _collect_images(images)
-    names = [f"{p.stem}_{suffix}.png" for p in files for suffix in ("mask", "overlay")]
+    names = [f"{p.stem}_{suffix}.png" for p in files for suffix in MaskPictures.SUFFIXES]
     check_outputs(
         [("MODEL", model), *(("IMAGE_OR_DIR", p) for p in images)],
         [Output("--out", out, "folder", names), Output("--json", json_path) if json_path else None],
@@ -129,13 +136,12 @@ def predict(
         ThreadPoolExecutor(workers, thread_name_prefix="edgeseg-io") as io,
     ):
         k = len(seg.class_names)
-        overlay = Overlay(k, alpha)  # RGB, like the images read here
+        pictures = MaskPictures(seg.class_names, alpha, legend=legend)  # RGB, like the images read here
 
         def write(path: Path, image: np.ndarray, mask: np.ndarray) -> None:
-            blend = overlay.blend(image, mask)  # class 0 (usually background) stays uncoloured
-            for suffix, img in (("mask", Image.fromarray(mask)), ("overlay", Image.fromarray(blend))):
+            for suffix, img in pictures(image, mask).items():
                 with atomic_path(out / f"{path.stem}_{suffix}.png") as tmp:
-                    img.save(tmp, format="PNG")
+                    Image.fromarray(img).save(tmp, format="PNG")
 
         kept: deque[np.ndarray] = deque()  # decoded images awaiting their result, for the overlays
 
@@ -154,8 +160,7 @@ def predict(
             rows.append(
                 {
                     "image": str(path),
-                    "mask": str(out / f"{path.stem}_mask.png"),
-                    "overlay": str(out / f"{path.stem}_overlay.png"),
+                    **{suffix: str(out / f"{path.stem}_{suffix}.png") for suffix in MaskPictures.SUFFIXES},
                     "class_fraction": {
                         n: round(float(c) / result.mask.size, 4)
                         for n, c in zip(seg.class_names, counts, strict=True)
@@ -166,7 +171,7 @@ def predict(
             typer.echo(f"{path.name}: {result.timings['total']:.1f} ms")
         for done in writes:
             done.result()  # a failed write raises here, before the summary
-        typer.echo(f"wrote {2 * len(files)} files to {out} ({seg.backend.description}, {seg.mode} mode)")
+        typer.echo(f"wrote {len(names)} files to {out} ({seg.backend.description}, {seg.mode} mode)")
         write_json_opt(
             json_path,
             {"model": str(model), "backend": seg.backend.description, "mode": seg.mode, "images": rows},

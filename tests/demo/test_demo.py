@@ -313,7 +313,7 @@ def test_overlay_colours_only_foreground():
 def test_window_keys_toggle_snapshot_pause_and_quit(bundle: Path, tmp_path: Path, monkeypatch):
     import edgeseg.demo.pipeline as pipeline
 
-    keys = iter(["", "o", "s", " ", "", " ", "", "q"])
+    keys = iter(["", "o", "s", " ", "", " ", "", "l", "q"])
     shown: list[np.ndarray] = []
 
     class FakeWindow:  # stands in for the OpenCV window, which needs a screen
@@ -334,7 +334,8 @@ def test_window_keys_toggle_snapshot_pause_and_quit(bundle: Path, tmp_path: Path
     assert s.ended == "quit" and 1 <= s.frames < 100
     (snap,) = s.snapshots
     assert cv2.imread(snap).shape == (240, 320, 3)
-    # Below the HUD, the overlay shows the scene through the colours; after "o", only class colours.
+    # Below the HUD, the overlay shows the scene through the colours; after "o", only class colours
+    # (and after "l" without the class key).
     from edgeseg.overlay import class_colors
 
     palette = {tuple(c) for c in class_colors(4)[:, ::-1].tolist()}
