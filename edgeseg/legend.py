@@ -40,7 +40,7 @@ _TEXT = (255, 255, 255)
 @dataclass(frozen=True)
 class LegendEntry:
     """One line of a key: a class name and its RGB colour; `colour` None for a class that is drawn
-    uncoloured (class 0 on overlays), whose swatch is an empty frame."""
+    uncoloured (class 0 on overlays), whose swatch is an empty, crossed-out frame."""
 
     name: str
     colour: tuple[int, int, int] | None
@@ -184,20 +184,87 @@ def render_legend(layout: LegendLayout, order: str = "rgb") -> Patch:
         x0, y0, x1, y1 = box
         fill = None if entry.colour is None else (*entry.colour, 255)
         draw.rectangle((x0, y0, x1 - 1, y1 - 1), fill=fill, outline=(*_OUTLINE, 255))
+        if entry.colour is None:  # "no colour": the crossed-out box of drawing programs
+            draw.line((x0, y1 - 1, x1 - 1, y0), fill=(*_OUTLINE, 255))
         draw.text(label, entry.name, font=font, fill=(*_TEXT, 255))
     return _patch(img, order)
 
 
+class _Glyphs:
+    """One font size's characters, each rasterised once (Pillow) and then set side by side with
+    numpy: the demo's HUD changes ten times a second, and Pillow's text rendering of its lines cost
+    more than the rest of a frame's drawing."""
+
+    def __init__(self, px: int) -> None:
+        self.font = _font(px)
+        self.height = _line_height(self.font)
+        self.space = max(self.font.getlength(" "), 0.3 * px)  # the font's own space reads as none
+        self._cache: dict[str, tuple[np.ndarray, int, float]] = {}
+        self._lines: dict[str, np.ndarray] = {}
+
+    def _glyph(self, char: str) -> tuple[np.ndarray, int, float]:
+        """(alpha, x offset from the pen, advance) of `char`."""
+        glyph = self._cache.get(char)
+        if glyph is None:
+            from PIL import Image, ImageDraw
+
+            x0, _, x1, _ = self.font.getbbox(char)
+            left = min(0, math.floor(x0))
+            img = Image.new("L", (max(1, math.ceil(x1) - left), self.height), 0)
+            ImageDraw.Draw(img).text((-left, 0), char, font=self.font, fill=255)
+            advance = self.space if char == " " else self.font.getlength(char)
+            glyph = self._cache[char] = (np.asarray(img), left, advance)
+        return glyph
+
+    def line(self, text: str) -> np.ndarray:
+        """`text`'s coverage (HxW uint8, 0..255); the last lines drawn are kept, since most of the
+        HUD's lines are the same from one refresh to the next."""
+        cached = self._lines.pop(text, None)
+        if cached is None:
+            cached = np.zeros((self.height, math.ceil(sum(self._glyph(c)[2] for c in text)) + 2), np.uint8)
+            pen = 0.0
+            for char in text:
+                a, left, advance = self._glyph(char)
+                gx = round(pen) + left
+                x0, x1 = max(gx, 0), min(gx + a.shape[1], cached.shape[1])
+                if x0 < x1:
+                    region = cached[:, x0:x1]
+                    np.maximum(region, a[:, x0 - gx : x1 - gx], out=region)  # neighbours' edges overlap
+                pen += advance
+            if len(self._lines) >= 64:
+                self._lines.pop(next(iter(self._lines)))
+        self._lines[text] = cached  # most recent last
+        return cached
+
+
+@functools.lru_cache(maxsize=8)
+def _glyphs(px: int) -> _Glyphs:
+    return _Glyphs(px)
+
+
+@functools.lru_cache(maxsize=1)
+def _over_panel() -> tuple[np.ndarray, np.ndarray]:
+    """(RGB, alpha) of white text of coverage 0..255 laid over the panel: 256-entry tables."""
+    t = np.arange(256, dtype=np.float64) / 255
+    panel = _PANEL_ALPHA / 255 * (1 - t)
+    alpha = t + panel
+    rgb = (255 * t[:, None] + np.asarray(_PANEL, np.float64) * panel[:, None]) / alpha[:, None]
+    return np.rint(rgb).astype(np.uint8), np.rint(alpha * 255).astype(np.uint8)
+
+
 def text_patch(lines: Sequence[str], font_px: int, order: str = "rgb") -> Patch:
     """Lines of white text on the same dark panel as the keys (the demo's HUD)."""
-    font = _font(font_px)
+    glyphs = _glyphs(font_px)
     pad = max(2, font_px // 3)
-    row = _line_height(font) + max(1, pad // 2)
-    width = max((_text_width(font, line) for line in lines), default=0) + 2 * pad
-    img, draw = _canvas((width, 2 * pad + row * len(lines)))
-    for i, line in enumerate(lines):
-        draw.text((pad, pad + i * row), line, font=font, fill=(*_TEXT, 255))
-    return _patch(img, order)
+    row = glyphs.height + max(1, pad // 2)
+    drawn = [glyphs.line(line) for line in lines]
+    text = np.zeros(
+        (2 * pad + row * len(lines), max((d.shape[1] for d in drawn), default=0) + 2 * pad), np.uint8
+    )
+    for i, d in enumerate(drawn):
+        text[pad + i * row : pad + i * row + d.shape[0], pad : pad + d.shape[1]] = d
+    rgb, alpha = _over_panel()
+    return Patch(np.take(rgb[:, ::-1] if order == "bgr" else rgb, text, axis=0), np.take(alpha, text))
 
 
 def _scaled(height: int, per: float, lo: int, hi: int) -> int:

@@ -52,8 +52,9 @@ def test_rendered_key_shows_each_colour_in_its_swatch():
         assert patch.size == layout.size
         for entry, (x0, y0, x1, y1) in zip(entries, layout.swatches, strict=True):
             centre = patch.rgb[(y0 + y1) // 2, (x0 + x1) // 2].tolist()
-            if entry.colour is None:  # an empty frame: the panel shows through
-                assert patch.alpha[(y0 + y1) // 2, (x0 + x1) // 2] < 255
+            if entry.colour is None:  # an empty, crossed-out frame: the panel shows through
+                half = (x1 - x0) // 2  # the cross runs from the bottom left to the top right
+                assert patch.alpha[y0 + 2, x0 + 2] < 255 and patch.alpha[y1 - 1 - half, x0 + half] == 255
             else:
                 expected = list(entry.colour) if order == "rgb" else list(entry.colour[::-1])
                 assert centre == expected and patch.alpha[(y0 + y1) // 2, (x0 + x1) // 2] == 255

@@ -131,6 +131,8 @@ class DemoSummary:
     # Share of pixels whose class flipped between consecutive masks: the artifact's over the run, and
     # the artifact's and PyTorch's on the frames the baseline compared; None without two frames.
     flicker: dict[str, Any] | None = None
+    # Frames read from the source during the run, the first included: `frames` + `dropped` (after q,
+    # Ctrl-C or stop, plus the one or two being segmented then, which were not drawn).
     captured: int = 0
     dropped: int = 0
     reopens: int = 0

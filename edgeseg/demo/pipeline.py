@@ -243,6 +243,7 @@ class _Demo:
     def state(self, *, final: bool = False) -> DemoState:
         """A snapshot of the run's figures (over the whole run when `final`, else the recent ones)."""
         capture, base = self.capture, self.baseline
+        captured, dropped = capture.counters()
         return DemoState(
             model=self.model,
             backend=self.seg.backend_name,
@@ -268,8 +269,8 @@ class _Demo:
             flicker_pairs=self.flicker.pairs,
             isolated_fps=self.isolated_fps,
             threads=self.threads,
-            captured=capture.captured,
-            dropped=capture.dropped,
+            captured=captured,
+            dropped=dropped,
             reopens=capture.reopens,
             stalled=capture.stalled,
             snapshots=tuple(self.snapshots),
@@ -385,7 +386,7 @@ def _run(demo: _Demo) -> DemoSummary:
     demo.isolated_fps = time_alone(seg, first.image)
     if demo.baseline is not None:
         demo.baseline.start()
-    capture.reset_counters()
+    capture.reset_counters(taken=1)
     demo.pending = first  # the frame used for timing is also the run's first
     worker = threading.Thread(target=demo.model_loop, name="edgeseg-model", daemon=True)
     demo.started = demo.finished = time.perf_counter()

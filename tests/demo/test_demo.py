@@ -65,6 +65,7 @@ def test_synthetic_run_writes_a_playable_video_and_the_summary(bundle: Path, tmp
     assert video_frames(out) == (30, SIZE)
     data = json.loads(js.read_text())
     assert data["frames"] == 30 and data["video_frames"] == 30 and data["dropped"] == 0
+    assert data["captured"] == 30  # an on-demand source: every frame read is segmented, the first too
     assert data["fps"] > 0 and data["model_fps"] > 0 and data["model_fps_isolated"] > 0
     assert {"pre", "infer", "post", "render", "encode"} <= set(data["stages_ms"])
     assert data["truth"]["frames"] == 30 and 0 <= data["truth"]["miou"] <= 1
@@ -177,6 +178,11 @@ def test_capture_keeps_only_the_newest_frame_of_a_live_source():
         seen.append(capture.next_frame(stop).index)
     capture.stop()
     assert capture.dropped > 0 and all(b - a > 1 for a, b in itertools.pairwise(seen))
+
+
+def test_captured_is_frames_plus_dropped_on_a_live_source(bundle: Path):
+    s = run_demo(bundle, config(source=_Scripted(10_000, "end", live=True), max_frames=12, compare=False))
+    assert s.frames == 12 and s.dropped > 0 and s.captured == s.frames + s.dropped
 
 
 def test_ctrl_c_ends_cleanly_with_video_and_summary(bundle: Path, tmp_path: Path):
