@@ -59,7 +59,7 @@ def curves_figure(
     # Below the panel, not inside it: inside, the legend hid the last epochs' points.
     ax2.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=4, fontsize=8, frameon=False)
     for ax in (ax1, ax2):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole: no "epoch 1.5"
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # whole epochs, no "1.5"
     if per_class:
         names = list(per_class)
         values = [per_class[n] if per_class[n] is not None else 0.0 for n in names]
