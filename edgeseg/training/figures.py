@@ -106,7 +106,7 @@ def samples_figure(ckpt: Any, dataset: Any, *, count: int = 4, device: Any = "cp
     entries = legend_entries(ckpt.class_names, ignored=ignored)  # the colours colorize draws
     handles = [Patch(facecolor=_mpl(e.colour), edgecolor="0.4", label=e.name) for e in entries]
     fig.legend(
-        handles=handles, loc="outside lower center", ncol=min(len(handles), 6), fontsize=11, frameon=False
+        handles=handles, loc="outside lower center", ncol=min(len(handles), 4), fontsize=11, frameon=False
     )
     return fig
 
