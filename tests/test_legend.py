@@ -106,6 +106,11 @@ def test_mask_pictures_colour_mask_uses_the_palette_and_carries_the_key():
     assert np.array_equal(pics["color"][:30, :41], class_colors(3)[mask])
     assert np.array_equal(pics["overlay"][:30, :41], Overlay(3, 0.5).blend(image, mask))
     assert pics["color"].shape[1] > 41 and pics["overlay"].shape[1] > 41  # the key's panel
+    # Each class's swatch in the panel, where the layout puts it, in the class's colour.
+    layout = Legend(legend_entries(names)).layout(41, 30, beside=True)
+    for c, (x0, y0, x1, y1) in enumerate(layout.swatches):
+        swatch = pics["color"][(y0 + y1) // 2, 41 + (x0 + x1) // 2]
+        assert swatch.tolist() == class_colors(3)[c].tolist()
     bare = MaskPictures(names, 0.5, legend=False)(image, mask)
     assert bare["color"].shape == (30, 41, 3) and bare["overlay"].shape == (30, 41, 3)
 
