@@ -39,6 +39,7 @@ class DemoConfig:
         stall_timeout: seconds without a frame before a source counts as stalled and is reopened;
             retry_seconds: how long reopening is tried before the demo ends.
         alpha: overlay opacity. show_mask: start showing the mask instead of the overlay.
+        hud, legend: start with the HUD's figures / the class key drawn (keys h and l switch them).
         video_fps: frame rate written into --save (default: the source's, else 30).
         snapshot_dir: where the s key writes PNGs.
         on_message: called with each line meant for the user (the URL being served, notes).
@@ -66,6 +67,8 @@ class DemoConfig:
     retry_seconds: float = 10.0
     alpha: float = 0.5
     show_mask: bool = False
+    hud: bool = True
+    legend: bool = True
     video_fps: float | None = None
     snapshot_dir: Path = field(default_factory=lambda: Path("."))
     on_message: Callable[[str], None] | None = None
@@ -128,6 +131,8 @@ class DemoSummary:
     # Share of pixels whose class flipped between consecutive masks: the artifact's over the run, and
     # the artifact's and PyTorch's on the frames the baseline compared; None without two frames.
     flicker: dict[str, Any] | None = None
+    # Frames read from the source during the run, the first included: `frames` + `dropped` (after q,
+    # Ctrl-C or stop, plus the one or two being segmented then, which were not drawn).
     captured: int = 0
     dropped: int = 0
     reopens: int = 0

@@ -40,6 +40,7 @@ from edgeseg.demo.sources import FrameSource, open_frame_source
 from edgeseg.demo.stats import (
     DemoState,
     FlickerMeter,
+    RateMeter,
     StageTimes,
     build_summary,
     hud_lines,
@@ -54,6 +55,7 @@ __all__ = ["run_demo"]
 
 _LATENCY_SAMPLES = 100_000  # the percentiles cover the last this many frames (about an hour at 30 FPS)
 _LIVE_LATENCY = 300  # frames the live percentiles cover
+_TOGGLES = {"h": "hud", "l": "legend"}  # keys that show or hide a part of the picture
 
 
 @dataclass(frozen=True)
@@ -88,9 +90,16 @@ class _Demo:
         self.truth = ConfusionMatrix(self.k, ignore_index=self.ignore_index)
         self.truth_frames = 0
         self.score_truth, self.truth_note = _truth_plan(self.capture.source, model, self.seg.class_names)
-        self.renderer = Renderer(self.k, config.alpha, config.show_mask)
+        self.renderer = Renderer(
+            self.k,
+            config.alpha,
+            config.show_mask,
+            class_names=self.seg.class_names,
+            hud=config.hud,
+            legend=config.legend,
+        )
         self.frames = 0
-        self.done_at: deque[float] = deque(maxlen=30)
+        self.rate = RateMeter()  # the HUD's FPS: frames done over the last seconds
         self.latency_ms, self.latency_count = 0.0, 0  # sum and count over the whole run
         self.latencies: deque[float] = deque(maxlen=_LATENCY_SAMPLES)
         self.flicker = FlickerMeter()
@@ -188,6 +197,8 @@ class _Demo:
             return not paused, None
         if key == "o":
             self.renderer.show_mask = not self.renderer.show_mask
+        if key in _TOGGLES:
+            self.renderer.toggle(_TOGGLES[key])
         if key == "s" and shown is not None:
             stem = f"edgeseg-snapshot-{time.strftime('%Y%m%d-%H%M%S')}-{len(self.snapshots):03d}"
             path = write_snapshot(shown, self.config.snapshot_dir, stem)
@@ -220,7 +231,7 @@ class _Demo:
         if streaming and self.server is not None:
             self.server.publish_frame(canvas)
         now = time.perf_counter()
-        self.done_at.append(now)
+        self.rate.tick(now)
         self.finished = now
         self.times.add(
             truth=(t1 - t0) * 1000, render=(t2 - t1) * 1000, encode=(t3 - t2) * 1000, stream=(now - t3) * 1000
@@ -247,6 +258,7 @@ class _Demo:
             if refusal is None:
                 truth = self.truth.checked("vs ground truth", "labelled pixels", hint=hint)
             truth_note = refusal or ""
+        captured, dropped = capture.counters()
         return DemoState(
             model=self.model,
             backend=self.seg.backend_name,
@@ -254,7 +266,7 @@ class _Demo:
             precision=self.precision,
             source=capture.source.description,
             frames=self.frames,
-            done_at=tuple(self.done_at),
+            fps=self.rate.rate(),
             stages_recent=self.times.means(recent=True),
             stages=self.times.means() if final else {},
             baseline=base.figures() if base is not None else None,
@@ -273,8 +285,8 @@ class _Demo:
             flicker_pairs=self.flicker.pairs,
             isolated_fps=self.isolated_fps,
             threads=self.threads,
-            captured=capture.captured,
-            dropped=capture.dropped,
+            captured=captured,
+            dropped=dropped,
             reopens=capture.reopens,
             stalled=capture.stalled,
             snapshots=tuple(self.snapshots),
@@ -427,7 +439,7 @@ def _run(demo: _Demo) -> DemoSummary:
     demo.isolated_fps = time_alone(seg, first.image)
     if demo.baseline is not None:
         demo.baseline.start()
-    capture.reset_counters()
+    capture.reset_counters(taken=1)
     demo.pending = first  # the frame used for timing is also the run's first
     worker = threading.Thread(target=demo.model_loop, name="edgeseg-model", daemon=True)
     demo.started = demo.finished = time.perf_counter()
