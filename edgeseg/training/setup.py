@@ -21,6 +21,7 @@ SYNTHETIC_SIZE = (128, 128)
 # auto_batch_size: aim for at least this many optimizer steps per epoch, within these batch sizes.
 MIN_STEPS_PER_EPOCH = 8
 MIN_AUTO_BATCH, MAX_AUTO_BATCH = 2, 16
+DICE_CLASSES = ("present", "foreground")
 
 
 def auto_batch_size(n_train: int, world_size: int = 1) -> int:
@@ -51,7 +52,14 @@ class TrainConfig:
     # The cosine decays to lr * lr_floor; 1.0 (the default) = constant after warm-up: short runs
     # are still learning at their end (benchmarks/README.md, "the learning-rate floor").
     lr_floor: float = 1.0
+    # The share of the steps (at the end of the run) over which the cosine goes down to lr_floor;
+    # 1.0 = all the steps after the warm-up.
+    decay_fraction: float = 1.0
+    # Exponential moving average of the weights, its time constant in epochs; 0 = off. Both the raw
+    # and the averaged weights are scored every epoch; best.pt holds the better one.
+    ema_epochs: float = 0.0
     dice_weight: float = 1.0  # loss = CE + dice_weight * (1 - soft Dice)
+    dice_classes: str = "present"  # Dice averaged over: present (classes in the batch) | foreground
     ignore_index: int | None = None
     depth: int = 4
     width: int = 16
@@ -83,6 +91,10 @@ class TrainConfig:
         check_number(self.weight_decay, "weight_decay", minimum=0.0)
         check_number(self.warmup_fraction, "warmup_fraction", minimum=0.0, maximum=1.0)
         check_number(self.val_fraction, "val_fraction", minimum=0.0, maximum=1.0, min_open=True)
+        check_number(self.decay_fraction, "decay_fraction", minimum=0.0, maximum=1.0)
+        check_number(self.ema_epochs, "ema_epochs", minimum=0.0)
+        if self.dice_classes not in DICE_CLASSES:
+            raise InputError(f"dice_classes must be one of {', '.join(DICE_CLASSES)}; got '{self.dice_classes}'")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -95,6 +107,11 @@ class TrainConfig:
         kwargs = {k: v for k, v in data.items() if k in names}
         # A run saved before the floor was an option decayed to 1 %: resuming it keeps its schedule.
         kwargs.setdefault("lr_floor", 0.01)
+        # Runs saved before these options: their cosine spans the run, no weight average, Dice over
+        # the classes present.
+        kwargs.setdefault("decay_fraction", 1.0)
+        kwargs.setdefault("ema_epochs", 0.0)
+        kwargs.setdefault("dice_classes", "present")
         if kwargs.get("img_size"):
             kwargs["img_size"] = tuple(kwargs["img_size"])
         return cls(**kwargs)
