@@ -62,7 +62,12 @@ def worker(args: argparse.Namespace) -> None:
         from train_reference import train_reference
 
         result = train_reference(
-            args.train, args.val, epochs=args.epochs, seed=args.seed, ignore_index=args.ignore_index, log=False
+            args.train,
+            args.val,
+            epochs=args.epochs,
+            seed=args.seed,
+            ignore_index=args.ignore_index,
+            log=False,
         )
         result.update(raw=result["miou"], best=max(result["miou"]), final=result["miou"][-1])
     else:
@@ -196,7 +201,8 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     sides = [s.strip() for s in args.sides.split(",")]
     files = {
-        (side, seed): args.out / f"{name}-e{args.epochs}-{side}{tag if side == 'edgeseg' else ''}-s{seed}.json"
+        (side, seed): args.out
+        / f"{name}-e{args.epochs}-{side}{tag if side == 'edgeseg' else ''}-s{seed}.json"
         for side in sides
         for seed in seeds
     }

@@ -238,7 +238,7 @@ class _Trainer:
         total = self.steps_per_epoch * cfg.epochs
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         # Warm-up and decay are sized from the real number of optimizer steps of this run.
-        decay_steps = None if cfg.decay_fraction >= 1 else round(cfg.decay_fraction * total)
+        decay_steps = None if cfg.decay_fraction >= 1 else math.ceil(cfg.decay_fraction * total)
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
             cosine_with_warmup(

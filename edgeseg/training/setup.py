@@ -20,7 +20,7 @@ from edgeseg.models.registry import ModelSpec, round_to_stride
 SYNTHETIC_SIZE = (128, 128)
 # auto_batch_size: aim for at least this many optimizer steps per epoch, within these batch sizes.
 MIN_STEPS_PER_EPOCH = 8
-MIN_AUTO_BATCH, MAX_AUTO_BATCH = 2, 16
+MIN_AUTO_BATCH, MAX_AUTO_BATCH = 4, 16
 DICE_CLASSES = ("present", "foreground")
 
 
@@ -28,7 +28,9 @@ def auto_batch_size(n_train: int, world_size: int = 1) -> int:
     """The batch size per process that gives `n_train` images at least MIN_STEPS_PER_EPOCH optimizer
     steps per epoch: the largest power of two <= n_train / (MIN_STEPS_PER_EPOCH * world_size),
     clamped to [MIN_AUTO_BATCH, MAX_AUTO_BATCH]. A fixed batch of 16 gives 24 images one step an
-    epoch; benchmarks/README.md has the runs that chose these numbers."""
+    epoch; below 4, batch norm's statistics of 2 images swing the model from epoch to epoch (small
+    sets get fewer than 8 steps rather than that). benchmarks/README.md has the runs that chose
+    these numbers."""
     per_step = n_train / (MIN_STEPS_PER_EPOCH * max(1, world_size))
     batch = MIN_AUTO_BATCH
     while batch * 2 <= min(per_step, MAX_AUTO_BATCH):
@@ -49,17 +51,17 @@ class TrainConfig:
     lr: float = 3e-3
     weight_decay: float = 1e-4
     warmup_fraction: float = 0.05
-    # The cosine decays to lr * lr_floor; 1.0 (the default) = constant after warm-up: short runs
-    # are still learning at their end (benchmarks/README.md, "the learning-rate floor").
-    lr_floor: float = 1.0
-    # The share of the steps (at the end of the run) over which the cosine goes down to lr_floor;
-    # 1.0 = all the steps after the warm-up.
-    decay_fraction: float = 1.0
-    # Exponential moving average of the weights, its time constant in epochs; 0 = off. Both the raw
-    # and the averaged weights are scored every epoch; best.pt holds the better one.
-    ema_epochs: float = 0.0
+    # After the warm-up the lr stays at its peak, then a cosine takes it to lr * lr_floor over the
+    # last decay_fraction of the steps (1.0 = every step after the warm-up): a short run is still
+    # learning until the decay starts, and ends on settled weights (benchmarks/README.md).
+    lr_floor: float = 0.0
+    decay_fraction: float = 0.25
+    # Exponential moving average of the weights (and batch-norm statistics), its time constant in
+    # epochs; 0 = off. Both the raw and the averaged weights are scored every epoch; best.pt holds
+    # the better one and says which.
+    ema_epochs: float = 3.0
     dice_weight: float = 1.0  # loss = CE + dice_weight * (1 - soft Dice)
-    dice_classes: str = "present"  # Dice averaged over: present (classes in the batch) | foreground
+    dice_classes: str = "foreground"  # Dice averaged over: foreground (all classes but 0) | present
     ignore_index: int | None = None
     depth: int = 4
     width: int = 16
@@ -94,7 +96,9 @@ class TrainConfig:
         check_number(self.decay_fraction, "decay_fraction", minimum=0.0, maximum=1.0)
         check_number(self.ema_epochs, "ema_epochs", minimum=0.0)
         if self.dice_classes not in DICE_CLASSES:
-            raise InputError(f"dice_classes must be one of {', '.join(DICE_CLASSES)}; got '{self.dice_classes}'")
+            raise InputError(
+                f"dice_classes must be one of {', '.join(DICE_CLASSES)}; got '{self.dice_classes}'"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -92,7 +92,7 @@ def test_a_run_scores_raw_and_averaged_weights_and_best_pt_holds_the_better(
     ckpt = load_checkpoint(run / "best.pt")
     assert ckpt.training["weights"] == metrics["best_weights"]
     # best.pt's weights score what metrics.json says, with the same command a user runs
-    rc, out, err = run_cli(["eval", run / "best.pt", "--data", val, "--json", tmp_path / "e.json"], capsys)
+    rc, _, err = run_cli(["eval", run / "best.pt", "--data", val, "--json", tmp_path / "e.json"], capsys)
     assert rc == 0, err
     assert json.loads((tmp_path / "e.json").read_text())["miou"] == pytest.approx(metrics["best_miou"])
     last = load_checkpoint(run / "last.pt", with_train_state=True)
