@@ -92,7 +92,7 @@ def train(
         str | None,
         typer.Option(
             help="Which augmentations: a comma-separated list of flip, vflip, rot90, zoom, color, "
-            "or none. Default: flip,rot90,zoom,color."
+            "or none. Default: flip,rot90."
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed for init, split, shuffling and augmentation.")] = 0,
