@@ -51,10 +51,13 @@ def train(
     epochs: Annotated[int | None, typer.Option(min=1, help="Epochs (default 8).")] = None,
     batch_size: Annotated[
         int | None,
-        typer.Option(min=1, help="Default: from the dataset size (at least 8 steps/epoch, 2..16)."),
+        typer.Option(min=1, help="Default: from the dataset size (at least 8 steps/epoch, 4..16)."),
     ] = None,
     lr: Annotated[
-        float, typer.Option(min=0.0, help="Learning rate (AdamW; constant after a 5 % warm-up).")
+        float,
+        typer.Option(
+            min=0.0, help="Learning rate (AdamW; 5 % warm-up, constant, cosine to 0 over the last 25 %)."
+        ),
     ] = 3e-3,
     ignore_index: Annotated[
         int | None,
@@ -90,7 +93,7 @@ def train(
         str | None,
         typer.Option(
             help="Which augmentations: a comma-separated list of flip, vflip, rot90, zoom, color, "
-            "or none. Default: flip,rot90,zoom,color."
+            "or none. Default: flip,rot90."
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed for init, split, shuffling and augmentation.")] = 0,

@@ -25,6 +25,7 @@ from edgeseg.models.checkpoint import Checkpoint, Normalization, load_checkpoint
 from edgeseg.models.device import resolve_device
 from edgeseg.models.registry import build_model
 from edgeseg.training import distributed as ddp
+from edgeseg.training.ema import WeightAverage, ema_decay
 from edgeseg.training.losses import DiceCELoss
 from edgeseg.training.record import RunRecord
 from edgeseg.training.setup import (
@@ -156,6 +157,11 @@ class _Trainer:
                 train_loss = self._train_epoch(epoch, progress)
                 train_seconds = time.perf_counter() - te
                 metrics = self._validate(self.model, self.val_ds, self.norm, self.num_classes, self.ignore)
+                scored = {"raw": metrics}
+                if self.ema is not None:
+                    scored["ema"] = self._validate(
+                        self.ema.module, self.val_ds, self.norm, self.num_classes, self.ignore
+                    )
                 row = {
                     "epoch": epoch,
                     "train_loss": train_loss,
@@ -167,11 +173,17 @@ class _Trainer:
                     "train_seconds": round(train_seconds, 3),
                     "steps": self.steps_per_epoch,
                 }
-                improved = record.add(row, metrics.to_dict(self.info["class_names"]))
+                if "ema" in scored:
+                    ema = scored["ema"]
+                    row["ema"] = {"miou": ema.miou, "dice": ema.dice, "pixel_accuracy": ema.pixel_accuracy}
+                names = self.info["class_names"]
+                improved = record.add(row, {k: m.to_dict(names) for k, m in scored.items()})
                 self.log(
                     f"epoch {epoch:>3}/{cfg.epochs}  loss {train_loss:.4f}  val mIoU {metrics.miou:.4f}  "
-                    f"Dice {metrics.dice:.4f}  acc {metrics.pixel_accuracy:.4f}  {row['seconds']:.1f}s"
-                    + ("  [best]" if improved else "")
+                    f"Dice {metrics.dice:.4f}  acc {metrics.pixel_accuracy:.4f}"
+                    + (f"  EMA mIoU {scored['ema'].miou:.4f}" if "ema" in scored else "")
+                    + f"  {row['seconds']:.1f}s"
+                    + (f"  [best, {record.best_weights}]" if improved else "")
                 )
                 if self.dist.is_main:
                     self._save(epoch, improved)
@@ -223,6 +235,7 @@ class _Trainer:
             self.ignore,
             dice_weight=cfg.dice_weight,
             class_weight=None if weights is None else torch.tensor(weights),
+            dice_classes=cfg.dice_classes,
         ).to(dev)
         self._make_loader()
         if self.batch_size == 1:
@@ -230,9 +243,12 @@ class _Trainer:
         total = self.steps_per_epoch * cfg.epochs
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         # Warm-up and decay are sized from the real number of optimizer steps of this run.
+        decay_steps = None if cfg.decay_fraction >= 1 else math.ceil(cfg.decay_fraction * total)
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
-            cosine_with_warmup(total, max(1, int(cfg.warmup_fraction * total)), floor=cfg.lr_floor),
+            cosine_with_warmup(
+                total, max(1, int(cfg.warmup_fraction * total)), floor=cfg.lr_floor, decay_steps=decay_steps
+            ),
         )
         self.scaler = torch.amp.GradScaler("cuda") if cfg.amp and dev.type == "cuda" else None
         facts = {
@@ -250,10 +266,17 @@ class _Trainer:
             if self.scaler is not None and st.get("scaler"):
                 self.scaler.load_state_dict(st["scaler"])
             history = parse_json(str(st["history"]), f"'{cfg.resume}' (its training history)")
-            self.record.restore(history, float(st["best_miou"]), int(st["best_epoch"]))
+            self.record.restore(
+                history, float(st["best_miou"]), int(st["best_epoch"]), str(st.get("best_weights", "raw"))
+            )
             self.start_epoch = int(st["epoch"]) + 1
             self._carry_best(Path(str(cfg.resume)).parent)
             self.log(f"resuming {cfg.resume} at epoch {self.start_epoch}/{cfg.epochs}")
+        self.ema: WeightAverage | None = None
+        if cfg.ema_epochs > 0:
+            self.ema = WeightAverage(model, ema_decay(cfg.ema_epochs, self.steps_per_epoch))
+            if self.resumed is not None and (self.resumed.train_state or {}).get("ema"):
+                self.ema.load_state_dict(self.resumed.train_state["ema"])  # type: ignore[index]
         self.record.open_tensorboard()
         self.net: torch.nn.Module = model
         if self.dist.enabled:
@@ -351,6 +374,8 @@ class _Trainer:
             y = masks.to(dev, non_blocking=True)
             loss_sum += train_step(self.net, x, y, self.loss_fn, self.optimizer, self.scaler, cpu_bf16=bf16)
             self.sched.step()
+            if self.ema is not None:
+                self.ema.update(self.model)
             if step % 10 == 0 or step == steps:
                 mean_loss = float(loss_sum) / step  # syncs anyway: check it here for free
                 if not self.dist.enabled:  # a rank stopping alone would leave the others waiting
@@ -372,8 +397,12 @@ class _Trainer:
         ckpt.training = record.summary(self.data_desc)
         if improved:
             ckpt.training["val"] = record.best
+            ckpt.training["weights"] = record.best_weights
             ckpt.train_state = None
-            save_checkpoint(self.best_path, ckpt, self.model)
+            best = self.ema.module if record.best_weights == "ema" and self.ema is not None else self.model
+            save_checkpoint(self.best_path, ckpt, best)
+        # last.pt holds the raw weights (what training continues from); the average rides along.
+        ckpt.training["weights"] = "raw"
         ckpt.train_state = {
             "epoch": epoch,
             "optimizer": self.optimizer.state_dict(),
@@ -382,8 +411,11 @@ class _Trainer:
             "history": json.dumps(record.history),
             "best_miou": record.best_miou,
             "best_epoch": record.best_epoch,
+            "best_weights": record.best_weights,
             "config": json.dumps(self.cfg.to_dict()),
         }
+        if self.ema is not None:
+            ckpt.train_state["ema"] = self.ema.state_dict()
         save_checkpoint(self.last_path, ckpt, self.model)
         ckpt.train_state = None
         record.write_metrics()
