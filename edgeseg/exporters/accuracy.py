@@ -311,7 +311,7 @@ class _Search:
         self.rank: dict[str, float] = {}  # conv -> excess with it in float (the sensitivity pass)
 
     def candidate(self, method: str, exclude: Sequence[str], name: str) -> tuple[Path, dict[str, Any]]:
-        path = self.dest.with_name(f".candidate-{name}.onnx")
+        path = self.dest.with_name(f".candidate-{name}{self.dest.suffix}")
         return path, self.quantize(path, method=method, exclude=list(exclude))
 
     def attempt(self, what: str, method: str, exclude: Sequence[str]) -> Score:

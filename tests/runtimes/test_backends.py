@@ -41,7 +41,7 @@ SHAPE = (3, 48, 64)  # C, H, W of the tiny model's export size
 CLASSES = 4
 TOLERANCE = 1e-3  # max |Δlogit| against PyTorch
 # The artifacts the suite can build here, by kind; other kinds (e.g. a TensorRT engine) skip.
-BUILDABLE = ("checkpoint", "onnx", "openvino")
+BUILDABLE = ("checkpoint", "onnx", "openvino", "executorch")
 CASES = [(name, kind) for name in registered_backends() for kind in backend_entry(name).kinds]
 
 
@@ -346,6 +346,10 @@ def test_threads_is_every_backends_option(case, artifact, reference):
                 assert backend.intra_op_threads == 1
             if case[0] == "openvino":
                 assert int(backend._compiled.get_property("INFERENCE_NUM_THREADS")) == 1
+            if case[0] == "executorch":  # one pool per process: the last backend loaded sets it
+                from executorch.extension.pybindings import _C
+
+                assert _C._threadpool_get_thread_count() == 1
     finally:
         torch.set_num_threads(before)
 
@@ -443,6 +447,7 @@ def test_explicit_backend_must_run_the_kind():
         ("best.pt", "checkpoint"),
         ("m.pth", "checkpoint"),
         ("m.engine", "tensorrt"),
+        ("m.pte", "executorch"),
     ],
 )
 def test_artifact_kind(name: str, kind: str):
