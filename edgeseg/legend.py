@@ -28,6 +28,7 @@ __all__ = [
     "font_px_over",
     "legend_entries",
     "legend_layout",
+    "render_legend",
     "text_patch",
 ]
 
