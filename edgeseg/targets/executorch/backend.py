@@ -218,6 +218,13 @@ class ExecuTorchBackend(Backend):
     def _embedded_manifest(self) -> Manifest | None:
         return self._manifest
 
+    def _executed_precision(self) -> str:
+        # XNNPACK runs a PT2E-quantized program's quantized ops in int8 and the rest (and every op of
+        # a float program) in fp32; it has no bf16 or silent reduced-precision path on the CPU. The
+        # program's own metadata says whether it was quantized.
+        precision = self._manifest.precision if self._manifest is not None else "fp32"
+        return "int8+fp32" if precision == "int8" else "fp32"
+
     def _describe(self) -> str:
         threads = f", {self.threads} threads" if self.threads else ""
         return f"cpu, XNNPACK{threads}"
