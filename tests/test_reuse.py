@@ -215,7 +215,8 @@ def _cache_engine(tmp_path: Path, **args: Any) -> None:
     engine.write_bytes(b"plan")
     key = reuse_key(engine_settings(args["onnx_sha"], args["precision"], args["profile"], args["options"]))
     record = {"tensorrt": "10.3.0", "compute_capability": "8.7", "precision": args["precision"],
-              **dataclasses.asdict(args["options"]), "reuse_key": key}  # fmt: skip
+              "onnx_sha256": args["onnx_sha"], **dataclasses.asdict(args["options"]),
+              "reuse_key": key}  # fmt: skip
     engine.with_suffix(".json").write_text(json.dumps(record))
 
 
