@@ -289,10 +289,12 @@ def _untouched(module: nn.Module) -> Iterator[nn.Module]:
     import torch
 
     try:
-        yield copy.deepcopy(module)
-        return
+        own = copy.deepcopy(module)
     except (TypeError, RuntimeError, copy.Error, pickle.PicklingError):
-        pass  # a lock, a file handle, a C++ object among its attributes: snapshot instead
+        own = None  # a lock, a file handle, a C++ object among its attributes: snapshot instead
+    if own is not None:
+        yield own
+        return
     mods = list(module.modules())
     attrs = [dict(m.__dict__) for m in mods]
     tables = [(dict(m._parameters), dict(m._buffers), dict(m._modules)) for m in mods]

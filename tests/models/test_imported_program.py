@@ -461,3 +461,16 @@ def test_batchnorm_module_imports_and_the_users_module_is_untouched(tmp_path: Pa
 def _without_lock(module: nn.Module) -> nn.Module:
     module.__dict__.pop("lock", None)
     return module
+
+
+@pytest.mark.parametrize("copyable", [True, False])
+def test_a_refused_import_leaves_the_module_as_it_was(tmp_path: Path, copyable: bool) -> None:
+    """A wrong output shape is refused after the module ran: still one error, the module restored."""
+    module = PyCounter()
+    if copyable:
+        del module.lock
+    before = _state(module)
+    with pytest.raises(InputError, match="edgeseg needs 1x3x12x16 logits"):
+        edgeseg.import_model(module, tmp_path / "m.pt", classes=3, img_size=(16, 12), mean=MEAN, std=STD)
+    _unchanged(before, module)
+    assert module.calls == 0 and not (tmp_path / "m.pt").exists()

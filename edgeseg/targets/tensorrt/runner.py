@@ -173,7 +173,15 @@ class TensorRTBackend(Backend):
         with selected(device.index):  # TensorRT loads onto, and allocates on, the current device
             runtime = trt.Runtime(trt.Logger(trt.Logger.ERROR))
             if self.engine_record.get("version_compatible"):
-                # Version-compatible plans embed the lean runtime (host code); we built this one ourselves.
+                # Version-compatible plans embed TensorRT's lean runtime (host code, run on load). A
+                # record beside the engine is a file anyone could write: the code runs only when the
+                # caller asked for such engines (version_compatible=True, --version-compatible).
+                if not self.options.version_compatible:
+                    raise InputError(
+                        f"the engine '{self.engine_file}' is version-compatible: it carries TensorRT runtime "
+                        "code that runs when it is loaded; load it with version_compatible=True "
+                        "(build-engine --version-compatible) if you trust where it came from"
+                    )
                 runtime.engine_host_code_allowed = True
             engine = runtime.deserialize_cuda_engine(blob)
             if engine is None:
