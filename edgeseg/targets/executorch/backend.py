@@ -5,11 +5,14 @@ links libtorch). Its public wrapper, `executorch.runtime`, imports the exporter 
 torch._dynamo, inductor: about 3,000 modules, several seconds per process), nothing a runtime needs;
 it is the fallback should a release move the extension.
 
-Logging: the runtime writes its log lines (file checks, its CPU probe) to Python's `sys.stderr`
-while a call runs. Loading captures them, and a load that fails quotes the line that says why, so a
-damaged file is one error line. A file without ExecuTorch's header is refused before the runtime
-reads it: its log line would quote the file's first bytes, and bytes that are not UTF-8 make
-pybind11 abort the process.
+Damaged files: ExecuTorch verifies a program's own flatbuffer, not the XNNPACK payload inside it;
+changed bytes there crash the process (a segfault, or an abort when the runtime logs garbled text:
+its log lines go to Python's `sys.stderr`, and bytes that are not UTF-8 make pybind11 abort). So an
+edgeseg program carries its own sha256 (`seal`, in its metadata, computed with the digest's own
+characters zeroed), checked before the runtime reads the file: a changed byte anywhere is one
+InputError. A file without ExecuTorch's header is refused before the runtime sees it; a `.pte` from
+elsewhere (no edgeseg metadata) has no seal to check. The runtime's log lines are captured while
+loading, and a load that fails quotes the line that says why.
 
 Shapes: a method's metadata gives each tensor's largest shape (its memory is planned ahead of time);
 which axes vary comes from the edgeseg metadata in the program (the manifest's `dynamic_axes`). A
@@ -23,9 +26,11 @@ setting of the backend loaded last holds (None: the pool's size before any backe
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
+import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -35,11 +40,15 @@ from edgeseg.errors import EdgesegRuntimeError, InputError, first_line
 from edgeseg.manifest import Manifest, manifest_from_onnx_metadata
 from edgeseg.runtimes.base import Backend, Dim, TensorSpec
 
-__all__ = ["METADATA_METHOD", "ExecuTorchBackend"]
+__all__ = ["METADATA_METHOD", "SEAL_KEY", "ExecuTorchBackend", "seal"]
 
 # The program's constant method that returns the edgeseg metadata: one JSON object of
 # edgeseg.manifest.onnx_metadata's keys and values (written by the exporter).
 METADATA_METHOD = "edgeseg_metadata"
+# The key of the program's sha256 in the metadata object, and the digest's placeholder until sealed.
+SEAL_KEY = "program_sha256"
+UNSEALED = "0" * 64
+_SEAL = re.compile(rb'"' + SEAL_KEY.encode() + rb'":"([0-9a-f]{64})"')
 _MAGIC = b"ET"  # bytes 4..5 of every .pte (its flatbuffer file identifier, "ET12" in ExecuTorch 1.x)
 # ExecuTorch's ScalarType codes -> numpy dtype names (executorch/runtime/core/portable_type/scalar_type.h).
 _DTYPES = {0: "uint8", 1: "int8", 2: "int16", 3: "int32", 4: "int64", 5: "float16", 6: "float32",
@@ -78,6 +87,20 @@ def _why(log: io.StringIO, exc: BaseException) -> str:
     return lines[-1] if lines else first_line(exc)
 
 
+def _digest(data: bytes, at: int) -> str:
+    """sha256 of a program with the 64 digest characters at `at` zeroed."""
+    return hashlib.sha256(data[:at] + UNSEALED.encode() + data[at + 64 :]).hexdigest()
+
+
+def seal(program: bytes) -> bytes:
+    """The serialized program with its metadata's placeholder digest replaced by its sha256."""
+    found = [m for m in _SEAL.finditer(program) if m.group(1) == UNSEALED.encode()]
+    if len(found) != 1:
+        raise EdgesegRuntimeError(f"the program holds {len(found)} seal placeholders; expected one")
+    at = found[0].start(1)
+    return program[:at] + _digest(program, at).encode() + program[at + 64 :]
+
+
 class ExecuTorchBackend(Backend):
     """An ExecuTorch program (`.pte`) run by ExecuTorch's runtime and its XNNPACK delegate.
 
@@ -107,17 +130,26 @@ class ExecuTorchBackend(Backend):
         self._input = ""
         self._output_names: list[str] = []
 
-    def _check_header(self) -> None:
-        with open(self.path, "rb") as f:
-            head = f.read(8)
-        if len(head) < 8 or head[4:6] != _MAGIC or not head[6:8].isdigit():
+    def _check_file(self) -> str | None:
+        """InputError for a file that is not an intact program; returns its seal (None: unsealed)."""
+        data = self.path.read_bytes()
+        if len(data) < 8 or data[4:6] != _MAGIC or not data[6:8].isdigit():
             raise InputError(
                 f"cannot load ExecuTorch program '{self.path}': it does not start with an ExecuTorch "
                 "header (corrupt, or not a .pte file?)"
             )
+        found = list(_SEAL.finditer(data))
+        if not found:
+            return None
+        if len(found) > 1 or _digest(data, found[0].start(1)) != found[0].group(1).decode():
+            raise InputError(
+                f"ExecuTorch program '{self.path}' has been modified or is corrupt: its content does not "
+                "match the sha256 it was written with; export it again"
+            )
+        return found[0].group(1).decode()
 
     def _load(self) -> None:
-        self._check_header()
+        sealed = self._check_file()
         torch, runtime = _import_runtime()
         with _runtime_log() as log:
             try:
@@ -127,22 +159,22 @@ class ExecuTorchBackend(Backend):
                 names = [program.get_method_name(i) for i in range(program.num_methods())]
                 if "forward" not in names:
                     raise InputError(f"ExecuTorch program '{self.path}' has no forward method: {names}")
-                method = program.load_method("forward")
                 metadata = program.load_method(METADATA_METHOD)() if METADATA_METHOD in names else None
+                self._manifest = self._read_metadata(metadata, sealed)
+                method = program.load_method("forward")  # after the seal: this reads the XNNPACK payload
             except InputError:
                 raise
             except Exception as exc:  # the runtime raises RuntimeError with an error code only
                 raise InputError(
                     f"cannot load ExecuTorch program '{self.path}' (corrupt or truncated?): {_why(log, exc)}"
                 ) from None
-        self._manifest = self._read_metadata(metadata)
         wanted = self.threads or _default_threads[0]
         if runtime._threadpool_get_thread_count() != wanted:  # another backend's setting: replace it
             with _runtime_log():
                 runtime._unsafe_reset_threadpool(wanted)
         self._torch, self._program, self._method = torch, program, method
 
-    def _read_metadata(self, values: Sequence[Any] | None) -> Manifest | None:
+    def _read_metadata(self, values: Sequence[Any] | None, sealed: str | None) -> Manifest | None:
         if not values:
             return None
         where = f"the edgeseg metadata of '{self.path}'"
@@ -150,8 +182,9 @@ class ExecuTorchBackend(Backend):
             props = json.loads(values[0])
         except (TypeError, ValueError):
             raise InputError(f"{where} is not valid JSON (corrupt file?)") from None
-        if not isinstance(props, dict):
-            raise InputError(f"{where} is not a JSON object (corrupt file?)")
+        if not isinstance(props, dict) or sealed is None or props.get(SEAL_KEY) != sealed:
+            # Every edgeseg program is sealed: metadata without the seal the file check found is damage.
+            raise InputError(f"{where} is damaged (corrupt file?): export it again")
         return manifest_from_onnx_metadata(props, model_file=self.path.name, where=where)
 
     def _discover_specs(self) -> tuple[Sequence[TensorSpec], Sequence[TensorSpec]]:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from edgeseg.errors import EdgesegRuntimeError, InputError, first_line
 from edgeseg.exporters import Artifact, ExportJob
 from edgeseg.manifest import Manifest, onnx_metadata
-from edgeseg.targets.executorch.backend import METADATA_METHOD
+from edgeseg.targets.executorch.backend import METADATA_METHOD, SEAL_KEY, UNSEALED, seal
 from edgeseg.targets.executorch.quantize import OBSERVERS, SCHEME, conv_modules, quantize_module, quiet
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ def write_program(module: torch.nn.Module, manifest: Manifest, path: Path) -> li
     with the manifest's essentials inside; returns the ops left outside the delegate."""
     import torch
 
-    metadata = json.dumps(onnx_metadata(manifest), separators=(",", ":"))
+    metadata = json.dumps({**onnx_metadata(manifest), SEAL_KEY: UNSEALED}, separators=(",", ":"))
     try:
         with quiet():
             from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
@@ -101,7 +101,7 @@ def write_program(module: torch.nn.Module, manifest: Manifest, path: Path) -> li
             buffer = edge.to_executorch().buffer
     except Exception as exc:
         raise EdgesegRuntimeError(f"ExecuTorch could not lower the model: {first_line(exc)}") from exc
-    path.write_bytes(buffer)
+    path.write_bytes(seal(buffer))
     return left
 
 
