@@ -37,8 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgeseg.models.imported import export_program, unwrapped
-from edgeseg.models.program import ops_file
+from edgeseg.models.imported import unwrapped
+from edgeseg.models.program import export_program, ops_file
 
 OUT = ops_file()
 # Names no pure tensor operator has: files, randomness, devices, storage and memory tricks.

@@ -82,12 +82,16 @@ def _raw(stream: IO[str]) -> IO[str]:
 def escaped_output() -> Iterator[None]:
     """Within the block, sys.stdout and sys.stderr escape control characters (see `shown`)."""
     saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = _Escaping(_raw(sys.stdout)), _Escaping(_raw(sys.stderr))
+    if sys.stdout is not None:  # None without a console (pythonw): nothing to escape
+        sys.stdout = _Escaping(_raw(sys.stdout))
+    if sys.stderr is not None:
+        sys.stderr = _Escaping(_raw(sys.stderr))
     try:
         yield
     finally:
-        with contextlib.suppress(Exception):
-            sys.stdout.flush(), sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
         sys.stdout, sys.stderr = saved
 
 

@@ -18,6 +18,10 @@ data to be checked, never code to be trusted. `check_program` accepts a graph on
   operators or objects) and tree specs name plain containers only.
 
 Node metadata (stack traces with the writer's paths, module class names resolved by name) is dropped.
+
+At import, `export_program` captures the module and refuses, with torch's own schemas and the
+program's signature, a forward that writes into its buffers, parameters or input (before unused
+calls are dropped: the result of such a write is often unused), so the user learns what to change.
 """
 
 from __future__ import annotations
@@ -26,12 +30,16 @@ import functools
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeseg._records import RecordError, parse_json, read_json
 from edgeseg.errors import InputError
 
-__all__ = ["check_program", "operators", "ops_file"]
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+__all__ = ["check_program", "export_program", "operators", "ops_file"]
 
 _GETITEM = "_operator.getitem"
 # Argument kinds of torch's serialized graph that carry plain values (no graph, operator, object,
@@ -201,3 +209,53 @@ def check_program(program: str) -> dict[str, Any]:
     except (KeyError, TypeError, AttributeError):
         raise InputError("the model file's program is damaged (a node)") from None
     return data
+
+
+# -- at import: the live program, before it is serialised ---------------------------------------
+
+
+def export_program(module: nn.Module, x: torch.Tensor) -> Any:
+    """torch.export's program of `module` at `x`'s shape, without pure calls whose results nothing
+    uses (SMP's Mix Transformer allocates an unused `empty` tensor: no program needs to keep that).
+    InputError when the program writes into its own buffers, parameters or input."""
+    import torch
+
+    ep = torch.export.export(module, (x,))
+    changed = _state_written(ep)  # before anything is removed: a write's result may be unused
+    if changed:
+        raise InputError(
+            f"cannot import the module: its forward changes its own state ({changed}) when it runs, so "
+            "one frame would give different masks on different calls; keep forward free of updates to "
+            "buffers, parameters and its input (a BatchNorm in eval mode is fine)"
+        )
+    graph = ep.graph_module.graph
+    for node in reversed(list(graph.nodes)):
+        schema = getattr(node.target, "_schema", None)
+        if node.op == "call_function" and not node.users and schema is not None and not schema.is_mutable:
+            graph.erase_node(node)
+    ep.graph_module.recompile()
+    return ep
+
+
+def _state_written(ep: Any) -> str | None:
+    """What a captured program writes of its own inputs, weights and buffers (torch's schemas say
+    which arguments an operator writes), e.g. "buffer 'calls'"; None when it writes none."""
+    import torch
+
+    sig = ep.graph_signature
+    for name in (*sig.buffers_to_mutate.values(), *sig.user_inputs_to_mutate.values()):
+        return f"it assigns '{name.removeprefix('module.')}'"
+    # Names as the user's module has them (the capture wraps it as `module`).
+    owners = {**{k: f"parameter '{v.removeprefix('module.')}'" for k, v in sig.inputs_to_parameters.items()},
+              **{k: f"buffer '{v.removeprefix('module.')}'" for k, v in sig.inputs_to_buffers.items()},
+              **dict.fromkeys(sig.user_inputs, "its input")}  # fmt: skip
+    for node in ep.graph.nodes:
+        if node.op != "call_function" or not isinstance(node.target, torch._ops.OpOverload):
+            continue
+        for i, arg in enumerate(node.target._schema.arguments):
+            if arg.alias_info is None or not arg.alias_info.is_write:
+                continue
+            value = node.args[i] if i < len(node.args) else node.kwargs.get(arg.name)
+            if isinstance(value, torch.fx.Node) and value.name in owners:
+                return f"{node.target} writes into {owners[value.name]}"
+    return None
