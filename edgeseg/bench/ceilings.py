@@ -111,7 +111,8 @@ def measure_ceilings(seconds: float = 1.0, channels: int = 512, size: int = 56) 
     for precision in ("fp32", "fp16", "int8"):
         model = conv_graph(channels, size, int8=precision == "int8")
         rates = {name: _rate(call, macs, seconds) for name, call in _runners(model, x, precision).items()}
-        rates = {k: round(v, 1) for k, v in rates.items() if np.isfinite(v) and v > 0}
+        # 4 significant digits, not 1 decimal: a small or slowed graph (tests, a busy CPU) would round to 0.
+        rates = {k: float(f"{v:.4g}") for k, v in rates.items() if np.isfinite(v) and v > 0}
         if rates:
             best = max(rates, key=lambda k: rates[k])
             note = {"fp16": "OpenVINO with an fp16 row's hint (f16 where native, else f32)"}.get(precision)
