@@ -40,11 +40,10 @@ backend instead of knowing each runtime's option.
 from __future__ import annotations
 
 import abc
-import contextlib
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -152,7 +151,8 @@ class Backend(abc.ABC):
         self._outputs: tuple[TensorSpec, ...] = ()
         # State changes (load, close) and the count of calls in flight, under one condition: close
         # waits for the calls in flight, and a call cannot start while the state changes.
-        self._lifecycle = threading.Condition(threading.RLock())
+        self._lock = threading.RLock()
+        self._lifecycle = threading.Condition(self._lock)
         self._in_flight = 0
         self._serial = threading.Lock()  # one `_run` at a time, unless the backend is reentrant
         self._per_thread = threading.local()  # `last_infer_ms` of each calling thread
@@ -266,17 +266,30 @@ class Backend(abc.ABC):
     def infer(self, inputs: Mapping[str, np.ndarray]) -> Outputs:
         """Run the model on `inputs` ({name: array}); returns {output name: array} as `Outputs`,
         with this call's `infer_ms` and `wait_ms`. Safe to call from several threads at once."""
-        with self._call("infer"):
+        # The per-call bookkeeping is inline (no context-manager objects): it runs on every frame.
+        with self._lock:
+            self._require_loaded("infer")
+            self._in_flight += 1
+        try:
             return self._infer_checked(inputs)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+                if self._state == "closing" and not self._in_flight:
+                    self._lifecycle.notify_all()
 
     def _infer_checked(self, inputs: Mapping[str, np.ndarray]) -> Outputs:
         feed, batch = self._validate(inputs)
         queued = time.perf_counter()
         try:
-            with contextlib.nullcontext() if self.reentrant else self._serial:
+            if self.reentrant:
                 start = time.perf_counter()
                 outputs = self._run(feed, batch)
-                end = time.perf_counter()
+            else:
+                with self._serial:
+                    start = time.perf_counter()
+                    outputs = self._run(feed, batch)
+            end = time.perf_counter()
         except EdgesegError:
             raise
         except Exception as exc:  # runtimes raise their own types (pybind errors derive from Exception)
@@ -346,20 +359,6 @@ class Backend(abc.ABC):
         return ""
 
     # ------------------------------------------------------------------------------------- internals
-    @contextlib.contextmanager
-    def _call(self, what: str) -> Iterator[None]:
-        """Counts a call in flight (close waits for it); refuses it unless the backend is loaded."""
-        with self._lifecycle:
-            self._require_loaded(what)
-            self._in_flight += 1
-        try:
-            yield
-        finally:
-            with self._lifecycle:
-                self._in_flight -= 1
-                if not self._in_flight:
-                    self._lifecycle.notify_all()
-
     def _require_loaded(self, what: str) -> None:
         if self._state == "loaded":
             return

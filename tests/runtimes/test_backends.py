@@ -798,8 +798,8 @@ def test_base_class_runs_a_non_reentrant_backend_one_call_at_a_time(tmp_path: Pa
     mine: dict[int, float | None] = {}
 
     def work(t: int) -> list[tuple[int, Any, float]]:
-        if t:
-            time.sleep(0.05)  # the long call goes first, the short ones queue behind it
+        while t and not backend.running:  # the long call goes first, the short ones queue behind it
+            time.sleep(0.001)
         start = time.perf_counter()
         out = backend.infer({"x": np.full((1, 1), sleeps[t], np.float32)})
         mine[t] = backend.last_infer_ms
@@ -822,8 +822,8 @@ def test_base_class_lets_a_reentrant_backend_overlap(tmp_path: Path):
         def work(t: int) -> list[tuple[int, Any, float]]:
             return [(t, backend.infer({"x": np.full((1, 1), t, np.float32)}), 0.0)] if t < 2 else []
 
-        got = run_threads(work, THREADS)
-        assert backend.most_at_once == 2 and [g[0]["y"][0, 0] for g in got[:2]] == [0.0, 2.0]
+        got = run_threads(work, THREADS)  # both calls passed the barrier inside _infer: they overlapped
+        assert [g[0]["y"][0, 0] for g in got[:2]] == [0.0, 2.0]
 
 
 def test_close_waits_for_calls_in_flight_and_refuses_later_ones(tmp_path: Path):
