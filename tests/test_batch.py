@@ -115,6 +115,7 @@ def test_every_reader_skips_the_files_training_skips(junk_data: Path, reader: st
 _LISTS_OTHER_THINGS = {
     "edgeseg/data/files.py": "the listing itself",
     "edgeseg/_claims.py": "a destination's temporaries",
+    "edgeseg/_reuse.py": "a folder's files, for its content digest",
     "edgeseg/_paths.py": "the model files in a folder given as a model, for the message",
     "edgeseg/manifest.py": "a bundle's files",
     "edgeseg/exporters/__init__.py": "whether a folder is empty",
@@ -172,9 +173,9 @@ def test_predict_writes_every_readable_image_and_names_the_rest_in_both_modes(
             assert line.startswith("edgeseg: warning: skipped image") and name in line
         assert lines[-1].startswith("edgeseg: error: 2 of 12 images could not be read"), lines[-1]
         assert "the other 10 were segmented" in lines[-1] and str(out) in lines[-1]
-        assert "wrote 10 mask(s)" in stdout
+        assert f"files for 10 image(s) to {out}; skipped 2 unreadable image(s)" in stdout
         assert sorted(p.name for p in out.iterdir()) == sorted(
-            f"{s}_{k}.png" for s in good for k in ("mask", "overlay")
+            f"{s}_{k}.png" for s in good for k in ("mask", "overlay", "color")
         )
         summary = json.loads(report.read_text())
         assert summary["written"] == 10 and [Path(s["path"]).name for s in summary["skipped"]] == bad

@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import json
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -36,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeseg._records import parse_json
 from edgeseg.errors import EdgesegRuntimeError, InputError, first_line
 from edgeseg.manifest import Manifest, manifest_from_onnx_metadata
 from edgeseg.runtimes.base import Backend, Dim, TensorSpec
@@ -178,10 +178,9 @@ class ExecuTorchBackend(Backend):
         if not values:
             return None
         where = f"the edgeseg metadata of '{self.path}'"
-        try:
-            props = json.loads(values[0])
-        except (TypeError, ValueError):
-            raise InputError(f"{where} is not valid JSON (corrupt file?)") from None
+        if not isinstance(values[0], (str, bytes)):
+            raise InputError(f"{where} is not JSON text (corrupt file?): export it again")
+        props = parse_json(values[0], where, "export it again")
         if not isinstance(props, dict) or sealed is None or props.get(SEAL_KEY) != sealed:
             # Every edgeseg program is sealed: metadata without the seal the file check found is damage.
             raise InputError(f"{where} is damaged (corrupt file?): export it again")
