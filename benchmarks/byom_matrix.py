@@ -39,8 +39,10 @@ def _images(data: Path | None, size: int) -> torch.Tensor:
     """Normalised NCHW batch of the sample images (or synthetic scenes) at size x size."""
     from PIL import Image
 
+    from edgeseg.data import list_images
+
     if data is not None and (data / "train" / "images").is_dir():
-        files = sorted((data / "train" / "images").iterdir())[:16]
+        files = list_images(data / "train" / "images")[:16]
         arr = np.stack([np.asarray(Image.open(f).convert("RGB").resize((size, size))) for f in files])
     else:
         from edgeseg.data import SyntheticDataset

@@ -6,6 +6,12 @@ in one line, which run holds the place. The lock records the holder's pid, host,
 and the temporary paths it is writing, so that after a run killed with SIGKILL (which no cleanup
 survives) the next run to the same place sees that the holder is gone, removes its leftovers and
 its lock, and says so in one warning line.
+
+A lock is a file anyone could have planted, so its record is data, never an instruction: the
+cleanup removes only temporaries whose names this module itself gives (`.<name>.<8 hex>.tmp` or
+`.old`, from `temporary_name`) in the destination's own folder, and the atomic writers' temporaries
+inside the destination folder, each only if it is a plain file or folder (not a link) owned by this
+user. A path the record lists that is anything else is left alone, wherever it points.
 """
 
 from __future__ import annotations
@@ -16,20 +22,38 @@ import os
 import re
 import shutil
 import socket
+import stat
 import sys
 import time
+import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from edgeseg._paths import PathLike, resolved
+from edgeseg._records import Record, RecordError
 from edgeseg.errors import InputError
 
-__all__ = ["Claim", "claim", "lock_path"]
+__all__ = ["Claim", "claim", "lock_path", "temporary_name"]
 
 _SUFFIX = ".edgeseg-lock"
 _ATOMIC_TMP = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # tempfile.mkstemp(prefix=".<name>.", suffix=".tmp")
+_KINDS = ("tmp", "old")  # a folder being written; a replaced one waiting for removal
+
+
+def temporary_name(dest: PathLike, kind: str = "tmp") -> Path:
+    """A fresh hidden path beside `dest` for a claim's temporary: `.<name>.<8 hex>.<kind>`, the
+    only names a later run's cleanup will remove."""
+    if kind not in _KINDS:
+        raise ValueError(f"kind must be one of {_KINDS}")
+    target = Path(dest)
+    return target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.{kind}")
+
+
+def _ours(name: str, dest: Path) -> bool:
+    """Whether `name` is one `temporary_name(dest)` could have given."""
+    return re.fullmatch(rf"\.{re.escape(dest.name)}\.[0-9a-f]{{8}}\.({'|'.join(_KINDS)})", name) is not None
 
 
 def lock_path(dest: PathLike) -> Path:
@@ -64,10 +88,19 @@ class Claim:
     def __init__(self, dest: Path, lock: Path, record: dict[str, Any]) -> None:
         self.dest, self.lock, self._record = dest, lock, record
 
+    def temporary(self, kind: str = "tmp") -> Path:
+        """A fresh temporary path beside the destination (`temporary_name`), already tracked."""
+        path = temporary_name(self.dest, kind)
+        self.track(path)
+        return path
+
     def track(self, path: PathLike) -> None:
-        """Record `path` (a temporary file or folder of this run) in the lock, so that if this run is
-        killed the next run to the same destination removes it."""
-        self._record["partial"].append(str(resolved(path)))
+        """Record `path` (a temporary file or folder of this run, named by `temporary_name`) in the
+        lock, so that if this run is killed the next run to the same destination removes it."""
+        full = resolved(path)
+        if full.parent != self.dest.parent or not _ours(full.name, self.dest):
+            raise ValueError(f"'{path}' is not a temporary name of '{self.dest}' (see temporary_name)")
+        self._record["partial"].append(str(full))
         self._write()
 
     def _write(self) -> None:
@@ -81,40 +114,70 @@ class Claim:
 
 
 def _read(lock: Path) -> dict[str, Any] | None:
+    """The lock's record, validated; {} when it is unreadable or not a lock record (then it is
+    judged by its age), None when it is gone."""
     try:
-        data = json.loads(lock.read_text(encoding="utf-8"))
+        raw = lock.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
-    except (OSError, ValueError):
-        return {}  # being written this very moment, or garbage: judged by its age below
-    return data if isinstance(data, dict) else {}
+    except (OSError, UnicodeDecodeError):
+        return {}
+    try:
+        r = Record.parse(raw, f"lock '{lock}'")
+        return {
+            "pid": r.integer("pid", minimum=1),
+            "host": r.text("host"),
+            "started": r.text("started", default=None),
+            "since": r.text("since", default="?"),
+            "partial": r.texts("partial", default=[]),
+        }
+    except RecordError:
+        return {}  # being written this very moment, or garbage
 
 
 def _stale(record: dict[str, Any], lock: Path) -> bool:
     if not record:  # unreadable: a run that died while creating it, if it stays so
         return time.time() - lock.stat().st_mtime > 60
-    if record.get("host") != socket.gethostname():
+    if record["host"] != socket.gethostname():
         return False  # another machine's run (shared disk): its pid means nothing here
-    return not _alive(int(record.get("pid", -1)), record.get("started"))
+    return not _alive(record["pid"], record["started"])
+
+
+def _removable(path: Path, folder: bool | None = None) -> bool:
+    """A plain file or folder (never a link), owned by this user; `folder` asks for one kind."""
+    try:
+        st = path.lstat()
+    except OSError:
+        return False
+    if st.st_uid != os.getuid() or stat.S_ISLNK(st.st_mode):
+        return False
+    is_dir = stat.S_ISDIR(st.st_mode)
+    if folder is not None and is_dir != folder:
+        return False
+    return is_dir or stat.S_ISREG(st.st_mode)
 
 
 def _clean(record: dict[str, Any], lock: Path, dest: Path) -> list[str]:
+    """Remove what a dead holder left: nothing the record names is trusted beyond a name this
+    module would give (see the module docstring)."""
     removed = []
-    if dest.is_dir() and not dest.is_symlink():
+    if _removable(dest, folder=True):
         # The atomic writes' temporaries (edgeseg._io) a killed run left inside its folder.
         for p in dest.iterdir():
-            if _ATOMIC_TMP.match(p.name) and p.is_file():
+            if _ATOMIC_TMP.match(p.name) and _removable(p, folder=False):
                 p.unlink()
                 removed.append(p.name)
     for item in record.get("partial", []):
-        p = Path(item)
-        if p.parent != lock.parent or not p.name.startswith("."):
-            continue  # only the hidden temporaries beside the destination, never anything else
-        if p.is_dir() and not p.is_symlink():
+        name = Path(item).name
+        p = dest.parent / name
+        # Exactly the path this claim would have written: same folder, a name it generates.
+        if str(p) != item or not _ours(name, dest) or not _removable(p):
+            continue
+        if p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
-        elif os.path.lexists(p):
-            p.unlink()
-        removed.append(p.name)
+        else:
+            p.unlink(missing_ok=True)
+        removed.append(name)
     lock.unlink(missing_ok=True)
     return removed
 
@@ -146,12 +209,13 @@ def claim(dest: PathLike, what: str = "--out") -> Iterator[Claim]:
             if held is None:
                 continue  # released between our attempt and the read
             if not _stale(held, lock):
-                who = f"pid {held.get('pid', '?')}" + (
-                    f" on {held['host']}" if held.get("host") not in (None, socket.gethostname()) else ""
-                )
+                who = "a run whose lock cannot be read yet"
+                if held:
+                    where = f" on {held['host']}" if held["host"] != socket.gethostname() else ""
+                    who = f"pid {held['pid']}{where}, since {held['since']}"
                 raise InputError(
-                    f"{what} '{dest}' is being written by another edgeseg run ({who}, since "
-                    f"{held.get('since', '?')}); wait for it to finish or choose another {what}"
+                    f"{what} '{dest}' is being written by another edgeseg run ({who}); wait for it to "
+                    f"finish or choose another {what}"
                 ) from None
             removed = _clean(held, lock, target)
             pid, since = held.get("pid", "?"), held.get("since", "?")

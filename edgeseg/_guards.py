@@ -5,7 +5,9 @@
 - paths recorded in files: `recorded_path` (resolved, so a file read from another folder still
   finds what it names);
 - outputs that cannot be written: `check_writable`, called before any work starts;
-- library failures that are really out of memory: `is_out_of_memory`.
+- library failures that are really out of memory: `is_out_of_memory`;
+- a str where the Python API takes a sequence (class names, mean/std, providers, a size): Python
+  iterates "road" as "r", "o", "a", "d", so `sequence_arg` and `size_arg` refuse it.
 
 Each raises the project's own one-line errors (edgeseg.errors).
 """
@@ -30,6 +32,8 @@ __all__ = [
     "is_out_of_memory",
     "recorded_path",
     "require_finite",
+    "sequence_arg",
+    "size_arg",
 ]
 
 
@@ -134,3 +138,35 @@ def is_out_of_memory(exc: BaseException) -> bool:
     """True when a library's exception is an allocator failure (the message, not the type, says so:
     runtimes wrap it in their own exception classes)."""
     return isinstance(exc, MemoryError) or bool(_OOM.search(f"{type(exc).__name__}: {exc}"))
+
+
+def sequence_arg(value: Any, what: str, example: str) -> list[Any]:
+    """`value` (a list, tuple or other iterable) as a list; InputError for a str or bytes, which
+    Python would take letter by letter (classes="road" would be the four classes r, o, a, d), and
+    for a value that is not iterable. `example` shows the right form, e.g. `classes=["road"]`."""
+    if isinstance(value, (str, bytes)):
+        raise InputError(
+            f"{what} must be a list, not the string {value!r} (it would be taken letter by letter); "
+            f"write e.g. {example}"
+        )
+    try:
+        return list(value)
+    except TypeError:
+        raise InputError(f"{what} must be a list, e.g. {example}; got {type(value).__name__}") from None
+
+
+def size_arg(value: Any, what: str = "img_size") -> tuple[int, int]:
+    """(width, height) from a pair of positive whole numbers; InputError for anything else, a
+    string included ("320" would otherwise be read as 3 x 2)."""
+    items = sequence_arg(value, what, f"{what}=(320, 240)")
+    ok = len(items) == 2 and all(
+        isinstance(v, (int, float, np.integer, np.floating))
+        and not isinstance(v, bool)
+        and math.isfinite(v)
+        and float(v).is_integer()
+        and v > 0
+        for v in items
+    )
+    if not ok:
+        raise InputError(f"{what} must be (width, height), two positive whole numbers; got {value!r}")
+    return int(items[0]), int(items[1])

@@ -26,7 +26,7 @@ from typing import Literal
 
 from edgeseg.errors import InputError
 
-__all__ = ["Output", "check_outputs", "resolved"]
+__all__ = ["CHECKPOINT_FILES", "MODEL_FILES", "Output", "check_outputs", "folder_not_file", "resolved"]
 
 Kind = Literal["file", "folder", "bundle"]
 PathLike = str | os.PathLike[str]
@@ -135,3 +135,32 @@ def _check_replaceable(out: Output, target: Path, overwrite: bool, flag: str | N
         return
     how = f"pass {flag} to replace it, or choose another {out.flag}" if flag else f"choose another {out.flag}"
     raise InputError(f"{out.flag}: '{target}' already exists; {how}")
+
+
+# What a model path may name besides a bundle folder (the suffixes runtimes.artifact_kind knows).
+CHECKPOINT_FILES = (".pt", ".pth")
+MODEL_FILES = (*CHECKPOINT_FILES, ".onnx", ".xml", ".engine")
+
+
+def folder_not_file(
+    path: PathLike, what: str, expected: str, suffixes: Sequence[str] = MODEL_FILES, bundles: bool = True
+) -> str:
+    """The one line for a folder given where a model file is expected: "`what` 'PATH' is a folder,
+    not `expected`", then the files with `suffixes` (and, with `bundles`, the bundle folders) it
+    holds, so that `runs/x` leads to `runs/x/best.pt` (a run folder is the usual slip) instead of
+    a "does not exist" about a path the user can see."""
+    folder = Path(path)
+    try:
+        entries = sorted(folder.iterdir(), key=lambda p: p.name)
+    except OSError:
+        entries = []
+    found = []
+    for p in entries:
+        if p.name.startswith("."):
+            continue
+        if p.suffix.lower() in suffixes and p.is_file():
+            found.append(f"'{p}'")
+        elif bundles and p.is_dir() and (p / "edgeseg.json").is_file():
+            found.append(f"'{p}' (a bundle)")
+    hint = f"; it holds {', '.join(found[:4])}{' and more' if len(found) > 4 else ''}" if found else ""
+    return f"{what} '{path}' is a folder, not {expected}{hint}".lstrip()

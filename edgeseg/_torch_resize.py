@@ -11,7 +11,17 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["resize_rgb"]
+__all__ = ["resize_rgb", "tensor_of"]
+
+
+def tensor_of(arr: np.ndarray):  # type: ignore[no-untyped-def]  # -> torch.Tensor (torch is imported lazily)
+    """`torch.from_numpy(arr)` for any array edgeseg is given: a read-only one (a frame from
+    `np.broadcast_to`, a memory map, a camera buffer; `writeable=False`) is copied first, since
+    torch warns that a tensor on read-only memory could be written through. Writable arrays are
+    shared, not copied. The one way numpy arrays from outside become tensors."""
+    import torch
+
+    return torch.from_numpy(arr if arr.flags.writeable else np.array(arr))
 
 
 def resize_rgb(img: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -19,7 +29,7 @@ def resize_rgb(img: np.ndarray, width: int, height: int) -> np.ndarray:
     import torch
     import torch.nn.functional as F
 
-    x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None]  # a channels-last view
+    x = tensor_of(np.ascontiguousarray(img)).permute(2, 0, 1)[None]  # a channels-last view
     with torch.inference_mode():
         y = F.interpolate(x, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
     return np.ascontiguousarray(y[0].permute(1, 2, 0).numpy())

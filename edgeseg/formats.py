@@ -10,6 +10,7 @@ without importing it (only `module_version`, used once a package is needed anywa
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import importlib.util
 
 from edgeseg.errors import InputError, MissingDependencyError
@@ -108,7 +109,13 @@ def module_version(module: str) -> str:
         from edgeseg._offline import quiet_telemetry
 
         quiet_telemetry()  # importing them would otherwise start their usage telemetry
-    return str(getattr(importlib.import_module(module), "__version__", "unknown"))
+    version = getattr(importlib.import_module(module), "__version__", None)
+    if version is None:  # a namespace package (executorch): its distribution's version
+        try:
+            version = importlib.metadata.version(module)
+        except importlib.metadata.PackageNotFoundError:
+            version = "unknown"
+    return str(version)
 
 
 def ensure_packages(target: str | Target, purpose: str | None = None) -> None:

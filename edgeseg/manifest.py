@@ -18,6 +18,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from edgeseg._io import write_json
+from edgeseg._paths import folder_not_file
+from edgeseg._records import Record, check_plain, parse_json, read_json
 from edgeseg.errors import InputError
 
 __all__ = [
@@ -132,8 +134,10 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "manifest") -> Manifest:
-        """Validate and build a Manifest; InputError naming `where` and the offending key."""
-        r = _Reader(data, where)
+        """Validate and build a Manifest; InputError naming `where` and the offending key (types,
+        ranges, finite numbers, known choices, the parity report's shape: edgeseg._records)."""
+        check_plain(data, where, _ADVICE)
+        r = Record(data, where, _ADVICE)
         version = r.get("schema_version", int)
         if version > SCHEMA_VERSION:
             raise InputError(
@@ -151,90 +155,143 @@ class Manifest:
                 f"{where} has a malformed 'dynamic_axes' (expected {{tensor: {{axis: name}}}})"
             ) from None
         files = r.get("files", dict, default={})
-        for name in files:
+        for name, digest in files.items():
             _check_relative(name, where)
+            if not isinstance(digest, str):
+                r.fail(f"files.{name}", "a wrong type (expected a sha256 text)")
+        channels = inp.integer("channels", minimum=1, maximum=_MAX_CHANNELS)
+        classes = out.integer("classes", minimum=1, maximum=_MAX_CLASSES)
+        names = r.texts("class_names")
+        if len(names) != classes:
+            r.fail("class_names", f"{len(names)} name(s) for {classes} classes in 'output.classes'")
         return cls(
             schema_version=version,
-            edgeseg_version=r.get("edgeseg_version", str),
-            created_at=r.get("created_at", str, default=""),
-            target=r.get("target", str),
-            precision=r.get("precision", str),
-            model_file=_check_relative(r.get("model_file", str), where),
-            class_names=tuple(str(c) for c in r.get("class_names", list)),
-            ignore_index=r.get("ignore_index", int, default=None),
-            model=r.get("model", dict, default={}),
+            edgeseg_version=r.text("edgeseg_version"),
+            created_at=r.text("created_at", default=""),
+            target=r.text("target"),
+            precision=r.text("precision"),
+            model_file=_check_relative(r.text("model_file"), where),
+            class_names=tuple(names),
+            ignore_index=r.integer("ignore_index", minimum=0, maximum=_MAX_CLASSES, default=None),
+            model=r.plain("model", default={}),
             input=InputSpec(
-                name=inp.get("name", str),
-                channels=inp.get("channels", int),
-                height=inp.get("height", int),
-                width=inp.get("width", int),
-                color_order=inp.get("color_order", str),
-                mean=inp.floats("mean"),
-                std=inp.floats("std"),
-                resize=inp.get("resize", str, default="stretch"),
-                layout=inp.get("layout", str, default="NCHW"),
-                dtype=inp.get("dtype", str, default="float32"),
-                size_multiple=inp.get("size_multiple", int, default=1),
-                graph_steps=tuple(str(v) for v in inp.get("graph_steps", list, default=[])),
-                frame_order=inp.get("frame_order", str, default=""),
+                name=inp.text("name"),
+                channels=channels,
+                height=inp.integer("height", minimum=1, maximum=_MAX_SIDE),
+                width=inp.integer("width", minimum=1, maximum=_MAX_SIDE),
+                color_order=inp.text("color_order", choices=_COLOR_ORDERS),
+                mean=tuple(inp.numbers("mean", length=channels)),
+                std=tuple(inp.numbers("std", length=channels, minimum=_MIN_STD)),
+                resize=inp.text("resize", choices=_RESIZES, default="stretch"),
+                layout=inp.text("layout", choices=_LAYOUTS, default="NCHW"),
+                dtype=inp.text("dtype", choices=_DTYPES, default="float32"),
+                size_multiple=inp.integer("size_multiple", minimum=1, maximum=_MAX_SIDE, default=1),
+                graph_steps=tuple(_steps(inp, _INPUT_STEPS)),
+                frame_order=inp.text("frame_order", choices=("", *_COLOR_ORDERS), default=""),
             ),
             output=OutputSpec(
-                name=out.get("name", str),
-                classes=out.get("classes", int),
-                layout=out.get("layout", str, default="NCHW"),
-                dtype=out.get("dtype", str, default="float32"),
-                graph_steps=tuple(str(v) for v in out.get("graph_steps", list, default=[])),
-                mask=out.get("mask", str, default=""),
+                name=out.text("name"),
+                classes=classes,
+                layout=out.text("layout", choices=_LAYOUTS, default="NCHW"),
+                dtype=out.text("dtype", choices=_DTYPES, default="float32"),
+                graph_steps=tuple(_steps(out, _OUTPUT_STEPS)),
+                mask=out.text("mask", default=""),
             ),
             dynamic_axes=axes,
-            source=r.get("source", dict, default={}),
-            quantization=r.get("quantization", dict, default=None),
-            tools={str(k): str(v) for k, v in r.get("tools", dict, default={}).items()},
-            parity=r.get("parity", dict, default=None),
-            engine=r.get("engine", dict, default=None),
-            runtime_precisions={
-                str(k): dict(v) if isinstance(v, dict) else {}
-                for k, v in r.get("runtime_precisions", dict, default={}).items()
-            },
+            source=r.plain("source", default={}),
+            quantization=r.plain("quantization", default=None),
+            tools=r.mapping("tools", _scalar_text, default={}),
+            parity=parity_report(r.sub("parity")) if r.has("parity") else None,
+            engine=r.plain("engine", default=None),
+            runtime_precisions=r.mapping("runtime_precisions", _runtime_options, default={}),
             files={str(k): str(v) for k, v in files.items()},
         )
 
 
-class _Reader:
-    """Typed access to a JSON object whose errors name the file and the full key."""
+# What a manifest's values may be (edgeseg writes nothing else; a reader must not guess at the rest).
+_ADVICE = "re-export the model or copy the bundle again"
+_COLOR_ORDERS = ("RGB", "BGR", "GRAY")
+_RESIZES = ("stretch", "letterbox")
+_LAYOUTS = ("NCHW", "NHWC")
+_DTYPES = ("float32", "float16", "uint8")
+_INPUT_STEPS = ("resize", "normalize")
+_OUTPUT_STEPS = ("argmax",)
+_MAX_CHANNELS, _MAX_CLASSES, _MAX_SIDE = 64, 65536, 1 << 16
+_MIN_STD = 1e-12  # std divides: zero or negative is no normalisation
 
-    def __init__(self, data: Mapping[str, Any], where: str, prefix: str = "") -> None:
-        if not isinstance(data, Mapping):
-            raise InputError(
-                f"{where} is malformed: {prefix.rstrip('.') or 'the top level'} is not an object"
-            )
-        self.data, self.where, self.prefix = data, where, prefix
 
-    def get(self, key: str, kind: type, default: Any = ...) -> Any:
-        if key not in self.data or (self.data[key] is None and default is None):
-            if default is ...:
-                raise InputError(f"{self.where} lacks the key '{self.prefix}{key}'; re-export the model")
-            return default
-        value = self.data[key]
-        # bool is an int in Python; a true/false where a number belongs is still a wrong type.
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise InputError(
-                f"{self.where} has a wrong type for '{self.prefix}{key}': expected {kind.__name__}, "
-                f"got {type(value).__name__}"
-            )
-        return value
+def _steps(r: Record, known: tuple[str, ...]) -> list[str]:
+    steps = r.texts("graph_steps", default=[])
+    unknown = [s for s in steps if s not in known]
+    if unknown:
+        r.fail("graph_steps", f"an unknown step {unknown[0]!r} (expected some of {', '.join(known)})")
+    return list(steps)
 
-    def floats(self, key: str) -> tuple[float, ...]:
-        values = self.get(key, list)
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-            raise InputError(f"{self.where} has a wrong type for '{self.prefix}{key}': expected numbers")
-        try:
-            return tuple(float(v) for v in values)
-        except OverflowError:  # JSON integers have no size limit; a float does
-            raise InputError(f"{self.where} has an out-of-range number in '{self.prefix}{key}'") from None
 
-    def sub(self, key: str) -> _Reader:
-        return _Reader(self.get(key, dict), self.where, f"{self.prefix}{key}.")
+def _scalar_text(r: Record, key: str) -> str:
+    """A text, number or null kept as text (tool versions)."""
+    value = r.get(key, (str, int, float), default=None)
+    return "" if value is None else str(value)
+
+
+def _runtime_options(r: Record, key: str) -> dict[str, Any]:
+    """The backend options of one run-time precision ({"inference_precision": "bf16"}): texts,
+    numbers or true/false, shown by `edgeseg info`."""
+    return r.mapping(key, lambda rec, option: rec.get(option, (str, int, float, bool)))
+
+
+def _share(r: Record, key: str) -> Any:
+    return r.number(key, minimum=0.0, maximum=1.0, default=None)
+
+
+def parity_report(r: Record) -> dict[str, Any]:
+    """Validate a parity report (`edgeseg.evaluation.parity.ParityReport.to_dict()`, in a manifest)
+    and return it as plain JSON: every figure a reader shows is a finite number in its range (or
+    null where the report allows), every name a text; keys this edgeseg does not know are kept."""
+    for key in ("target", "precision", "runtime", "inputs"):
+        r.text(key, default="")
+    r.text("reference", default="PyTorch")
+    for key in ("worst_class", "measured_on"):
+        r.text(key, default=None)
+    r.integer("images", minimum=0, default=None)
+    r.numbers("img_size", minimum=1, length=2, default=None)
+    r.number("max_abs_logit_diff", minimum=0.0)
+    r.number("mean_abs_logit_diff", minimum=0.0, default=None)
+    r.number("pixel_agreement", minimum=0.0, maximum=1.0)
+    r.number("miou_vs_pytorch", minimum=0.0, maximum=1.0)
+    for key in ("miou_pytorch_vs_gt", "miou_artifact_vs_gt", "boundary_f_vs_pytorch"):
+        _share(r, key)
+    r.number("worst_class_drop_points", minimum=-100.0, maximum=100.0, default=None)
+    r.number("seconds", minimum=0.0, default=None)
+    c = r.sub("classes", default=None)
+    if c is not None:
+        _class_figures(c)
+    return dict(r.data)
+
+
+def _class_figures(c: Record) -> None:
+    """The parity report's `classes` section (edgeseg.evaluation.classwise)."""
+    for w in c.subs("worst", default=[]):
+        w.text("class")
+        w.number("drop_points", minimum=-100.0, maximum=100.0, default=None)
+        for key in ("iou_pytorch", "iou_artifact", "iou_vs_pytorch"):
+            _share(w, key)
+    c.number("boundary_tolerance_px", minimum=0.0, default=None)
+    _share(c, "boundary_f_vs_pytorch")
+    gt = c.sub("boundary_f_vs_gt", default=None)
+    if gt is not None:
+        _share(gt, "artifact")
+        _share(gt, "pytorch")
+    for f in c.subs("flips", default=[]):
+        f.text("pytorch")
+        f.text("artifact")
+        f.integer("pixels", minimum=0, default=None)
+        f.number("share", minimum=0.0, maximum=1.0)
+    c.mapping("unjudged", lambda u, k: u.text(k), default={})
+    for key in ("iou_vs_pytorch", "iou_pytorch_vs_gt", "iou_artifact_vs_gt"):
+        c.mapping(key, _share, default={})
+    c.mapping("drop_points", lambda d, k: d.number(k, minimum=-100.0, maximum=100.0), default={})
+    c.mapping("gt_pixels", lambda g, k: g.integer(k, minimum=0), default={})
 
 
 def _check_relative(name: str, where: str) -> str:
@@ -288,12 +345,11 @@ def read_manifest(bundle_dir: str | os.PathLike[str], verify: bool = True) -> Ma
     if not path.is_dir():
         raise InputError(f"{where} does not exist or is not a directory")
     if not manifest_path.is_file():
-        raise InputError(f"{where} has no {MANIFEST_NAME}; it is not an edgeseg bundle (export one first)")
-    try:
-        data = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{where}: cannot read {MANIFEST_NAME} ({exc})") from None
-    manifest = Manifest.from_dict(data, f"{where} ({MANIFEST_NAME})")
+        raise InputError(
+            folder_not_file(path, "", f"an edgeseg bundle (it has no {MANIFEST_NAME}): export one")
+        )
+    named = f"{where} ({MANIFEST_NAME})"
+    manifest = Manifest.from_dict(read_json(manifest_path, named, _ADVICE), named)
     if manifest.model_file not in manifest.files:
         raise InputError(f"{where}: {MANIFEST_NAME} does not list its model file '{manifest.model_file}'")
     if verify:
@@ -333,10 +389,9 @@ def manifest_from_onnx_metadata(
     data: dict[str, Any] = {}
     for key, text in props.items():
         if key.startswith(METADATA_PREFIX):
-            try:
-                data[key[len(METADATA_PREFIX) :]] = json.loads(text)
-            except (TypeError, json.JSONDecodeError):
-                raise InputError(f"{where}: the value of '{key}' is not valid JSON") from None
+            if not isinstance(text, str):
+                raise InputError(f"{where}: the value of '{key}' is not valid JSON")
+            data[key[len(METADATA_PREFIX) :]] = parse_json(text, f"{where}: the value of '{key}'")
     if not data:
         return None
     data["model_file"] = model_file

@@ -32,7 +32,7 @@ class QuickstartConfig:
         out: the folder for everything; default runs/quickstart (runs/quickstart2, ... if taken).
         epochs, img_size, train_images: the training run on synthetic scenes ((width, height)).
         eval_images: held-out synthetic scenes (another seed) scored by every row.
-        targets: "target:precision" entries to export and measure; empty means all.
+        targets: "target:precision" entries to export and measure; None means all.
         runs: timed calls per row.
         bench_seconds: the benchmark's time budget for timing rounds beyond its first three
             (BenchmarkConfig.time_budget_s): a short job, so a short one.
@@ -45,7 +45,7 @@ class QuickstartConfig:
     img_size: tuple[int, int] = (128, 128)
     train_images: int = 320
     eval_images: int = 64
-    targets: tuple[str, ...] = ()
+    targets: tuple[str, ...] | None = None
     runs: int = 30
     bench_seconds: float = 10.0
     demo_frames: int = 150

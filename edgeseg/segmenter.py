@@ -3,17 +3,23 @@
     seg = Segmenter("runs/x/unet-openvino-fp32")      # bundle folder, .onnx, .xml, .engine or .pt
     result = seg(frame_bgr)                            # HxWx3 uint8 BGR (OpenCV's order), or HxW gray
     result.mask                                        # HxW uint8 class ids at the frame's size
-    result.timings                                     # {"pre", "infer", "post", "total"} in ms
+    result.timings                                     # {"pre", "wait", "infer", "post", "total"} in ms
 
 Two layers: the Segmenter owns pre/postprocessing and timing; a backend (edgeseg.runtimes) only moves
 arrays. The preprocessing comes from the bundle's verified manifest, else from the metadata inside the
 model file, else from the caller; explicit arguments always win. Only the chosen backend's runtime is
 imported: running an ONNX or OpenVINO model never imports torch (unless resize_kernel="torch" asks).
+
+Threads: a Segmenter may be shared by threads (a camera thread and a planning thread): each call
+returns its caller the masks of its own frames and timings measured on its own call. The backend
+keeps calls apart (edgeseg.runtimes.base: a lock, or one infer request per call on OpenVINO); the
+Segmenter itself keeps no per-call state on the instance.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +30,9 @@ from typing import Any
 import numpy as np
 
 from edgeseg._cpu import usable_cores
-from edgeseg.errors import InputError
+from edgeseg._guards import sequence_arg, size_arg
+from edgeseg._paths import MODEL_FILES, folder_not_file
+from edgeseg.errors import EdgesegRuntimeError, InputError
 from edgeseg.manifest import MANIFEST_NAME, Manifest, read_manifest
 from edgeseg.preprocess import (
     INPUT_FORMATS,
@@ -38,7 +46,7 @@ from edgeseg.preprocess import (
     restore_ids,
     restore_output,
 )
-from edgeseg.runtimes import Backend, artifact_kind, backend_entry, create_backend, resolve_backend
+from edgeseg.runtimes import Backend, artifact_kind, create_backend, resolve_backend, throughput_options
 
 __all__ = ["MODES", "SegResult", "Segmenter"]
 
@@ -51,8 +59,10 @@ class SegResult:
 
     Attributes:
         mask: HxW class ids at the frame's size (uint8; uint16 beyond 256 classes).
-        timings: milliseconds for "pre", "infer", "post" and "total". In `predict_batch`, "infer" is
-            the frame's share of its batch (batch time / frames in it).
+        timings: milliseconds of this call for "pre", "wait" (waiting for the runtime while another
+            thread's call had it; 0 when the Segmenter is not shared), "infer", "post" and "total"
+            (their sum). In `predict_batch`, "wait" and "infer" are the frame's share of its batch's
+            (batch time / frames in it).
         probabilities: KxHxW class probabilities at the frame's size with `return_probs=True`, else None.
     """
 
@@ -64,6 +74,15 @@ class SegResult:
 def _locate(model: Path) -> tuple[Path, Manifest | None]:
     """(model file, verified bundle manifest or None) for a bundle folder or a model file."""
     if model.is_dir():
+        if not (model / MANIFEST_NAME).is_file():
+            raise InputError(
+                folder_not_file(
+                    model,
+                    "model",
+                    f"an edgeseg bundle (it has no {MANIFEST_NAME}); give a bundle folder or a model file "
+                    f"({', '.join(MODEL_FILES)})",
+                )
+            )
         manifest = read_manifest(model, verify=True)
         return model / manifest.model_file, manifest
     if not model.is_file():
@@ -81,6 +100,13 @@ def _input_format(value: str) -> str:
     if fmt not in INPUT_FORMATS:
         raise InputError(f"input_format must be 'bgr' or 'rgb'; got '{value}'")
     return fmt
+
+
+def _call_shares(wait_ms: float, call_ms: float, frames: int) -> tuple[float, float]:
+    """(wait, infer) per frame of one backend call: its wait for the runtime, and the rest of the
+    call's wall time (the run, input checks and output copies), each split over its frames."""
+    wait = min(wait_ms, call_ms)
+    return wait / frames, (call_ms - wait) / frames
 
 
 class Segmenter:
@@ -114,8 +140,13 @@ class Segmenter:
         **backend_options: passed to the backend, e.g. threads=2 (every backend takes it),
             providers=[...] for onnxruntime, performance_hint="THROUGHPUT" for openvino.
 
-    A Segmenter serves one thread at a time (backends hold per-model request state); use one per
-    thread, or `predict_many` / `predict_batch` for throughput.
+    Threads: any thread may call a Segmenter, also while others do; each call gets the masks of its
+    own frames, and timings of its own call ("wait" is the time it queued behind other threads'
+    calls). `predict_batch` and `predict_many` return results in the order of their frames. One
+    shared Segmenter holds one copy of the model; whether threads' calls overlap depends on the
+    backend (OpenVINO and ONNX Runtime run them in parallel, TensorRT and PyTorch one at a time).
+    Close it once no thread uses it any more: `close()` waits for calls in flight, and later calls
+    raise EdgesegRuntimeError.
     """
 
     def __init__(
@@ -143,11 +174,19 @@ class Segmenter:
             raise InputError(f"mode must be 'latency' or 'throughput'; got '{mode}'")
         self._workers = 1
         self._pool: ThreadPoolExecutor | None = None
+        self._closed = False
+        self._closing = threading.Lock()  # close() from two threads shuts the pool down once
+        if class_names is not None:
+            class_names = sequence_arg(class_names, "class_names", 'class_names=["background", "road"]')
         if classes is not None and class_names is not None and len(class_names) != classes:
             raise InputError(f"classes={classes} but {len(class_names)} class_names were given")
         names = class_names or ([f"class{i}" for i in range(classes)] if classes else None)
+        if mean is not None:
+            mean = sequence_arg(mean, "mean", "mean=(0.485, 0.456, 0.406)")
+        if std is not None:
+            std = sequence_arg(std, "std", "std=(0.229, 0.224, 0.225)")
         overrides = Overrides(
-            img_size=(int(img_size[0]), int(img_size[1])) if img_size else None,
+            img_size=size_arg(img_size) if img_size is not None else None,
             mean=tuple(mean) if mean else None,
             std=tuple(std) if std else None,
             color_order=color_order,
@@ -160,10 +199,15 @@ class Segmenter:
         steps = manifest.input.graph_steps if manifest else ()
         name = resolve_backend(backend, kind, target, steps, where)
         if self.mode == "throughput":
-            throughput = backend_entry(name).throughput
-            backend_options = {**(throughput() if throughput else {}), **backend_options}
+            backend_options = {**throughput_options(name), **backend_options}
             self._workers = usable_cores()
-        self._backend: Backend = create_backend(name, model_file, device=device, **backend_options).load()
+        if self._workers > 1:  # made now, not at the first call: two threads' first calls would race
+            self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="edgeseg-pre")
+        try:
+            self._backend: Backend = create_backend(name, model_file, device=device, **backend_options).load()
+        except BaseException:
+            self._shutdown_pool()
+            raise
         try:
             self._manifest = manifest or self._backend.embedded_manifest
             if manifest is None and self._manifest is not None:  # a bare .onnx: what its metadata says
@@ -178,6 +222,7 @@ class Segmenter:
             self._pre = replace(self._pre, resize_kernel=kernel)
         except BaseException:
             self._backend.close()
+            self._shutdown_pool()
             raise
 
     @property
@@ -226,6 +271,8 @@ class Segmenter:
         """
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1; got {batch_size}")
+        if self._closed:
+            raise EdgesegRuntimeError(f"{self!r} was closed; create a new Segmenter to segment more frames")
         fmt = self.input_format if input_format is None else _input_format(input_format)
         results: list[SegResult] = []
         for start in range(0, len(frames), batch_size):
@@ -262,11 +309,15 @@ class Segmenter:
 
     def _map(self, fn: Any, items: Sequence[Any]) -> list[Any]:
         """`fn` over `items`, in threads in throughput mode (Pillow and numpy release the GIL)."""
-        if self._workers <= 1 or len(items) <= 1:
+        pool = self._pool
+        if pool is None or len(items) <= 1:
             return [fn(item) for item in items]
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="edgeseg-pre")
-        return list(self._pool.map(fn, items))
+        try:
+            return list(pool.map(fn, items))
+        except RuntimeError:  # the pool was shut down: another thread closed the Segmenter
+            if not self._closed:
+                raise
+            raise EdgesegRuntimeError(f"{self!r} was closed while this call ran") from None
 
     def _run_batch(self, frames: Sequence[np.ndarray], fmt: str, return_probs: bool) -> list[SegResult]:
         pre = self._pre
@@ -280,14 +331,15 @@ class Segmenter:
 
         inputs, placements, pre_ms = zip(*self._map(prepare, frames), strict=True)
         t0 = time.perf_counter()
-        logits = self._backend.infer({pre.input_name: np.stack(inputs)})[pre.output_name]
-        infer_ms = (time.perf_counter() - t0) * 1000.0 / len(frames)
+        outputs = self._backend.infer({pre.input_name: np.stack(inputs)})
+        wait_ms, infer_ms = _call_shares(outputs.wait_ms, (time.perf_counter() - t0) * 1000.0, len(frames))
+        logits = outputs[pre.output_name]
         results = []
         for i, placement in enumerate(placements):
             t0 = time.perf_counter()
             mask, probs = restore_output(logits[i], placement, return_probs)
             post_ms = (time.perf_counter() - t0) * 1000.0
-            timings = {"pre": pre_ms[i], "infer": infer_ms, "post": post_ms}
+            timings = {"pre": pre_ms[i], "wait": wait_ms, "infer": infer_ms, "post": post_ms}
             timings["total"] = sum(timings.values())
             results.append(SegResult(mask, timings, probs))
         return results
@@ -312,7 +364,9 @@ class Segmenter:
             t0 = time.perf_counter()
             batch = imgs[members[0]][None] if len(members) == 1 else np.stack([imgs[i] for i in members])
             outputs = self._backend.infer({pre.input_name: batch})
-            infer_ms = (time.perf_counter() - t0) * 1000.0 / len(members)
+            wait_ms, infer_ms = _call_shares(
+                outputs.wait_ms, (time.perf_counter() - t0) * 1000.0, len(members)
+            )
             for j, i in enumerate(members):
                 t0 = time.perf_counter()
                 hw = sizes[i]
@@ -325,7 +379,8 @@ class Segmenter:
                     if ids.dtype.kind != "u":  # int32 ids of a TensorRT graph beyond 256 classes
                         ids = ids.astype(np.uint16)
                     mask = restore_ids(ids, hw)
-                timings = {"pre": pre_ms[i], "infer": infer_ms, "post": (time.perf_counter() - t0) * 1000.0}
+                post_ms = (time.perf_counter() - t0) * 1000.0
+                timings = {"pre": pre_ms[i], "wait": wait_ms, "infer": infer_ms, "post": post_ms}
                 timings["total"] = sum(timings.values())
                 results[i] = SegResult(mask, timings, probs)
         return [r for r in results if r is not None]
@@ -338,11 +393,17 @@ class Segmenter:
             self(frame)
 
     def close(self) -> None:
-        """Release the backend; the Segmenter cannot be used afterwards."""
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
-        self._backend.close()
+        """Release the backend once the calls in flight (on any thread) are done; the Segmenter
+        cannot be used afterwards (a later call raises EdgesegRuntimeError). Safe to call twice."""
+        self._closed = True
+        self._backend.close()  # waits for calls in flight
+        self._shutdown_pool()
+
+    def _shutdown_pool(self) -> None:
+        with self._closing:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown()
 
     def __enter__(self) -> Segmenter:
         return self

@@ -45,9 +45,27 @@ def test_robot_loop(tmp_path: Path):
     from tests.helpers import make_checkpoint
 
     ckpt = make_checkpoint(tmp_path / "tiny.pt")
-    out = run([str(EXAMPLES / "robot_loop.py"), str(ckpt), "--frames", "6"], tmp_path)
+    out = run([str(EXAMPLES / "robot_loop.py"), str(ckpt), "--frames", "6", "--free-class", "c2"], tmp_path)
     import re
 
+    assert "free space: class 2 (c2)" in out
     steps = re.findall(r"frame +\d+: free ahead +([\d.]+)% -> (go|slow|stop)", out)
     assert len(steps) == 6 and all(0 <= float(free) <= 100 for free, _ in steps)
     assert "6 frames" in out
+
+
+def test_robot_loop_picks_the_free_class_by_name() -> None:
+    """CamVid's class 0 is sky: the default free class is found by name (road), not taken as id 0."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("robot_loop", EXAMPLES / "robot_loop.py")
+    loop = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loop)
+    camvid = ("sky", "building", "pole", "road", "pavement")
+    assert loop.free_class_id(camvid, None) == 3
+    assert loop.free_class_id(("background", "disc"), None) == 0
+    assert loop.free_class_id(camvid, "pavement") == 4 and loop.free_class_id(camvid, "1") == 1
+    with pytest.raises(SystemExit, match="no class looks like free space; pass --free-class"):
+        loop.free_class_id(("c0", "c1"), None)
+    with pytest.raises(SystemExit, match="'lawn' is not one of the model's classes"):
+        loop.free_class_id(camvid, "lawn")

@@ -37,7 +37,12 @@ def make_manifest(**overrides: object) -> Manifest:
         "ignore_index": 255,
         "dynamic_axes": {"image": {0: "batch", 2: "height", 3: "width"}},
         "tools": {"torch": "2.13.0"},
-        "parity": {"pixel_agreement": 1.0},
+        "parity": {
+            "inputs": "synthetic (1 images)",
+            "max_abs_logit_diff": 1e-5,
+            "pixel_agreement": 1.0,
+            "miou_vs_pytorch": 1.0,
+        },
         "edgeseg_version": "0.1.0",
         "created_at": "2026-01-01T00:00:00+00:00",
     }
@@ -124,12 +129,12 @@ def test_malformed_manifest_names_bundle_and_key(bundle: Path, edit, message: st
 
 
 def test_not_a_bundle(tmp_path: Path):
-    with pytest.raises(InputError, match=r"has no edgeseg.json; it is not an edgeseg bundle"):
+    with pytest.raises(InputError, match=r"is a folder, not an edgeseg bundle \(it has no edgeseg.json\)"):
         read_manifest(tmp_path)
     with pytest.raises(InputError, match=r"does not exist"):
         read_manifest(tmp_path / "nowhere")
     (tmp_path / MANIFEST_NAME).write_text("{ truncated")
-    with pytest.raises(InputError, match=r"cannot read edgeseg.json"):
+    with pytest.raises(InputError, match=r"\(edgeseg.json\) is not readable JSON"):
         read_manifest(tmp_path)
 
 
@@ -156,7 +161,7 @@ def test_onnx_metadata_refuses_newer_schema_and_bad_json():
     newer = {**props, "edgeseg.schema_version": str(SCHEMA_VERSION + 1)}
     with pytest.raises(InputError, match=r"newer edgeseg"):
         manifest_from_onnx_metadata(newer, model_file="m.onnx", where="model 'm.onnx'")
-    with pytest.raises(InputError, match=r"'edgeseg.input' is not valid JSON"):
+    with pytest.raises(InputError, match=r"'edgeseg.input' is not readable JSON"):
         manifest_from_onnx_metadata({**props, "edgeseg.input": "{"}, model_file="m.onnx")
 
 

@@ -103,8 +103,8 @@ def test_result_timings_and_probabilities(models, frames):
         result = seg(frames[0], return_probs=True)
         assert seg(frames[0]).probabilities is None
     t = result.timings
-    assert set(t) == {"pre", "infer", "post", "total"} and min(t.values()) >= 0
-    assert t["total"] == pytest.approx(t["pre"] + t["infer"] + t["post"])
+    assert set(t) == {"pre", "wait", "infer", "post", "total"} and min(t.values()) >= 0
+    assert t["total"] == pytest.approx(t["pre"] + t["wait"] + t["infer"] + t["post"])
     probs = result.probabilities
     assert probs is not None and probs.shape == (4, *frames[0].shape[:2]) and probs.dtype == np.float32
     assert np.allclose(probs.sum(0), 1.0, atol=1e-5)

@@ -26,6 +26,8 @@ ALLOWED = {
     ("formats.py", "openvino"): "the openvino package (its telemetry), not the target",
     ("cli/engine.py", "tensorrt"): "build-engine is TensorRT's own command",
     ("cli/info.py", "onnx"): "the manifest's source record key for an ONNX source file",
+    ("_reuse.py", "onnx"): "the manifest's source record key for an ONNX source file",
+    ("exporters/__init__.py", "onnx"): "the manifest's source record key for an ONNX source file",
     (
         "exporters/doctor_run.py",
         "onnx",

@@ -74,7 +74,7 @@ def test_throughput_masks_equal_latency_masks(bundles, target, backend, fused) -
         assert len(streamed) == len(frames)
         for want, got in zip(expected, streamed, strict=True):
             assert np.array_equal(want, got.mask)
-            assert set(got.timings) == {"pre", "infer", "post", "total"}
+            assert set(got.timings) == {"pre", "wait", "infer", "post", "total"}
 
 
 def test_parallel_runs_split_a_dynamic_batch(bundles) -> None:

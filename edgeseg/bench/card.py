@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
-import json
 import os
 import platform
 import shlex
@@ -22,10 +21,18 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg._cpu import usable_cores
-from edgeseg.errors import InputError
+from edgeseg._records import Record, RecordError, read_json
 from edgeseg.targets import DESCRIPTORS, backend_specs
 
-__all__ = ["compare_tables", "environment", "environment_lines", "inside_spread", "load_card", "run_record"]
+__all__ = [
+    "compare_tables",
+    "environment",
+    "environment_lines",
+    "inside_spread",
+    "load_card",
+    "read_card",
+    "run_record",
+]
 
 # Instruction-set flags that decide which kernels the runtimes pick (of the dozens /proc lists).
 _ISA_FLAGS = (
@@ -184,7 +191,9 @@ def _flat(meta: dict[str, Any]) -> dict[str, str]:
     for key, value in (env.get("packages") or {}).items():
         out[key] = str(value)
     for precision, c in (meta.get("ceilings") or {}).items():
-        out[f"ceiling {precision} GFLOP/s"] = f"{c.get('gflops', 0):.0f} ({c.get('runtime')})"
+        out[f"ceiling {precision} GFLOP/s"] = f"{_num(c.get('gflops'), '{:.0f}')} ({c.get('runtime')})"
+    for row, executed in (meta.get("executed_precision") or {}).items():
+        out[f"{row} computed in"] = str(executed)
     load = meta.get("load") or {}
     if load.get("load_avg"):
         out["load average during the rounds"] = (
@@ -210,24 +219,77 @@ def environment_lines(meta: dict[str, Any]) -> list[str]:
     return [f"{k}: {v}" for k, v in _flat(meta).items()]
 
 
+_CARD_ADVICE = "give two benchmark.json files that `edgeseg benchmark` wrote"
+# Row figures the comparison shows: (key, upper bound); all are finite and not negative, or null.
+_ROW_FIGURES = {"model_ms_p50": None, "model_ms_p95": None, "total_ms_p50": None, "total_ms_p95": None,
+                "fps": None, "images_per_s": None, "speedup": None, "speedup_bf16": None, "call_model": None,
+                "gflops": None, "size_mb": None, "peak_mem_mb": None, "miou": 1.0, "agreement": 1.0,
+                "ceiling_share": 1.0}  # fmt: skip
+_SCALAR = (str, int, float, bool)
+
+
+def _fact(r: Record, key: str) -> Any:
+    """An environment fact: text, number, true/false or null, or a list of texts (CPU flags)."""
+    value = r.get(key, (*_SCALAR, list), default=None)
+    if isinstance(value, list):
+        r.texts(key)
+    elif isinstance(value, float):
+        r.number(key)
+    return value
+
+
+def _facts(r: Record, key: str) -> None:
+    r.mapping(key, _fact, default=None)
+
+
+def read_card(data: Any, where: str) -> dict[str, Any]:
+    """Validate a benchmark card (benchmark.json: `meta` and `rows`) that `compare_tables` and the
+    report readers use; returns it as plain JSON. RecordError (one line) for any other shape."""
+    r = Record(data, where, _CARD_ADVICE)
+    if not (r.has("meta") and r.has("rows")):
+        raise RecordError(f"{where} is not a benchmark.json (no meta and rows); {_CARD_ADVICE}")
+    meta = r.sub("meta")
+    env = meta.sub("environment", default=None)
+    if env is not None:
+        _facts(env, "cpu")
+        for gpu in env.subs("gpus", default=[]):
+            for key in gpu.data:
+                _fact(gpu, key)
+        _facts(env, "jetson")
+        env.text("os", default=None), env.text("python", default=None)
+        _facts(env, "packages")
+    ceilings = meta.sub("ceilings", default=None)
+    if ceilings is not None:
+        for precision in ceilings.data:
+            c = ceilings.sub(precision)
+            c.number("gflops", minimum=0.0, default=None)
+            c.text("runtime", default=None)
+    meta.mapping("executed_precision", lambda rec, key: rec.text(key), default=None)
+    load = meta.sub("load", default=None)
+    if load is not None:  # the load during the rounds (edgeseg.bench.load): the card shows it
+        load.integer("usable_cores", minimum=1, default=None)
+        load.mapping("load_avg", lambda rec, key: rec.number(key, minimum=0.0), default=None)
+        load.text("competed", default=None)
+    for key in ("command", "edgeseg_version", "git_commit", "data"):
+        meta.text(key, default=None)
+    meta.integer("torch_threads", minimum=0, default=None)
+    for key in ("img_size", "frame_size"):
+        meta.numbers(key, minimum=1, length=2, default=None)
+    for row in r.subs("rows"):
+        row.text("name")
+        for key, top in _ROW_FIGURES.items():
+            row.number(key, minimum=0.0, maximum=top, default=None)
+        row.text("executed_precision", default=None)
+        # Each ratio's spread over the rounds: the comparison judges differences against them.
+        row.mapping("spreads", lambda rec, key: rec.number(key, minimum=0.0), default=None)
+    return dict(r.data)
+
+
 def load_card(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A benchmark.json; InputError (one line) for a missing, unreadable or other JSON file."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"--compare: '{p}' does not exist (give two benchmark.json files)")
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"--compare: '{p}' is not readable JSON ({exc})") from None
-    if (
-        not isinstance(data, dict)
-        or not isinstance(data.get("meta"), dict)
-        or not isinstance(data.get("rows"), list)
-    ):
-        raise InputError(
-            f"--compare: '{p}' is not a benchmark.json (no meta and rows); give files `benchmark` wrote"
-        )
-    return data
+    """A benchmark.json, validated (`read_card`); InputError (one line) for a missing, unreadable or
+    other JSON file, or one whose values are not a card's."""
+    where = f"--compare: '{path}'"
+    return read_card(read_json(path, where, _CARD_ADVICE), where)
 
 
 def _num(value: Any, fmt: str) -> str:

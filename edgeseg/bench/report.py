@@ -1,4 +1,4 @@
-"""The benchmark's outputs: the terminal table, benchmark.json/.csv/.md and the FPS-vs-mIoU chart.
+"""The benchmark's outputs: the terminal table, benchmark.json/.csv/.md and the chart (edgeseg.bench.chart).
 
 Every file is written atomically (temporary file, then rename), so an interrupted run leaves the
 previous report or none, never half of one.
@@ -7,15 +7,15 @@ previous report or none, never half of one.
 from __future__ import annotations
 
 import csv
-import json
 import os
 from pathlib import Path
 from typing import Any
 
-from edgeseg._io import atomic_open, atomic_path, write_json
-from edgeseg.bench.card import environment_lines
+from edgeseg._io import atomic_open, write_json
+from edgeseg._records import RecordError, read_json
+from edgeseg.bench.card import environment_lines, read_card
+from edgeseg.bench.chart import plot_benchmark
 from edgeseg.bench.run import BenchmarkReport, BenchRow
-from edgeseg.formats import TARGETS
 
 __all__ = ["COLUMNS", "render_table", "write_reports"]
 
@@ -23,7 +23,7 @@ __all__ = ["COLUMNS", "render_table", "write_reports"]
 COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("model", "name", "{}"),
     ("backend", "backend", "{}"),
-    ("ran at", "executed_precision", "{}"),
+    ("computed in", "executed_precision", "{}"),
     ("status", "status", "{}"),
     ("size MB", "size_mb", "{:.2f}"),
     ("mIoU", "miou", "{:.4f}"),
@@ -134,7 +134,7 @@ def summary_lines(report: BenchmarkReport) -> list[str]:
         )
     if meta.get("ceilings"):
         lines.append(
-            "ceiling % = a row's GFLOP/s / the ceiling of the precision its kernels ran at ('ran at')"
+            "ceiling % = a row's GFLOP/s / the ceiling of the precision its kernels ran at ('computed in')"
         )
     return lines
 
@@ -207,46 +207,6 @@ def _markdown(report: BenchmarkReport) -> str:
     )
 
 
-def _plot(report: BenchmarkReport, path: Path) -> None:
-    from edgeseg._plot import pyplot
-
-    plt = pyplot()
-    ok = [r for r in report.rows if r.status == "ok" and r.fps]
-    use_miou = all(r.miou is not None for r in ok)
-    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=110)
-    # Colour by runtime, marker by precision, names in the legend: labels beside the points
-    # collide as soon as two artifacts are equally fast.
-    colours = {t.name: t.colour for t in TARGETS.values()}
-    markers = {"fp32": "o", "fp16": "s", "int8": "^"}
-    for r in ok:
-        y = (r.miou if use_miou else r.agreement) or 0.0
-        base = r.reference
-        ax.scatter(
-            r.fps,
-            y,
-            s=160 if base else 70,
-            marker="*" if base else markers.get(r.precision, "o"),
-            color=colours.get(r.target, "tab:gray"),
-            label=f"{r.name} (baseline)" if base else f"{r.name} ({r.fps:.0f} FPS)",
-            zorder=3,
-        )
-        if base:
-            ax.axhline(y, color="black", linewidth=0.8, linestyle="--", alpha=0.5, zorder=1)
-    ax.legend(fontsize=8, loc="best", framealpha=0.9)
-    ax.set_xlabel("FPS (whole Segmenter call, p50)")
-    ax.set_ylabel("mIoU vs ground truth" if use_miou else "pixel agreement with the baseline")
-    missing = [r.name for r in report.rows if r.status != "ok"]
-    title = "edgeseg benchmark: speed vs accuracy"
-    if missing:
-        title += f"\nnot measured here: {', '.join(missing)}"
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-
-
 REPORT_FILES = tuple(f"benchmark.{k}" for k in ("json", "csv", "md", "png"))
 
 
@@ -255,11 +215,12 @@ def is_benchmark_report(path: Path) -> bool:
     benchmark.json is one this module wrote (so a rerun may replace the set, and nothing else)."""
     if path.name not in REPORT_FILES:
         return False
+    card = path.parent / "benchmark.json"
     try:
-        data = json.loads((path.parent / "benchmark.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        read_card(read_json(card, f"'{card}'"), f"'{card}'")
+    except RecordError:
         return False
-    return isinstance(data, dict) and isinstance(data.get("rows"), list) and "meta" in data
+    return True
 
 
 def write_reports(report: BenchmarkReport, out: str | os.PathLike[str]) -> dict[str, Path]:
@@ -277,5 +238,5 @@ def write_reports(report: BenchmarkReport, out: str | os.PathLike[str]) -> dict[
             writer.writerow([getattr(row, attr) for _, attr, _ in COLUMNS] + spreads + [row.reason or ""])
     with atomic_open(paths["md"]) as f:
         f.write(_markdown(report))
-    _plot(report, paths["png"])
+    plot_benchmark(report, paths["png"])
     return paths

@@ -1,5 +1,6 @@
-"""Where a benchmark row's bundle comes from: one exported from the same source at the same size
-and intact is reused, anything else is exported (a failure becomes the row's status)."""
+"""Where a benchmark row's bundle comes from: an intact bundle whose recorded reuse key (every
+setting that shaped it and the content of its source and data, edgeseg._reuse) equals the key of the
+export this run would make is reused; anything else is exported (a failure becomes the row's status)."""
 
 from __future__ import annotations
 
@@ -43,14 +44,10 @@ def export_row(
     except MissingDependencyError as err:  # nothing here could run the bundle: exporting costs time
         row.status, row.reason = "not available", first_line(err)
         return
-    dest = bundles / f"{row.target}-{row.precision}-{size[0]}x{size[1]}"
-    if reusable(dest, src, size):
-        say(f"reusing {dest}")
-        row.path = str(dest)
-        return
-    from edgeseg.exporters import ExportConfig, export
+    from edgeseg._reuse import reuse_key
+    from edgeseg.exporters import ExportConfig, export, export_settings
 
-    say(f"exporting {row.name}")
+    dest = bundles / f"{row.target}-{row.precision}-{size[0]}x{size[1]}"
     cfg = ExportConfig(
         target=row.target,
         precision=row.precision,
@@ -61,13 +58,20 @@ def export_row(
         parity_images=2,
     )
     try:
+        if reusable(dest, reuse_key(export_settings(src, cfg))):
+            say(f"reusing {dest}")
+            row.path = str(dest)
+            return
+        say(f"exporting {row.name}")
         row.path = str(export(src.path, cfg, facts=src.facts).bundle)
     except Exception as exc:  # a failed target is a row, not the end of the benchmark
         row.status, row.reason = "export failed", first_line(exc)
 
 
-def reusable(dest: Path, src: ExportSource, size: tuple[int, int]) -> bool:
-    """A bundle at `dest` that was exported from this very source at this size and is intact."""
+def reusable(dest: Path, key: str) -> bool:
+    """A bundle at `dest` that is intact (every file's sha256 as its manifest records) and was made
+    with exactly the settings asked for now: same source content, calibration data, method, bounds,
+    size, precision, ... (its recorded `source.reuse_key`, edgeseg.exporters.export_settings)."""
     if not (dest / "edgeseg.json").is_file():
         return False
     from edgeseg.manifest import read_manifest
@@ -76,4 +80,4 @@ def reusable(dest: Path, src: ExportSource, size: tuple[int, int]) -> bool:
         m = read_manifest(dest)
     except EdgesegError:
         return False
-    return m.source.get("sha256") == src.sha256 and (m.input.width, m.input.height) == size
+    return m.source.get("reuse_key") == key

@@ -68,7 +68,9 @@ class BenchRow:
     worst_class: str | None = None
     worst_class_drop: float | None = None
     worst_class_iou_vs_baseline: float | None = None
-    executed_precision: str | None = None  # what the runtime computed in, read back from it
+    # What the runtime computed the row's model in, read back from it (Backend.executed_precision):
+    # "fp32", "int8+fp32", "fp32 (fp16 weights upcast)", ...
+    executed_precision: str | None = None
     ceiling_precision: str | None = None  # the ceiling this row is measured against
     model_ms_p50: float | None = None
     model_ms_p95: float | None = None
@@ -115,25 +117,36 @@ def score_row(
     ref_masks: list[np.ndarray],
     truth: list[np.ndarray],
     class_names: tuple[str, ...],
-    ignore_index: int | None,
+    src: ExportSource,
+    labelled_pixels: int | None,
+    data_kind: str,
 ) -> None:
     """Pixel agreement with the baseline's masks, per-class parity (edgeseg.evaluation.classwise)
-    and, with ground truth, mIoU and each judged class's drop."""
+    and, with ground truth, mIoU and each judged class's drop: agreement and mIoU each through the
+    evidence check (edgeseg._evidence), so a row never shows a figure measured on too little."""
+    from edgeseg._evidence import labelled_hint
     from edgeseg.evaluation.classwise import ClassParity
-    from edgeseg.evaluation.metrics import ConfusionMatrix, mask_agreement
+    from edgeseg.evaluation.metrics import ConfusionMatrix
 
     if not masks:
         return
-    row.agreement = round(mask_agreement(np.stack(masks), np.stack(ref_masks)), 6)
-    parity = ClassParity(len(class_names), ignore_index)
+    classes, ignore = src.classes, src.ignore_index
+    vs = ConfusionMatrix(classes)
+    for m, r in zip(masks, ref_masks, strict=True):
+        vs.update(m, r)
+    figure = f"of benchmark row {row.name} vs the baseline"
+    row.agreement = round(vs.checked(figure, "pixels compared", hint="give more images").pixel_accuracy, 6)
+    parity = ClassParity(classes, ignore)
     for i, mask in enumerate(masks):
         parity.update(ref_masks[i][None], mask[None], truth[i][None] if truth else None)
     worst = parity.report(class_names).get("worst") or []
     if truth:
-        cm = ConfusionMatrix(len(class_names), ignore_index)
+        cm = ConfusionMatrix(classes, ignore)
         for m, t in zip(masks, truth, strict=True):
             cm.update(m, t)
-        row.miou = round(cm.compute().miou, 6)
+        where = f"of benchmark row {row.name} on {data_kind}"
+        hint = labelled_hint(ignore)
+        row.miou = round(cm.checked(where, "labelled pixels", data_pixels=labelled_pixels, hint=hint).miou, 6)
         drops, judged = parity.drops()
         row.class_drops = {class_names[c]: round(float(drops[c]), 3) for c in np.flatnonzero(judged)}
         if worst:
@@ -196,19 +209,22 @@ def reference_row(src: ExportSource) -> BenchRow:
 
 def eval_set(
     src: ExportSource, size: tuple[int, int], config: BenchmarkConfig, dataset: Labelled | None
-) -> tuple[list[np.ndarray], list[np.ndarray], str]:
-    """RGB images at the model's size, their masks (empty without labels) and a description."""
+) -> tuple[list[np.ndarray], list[np.ndarray], str, int | None]:
+    """RGB images at the model's size, their masks (empty without labels), a description and the
+    labelled pixels in the data's own mask files (None when not known)."""
+    labelled_pixels = None
     if dataset is None and config.data:
         from edgeseg.data import FolderDataset
 
-        dataset = FolderDataset(
+        folder = FolderDataset(
             config.data,
             img_size=size,
-            num_classes=src.classes,
+            num_classes=src.model_classes(),
             ignore_index=src.ignore_index,
             channels=src.channels,
         )
-        kind = f"folder {recorded_path(config.data)}"
+        dataset, kind = folder, f"folder {recorded_path(config.data)}"
+        labelled_pixels = sum(folder.labelled_per_image[: config.max_images])  # of the images scored
     elif dataset is not None:
         kind = f"{type(dataset).__name__} (ground truth)"
     else:
@@ -216,12 +232,13 @@ def eval_set(
 
         synth = SyntheticDataset(min(config.max_images, 16), size, seed=1234)
         imgs = [to_channels(synth[i][0], src.channels) for i in range(len(synth))]
-        return imgs, [], "synthetic frames (agreement with the baseline only; no ground truth for this model)"
+        kind = "synthetic frames (agreement with the baseline only; no ground truth for this model)"
+        return imgs, [], kind, None
     n = min(len(dataset), config.max_images)
     if n == 0:
         raise InputError(f"the benchmark data ({kind}) holds no images")
     pairs = [dataset[i] for i in range(n)]
-    return [img for img, _ in pairs], [mask for _, mask in pairs], f"{kind}: {n} images"
+    return [img for img, _ in pairs], [mask for _, mask in pairs], f"{kind}: {n} images", labelled_pixels
 
 
 def to_channels(img: np.ndarray, channels: int) -> np.ndarray:
@@ -253,7 +270,7 @@ def segmenter_options(
 def load_row(row: BenchRow, size: tuple[int, int], src: ExportSource, resize_kernel: str) -> Any:
     """The row's Segmenter, warmed up, with its memory growth, backend and executed precision set;
     None (the row's status and reason set) when it cannot load here."""
-    from edgeseg.bench.precision import compute_precision, executed_precision
+    from edgeseg.bench.precision import compute_precision
     from edgeseg.segmenter import Segmenter
 
     assert row.path is not None
@@ -270,7 +287,7 @@ def load_row(row: BenchRow, size: tuple[int, int], src: ExportSource, resize_ker
         seg.warmup(2)
     row.peak_mem_mb = mem.growth_mb
     row.backend = seg.backend_name
-    row.executed_precision = executed_precision(seg.backend)
+    row.executed_precision = seg.backend.executed_precision
     row.ceiling_precision = compute_precision(row.executed_precision, row.precision)
     if not row.runs_source:
         files = seg.manifest.files if seg.manifest is not None else {}

@@ -3,7 +3,9 @@
 The baseline (the first row, `BenchRow.reference`) is the export source's own FP32 model: the
 checkpoint on PyTorch, or an ONNX file from elsewhere on ONNX Runtime (edgeseg.exporters.source).
 For the source and each requested target:precision the benchmark exports what is missing (an
-existing bundle for the same source and size is reused), loads it through `Segmenter` exactly as
+existing bundle is reused only when it is intact and its recorded reuse key, derived from every
+setting that shaped it and the content of its source and data, equals the key of this run's
+export: edgeseg.exporters.export_settings), loads it through `Segmenter` exactly as
 an application would, and measures: size, mIoU vs ground truth and its drop vs the baseline (with
 labelled data), per-class drops, pixel agreement with the baseline's masks, the precision the kernels
 ran at, latency of the model alone and of the whole `Segmenter` call, FPS, speed-up vs the faster
@@ -58,11 +60,20 @@ FRAME_SIZE = (640, 480)  # the camera-sized frame the whole Segmenter call is ti
 
 def parse_targets(spec: str | Sequence[str] | None) -> tuple[str, ...]:
     """ "onnx:fp32,openvino:int8" (or "all", or a bare target meaning all its precisions) ->
-    ("onnx:fp32", "openvino:int8"); InputError naming the bad entry."""
-    items = [spec] if isinstance(spec, str) or spec is None else list(spec)
-    parts = [p.strip().lower() for item in items for p in (item or "all").split(",") if p.strip()]
+    ("onnx:fp32", "openvino:int8"); None (nothing asked) -> every target. InputError naming the bad
+    entry, and for a value that names no target at all ("", ","): an empty choice is a mistake (a
+    variable that came out empty), never a way to say "all"."""
+    if spec is None:
+        spec = "all"
+    items = [spec] if isinstance(spec, str) else list(spec)
+    parts = [p.strip().lower() for item in items for p in str(item).split(",") if p.strip()]
+    if not parts:
+        raise InputError(
+            f"--targets {str(spec)!r} names no target; give target:precision entries (e.g. "
+            "onnx:fp32,openvino:int8), a bare target, or all"
+        )
     out: list[str] = []
-    for part in parts or ["all"]:
+    for part in parts:
         if part == "all":
             names = [f"{t.name}:{p}" for t in TARGETS.values() for p in _known(t.name)]
         else:
@@ -85,7 +96,8 @@ class BenchmarkConfig:
     """What to benchmark and how.
 
     Attributes:
-        targets: "target:precision" entries (see `parse_targets`); empty means all.
+        targets: "target:precision" entries (see `parse_targets`); None means all (an empty list is
+            refused).
         data: a labelled folder (images/ + masks/) for mIoU and agreement; default synthetic frames
             (agreement only: a model trained elsewhere has no ground truth on them).
         calib: calibration images for int8 exports (default: the exporter's, the checkpoint's
@@ -113,7 +125,7 @@ class BenchmarkConfig:
         resize_kernel: the host-side frame resize of every row's Segmenter ("pillow" or "torch").
     """
 
-    targets: tuple[str, ...] = ()
+    targets: tuple[str, ...] | None = None
     data: str | None = None
     calib: str | None = None
     img_size: tuple[int, int] | None = None
@@ -161,17 +173,21 @@ def benchmark(
     config = config or BenchmarkConfig()
     say = log or (lambda _: None)
     _check_config(config)
-    targets = parse_targets(config.targets or None)
+    targets = parse_targets(config.targets)
     ckpt_path = Path(checkpoint)
     src = open_export_source(ckpt_path, facts)
     size = src.export_size(config.img_size, dynamic=False)
     if config.data and dataset is None and not Path(config.data).is_dir():
         raise InputError(f"--data folder '{config.data}' does not exist (expected DIR/images and DIR/masks)")
+    from edgeseg.exporters import check_data
+
+    data = config.data if dataset is None else None
+    check_data(src, size, val_data=data, calib=config.calib, data_flag="--data")
     out = Path(config.out) if config.out else ckpt_path.parent / "benchmark"
     if config.threads:
         torch.set_num_threads(config.threads)
 
-    images, truth, data_kind = eval_set(src, size, config, dataset)
+    images, truth, data_kind, labelled_pixels = eval_set(src, size, config, dataset)
     # A user's own loop runs `model(x)` on the default (contiguous) layout; edgeseg's PyTorch row uses
     # channels-last, which is faster on most CPUs; the reference is the faster of the two, timed in
     # the same rounds. The MACs are counted on the same module (an ONNX source has none).
@@ -201,7 +217,7 @@ def benchmark(
             masks = [r.mask for r in seg.predict_batch(images)] if images else []
             if ref_masks is None:
                 ref_masks = masks
-            score_row(row, masks, ref_masks, truth, seg.class_names, src.ignore_index)
+            score_row(row, masks, ref_masks, truth, seg.class_names, src, labelled_pixels, data_kind)
         ceilings = None
         if config.ceiling_seconds > 0:
             say("building this machine's ceiling probes per precision (chained convolutions)")
@@ -238,6 +254,8 @@ def benchmark(
     meta["eager_contiguous_ms_p50"] = timing["eager_contiguous_ms_p50"]
     meta["rounds_run"] = timing
     meta["load"] = monitor.summary().to_dict() if monitor is not None else None
+    # The card's record of what ran: a precision a runtime picked on this CPU shows when cards compare.
+    meta["executed_precision"] = {r.name: r.executed_precision for r in rows if r.executed_precision}
     meta["out"] = recorded_path(out)
     if ceilings is not None:
         meta["ceilings"] = ceilings.to_meta()

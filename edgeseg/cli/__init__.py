@@ -28,6 +28,7 @@ from edgeseg.cli import train, export, doctor, engine, predict, info, demo, benc
 # isort: on
 from edgeseg._guards import is_out_of_memory
 from edgeseg._io import discard_pending
+from edgeseg._text import escaped_output
 from edgeseg.cli._app import app
 from edgeseg.errors import EdgesegError, first_line
 
@@ -50,8 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     if not debug:
         logging.getLogger().addHandler(handler)
     try:
-        with warnings.catch_warnings():  # restores Python's warning display when the command ends
-            if not debug:
+        # Text from files (class names, cards, manifests, node names) reaches the terminal escaped.
+        with warnings.catch_warnings(), escaped_output():
+            if not debug:  # restores Python's warning display when the command ends
                 warnings.showwarning = _warning
             return _run(args, debug)
     finally:
@@ -126,13 +128,15 @@ _COMMAND: typer.core.TyperGroup | None = None
 
 def command() -> typer.core.TyperGroup:
     """The click command of the app, with every float option refusing NaN and Inf (one guard for all:
-    `nan < 0` is False, so a range check alone lets NaN through and `--lr nan` would train)."""
+    `nan < 0` is False, so a range check alone lets NaN through and `--lr nan` would train), and
+    every option and argument refusing an empty value (see `_non_empty`)."""
     global _COMMAND
     if _COMMAND is None:
         group = typer.main.get_command(app)
         for sub in group.commands.values():  # type: ignore[attr-defined]
             for param in sub.params:
                 _finite_only(param)
+                _non_empty(param)
         _COMMAND = group  # type: ignore[assignment]
     return _COMMAND  # type: ignore[return-value]
 
@@ -147,6 +151,28 @@ def _finite_only(param: Any) -> None:
         return number
 
     param.process_value = finite
+
+
+def _non_empty(param: Any) -> None:
+    """Refuse an empty value (`""` or only spaces) for every option and argument of every command.
+
+    An empty value is what a script passes when its variable came out empty, and each reader would
+    otherwise give it its own meaning: "all" (`--targets ""` ran every target, `doctor --target ""`
+    checked every target), the default (`--img-size ""`, `--encoder ""`), every interface
+    (`--bind ""`), the working folder (a path). None of them is what was meant."""
+    process = param.process_value
+
+    def non_empty(ctx: Any, value: Any) -> Any:
+        values = value if isinstance(value, (tuple, list)) else (value,)
+        if any(isinstance(v, str) and not v.strip() for v in values):
+            raise typer.BadParameter(
+                "an empty value is not a choice: give one, or leave the option out to get its default",
+                ctx=ctx,
+                param=param,
+            )
+        return process(ctx, value)
+
+    param.process_value = non_empty
 
 
 def _os_error_message(exc: OSError) -> str:

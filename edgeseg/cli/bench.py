@@ -24,14 +24,13 @@ if TYPE_CHECKING:
 
 def print_report(report: BenchmarkReport, paths: dict[str, Path]) -> None:
     """The table, how it was measured, and where the files are."""
-    from rich.console import Console
-
+    from edgeseg._text import console
     from edgeseg.bench.report import render_table, summary_lines
 
-    console = Console()
-    if not console.is_terminal:  # a file or a pipe: full rows rather than a width nobody chose
-        console = Console(width=250)
-    console.print(render_table(report))
+    out = console()
+    if not out.is_terminal:  # a file or a pipe: full rows rather than a width nobody chose
+        out = console(width=250)
+    out.print(render_table(report))
     for line in summary_lines(report):
         typer.echo(line)
     if paths:
@@ -39,17 +38,16 @@ def print_report(report: BenchmarkReport, paths: dict[str, Path]) -> None:
 
 
 def _compare(a: Path, b: Path) -> None:
-    from rich.console import Console
-
+    from edgeseg._text import console
     from edgeseg.bench.card import compare_tables, load_card
 
     cards = load_card(a), load_card(b)
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=250)
+    out = console()
+    if not out.is_terminal:
+        out = console(width=250)
     typer.echo(f"A: {a}\nB: {b}")
     for table in compare_tables(*cards):
-        console.print(table)
+        out.print(table)
 
 
 @app.command()

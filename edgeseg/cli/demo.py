@@ -65,14 +65,17 @@ def demo(
     ] = 5.0,
     retry_seconds: Annotated[float, typer.Option(min=0.0, help="How long to retry a lost source.")] = 10.0,
     alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Overlay opacity.")] = 0.5,
+    hud: Annotated[bool, typer.Option(help="Draw the figures (FPS, timings, agreement); key h.")] = True,
+    legend: Annotated[bool, typer.Option(help="Draw the class colour key; key l.")] = True,
     snapshot_dir: Annotated[
         Path, typer.Option(callback=writable_dir, help="Folder for snapshots (key s).")
     ] = Path("."),
     overwrite: OverwriteOpt = False,
     json_path: JsonOpt = None,
 ) -> None:
-    """Live segmentation from a camera, video, stream, folder or synthetic scenes: overlay, FPS, per-stage
-    times and agreement with the PyTorch model. Keys: q quit, space pause, o overlay/mask, s snapshot."""
+    """Live segmentation from a camera, video, stream, folder or synthetic scenes: overlay, class key, FPS,
+    per-stage times and agreement with the PyTorch model. Keys: q quit, space pause, o overlay/mask,
+    h figures, l class key, s snapshot."""
     from edgeseg._paths import Output
     from edgeseg.demo import DemoConfig, run_demo
 
@@ -116,6 +119,8 @@ def demo(
         stall_timeout=stall_timeout,
         retry_seconds=retry_seconds,
         alpha=alpha,
+        hud=hud,
+        legend=legend,
         snapshot_dir=snapshot_dir,
         on_message=lambda line: typer.echo(line, err=True),
     )
@@ -124,3 +129,12 @@ def demo(
         typer.echo(line)
     if json_path is not None:
         typer.echo(f"wrote {json_path}")
+    if summary.missing:  # a figure the run measured on too little: reported as missing, and refused
+        from edgeseg.errors import InputError
+
+        raise InputError(summary.missing[0])
+
+    from edgeseg.data import Skipped, finish_batch
+
+    skipped = [Skipped(Path(s["path"]), s["reason"]) for s in summary.skipped]
+    finish_batch(skipped, None, "shown")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -48,7 +49,7 @@ def info(
     if tr and "epoch" in tr:
         lines.append(
             f"  training   {tr.get('data')}: epoch {tr.get('epoch')}/{tr.get('epochs')}, "
-            f"best val mIoU {tr.get('best_miou', float('nan')):.4f} at epoch {tr.get('best_epoch')}"
+            f"best val mIoU {_num(tr.get('best_miou'))} at epoch {tr.get('best_epoch')}"
         )
     typer.echo("\n".join(lines))
     write_json_opt(json_path, meta)
@@ -72,13 +73,16 @@ def _model_file_info(path: Path, json_path: Path | None) -> None:
     with create_backend(resolve_backend("auto", artifact_kind(path)), path) as backend:
         m = backend.embedded_manifest
         specs = [f"{s.name} {list(s.shape)} {s.dtype}" for s in (*backend.input_specs, *backend.output_specs)]
+        executed = backend.executed_precision
         lines = [f"{path}: {backend.description}", f"  tensors    {'; '.join(specs)}"]
+        lines.append(f"  precision  {m.precision if m else 'not recorded'}; computed here in {executed}")
         if m is None:
             lines.append("  no edgeseg metadata: pass mean, std, color_order (and img_size) to Segmenter")
         else:
             lines += _manifest_lines(m)
     typer.echo("\n".join(lines))
-    write_json_opt(json_path, m.to_dict() if m is not None else {"model": str(path), "tensors": specs})
+    data = m.to_dict() if m is not None else {"model": str(path), "tensors": specs}
+    write_json_opt(json_path, {**data, "executed_precision": executed})
 
 
 def _manifest_lines(m: Manifest) -> list[str]:
@@ -107,12 +111,16 @@ def _manifest_lines(m: Manifest) -> list[str]:
         ref = p.get("reference", "PyTorch")
         short = "PyTorch" if ref == "PyTorch" else "source"
         text = (
-            f"  parity     vs {ref} on {p['inputs']}: max |Δlogit| {p['max_abs_logit_diff']:.2e}, "
+            f"  parity     vs {ref} on {p.get('inputs') or '?'}: max |Δlogit| {p['max_abs_logit_diff']:.2e}, "
             f"pixel agreement {p['pixel_agreement']:.4%}, mIoU vs {short} {p['miou_vs_pytorch']:.4f}"
         )
         if p.get("miou_artifact_vs_gt") is not None:
-            text += f", mIoU vs truth {p['miou_artifact_vs_gt']:.4f} ({short} {p['miou_pytorch_vs_gt']:.4f})"
+            art, ref_gt = _num(p["miou_artifact_vs_gt"]), _num(p.get("miou_pytorch_vs_gt"))
+            text += f", mIoU vs truth {art} ({short} {ref_gt})"
         lines.append(text)
+        if p.get("executed_precision"):  # bundles exported before it was read back lack it
+            ran = f"the parity check computed it in {p['executed_precision']} ({p.get('runtime')})"
+            lines.append(f"  precision  {m.precision}; {ran}")
         lines += _class_lines(p.get("classes") or {}, short)
     return lines
 
@@ -123,7 +131,7 @@ def _class_lines(c: dict[str, Any], short: str) -> list[str]:
         return []
     worst = []
     for w in c.get("worst", []):
-        if "drop_points" in w:
+        if w.get("drop_points") is not None:
             iou = f"IoU {_num(w.get('iou_pytorch'))} -> {_num(w.get('iou_artifact'))}"
             worst.append(f"{w['class']} {w['drop_points']:.2f} points ({iou})")
         else:
@@ -143,5 +151,7 @@ def _class_lines(c: dict[str, Any], short: str) -> list[str]:
     return lines
 
 
-def _num(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.4f}"
+def _num(v: object) -> str:
+    """A figure for people: 4 decimals, or n/a (absent, or not a finite number)."""
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    return f"{v:.4f}" if ok else "n/a"

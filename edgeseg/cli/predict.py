@@ -25,12 +25,12 @@ from edgeseg.errors import InputError
 
 
 def _collect_images(inputs: list[Path]) -> list[Path]:
-    from edgeseg.data import IMAGE_SUFFIXES
+    from edgeseg.data import IMAGE_SUFFIXES, list_images
 
     files: list[Path] = []
     for item in inputs:
         if item.is_dir():
-            found = sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            found = list_images(item)
             if not found:
                 raise InputError(f"folder '{item}' holds no images ({', '.join(IMAGE_SUFFIXES)})")
             files += found
@@ -69,9 +69,15 @@ def predict(
     backend: Annotated[str, typer.Option(help=backend_help())] = "auto",
     device: Annotated[str | None, typer.Option(help="Backend device (cpu, cuda, GPU, AUTO, ...).")] = None,
     out: Annotated[
-        Path, typer.Option(callback=writable_dir, help="Folder for <stem>_mask.png and <stem>_overlay.png.")
+        Path,
+        typer.Option(
+            callback=writable_dir, help="Folder for <stem>_mask.png, <stem>_color.png and <stem>_overlay.png."
+        ),
     ] = Path("predictions"),
     alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Overlay opacity.")] = 0.5,
+    legend: Annotated[
+        bool, typer.Option(help="Add the class colour key beside the colour mask and the overlay.")
+    ] = True,
     img_size: ImgSizeOpt = None,
     classes: ClassesOpt = None,
     mean: MeanOpt = None,
@@ -90,7 +96,8 @@ def predict(
     resize_kernel: ResizeKernelOpt = "pillow",
     json_path: JsonOpt = None,
 ) -> None:
-    """Segment images: a mask PNG of class ids and a colour overlay per image."""
+    """Segment images: per image a mask PNG of class ids, the mask in class colours and a colour overlay
+    (the colour pictures with the class key)."""
     import numpy as np
     from PIL import Image
 
@@ -98,8 +105,8 @@ def predict(
     from edgeseg._cpu import usable_cores
     from edgeseg._io import atomic_path
     from edgeseg._paths import Output, check_outputs
-    from edgeseg.data import parse_img_size, read_image
-    from edgeseg.overlay import Overlay
+    from edgeseg.data import SkipLog, parse_img_size, read_image
+    from edgeseg.legend import MaskPictures
     from edgeseg.segmenter import MODES, Segmenter
 
     if mode.strip().lower() not in MODES:
@@ -108,13 +115,14 @@ def predict(
         parse_facts(classes, mean, std, color_order), parse_img_size(img_size) if img_size else None
     )
     files = _collect_images(images)
-    names = [f"{p.stem}_{suffix}.png" for p in files for suffix in ("mask", "overlay")]
+    names = [f"{p.stem}_{suffix}.png" for p in files for suffix in MaskPictures.SUFFIXES]
     check_outputs(
         [("MODEL", model), *(("IMAGE_OR_DIR", p) for p in images)],
         [Output("--out", out, "folder", names), Output("--json", json_path) if json_path else None],
         overwrite=overwrite,
     )
     rows = []
+    skips = SkipLog(len(files))
     workers = max(2, usable_cores())
     with (
         claim(out),
@@ -130,33 +138,42 @@ def predict(
         ThreadPoolExecutor(workers, thread_name_prefix="edgeseg-io") as io,
     ):
         k = len(seg.class_names)
-        overlay = Overlay(k, alpha)  # RGB, like the images read here
+        pictures = MaskPictures(seg.class_names, alpha, legend=legend)  # RGB, like the images read here
 
         def write(path: Path, image: np.ndarray, mask: np.ndarray) -> None:
-            blend = overlay.blend(image, mask)  # class 0 (usually background) stays uncoloured
-            for suffix, img in (("mask", Image.fromarray(mask)), ("overlay", Image.fromarray(blend))):
+            for suffix, img in pictures(image, mask).items():
                 with atomic_path(out / f"{path.stem}_{suffix}.png") as tmp:
-                    img.save(tmp, format="PNG")
+                    Image.fromarray(img).save(tmp, format="PNG")
 
-        kept: deque[np.ndarray] = deque()  # decoded images awaiting their result, for the overlays
+        # Decoded images awaiting their result (for the overlays), with their files.
+        kept: deque[tuple[Path, np.ndarray]] = deque()
+
+        def read(path: Path) -> np.ndarray | InputError:
+            try:
+                return read_image(path)  # RGB, or HxWx1 gray; the Segmenter converts to the model's
+            except InputError as exc:
+                return exc
 
         def frames() -> Iterator[np.ndarray]:
-            # RGB, or HxWx1 gray; the Segmenter converts to the model's channels.
-            for image in _read_ahead(read_image, files, io, 2 * workers):
-                kept.append(image)
+            # An unreadable file is named and left out here, in file order, before any mode batches
+            # the frames: both modes segment exactly the readable images.
+            for path, image in zip(files, _read_ahead(read, files, io, 2 * workers), strict=True):
+                if isinstance(image, InputError):
+                    skips.add(path, image)
+                    continue
+                kept.append((path, image))
                 yield image
 
         results = (seg(f) for f in frames()) if seg.mode == "latency" else seg.predict_many(frames())
         writes = []
-        for path, result in zip(files, results, strict=True):
-            image = kept.popleft()
+        for result in results:
+            path, image = kept.popleft()
             writes.append(io.submit(write, path, image, result.mask))
             counts = np.bincount(result.mask.ravel(), minlength=k)
             rows.append(
                 {
                     "image": str(path),
-                    "mask": str(out / f"{path.stem}_mask.png"),
-                    "overlay": str(out / f"{path.stem}_overlay.png"),
+                    **{suffix: str(out / f"{path.stem}_{suffix}.png") for suffix in MaskPictures.SUFFIXES},
                     "class_fraction": {
                         n: round(float(c) / result.mask.size, 4)
                         for n, c in zip(seg.class_names, counts, strict=True)
@@ -167,8 +184,21 @@ def predict(
             typer.echo(f"{path.name}: {result.timings['total']:.1f} ms")
         for done in writes:
             done.result()  # a failed write raises here, before the summary
-        typer.echo(f"wrote {2 * len(files)} files to {out} ({seg.backend.description}, {seg.mode} mode)")
+        skips.check_any_done(len(rows))
+        skipped = f"; skipped {len(skips)} unreadable image(s)" if skips else ""
+        typer.echo(
+            f"wrote {len(names)} files for {len(rows)} image(s) to {out}{skipped} "
+            f"({seg.backend.description}, {seg.mode} mode)"
+        )
         write_json_opt(
             json_path,
-            {"model": str(model), "backend": seg.backend.description, "mode": seg.mode, "images": rows},
+            {
+                "model": str(model),
+                "backend": seg.backend.description,
+                "mode": seg.mode,
+                "written": len(rows),
+                "images": rows,
+                "skipped": skips.to_list(),
+            },
         )
+    skips.finish(len(rows), f"segmented: their masks and overlays are in '{out}'")

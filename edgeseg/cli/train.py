@@ -51,10 +51,13 @@ def train(
     epochs: Annotated[int | None, typer.Option(min=1, help="Epochs (default 8).")] = None,
     batch_size: Annotated[
         int | None,
-        typer.Option(min=1, help="Default: from the dataset size (at least 8 steps/epoch, 2..16)."),
+        typer.Option(min=1, help="Default: from the dataset size (at least 8 steps/epoch, 4..16)."),
     ] = None,
     lr: Annotated[
-        float, typer.Option(min=0.0, help="Learning rate (AdamW; constant after a 5 % warm-up).")
+        float,
+        typer.Option(
+            min=0.0, help="Learning rate (AdamW; 5 % warm-up, constant, cosine to 0 over the last 25 %)."
+        ),
     ] = 3e-3,
     ignore_index: Annotated[
         int | None,
@@ -90,7 +93,7 @@ def train(
         str | None,
         typer.Option(
             help="Which augmentations: a comma-separated list of flip, vflip, rot90, zoom, color, "
-            "or none. Default: flip,rot90,zoom,color."
+            "or none. Default: flip,rot90."
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed for init, split, shuffling and augmentation.")] = 0,
@@ -233,9 +236,9 @@ def eval_(
     json_path: JsonOpt = None,
 ) -> None:
     """Score a model on a labelled folder: mIoU, per-class IoU, Dice, pixel accuracy."""
-    from rich.console import Console
     from rich.table import Table
 
+    from edgeseg._text import console
     from edgeseg.data import parse_img_size
     from edgeseg.evaluation import evaluate
 
@@ -279,7 +282,10 @@ def eval_(
     table.add_column("Dice", justify="right")
     for name, iou, dice in zip(report.class_names, m.iou_per_class, m.dice_per_class, strict=True):
         table.add_row(name, fmt_score(iou), fmt_score(dice))
-    console = Console()
-    console.print(table)
-    console.print(f"mIoU {m.miou:.4f}   Dice {m.dice:.4f}   pixel accuracy {m.pixel_accuracy:.4f}")
+    out = console()
+    out.print(table)
+    out.print(f"mIoU {m.miou:.4f}   Dice {m.dice:.4f}   pixel accuracy {m.pixel_accuracy:.4f}")
     write_json_opt(json_path, {"model": str(model), **report.to_dict()})
+    from edgeseg.data import finish_batch
+
+    finish_batch(report.skipped, report.images, "scored (the figures above are theirs)")

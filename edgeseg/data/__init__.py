@@ -6,7 +6,16 @@ path can use it in processes without torch.
 
 from __future__ import annotations
 
-from edgeseg.data.folder import FolderDataset, read_class_names
+from edgeseg.data.files import (
+    BatchIncomplete,
+    SkipLog,
+    Skipped,
+    SkippedFileWarning,
+    finish_batch,
+    is_listed_image,
+    list_images,
+)
+from edgeseg.data.folder import FolderDataset, check_declared_classes, read_class_names
 from edgeseg.data.imageio import (
     IMAGE_SUFFIXES,
     parse_frame_size,
@@ -43,11 +52,19 @@ __all__ = [
     "SYNTHETIC_CLASSES",
     "Augment",
     "AugmentConfig",
+    "BatchIncomplete",
     "DatasetView",
     "FolderDataset",
     "SegmentationDataset",
+    "SkipLog",
+    "Skipped",
+    "SkippedFileWarning",
     "SyntheticDataset",
+    "check_declared_classes",
     "default_normalization",
+    "finish_batch",
+    "is_listed_image",
+    "list_images",
     "normalize",
     "parse_frame_size",
     "parse_img_size",

@@ -9,15 +9,19 @@ because the class-id checks need their values.
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from edgeseg._evidence import ClassSet, require_same_classes
+from edgeseg._guards import sequence_arg, size_arg
+from edgeseg.data.class_ids import refuse_isolated_top_id, warn_if_smeared
+from edgeseg.data.files import SkipLog, Skipped, list_images
 from edgeseg.data.imageio import (
     IMAGE_SUFFIXES,
     LOSSY_MASK_SUFFIXES,
+    UnreadableFile,
     display_size,
     lossy_mask_message,
     read_image,
@@ -27,11 +31,10 @@ from edgeseg.data.imageio import (
 )
 from edgeseg.errors import InputError
 
-__all__ = ["FolderDataset", "read_class_names"]
+__all__ = ["FolderDataset", "check_declared_classes", "classes_file", "read_class_names"]
 
 _GRAY_HEADER_MODES = frozenset({"1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
 _MAX_LISTED = 3
-_SLIVER = 0.005  # share of the labelled pixels below which an id looks like compression noise
 
 
 def _listing(paths: list[Path]) -> str:
@@ -61,31 +64,30 @@ def _present_values(mask: np.ndarray) -> np.ndarray:
     return np.unique(mask)
 
 
-def _warn_if_smeared(
-    labelled: list[np.ndarray], masks: list[np.ndarray], ignore: int | None, folder: Path
-) -> None:
-    """Warn when the class count is about to be inferred from masks that look smeared: many ids
-    that each cover a sliver of the pixels are what a mask saved lossily (or resized bilinearly)
-    and converted back to PNG holds, and each of them would silently become a class."""
-    ids = np.unique(np.concatenate([v for v in labelled if v.size] or [np.zeros(0, np.int64)]))
-    if ids.size < 8:
-        return
-    counts: dict[int, int] = {}
-    for m in masks:
-        values, n = np.unique(m, return_counts=True)
-        for v, c in zip(values.tolist(), n.tolist(), strict=True):
-            if v != ignore:
-                counts[v] = counts.get(v, 0) + c
-    total = sum(counts.values())
-    slivers = [v for v, c in counts.items() if c < total * _SLIVER]
-    if len(slivers) * 2 >= len(counts):
-        warnings.warn(
-            f"the masks in '{folder}' hold {len(counts)} distinct ids, {len(slivers)} of them on under "
-            f"{_SLIVER:.2%} of the pixels each, as masks once saved lossily (JPEG) or resized smoothly "
-            "do; each becomes a class: pass --classes (ids beyond it are then reported) or re-save the "
-            "masks as PNGs of class ids",
-            stacklevel=4,
-        )
+def _labelled_count(mask: np.ndarray, ignore: int | None, classes: int, binary_255: bool) -> int:
+    """Pixels of a mask that hold a class id (not the ignore id, not beyond the classes)."""
+    m = np.where(mask == 255, 1, mask) if binary_255 else mask
+    keep = m < classes
+    if ignore is not None:
+        keep &= m != ignore
+    return int(np.count_nonzero(keep))
+
+
+def classes_file(root: str | os.PathLike[str]) -> Path | None:
+    """The classes.txt that names a dataset folder's classes: in ROOT, else in ROOT's parent."""
+    for folder in (Path(root), Path(root).parent):
+        if (folder / "classes.txt").is_file():
+            return folder / "classes.txt"
+    return None
+
+
+def check_declared_classes(root: str | os.PathLike[str], model: ClassSet, fix: str) -> None:
+    """InputError when a folder's classes.txt (`classes_file`) lists another number of classes than
+    `model` has; nothing to check without one (a folder of images, or masks whose ids say nothing
+    about a count). For folders whose masks are not read (calibration images)."""
+    found = classes_file(root)
+    if found is not None:
+        require_same_classes(model, ClassSet.of(f"'{found}'", read_class_names(found)), fix)
 
 
 class FolderDataset:
@@ -99,13 +101,21 @@ class FolderDataset:
         img_size: output (width, height); None keeps the images' own size, which must then be the
             same for all images.
         num_classes: number of classes; default from classes.txt, else the largest id in the masks + 1.
+            A `ClassSet` (edgeseg._evidence) is a model's classes: the data must agree with them (a
+            classes.txt of another count, or an id beyond them, is refused naming the model).
         ignore_index: mask value for unlabelled pixels, allowed beyond the class ids and kept as is.
         channels: 1 or 3 to force gray or RGB; default 1 only if every image is gray.
         class_names: names for the classes; default from classes.txt, else "class0", "class1", ...
         cache: keep decoded, resized arrays in memory after first use.
+        skip_unreadable: an image or mask that cannot be decoded is left out (named in one
+            `SkippedFileWarning` line each, listed in `skipped`) instead of refusing the folder: the
+            batch rule of `eval`. Every image is then decoded while the dataset is built.
 
     `ROOT/classes.txt` is looked up in ROOT, then in ROOT's parent (a `train/` and `val/` pair often
-    share one). Masks stored as 0/255 are read as 0/1 (`binary_255`).
+    share one). Masks stored as 0/255 are read as 0/1 (`binary_255`). `labelled_pixels` counts the
+    masks' labelled pixels (not the ignore id) in their own files, before any resize: the data's
+    own evidence for a figure (edgeseg._evidence); `labelled_per_image` counts them per mask and
+    `labelled_images` the masks with any.
     """
 
     def __init__(
@@ -113,23 +123,30 @@ class FolderDataset:
         root: str | os.PathLike[str],
         *,
         img_size: tuple[int, int] | None = None,
-        num_classes: int | None = None,
+        num_classes: int | ClassSet | None = None,
         ignore_index: int | None = None,
         channels: int | None = None,
         class_names: list[str] | None = None,
         cache: bool = True,
+        skip_unreadable: bool = False,
     ) -> None:
         self.root = Path(root)
         self.ignore_index = ignore_index
         self.cache = cache
         if channels not in (None, 1, 3):
             raise InputError(f"channels must be 1 or 3; got {channels!r}")
-        if img_size is not None and (len(img_size) != 2 or min(img_size) <= 0):
-            raise InputError(f"img_size must be (width, height) with positive sizes; got {img_size!r}")
+        if img_size is not None:
+            img_size = size_arg(img_size)
+        if class_names is not None:
+            class_names = sequence_arg(class_names, "class_names", 'class_names=["background", "road"]')
+        self._model = num_classes if isinstance(num_classes, ClassSet) else None
+        if isinstance(num_classes, ClassSet):
+            num_classes = num_classes.count
         if num_classes is not None and num_classes < 1:
             raise InputError(f"--classes must be at least 1; got {num_classes}")
 
         self.items: list[tuple[Path, Path]] = self._find_pairs()
+        self._skips = SkipLog(len(self.items), "image") if skip_unreadable else None
         sizes, modes = self._read_headers()
         self.channels: int = channels or (1 if all(m in _GRAY_HEADER_MODES for m in modes) else 3)
         self._raw_masks: dict[int, np.ndarray] = {}
@@ -138,6 +155,13 @@ class FolderDataset:
         self.binary_255 = False
         self.num_classes, self.class_names = self._resolve_classes(num_classes, class_names, masks)
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        if self._skips is not None:
+            self._drop_undecodable()
+
+    @property
+    def skipped(self) -> list[Skipped]:
+        """The image/mask pairs left out as unreadable (`skip_unreadable=True` only)."""
+        return list(self._skips.items) if self._skips is not None else []
 
     # -- construction helpers -------------------------------------------------------------------
 
@@ -153,9 +177,7 @@ class FolderDataset:
                 raise InputError(f"data folder '{root}' has no '{sub}/' subfolder; {layout}")
 
         images: dict[str, Path] = {}
-        for path in sorted((root / "images").iterdir()):
-            if path.name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
-                continue
+        for path in list_images(root / "images"):
             if path.stem in images:
                 raise InputError(
                     f"two images share the name '{path.stem}': '{images[path.stem]}' and '{path}'; "
@@ -165,17 +187,9 @@ class FolderDataset:
         if not images:
             raise InputError(f"no images (.png/.jpg/.tif...) in '{root / 'images'}'")
 
-        masks = {
-            p.stem: p
-            for p in (root / "masks").iterdir()
-            if p.suffix.lower() == ".png" and not p.name.startswith(".") and p.is_file()
-        }
+        masks = {p.stem: p for p in list_images(root / "masks", (".png",))}
         missing = sorted(stem for stem in images if stem not in masks)
-        lossy = [
-            p
-            for p in sorted((root / "masks").iterdir())
-            if p.suffix.lower() in LOSSY_MASK_SUFFIXES and p.stem in missing and p.is_file()
-        ]
+        lossy = [p for p in list_images(root / "masks", LOSSY_MASK_SUFFIXES) if p.stem in missing]
         if lossy:
             raise InputError(lossy_mask_message(lossy[0], "JPEG"))
         if missing:
@@ -195,31 +209,52 @@ class FolderDataset:
 
     def _read_headers(self) -> tuple[list[tuple[int, int]], list[str]]:
         """(width, height) and mode of every image from its header only."""
-        sizes, modes = [], []
-        for image_path, _ in self.items:
+        sizes, modes, kept = [], [], []
+        for image_path, mask_path in self.items:
             try:
                 with Image.open(image_path) as img:
                     sizes.append(display_size(img))  # read_image turns the pixels the same way
                     modes.append(img.mode)
             except Exception as exc:
-                raise InputError(
+                error = UnreadableFile(
                     f"cannot read image '{image_path}': not an image (re-export or remove it; "
                     f"{type(exc).__name__}: {exc})"
-                ) from exc
+                )
+                if self._skips is None:
+                    raise error from exc
+                self._skips.add(image_path, error)
+                continue
+            kept.append((image_path, mask_path))
+        self.items = kept
+        if self._skips is not None:
+            self._skips.check_any_done(len(kept))
         return sizes, modes
 
     def _read_masks(self, sizes: list[tuple[int, int]]) -> list[np.ndarray]:
         masks = []
-        for i, ((image_path, mask_path), (width, height)) in enumerate(zip(self.items, sizes, strict=True)):
-            mask = read_mask(mask_path)
+        kept, kept_sizes = [], []
+        for (image_path, mask_path), (width, height) in zip(self.items, sizes, strict=True):
+            try:
+                mask = read_mask(mask_path)
+            except UnreadableFile as exc:
+                if self._skips is None:
+                    raise
+                self._skips.add(image_path, exc)
+                continue
             if mask.shape != (height, width):
                 raise InputError(
                     f"mask '{mask_path}' is {mask.shape[1]}x{mask.shape[0]} but its image '{image_path}' "
                     f"is {width}x{height}; a mask must have its image's size"
                 )
-            masks.append(mask)
             if self.cache:
-                self._raw_masks[i] = mask
+                self._raw_masks[len(masks)] = mask
+            masks.append(mask)
+            kept.append((image_path, mask_path))
+            kept_sizes.append((width, height))
+        if self._skips is not None:
+            self.items = kept
+            sizes[:] = kept_sizes
+            self._skips.check_any_done(len(kept))
         return masks
 
     def _resolve_img_size(
@@ -237,10 +272,7 @@ class FolderDataset:
         return first
 
     def _find_classes_file(self) -> Path | None:
-        for folder in (self.root, self.root.parent):
-            if (folder / "classes.txt").is_file():
-                return folder / "classes.txt"
-        return None
+        return classes_file(self.root)
 
     def _resolve_classes(
         self, num_classes: int | None, class_names: list[str] | None, masks: list[np.ndarray]
@@ -255,6 +287,12 @@ class FolderDataset:
             names_source = f"'{names_file}'"
         else:
             names, names_source = None, ""
+        if names is not None and self._model is not None:
+            require_same_classes(
+                self._model,
+                ClassSet.of(names_source, names),
+                "give data labelled with the model's classes, or a model trained on these",
+            )
         if names is not None and num_classes is not None and len(names) != num_classes:
             raise InputError(
                 f"{names_source} lists {len(names)} classes but --classes is {num_classes}; "
@@ -276,16 +314,25 @@ class FolderDataset:
             declared = 2
 
         if declared is None:
-            _warn_if_smeared(labelled, masks, ignore, self.root / "masks")
             top = max((int(v.max()) for v in labelled if v.size), default=None)
             if top is None:
                 raise InputError(
                     f"every mask in '{self.root / 'masks'}' holds only the ignore index {ignore}; "
                     "there is nothing to learn"
                 )
+            refuse_isolated_top_id(labelled, top, ignore, self.root / "masks")
+            warn_if_smeared(labelled, masks, ignore, self.root / "masks")
             declared = top + 1
         for (_, mask_path), v in zip(self.items, labelled, strict=True):
             bad = v[v >= declared]
+            if bad.size and self._model is not None:
+                model = self._model
+                raise InputError(
+                    f"mask '{mask_path}' holds class id {int(bad[0])}, beyond the {model.count} classes of "
+                    f"{model.owner} (ids 0..{model.count - 1}"
+                    f"{f', ignore index {ignore}' if ignore is not None else ''}); give data labelled "
+                    "with the model's classes, or a model trained on these"
+                )
             if bad.size:
                 hint = f"--ignore-index {int(bad[0])}" if ignore is None else "a different --ignore-index"
                 raise InputError(
@@ -295,7 +342,36 @@ class FolderDataset:
                 )
         if names is None:
             names = [f"class{i}" for i in range(declared)]
+        self.labelled_per_image = [_labelled_count(m, ignore, declared, self.binary_255) for m in masks]
+        self.labelled_pixels = sum(self.labelled_per_image)
+        self.labelled_images = sum(c > 0 for c in self.labelled_per_image)
         return declared, names
+
+    def _drop_undecodable(self) -> None:
+        """Decode every image (a header can be whole while the pixels after it are cut off) and leave
+        out the pairs that fail, keeping the decoded arrays when caching."""
+        assert self._skips is not None  # skip_unreadable only
+        kept, loaded = [], []
+        for i, (image_path, mask_path) in enumerate(self.items):
+            try:
+                pair = self._load(i)
+            except UnreadableFile as exc:
+                self._skips.add(image_path, exc)
+                continue
+            kept.append((image_path, mask_path))
+            loaded.append(pair)
+        self.items = kept
+        self._skips.check_any_done(len(kept))
+        self._cache = dict(enumerate(loaded)) if self.cache else {}
+
+    def _load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        image_path, mask_path = self.items[index]
+        image = resize_image(read_image(image_path, channels=self.channels), self.img_size)
+        raw = self._raw_masks.pop(index, None)
+        mask = resize_mask(raw if raw is not None else read_mask(mask_path), self.img_size)
+        if self.binary_255:
+            mask = np.where(mask == 255, 1, mask).astype(mask.dtype)
+        return image, mask
 
     # -- access ---------------------------------------------------------------------------------
 
@@ -309,13 +385,7 @@ class FolderDataset:
         index %= n
         cached = self._cache.get(index)
         if cached is None:
-            image_path, mask_path = self.items[index]
-            image = resize_image(read_image(image_path, channels=self.channels), self.img_size)
-            raw = self._raw_masks.pop(index, None)
-            mask = resize_mask(raw if raw is not None else read_mask(mask_path), self.img_size)
-            if self.binary_255:
-                mask = np.where(mask == 255, 1, mask).astype(mask.dtype)
-            cached = (image, mask)
+            cached = self._load(index)
             if self.cache:
                 self._cache[index] = cached
         image, mask = cached

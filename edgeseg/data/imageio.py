@@ -24,6 +24,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "LOSSY_MASK_SUFFIXES",
     "RESIZE_KERNELS",
+    "UnreadableFile",
     "display_size",
     "parse_img_size",
     "read_image",
@@ -45,6 +46,12 @@ _SWAPS_AXES = frozenset({5, 6, 7, 8})  # the EXIF orientations that turn the ima
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 _GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "F"} | _SIXTEEN_BIT_MODES)
 _MASK_INT_MODES = frozenset({"1", "L", "P", "I"} | _SIXTEEN_BIT_MODES)
+
+
+class UnreadableFile(InputError):
+    """An image or mask file that cannot be decoded (missing, truncated, not an image, a colour mode
+    Pillow cannot convert): the file itself is broken, as opposed to a readable file whose content
+    does not fit (a colour mask, a size that differs from its image)."""
 
 
 def _orientation(img: Image.Image) -> int:
@@ -73,7 +80,7 @@ def _open_loaded(path: Path, what: str) -> Image.Image:
     sensor saw it, with a tag saying how to show it: the pixels a user sees, and labels, are the
     turned ones); any failure becomes an InputError naming the file."""
     if not path.is_file():
-        raise InputError(f"cannot read {what} '{path}': file not found")
+        raise UnreadableFile(f"cannot read {what} '{path}': file not found")
     try:
         with Image.open(path) as img:
             # load() inside the try: Image.open only reads the header, so a truncated file would
@@ -88,7 +95,7 @@ def _open_loaded(path: Path, what: str) -> Image.Image:
     except InputError:
         raise
     except Exception as exc:
-        raise InputError(
+        raise UnreadableFile(
             f"cannot read {what} '{path}': truncated or not an image "
             f"(re-export or remove it; {type(exc).__name__}: {exc})"
         ) from exc
@@ -158,7 +165,7 @@ def read_image(path: str | os.PathLike[str], channels: int | None = None) -> np.
     try:
         rgb = img.convert("RGB")
     except (ValueError, OSError) as exc:  # exotic modes (LAB, HSV, ...) Pillow cannot convert
-        raise InputError(
+        raise UnreadableFile(
             f"cannot read image '{path}': unsupported colour mode {img.mode}; re-export it as RGB or gray"
         ) from exc
     if channels == 1:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgeseg._guards import size_arg
+
 __all__ = ["SYNTHETIC_CLASSES", "SyntheticDataset", "render_scene"]
 
 SYNTHETIC_CLASSES = ("background", "disc", "box", "triangle")
@@ -207,7 +209,7 @@ class SyntheticDataset:
         if seed < 0:
             raise ValueError(f"seed must be non-negative; got {seed}")
         self.length = int(length)
-        self.img_size: tuple[int, int] = (int(img_size[0]), int(img_size[1]))
+        self.img_size: tuple[int, int] = size_arg(img_size)
         self.seed = int(seed)
         self.class_names: list[str] = list(SYNTHETIC_CLASSES)
         self.num_classes: int = len(SYNTHETIC_CLASSES)

@@ -37,7 +37,7 @@ DEFAULT_STD_GRAY = (0.226,)
 # AugmentConfig default strength: flip (left-right), vflip (up-down), rot90, zoom (scale/crop),
 # color (brightness/contrast).
 AUGMENT_OPS = ("flip", "vflip", "rot90", "zoom", "color")
-DEFAULT_AUGMENT_OPS = "flip,rot90,zoom,color"
+DEFAULT_AUGMENT_OPS = "flip,rot90"
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,14 @@ from typing import Any
 
 import numpy as np
 
+from edgeseg._evidence import ClassSet, require_same_classes
 from edgeseg._guards import recorded_path
+from edgeseg._paths import CHECKPOINT_FILES, folder_not_file
+from edgeseg._reuse import find_source
 from edgeseg.demo.stats import FlickerMeter
 from edgeseg.errors import InputError
 from edgeseg.evaluation.metrics import ConfusionMatrix
-from edgeseg.manifest import Manifest, sha256_file
+from edgeseg.manifest import Manifest
 
 __all__ = ["BaselineWorker", "resolve_baseline"]
 
@@ -44,32 +47,29 @@ def resolve_baseline(
     """(checkpoint to compare with or None, a note saying which and why).
 
     An explicit path must exist (InputError otherwise). By default the bundle manifest's source
-    checkpoint is used when it can still be found (as recorded, or beside the bundle, as `export`
-    writes it) and its sha256 matches what was exported; otherwise there is no baseline, and the note
-    says why.
+    checkpoint is used when a file with the sha256 the manifest records is found (as recorded, or
+    beside the bundle, as `export` writes it: edgeseg._reuse.find_source); otherwise there is no
+    baseline, and the note says why. Either way the caller checks that its classes are the model's
+    (`BaselineWorker`).
     """
     if explicit is not None:
         path = Path(explicit)
+        if path.is_dir():
+            raise InputError(
+                folder_not_file(
+                    path, "--baseline", "a checkpoint file (.pt)", CHECKPOINT_FILES, bundles=False
+                )
+            )
         if not path.is_file():
             raise InputError(f"baseline checkpoint '{path}' does not exist")
         return path, f"baseline {path}"
+    if manifest is not None and manifest.target == "checkpoint":
+        return None, "no baseline: the model is the PyTorch checkpoint itself"
     source = (manifest.source if manifest else None) or {}
-    recorded = source.get("checkpoint")
-    if not recorded:
-        return None, "no baseline: the model records no source checkpoint (pass --baseline CKPT)"
-    folder = model if model.is_dir() else model.parent
-    candidates = [Path(recorded), folder / recorded, folder.parent / Path(recorded).name]
-    found = next((c for c in candidates if c.is_file()), None)
+    found, why = find_source(source, model, keys=("checkpoint",))
     if found is None:
-        return None, f"no baseline: the source checkpoint '{recorded}' was not found (pass --baseline CKPT)"
-    expected = source.get("sha256")
-    if expected and sha256_file(found) != expected:
-        return None, f"no baseline: '{found}' is not the checkpoint this model was exported from (sha256)"
-    return found, f"baseline {found} (from the manifest)"
-
-
-def _finite(value: float) -> float | None:
-    return None if value != value else value  # NaN (no class present) is not valid JSON
+        return None, f"no baseline: {why} (pass --baseline CKPT)"
+    return found, f"baseline {found} (from the manifest, {why})"
 
 
 class BaselineWorker:
@@ -78,7 +78,8 @@ class BaselineWorker:
     Args:
         checkpoint: the PyTorch checkpoint.
         img_size: (width, height) the artifact runs at, so both models see the same input.
-        num_classes: the artifact's classes.
+        num_classes: the artifact's classes; given as a `ClassSet` (edgeseg._evidence), the
+            checkpoint's classes must agree with them (InputError naming both otherwise).
         input_format: the frames' channel order ("bgr").
         duty: the share of one core the worker may use (it sleeps in between).
         model_package: the runtime package of the model being demonstrated (`Backend.package`).
@@ -91,7 +92,7 @@ class BaselineWorker:
         checkpoint: Path,
         *,
         img_size: tuple[int, int],
-        num_classes: int,
+        num_classes: int | ClassSet,
         input_format: str = "bgr",
         duty: float = 0.25,
         model_package: str = "",
@@ -108,6 +109,17 @@ class BaselineWorker:
             input_format=input_format,
             threads=None if shared else 1,
         )
+        if isinstance(num_classes, ClassSet):
+            try:
+                require_same_classes(
+                    num_classes,
+                    ClassSet.of(f"the baseline '{checkpoint}'", self._seg.class_names),
+                    "pass --baseline with the checkpoint this model was exported from, or --no-compare",
+                )
+            except InputError:
+                self._seg.close()
+                raise
+            num_classes = num_classes.count
         self.duty = min(max(duty, 0.01), 1.0)
         self.vs_baseline = ConfusionMatrix(num_classes)  # rows: PyTorch's mask, columns: the artifact's
         self.baseline_truth = ConfusionMatrix(num_classes)
@@ -178,22 +190,36 @@ class BaselineWorker:
             self._cond.wait_for(lambda: not self._busy or self._stop, timeout=timeout)
 
     def figures(self) -> dict[str, Any]:
-        """Running figures: frames compared, pixel agreement, mIoU vs PyTorch, PyTorch's mIoU vs truth."""
+        """Running figures: frames compared, pixel agreement, mIoU vs PyTorch, PyTorch's mIoU vs truth.
+
+        Agreement and mIoU are reported once they stand on the minimum of evidence
+        (edgeseg._evidence); until then they are None and `missing` says what is missing. A figure
+        that is not finite raises InputError: it is never shown."""
         with self._lock:
             frames, truth_frames, ms = self.frames, self.truth_frames, self.ms_total
-            vs = self.vs_baseline.compute() if frames else None
-            truth = self.baseline_truth.compute() if truth_frames else None
+            vs, missing = None, None
+            if frames:
+                evidence = self.vs_baseline.evidence("pixels compared with the baseline")
+                missing = evidence.refusal("agreement with the baseline")
+                if missing is None:
+                    vs = self.vs_baseline.checked("vs the baseline", "pixels compared with the baseline")
+            else:
+                missing = "agreement with the baseline: no frame was compared"
+            truth = None
+            if truth_frames and self.baseline_truth.evidence("labelled pixels").missing() is None:
+                truth = self.baseline_truth.checked("of the baseline vs ground truth", "labelled pixels")
             flicker = self.flicker_pytorch.share, self.flicker_artifact.share, self.flicker_pytorch.pairs
         return {
             "checkpoint": recorded_path(self.checkpoint),
             "frames_compared": frames,
             "pixel_agreement": vs.pixel_accuracy if vs else None,
-            "miou": _finite(vs.miou) if vs else None,
-            "pytorch_miou_vs_truth": _finite(truth.miou) if truth else None,
+            "miou": vs.miou if vs else None,
+            "pytorch_miou_vs_truth": truth.miou if truth else None,
             "pytorch_ms": ms / frames if frames else None,
             "flicker_pytorch": flicker[0],
             "flicker_artifact": flicker[1],
             "flicker_pairs": flicker[2],
+            "missing": None if self.error else missing,
             "error": str(self.error) if self.error else None,
         }
 

@@ -59,10 +59,19 @@ class Capture:
         self._thread.start()
         return self
 
-    def reset_counters(self) -> None:
-        """Forget frames read and dropped so far (after warm-up, so the summary counts the run)."""
+    def reset_counters(self, taken: int = 0) -> None:
+        """Start counting the run (after warm-up): frames read and dropped so far are forgotten, but
+        the `taken` frames already handed out for the run and a frame held for it count as read."""
         with self._cond:
-            self.captured = self.dropped = 0
+            self.captured = taken + (self._frame is not None)
+            self.dropped = 0
+
+    def counters(self) -> tuple[int, int]:
+        """(frames read and then handed out or dropped, frames dropped) since `reset_counters`, read
+        together: handed out = the first minus the second. A frame read but still held, which no one
+        may take any more when a run ends, is left out."""
+        with self._cond:
+            return self.captured - (self._frame is not None), self.dropped
 
     # -- capture thread ---------------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ class DemoConfig:
         stall_timeout: seconds without a frame before a source counts as stalled and is reopened;
             retry_seconds: how long reopening is tried before the demo ends.
         alpha: overlay opacity. show_mask: start showing the mask instead of the overlay.
+        hud, legend: start with the HUD's figures / the class key drawn (keys h and l switch them).
         video_fps: frame rate written into --save (default: the source's, else 30).
         snapshot_dir: where the s key writes PNGs.
         on_message: called with each line meant for the user (the URL being served, notes).
@@ -66,6 +67,8 @@ class DemoConfig:
     retry_seconds: float = 10.0
     alpha: float = 0.5
     show_mask: bool = False
+    hud: bool = True
+    legend: bool = True
     video_fps: float | None = None
     snapshot_dir: Path = field(default_factory=lambda: Path("."))
     on_message: Callable[[str], None] | None = None
@@ -128,12 +131,18 @@ class DemoSummary:
     # Share of pixels whose class flipped between consecutive masks: the artifact's over the run, and
     # the artifact's and PyTorch's on the frames the baseline compared; None without two frames.
     flicker: dict[str, Any] | None = None
+    # Frames read from the source during the run, the first included: `frames` + `dropped` (after q,
+    # Ctrl-C or stop, plus the one or two being segmented then, which were not drawn).
     captured: int = 0
     dropped: int = 0
     reopens: int = 0
     baseline: dict[str, Any] | None = None  # figures vs PyTorch, or None
     baseline_note: str = ""
     truth: dict[str, Any] | None = None  # mIoU and pixel accuracy vs ground truth, or None
+    truth_note: str = ""  # why there is no truth figure, when the source has truth
+    # Figures the run measured that stand on too little evidence (edgeseg._evidence), each with what
+    # is missing: not reported, and `edgeseg demo` exits with code 2 after the summary.
+    missing: list[str] = field(default_factory=list)
     ended: str = ""  # max_frames | source_ended | source_lost | quit | interrupted | stopped
     video: str | None = None
     video_frames: int = 0
@@ -141,6 +150,8 @@ class DemoSummary:
     url: str | None = None
     # --serve: connections, disconnects, timeouts, refused, bad_requests (StreamServer.counters())
     clients: dict[str, int] | None = None
+    # Files a folder source could not read and left out: path and reason each.
+    skipped: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -154,11 +165,13 @@ class DemoSummary:
             "stages (ms): " + ", ".join(f"{k} {v:.2f}" for k, v in self.stages_ms.items()),
         ]
         b = self.baseline
-        if b and b.get("frames_compared"):
+        if b and b.get("pixel_agreement") is not None:
             out.append(
                 f"vs PyTorch on {b['frames_compared']} frames: pixel agreement {b['pixel_agreement']:.4%}, "
                 f"mIoU {b['miou']:.4f}"
             )
+        elif b and b.get("missing"):
+            out.append(b["missing"])
         else:
             out.append(self.baseline_note or "no comparison with PyTorch")
         lat = self.latency_percentiles_ms
@@ -178,12 +191,16 @@ class DemoSummary:
             out.append(line)
         if self.truth:
             out.append(f"vs ground truth on {self.truth['frames']} frames: mIoU {self.truth['miou']:.4f}")
+        elif self.truth_note:
+            out.append(self.truth_note)
         if self.clients is not None:
             c = self.clients
             out.append(
                 f"browser view: {c['connections']} connections, {c['disconnects']} hung up, "
                 f"{c['timeouts']} timed out, {c['refused']} refused (over the client limit)"
             )
+        if self.skipped:
+            out.append(f"skipped {len(self.skipped)} unreadable file(s) of the source")
         if self.video:
             out.append(f"wrote {self.video} ({self.video_frames} frames)")
         return out

@@ -25,7 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from edgeseg._evidence import ClassSet, labelled_hint, require_same_classes
 from edgeseg._io import write_json
+from edgeseg._text import shown
 from edgeseg.demo.baseline import BaselineWorker, resolve_baseline
 from edgeseg.demo.capture import Capture, Frame
 from edgeseg.demo.config import DemoConfig, DemoSummary
@@ -36,6 +40,7 @@ from edgeseg.demo.sources import FrameSource, open_frame_source
 from edgeseg.demo.stats import (
     DemoState,
     FlickerMeter,
+    RateMeter,
     StageTimes,
     build_summary,
     hud_lines,
@@ -50,6 +55,7 @@ __all__ = ["run_demo"]
 
 _LATENCY_SAMPLES = 100_000  # the percentiles cover the last this many frames (about an hour at 30 FPS)
 _LIVE_LATENCY = 300  # frames the live percentiles cover
+_TOGGLES = {"h": "hud", "l": "legend"}  # keys that show or hide a part of the picture
 
 
 @dataclass(frozen=True)
@@ -74,17 +80,26 @@ class _Demo:
         self.seg, self.capture, self.threads = parts.seg, parts.capture, parts.threads
         self.baseline, self.baseline_note = parts.baseline, parts.baseline_note
         self.server, self.sink, self.window = parts.server, parts.sink, parts.window
-        self.say = config.on_message or (lambda line: print(line, file=sys.stderr))
+        self.say = config.on_message or (lambda line: print(shown(line), file=sys.stderr))
         self.times = StageTimes()
         self.results: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
         self.k = len(self.seg.class_names)
         manifest = self.seg.manifest
         self.precision = manifest.precision if manifest else "fp32"
-        self.truth = ConfusionMatrix(self.k, ignore_index=manifest.ignore_index if manifest else None)
+        self.ignore_index = manifest.ignore_index if manifest else None
+        self.truth = ConfusionMatrix(self.k, ignore_index=self.ignore_index)
         self.truth_frames = 0
-        self.renderer = Renderer(self.k, config.alpha, config.show_mask)
+        self.score_truth, self.truth_note = _truth_plan(self.capture.source, model, self.seg.class_names)
+        self.renderer = Renderer(
+            self.k,
+            config.alpha,
+            config.show_mask,
+            class_names=self.seg.class_names,
+            hud=config.hud,
+            legend=config.legend,
+        )
         self.frames = 0
-        self.done_at: deque[float] = deque(maxlen=30)
+        self.rate = RateMeter()  # the HUD's FPS: frames done over the last seconds
         self.latency_ms, self.latency_count = 0.0, 0  # sum and count over the whole run
         self.latencies: deque[float] = deque(maxlen=_LATENCY_SAMPLES)
         self.flicker = FlickerMeter()
@@ -182,6 +197,8 @@ class _Demo:
             return not paused, None
         if key == "o":
             self.renderer.show_mask = not self.renderer.show_mask
+        if key in _TOGGLES:
+            self.renderer.toggle(_TOGGLES[key])
         if key == "s" and shown is not None:
             stem = f"edgeseg-snapshot-{time.strftime('%Y%m%d-%H%M%S')}-{len(self.snapshots):03d}"
             path = write_snapshot(shown, self.config.snapshot_dir, stem)
@@ -191,8 +208,9 @@ class _Demo:
 
     def _deliver(self, frame: Frame, result: Any) -> Any:
         t0 = time.perf_counter()
-        if frame.truth is not None and frame.truth.shape == result.mask.shape:
-            update_confusion(self.truth, result.mask, frame.truth)
+        if self.score_truth and frame.truth is not None and frame.truth.shape == result.mask.shape:
+            truth = _truth_ids(frame.truth, self.k, self.ignore_index, self.model)
+            update_confusion(self.truth, result.mask, truth)
             self.truth_frames += 1
         self.flicker.add(result.mask)
         t1 = time.perf_counter()
@@ -213,7 +231,7 @@ class _Demo:
         if streaming and self.server is not None:
             self.server.publish_frame(canvas)
         now = time.perf_counter()
-        self.done_at.append(now)
+        self.rate.tick(now)
         self.finished = now
         self.times.add(
             truth=(t1 - t0) * 1000, render=(t2 - t1) * 1000, encode=(t3 - t2) * 1000, stream=(now - t3) * 1000
@@ -232,6 +250,15 @@ class _Demo:
     def state(self, *, final: bool = False) -> DemoState:
         """A snapshot of the run's figures (over the whole run when `final`, else the recent ones)."""
         capture, base = self.capture, self.baseline
+        truth, truth_note = None, self.truth_note
+        if self.truth_frames:
+            # Shown only once it stands on the minimum of evidence (edgeseg._evidence).
+            hint = labelled_hint(self.ignore_index)
+            refusal = self.truth.evidence("labelled pixels", hint=hint).refusal("mIoU vs ground truth")
+            if refusal is None:
+                truth = self.truth.checked("vs ground truth", "labelled pixels", hint=hint)
+            truth_note = refusal or ""
+        captured, dropped = capture.counters()
         return DemoState(
             model=self.model,
             backend=self.seg.backend_name,
@@ -239,13 +266,14 @@ class _Demo:
             precision=self.precision,
             source=capture.source.description,
             frames=self.frames,
-            done_at=tuple(self.done_at),
+            fps=self.rate.rate(),
             stages_recent=self.times.means(recent=True),
             stages=self.times.means() if final else {},
             baseline=base.figures() if base is not None else None,
             baseline_note=self.baseline_note,
-            truth=self.truth.compute() if self.truth_frames else None,
+            truth=truth,
             truth_frames=self.truth_frames,
+            truth_note=truth_note,
             duration_s=self.finished - self.started - self.paused_s,
             latency_ms=self.latency_ms / self.latency_count if self.latency_count else 0.0,
             latency_pcts=latency_percentiles(
@@ -257,8 +285,8 @@ class _Demo:
             flicker_pairs=self.flicker.pairs,
             isolated_fps=self.isolated_fps,
             threads=self.threads,
-            captured=capture.captured,
-            dropped=capture.dropped,
+            captured=captured,
+            dropped=dropped,
             reopens=capture.reopens,
             stalled=capture.stalled,
             snapshots=tuple(self.snapshots),
@@ -277,6 +305,7 @@ class _Demo:
         summary = build_summary(
             self.state(final=True), ended, video, self.sink.frames if self.sink is not None else 0
         )
+        summary.skipped = [s.to_dict() for s in self.capture.source.skipped]
         if self.config.json_path is not None:
             write_json(self.config.json_path, summary.to_dict())
         return summary
@@ -341,6 +370,42 @@ def _open(config: DemoConfig) -> FrameSource:
     )
 
 
+def _truth_plan(source: FrameSource, model: Path, class_names: Any) -> tuple[bool, str]:
+    """(whether the source's ground truth is scored, why not). Truth whose classes the source names
+    must have the model's count: a labelled folder of other classes is refused (InputError naming
+    both); truth that merely comes with the frames (`incidental_truth`, the synthetic scenes) is
+    not scored, and the note says why."""
+    if not source.has_truth:
+        return False, ""
+    names = source.class_names
+    if names is None or len(names) == len(class_names):
+        return True, ""
+    model_set = ClassSet.of(f"the model '{model}'", class_names)
+    truth_set = ClassSet.of(f"the ground truth of {source.description}", names)
+    if source.incidental_truth:
+        return False, f"ground truth not scored: {model_set.describe()} but {truth_set.describe()}"
+    require_same_classes(model_set, truth_set, "give a --source labelled with the model's classes")
+    return False, ""
+
+
+def _truth_ids(truth: Any, classes: int, ignore: int | None, model: Path) -> Any:
+    """A ground-truth mask as the model's class ids: a binary mask stored as 0/255 read as 0/1 for a
+    two-class model whose ignore id is not 255 (as training reads it). InputError when it holds a
+    class id beyond the model's (not the ignore id): its pixels would silently leave the figures."""
+    top = int(truth.max()) if truth.size else 0
+    if top < classes:
+        return truth
+    if top == 255 and classes == 2 and ignore != 255 and np.isin(truth, (0, 255)).all():
+        return (truth // 255).astype(np.uint8)
+    labelled = truth[truth != ignore] if ignore is not None else truth
+    if labelled.size and int(labelled.max()) >= classes:
+        raise InputError(
+            f"a ground-truth mask of the source holds class id {int(labelled.max())}, beyond the {classes} "
+            f"classes of the model '{model}'; give a --source labelled with the model's classes"
+        )
+    return truth
+
+
 def _baseline(config: DemoConfig, seg: Any, path: Path) -> tuple[BaselineWorker | None, str]:
     """(the comparison worker or None, the note saying which baseline or why there is none)."""
     checkpoint, note = resolve_baseline(config.baseline, seg.manifest, path)
@@ -352,7 +417,7 @@ def _baseline(config: DemoConfig, seg: Any, path: Path) -> tuple[BaselineWorker 
     worker = BaselineWorker(
         checkpoint,
         img_size=(pre.width, pre.height),
-        num_classes=len(seg.class_names),
+        num_classes=ClassSet.of(f"the model '{path}'", seg.class_names),
         input_format=seg.input_format,
         duty=config.baseline_duty,
         model_package=seg.backend.package,
@@ -374,7 +439,7 @@ def _run(demo: _Demo) -> DemoSummary:
     demo.isolated_fps = time_alone(seg, first.image)
     if demo.baseline is not None:
         demo.baseline.start()
-    capture.reset_counters()
+    capture.reset_counters(taken=1)
     demo.pending = first  # the frame used for timing is also the run's first
     worker = threading.Thread(target=demo.model_loop, name="edgeseg-model", daemon=True)
     demo.started = demo.finished = time.perf_counter()

@@ -3,49 +3,102 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from edgeseg._io import atomic_open
+from edgeseg._io import atomic_open, disk_has_no_room
 from edgeseg.demo._cv import load_cv2
 from edgeseg.errors import EdgesegRuntimeError, InputError
+from edgeseg.legend import Legend, Patch, font_px_over, legend_entries, text_patch
 from edgeseg.overlay import Overlay
 
-__all__ = ["VIDEO_FORMATS", "Renderer", "VideoSink", "Window", "display_problem", "write_snapshot"]
+__all__ = [
+    "VIDEO_FORMATS",
+    "Renderer",
+    "VideoSink",
+    "Window",
+    "display_problem",
+    "hud_font_px",
+    "write_snapshot",
+]
 
 VIDEO_FORMATS = {".mp4": "mp4v", ".avi": "MJPG"}  # container -> a codec every OpenCV build can write
 
 
 class Renderer:
     """Draws class colours over a frame (class 0, usually background, stays uncoloured) or the mask
-    alone, plus HUD text lines in a shaded box at the top left."""
+    alone, the class key (bottom right) and the HUD's text lines (top left), both on shaded panels
+    whose font follows the frame's height (`font_px_over`): with every HUD line and 11 classes they
+    keep to about a quarter of any frame.
 
-    def __init__(self, num_classes: int, alpha: float = 0.5, show_mask: bool = False) -> None:
+    Args:
+        num_classes: the model's classes. class_names: their names for the key (default "class i").
+        alpha: overlay opacity. show_mask: draw the mask alone instead of the overlay.
+        hud, legend: draw the HUD text / the class key (`toggle` switches them while running).
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        alpha: float = 0.5,
+        show_mask: bool = False,
+        *,
+        class_names: Sequence[str] | None = None,
+        hud: bool = True,
+        legend: bool = True,
+    ) -> None:
         self.alpha, self.show_mask = float(alpha), show_mask
+        self.hud, self.legend = hud, legend
         self._overlay = Overlay(num_classes, alpha, order="bgr")  # the renderer `predict` uses too
+        names = list(class_names) if class_names is not None else [f"class {i}" for i in range(num_classes)]
+        # Over the overlay class 0 is left uncoloured; in the mask view it is black.
+        self._keys = {
+            shown: Legend(legend_entries(names, background="black" if shown else "clear"), order="bgr")
+            for shown in (False, True)
+        }
+        self._text: tuple[tuple[str, ...], int, Patch] | None = None  # the last HUD rendered
+
+    def toggle(self, part: str) -> None:
+        """Show or hide "hud" or "legend"."""
+        setattr(self, part, not getattr(self, part))
 
     def draw(self, frame: np.ndarray, mask: np.ndarray, hud: list[str]) -> np.ndarray:
-        """A new BGR image: the overlay (or the mask) with the HUD; `frame` is left untouched."""
+        """A new BGR image: the overlay (or the mask) with the key and the HUD; `frame` is left
+        untouched."""
         out = self._overlay.colour_mask(mask) if self.show_mask else self._overlay.blend(frame, mask)
-        if hud:
+        if self.legend:
+            self._keys[self.show_mask].draw(out)
+        if self.hud and hud:
             self._hud(out, hud)
         return out
 
-    @staticmethod
-    def _hud(img: np.ndarray, lines: list[str]) -> None:
-        cv = load_cv2()
-        scale = max(0.35, min(0.6, img.shape[0] / 900))
-        step = int(30 * scale) + 4
-        width = max(cv.getTextSize(line, cv.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] for line in lines) + 12
-        box = img[: min(img.shape[0], step * len(lines) + 8), : min(img.shape[1], width)]
-        np.right_shift(box, 1, out=box)  # darken, so the text reads on any background
-        for i, line in enumerate(lines):
-            origin = (6, step * (i + 1))
-            cv.putText(img, line, origin, cv.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv.LINE_AA)
+    def _hud(self, img: np.ndarray, lines: list[str]) -> None:
+        h, w = img.shape[:2]
+        px = hud_font_px(h)
+        key = tuple(lines)
+        if self._text is None or self._text[:2] != (key, px):
+            # The figures change ten times a second at most: render the text then, not every frame.
+            patch = text_patch(lines, px, order="bgr")
+            while patch.size[0] > 0.6 * w and px > _MIN_HUD_PX:  # long lines on a narrow frame
+                px -= 1
+                patch = text_patch(lines, px, order="bgr")
+            self._text = (key, hud_font_px(h), patch)
+        margin = max(2, h // 80)
+        self._text[2].paste(img, margin, margin)
+
+
+_MIN_HUD_PX = 8
+
+
+def hud_font_px(height: int) -> int:
+    """The HUD's and the key's font size on a frame `height` pixels high."""
+    return font_px_over(height)
 
 
 class VideoSink:
@@ -93,6 +146,10 @@ class VideoSink:
         if not self.frames:
             self.discard()
             return None
+        if disk_has_no_room(self._tmp.parent):
+            # OpenCV's writer drops what does not fit without a word: a disk left full holds a cut video.
+            self.discard()
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
         os.chmod(self._tmp, 0o666 & ~_umask())
         os.replace(self._tmp, self.path)
         self._tmp = None

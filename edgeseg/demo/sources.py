@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeseg.data.files import SkipLog, Skipped, list_images
+from edgeseg.data.folder import classes_file, read_class_names
 from edgeseg.data.imageio import IMAGE_SUFFIXES, LOSSY_MASK_SUFFIXES, read_image, read_mask
 from edgeseg.data.synthetic import SYNTHETIC_CLASSES, render_scene
 from edgeseg.demo._cv import has_gstreamer, load_cv2
@@ -48,9 +50,17 @@ class FrameSource(ABC):
     fps: float | None = None  # its nominal rate, when known
     has_truth: bool = False
     class_names: tuple[str, ...] | None = None  # what the truth ids mean, when the source knows
+    # Truth that comes with the frames rather than from the user (the synthetic scenes): a model of
+    # other classes just gets no truth figure, where labelled data of other classes is refused.
+    incidental_truth: bool = False
 
     def __init__(self, description: str) -> None:
         self.description = description
+
+    @property
+    def skipped(self) -> list[Skipped]:
+        """Files the source could not read and left out (a folder's; others skip nothing)."""
+        return []
 
     @abstractmethod
     def open(self) -> None:
@@ -77,6 +87,7 @@ class SyntheticSource(FrameSource):
 
     has_truth = True
     class_names = SYNTHETIC_CLASSES
+    incidental_truth = True
 
     def __init__(
         self, size_wh: tuple[int, int] = (640, 480), fps: float | None = None, seed: int = 0
@@ -140,24 +151,26 @@ def _bounce(position: int, span: int) -> int:
 
 
 class FolderSource(FrameSource):
-    """Images of a folder in name order; a dataset folder (DIR/images + DIR/masks) adds the truth."""
+    """Images of a folder in name order; a dataset folder (DIR/images + DIR/masks) adds the truth.
+
+    The batch rule: an image (or its mask) that cannot be read is left out with one warning line
+    naming it, the first time it is met (with `loop`, it is not tried again), and listed in `skipped`;
+    a folder none of whose images can be read is an InputError.
+    """
 
     def __init__(self, folder: Path, loop: bool = False) -> None:
         super().__init__(f"folder '{folder}'")
         images = folder / "images"
         root = images if images.is_dir() else folder
-        self.files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        self.files = list_images(root)
         if not self.files:
             raise InputError(
                 f"cannot open folder '{folder}': it holds no images ({', '.join(IMAGE_SUFFIXES)})"
             )
         masks = folder / "masks"
-        self.masks = {p.stem: p for p in masks.glob("*.png")} if images.is_dir() and masks.is_dir() else {}
-        lossy = (
-            sorted(p for p in masks.glob("*") if p.suffix.lower() in LOSSY_MASK_SUFFIXES)
-            if images.is_dir() and masks.is_dir()
-            else []
-        )
+        dataset = images.is_dir() and masks.is_dir()
+        self.masks = {p.stem: p for p in list_images(masks, (".png",))} if dataset else {}
+        lossy = list_images(masks, LOSSY_MASK_SUFFIXES) if dataset else []
         if lossy:  # training refuses these; here they would only be skipped without a word
             warnings.warn(
                 f"{len(lossy)} mask(s) in '{masks}' are JPEG (e.g. '{lossy[0].name}'), a lossy format: "
@@ -165,25 +178,54 @@ class FolderSource(FrameSource):
                 stacklevel=2,
             )
         self.has_truth = bool(self.masks)
+        names_file = classes_file(folder) if self.has_truth else None
+        self.class_names = tuple(read_class_names(names_file)) if names_file is not None else None
         self.loop = loop
         self._iter: Iterator[Path] = iter(())
+        self._skips = SkipLog(len(self.files))
+        self._bad: set[Path] = set()
+        self._delivered = 0
+
+    @property
+    def skipped(self) -> list[Skipped]:
+        return list(self._skips.items)
 
     def open(self) -> None:
         self._iter = iter(self.files)
 
-    def read(self) -> Read:
+    def _next_path(self) -> Path:
         path = next(self._iter, None)
         if path is None:
             if not self.loop:
+                self._skips.check_any_done(self._delivered)
                 raise SourceEnded
             self.open()
             path = next(self._iter)
+        return path
+
+    def read(self) -> Read:
+        # One pass over the folder at most: with --loop and every file unreadable this must end.
+        for _ in range(len(self.files) + 1):
+            path = self._next_path()
+            if path in self._bad:
+                continue
+            try:
+                frame = self._read(path)
+            except InputError as exc:
+                self._bad.add(path)
+                self._skips.add(path, exc)
+                continue
+            self._delivered += 1
+            return frame
+        self._skips.check_any_done(self._delivered)
+        raise SourceEnded  # not reached: a pass over the folder delivered a frame before
+
+    def _read(self, path: Path) -> Read:
         rgb = read_image(path, channels=3)
         truth = None
         if path.stem in self.masks:
+            # As stored: whether 255 is a binary mask's 1 or the ignore id is the model's to say.
             truth = read_mask(self.masks[path.stem])
-            if truth.size and truth.max() == 255 and not np.isin(truth, (0, 255), invert=True).any():
-                truth = (truth // 255).astype(np.uint8)  # a binary mask stored as 0/255, as training reads it
         return np.ascontiguousarray(rgb[..., ::-1]), truth
 
 

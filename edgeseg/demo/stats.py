@@ -9,7 +9,7 @@ import math
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from edgeseg.evaluation.metrics import ConfusionMatrix, SegMetrics
 __all__ = [
     "DemoState",
     "FlickerMeter",
+    "RateMeter",
     "StageTimes",
     "build_summary",
     "hud_lines",
@@ -85,8 +86,9 @@ def update_confusion(cm: ConfusionMatrix, pred: np.ndarray, truth: np.ndarray) -
     if cm.ignore_index is not None and cm.ignore_index < k:
         t[truth == cm.ignore_index] = k
     packed = t * np.uint8(k) + np.minimum(pred, k - 1)
-    hist = load_cv2().calcHist([packed], [0], None, [k * k], [0, k * k])
-    cm.matrix += hist.reshape(k, k).astype(np.int64)
+    hist = load_cv2().calcHist([packed], [0], None, [k * k], [0, k * k]).reshape(k, k).astype(np.int64)
+    cm.matrix += hist
+    cm.images += int(hist.sum() > 0)  # one frame: counted when it has a labelled pixel, as update does
 
 
 class FlickerMeter:
@@ -126,10 +128,38 @@ def latency_percentiles(samples_ms: Sequence[float]) -> dict[str, float | None]:
     return {"p50": round(float(p50), 3), "p95": round(float(p95), 3), "p99": round(float(p99), 3)}
 
 
-def _fps(done_at: tuple[float, ...]) -> float:
-    if len(done_at) < 2:
-        return 0.0
-    return (len(done_at) - 1) / max(done_at[-1] - done_at[0], 1e-9)
+class RateMeter:
+    """Events per second over a sliding time window: the frames done in about the last `window_s`
+    seconds, (count - 1) / their time span. None until the events span `min_span_s`: two frames
+    1 ms apart say nothing about a rate (the first frames of a run showed "FPS 315" that way).
+
+    Args:
+        window_s: the window's length; the rate follows changes within about this time.
+        min_span_s: the least time the counted events must span before a rate is given.
+        clock: seconds, monotonic (time.perf_counter; a fake one in tests).
+    """
+
+    def __init__(
+        self, window_s: float = 2.0, min_span_s: float = 0.5, clock: Callable[[], float] = time.perf_counter
+    ) -> None:
+        self.window_s, self.min_span_s, self.clock = window_s, min_span_s, clock
+        self._times: deque[float] = deque()
+
+    def tick(self, at: float | None = None) -> None:
+        """One event, now (or `at`, a time of the same clock)."""
+        now = self.clock() if at is None else at
+        self._times.append(now)
+        # Keep the oldest event while the next one is still inside the window, so the counted span
+        # covers the whole window (and a slow stream keeps its last two events).
+        while len(self._times) > 2 and now - self._times[1] >= self.window_s:
+            self._times.popleft()
+
+    def rate(self) -> float | None:
+        """Events per second over the window, or None without enough evidence yet."""
+        if len(self._times) < 2:
+            return None
+        span = self._times[-1] - self._times[0]
+        return (len(self._times) - 1) / span if span >= self.min_span_s else None
 
 
 def _nan_to_none(value: float | None) -> float | None:
@@ -143,11 +173,14 @@ class DemoState:
     Attributes:
         model: the model's path. backend: the backend's registry name; device: its description.
         precision: the model's precision. source: the source's description.
-        frames: frames drawn so far; done_at: when the most recent ones were done (perf_counter s).
+        frames: frames drawn so far; fps: frames drawn per second over the last seconds (RateMeter),
+            None until there is enough evidence.
         stages_recent, stages: mean milliseconds per stage over the last frames and over the run.
         baseline: the comparison's figures (BaselineWorker.figures()), or None without one.
         baseline_note: which baseline is used, or why there is none.
-        truth: scores against ground truth, or None when no frame had any; truth_frames: frames scored.
+        truth: scores against ground truth, or None when no frame had any or they stand on too
+            little evidence (edgeseg._evidence; `truth_note` then says what is missing, or why the
+            source's truth is not scored); truth_frames: frames scored.
         duration_s: the run's length without pauses. latency_ms: mean capture-to-display time;
         latency_pcts: its p50/p95/p99 (over the recent frames live, the whole run at the end).
         flicker: the share of pixels whose class flipped between consecutive masks (FlickerMeter);
@@ -164,13 +197,14 @@ class DemoState:
     precision: str
     source: str
     frames: int = 0
-    done_at: tuple[float, ...] = ()
+    fps: float | None = None
     stages_recent: Mapping[str, float] = field(default_factory=dict)
     stages: Mapping[str, float] = field(default_factory=dict)
     baseline: Mapping[str, Any] | None = None
     baseline_note: str = ""
     truth: SegMetrics | None = None
     truth_frames: int = 0
+    truth_note: str = ""
     duration_s: float = 0.0
     latency_ms: float = 0.0
     latency_pcts: Mapping[str, float | None] = field(default_factory=dict)
@@ -197,13 +231,13 @@ def live_stats(state: DemoState) -> dict[str, Any]:
         "precision": state.precision,
         "source": state.source,
         "frames": state.frames,
-        "fps": _fps(state.done_at),
+        "fps": state.fps,
         "model_fps": 1000.0 / stages["total"] if stages.get("total") else None,
         "stages_ms": {k: round(v, 3) for k, v in stages.items() if k in ("pre", "infer", "post", "render")},
         "agreement": base.get("pixel_agreement"),
         "miou_vs_baseline": _nan_to_none(base.get("miou")),
         "baseline_frames": base.get("frames_compared", 0),
-        "miou_vs_truth": _nan_to_none(truth.miou) if truth else None,
+        "miou_vs_truth": truth.miou if truth else None,
         "latency_ms": dict(state.latency_pcts),
         "flicker": state.flicker,
         "flicker_pytorch": base.get("flicker_pytorch"),
@@ -214,12 +248,16 @@ def live_stats(state: DemoState) -> dict[str, Any]:
     }
 
 
+def _shown(rate: float | None) -> str:
+    return "--" if rate is None else f"{rate:.1f}"  # "--": not measured yet (never a made-up 0)
+
+
 def hud_lines(s: dict[str, Any]) -> list[str]:
     """The HUD's text, from `live_stats`."""
     st = s["stages_ms"]
     lines = [
         f"{s['backend']} {s['precision'].upper()}  frame {s['frames']}",
-        f"FPS {s['fps']:.1f}  model {s['model_fps'] or 0:.1f}",
+        f"FPS {_shown(s['fps'])}  model {_shown(s['model_fps'])}",
         "ms " + " ".join(f"{k} {v:.1f}" for k, v in st.items()),
     ]
     if s["agreement"] is not None:
@@ -264,6 +302,10 @@ def build_summary(
     fps = state.frames / duration if state.frames else 0.0
     model_fps = 1000.0 / stages["total"] if stages.get("total") else 0.0
     truth = state.truth
+    # Figures the run set out to measure but could not stand behind (edgeseg._evidence).
+    missing = [
+        m for m in ((state.baseline or {}).get("missing"), state.truth_frames and state.truth_note) if m
+    ]
     return DemoSummary(
         model=str(state.model),
         backend=state.device,
@@ -287,14 +329,12 @@ def build_summary(
         baseline=dict(state.baseline) if state.baseline is not None else None,
         baseline_note=state.baseline_note,
         truth=(
-            {
-                "frames": state.truth_frames,
-                "miou": _nan_to_none(truth.miou),
-                "pixel_accuracy": truth.pixel_accuracy,
-            }
+            {"frames": state.truth_frames, "miou": truth.miou, "pixel_accuracy": truth.pixel_accuracy}
             if truth
             else None
         ),
+        truth_note=state.truth_note,
+        missing=missing,
         ended=ended,
         video=str(video) if video else None,
         video_frames=video_frames if video else 0,

@@ -13,9 +13,11 @@ marks) destroyed while the mIoU barely moves. `ClassParity` accumulates, batch b
 - the class-flip matrix: pixels the reference labels as class a and the artifact as class b != a.
 
 Which classes are *judged* (for the worst class and for `--max-class-drop`): classes with at least
-`CLASS_MIN_SHARE` of the labelled pixels in the ground truth. A class absent from the data has no
-IoU to lose, and a class on a few hundred pixels swings by several points when a handful of pixels
-change, so neither can fail an export; both are listed as unjudged with the reason.
+`CLASS_MIN_SHARE` of the labelled pixels in the ground truth, and at least `MIN_CLASS_PIXELS` of them
+(edgeseg._evidence). A class absent from the data has no IoU to lose, and a class on a handful of
+pixels swings by many points when a few of them change, so neither can fail an export; both are
+listed as unjudged with the reason. A per-class gate with no judged class at all has no evidence
+and is refused (`require_judged`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from edgeseg._evidence import MIN_CLASS_PIXELS
+from edgeseg.errors import InputError
 from edgeseg.evaluation.metrics import ConfusionMatrix
 
 __all__ = [
@@ -35,6 +39,7 @@ __all__ = [
     "boundary_f",
     "boundary_pixels",
     "judged_classes",
+    "require_judged",
 ]
 
 BOUNDARY_TOLERANCE = 2  # pixels: the tolerance of the boundary F measure at these image sizes
@@ -113,10 +118,34 @@ def boundary_f(
 
 
 def judged_classes(gt_pixels: np.ndarray, min_share: float = CLASS_MIN_SHARE) -> np.ndarray:
-    """Boolean per class: enough ground-truth pixels (at least `min_share` of all, and at least 1)."""
+    """Boolean per class: enough ground-truth pixels (at least `min_share` of all, and at least
+    `MIN_CLASS_PIXELS`)."""
     counts = np.asarray(gt_pixels, np.int64)
     total = int(counts.sum())
-    return (counts > 0) & (counts >= min_share * total)
+    return (counts >= max(MIN_CLASS_PIXELS, 1)) & (counts >= min_share * total)
+
+
+def unjudged_reason(pixels: int) -> str:
+    """Why a class with `pixels` labelled pixels is not judged."""
+    if pixels == 0:
+        return "absent from the data"
+    if pixels < MIN_CLASS_PIXELS:
+        return f"{pixels} pixels, under the {MIN_CLASS_PIXELS} a class needs"
+    return f"{pixels} pixels, under {CLASS_MIN_SHARE:.1%} of the labelled ones"
+
+
+def require_judged(gt_pixels: np.ndarray, names: Sequence[str], option: str, data: str) -> None:
+    """InputError when no class is judged on data with `gt_pixels` labelled pixels per class: a
+    per-class bound (`option`) would then pass with nothing measured."""
+    counts = np.asarray(gt_pixels, np.int64)
+    if judged_classes(counts).any():
+        return
+    present = ", ".join(f"{n} {int(c)}" for n, c in zip(names, counts, strict=True) if c) or "none"
+    raise InputError(
+        f"{option} has no evidence on {data}: no class has the {MIN_CLASS_PIXELS} labelled pixels and "
+        f"{CLASS_MIN_SHARE:.1%} of them a class needs to be judged (labelled pixels per class: {present}); "
+        "give data where the classes that matter are visible"
+    )
 
 
 def _clean(v: float) -> float | None:
@@ -192,11 +221,7 @@ class ClassParity:
                 iou_artifact_vs_gt={n: _clean(v) for n, v in zip(names, art_gt, strict=True)},
                 drop_points={names[c]: round(float(drops[c]), 4) for c in np.flatnonzero(judged)},
                 gt_pixels={n: int(v) for n, v in zip(names, gt_pixels, strict=True)},
-                unjudged={
-                    names[c]: "absent from the data" if gt_pixels[c] == 0
-                    else f"{int(gt_pixels[c])} pixels, under {CLASS_MIN_SHARE:.1%} of the labelled ones"
-                    for c in np.flatnonzero(~judged)
-                },
+                unjudged={names[c]: unjudged_reason(int(gt_pixels[c])) for c in np.flatnonzero(~judged)},
                 boundary_f_vs_gt={"pytorch": _clean(_f_of(self.edges_ref_gt)),
                                   "artifact": _clean(_f_of(self.edges_art_gt))},
             )  # fmt: skip

@@ -7,20 +7,22 @@ torch is imported inside the checkpoint functions only: scoring an exported bund
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgeseg._guards import recorded_path, require_finite
-from edgeseg.errors import InputError
+from edgeseg._evidence import ClassSet, labelled_hint
+from edgeseg._guards import recorded_path
+from edgeseg._torch_resize import tensor_of
 from edgeseg.evaluation.metrics import ConfusionMatrix, SegMetrics
 
 if TYPE_CHECKING:
     import torch
     from torch.utils.data import Dataset
 
+    from edgeseg.data import Skipped
     from edgeseg.models.checkpoint import Checkpoint, Normalization
 
 
@@ -65,20 +67,16 @@ def confusion_on(
 
 @dataclass
 class EvalReport:
+    """Scores of a model on a dataset folder. Per-class scores may be NaN (a class absent from truth
+    and prediction); the totals are finite and stand on the minimum of evidence (`scores`)."""
+
     metrics: SegMetrics
     class_names: list[str]
     images: int
     img_size: tuple[int, int]
     data: str
-
-    def __post_init__(self) -> None:
-        # Per-class scores may be NaN (a class absent from truth and prediction); the totals may not.
-        for name in ("miou", "dice", "pixel_accuracy"):
-            require_finite(
-                getattr(self.metrics, name),
-                f"{name} on '{self.data}' (no labelled pixel: is every pixel the ignore id?)",
-                error=InputError,
-            )
+    # Image/mask pairs left out as unreadable (the batch rule: scored on the rest, each named once).
+    skipped: list[Skipped] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -86,7 +84,24 @@ class EvalReport:
             "images": self.images,
             "img_size": list(self.img_size),
             **self.metrics.to_dict(self.class_names),
+            "skipped": [s.to_dict() for s in self.skipped],
         }
+
+
+def scores(cm: ConfusionMatrix, ds: Any, data: str | Path) -> SegMetrics:
+    """The confusion matrix's figures, refused without the minimum of evidence (edgeseg._evidence):
+    labelled pixels at the model's size and in `ds`'s own mask files (`FolderDataset.labelled_pixels`)."""
+    return cm.checked(
+        f"on --data '{data}'",
+        "labelled pixels",
+        data_pixels=getattr(ds, "labelled_pixels", None),
+        hint=labelled_hint(cm.ignore_index),
+    )
+
+
+def model_classes(label: str, names: Sequence[str]) -> ClassSet:
+    """A model's classes as data must agree with them (edgeseg._evidence.require_same_classes)."""
+    return ClassSet.of(f"the model '{label}'", names)
 
 
 def evaluate_checkpoint(
@@ -97,18 +112,23 @@ def evaluate_checkpoint(
     batch_size: int = 8,
     device: str = "auto",
 ) -> EvalReport:
-    """Score a checkpoint on a dataset folder, with the same preprocessing as training's validation."""
+    """Score a checkpoint on a dataset folder, with the same preprocessing as training's validation.
+
+    An unreadable image or mask is left out with a `SkippedFileWarning` naming it; the report lists it
+    in `skipped` (InputError only when nothing could be read)."""
     from edgeseg.data import FolderDataset
     from edgeseg.models.device import resolve_device
 
     dev = resolve_device(device)
     ignore = ckpt.ignore_index if ignore_index is None else ignore_index
+    label = str(ckpt.path) if ckpt.path is not None else "checkpoint"
     ds = FolderDataset(
         data,
         img_size=ckpt.img_size,
-        num_classes=ckpt.model_config.classes,
+        num_classes=model_classes(label, ckpt.class_names),
         ignore_index=ignore,
         channels=ckpt.model_config.in_channels,
+        skip_unreadable=True,
     )
     model = ckpt.build_model(dev)
     cm = confusion_on(
@@ -120,7 +140,10 @@ def evaluate_checkpoint(
         batch_size=batch_size,
         device=dev,
     )
-    return EvalReport(cm.compute(), list(ckpt.class_names), len(ds), ckpt.img_size, recorded_path(data))
+    metrics = scores(cm, ds, data)
+    return EvalReport(
+        metrics, list(ckpt.class_names), len(ds), ckpt.img_size, recorded_path(data), ds.skipped
+    )
 
 
 def evaluate_artifact(
@@ -137,7 +160,8 @@ def evaluate_artifact(
     at the model's input size like training's validation, so the figures compare with the checkpoint's.
 
     `segmenter_options` go to `Segmenter`: for an ONNX file from elsewhere (no edgeseg metadata) its
-    mean, std, color_order and classes or class_names, and img_size when its input is dynamic."""
+    mean, std, color_order and classes or class_names, and img_size when its input is dynamic.
+    Unreadable files are left out as by `evaluate_checkpoint`."""
     from edgeseg.data import FolderDataset
     from edgeseg.segmenter import Segmenter
 
@@ -148,9 +172,10 @@ def evaluate_artifact(
         ds = FolderDataset(
             data,
             img_size=(pre.width, pre.height),
-            num_classes=len(pre.class_names),
+            num_classes=model_classes(str(path), pre.class_names),
             ignore_index=ignore_index,
             channels=pre.channels,
+            skip_unreadable=True,
         )
         cm = ConfusionMatrix(len(pre.class_names), ignore_index)
         for start in range(0, len(ds), batch_size):
@@ -158,7 +183,12 @@ def evaluate_artifact(
             for result, (_, mask) in zip(seg.predict_batch([img for img, _ in items]), items, strict=True):
                 cm.update(result.mask, mask)
     return EvalReport(
-        cm.compute(), list(pre.class_names), len(ds), (pre.width, pre.height), recorded_path(data)
+        scores(cm, ds, data),
+        list(pre.class_names),
+        len(ds),
+        (pre.width, pre.height),
+        recorded_path(data),
+        ds.skipped,
     )
 
 
@@ -169,4 +199,4 @@ def predict_masks(
     import torch
 
     with torch.no_grad():
-        return model(to_input(torch.from_numpy(images), norm, device)).argmax(1).cpu().numpy()
+        return model(to_input(tensor_of(images), norm, device)).argmax(1).cpu().numpy()

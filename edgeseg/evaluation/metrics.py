@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgeseg._evidence import Evidence, require_evidence
+
 
 @dataclass
 class SegMetrics:
@@ -42,13 +44,16 @@ def _json_float(v: float) -> float | None:
 class ConfusionMatrix:
     """Accumulates a (num_classes x num_classes) matrix; rows are ground truth, columns predictions.
 
-    Pixels whose ground truth equals `ignore_index` are skipped.
+    Pixels whose ground truth equals `ignore_index` are skipped. `images` counts the images (the
+    leading axes of the arrays given to `update`) with at least one counted pixel: with `pixels`
+    (the matrix's sum), what a figure stands on (`evidence`, `checked`).
     """
 
     def __init__(self, num_classes: int, ignore_index: int | None = None) -> None:
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+        self.images = 0
 
     def update(self, pred: np.ndarray, target: np.ndarray) -> None:
         """Add predictions and ground truth of the same shape (class ids)."""
@@ -56,6 +61,7 @@ class ConfusionMatrix:
         target = np.asarray(target)
         if pred.shape != target.shape:
             raise ValueError(f"prediction shape {pred.shape} != ground truth shape {target.shape}")
+        images = int(np.prod(target.shape[:-2])) if target.ndim > 2 else 1
         pred = pred.reshape(-1).astype(np.int64, copy=False)
         target = target.reshape(-1).astype(np.int64, copy=False)
         keep = (target >= 0) & (target < self.num_classes)
@@ -63,10 +69,34 @@ class ConfusionMatrix:
             keep &= target != self.ignore_index
         n = self.num_classes
         self.matrix += np.bincount(target[keep] * n + pred[keep], minlength=n * n).reshape(n, n)
+        self.images += int(keep.reshape(max(images, 1), -1).any(axis=1).sum()) if keep.size else 0
 
     def __iadd__(self, other: ConfusionMatrix) -> ConfusionMatrix:
         self.matrix += other.matrix
+        self.images += other.images
         return self
+
+    @property
+    def pixels(self) -> int:
+        """Pixels counted so far (labelled ones, for a matrix against ground truth)."""
+        return int(self.matrix.sum())
+
+    def evidence(self, what: str, *, data_pixels: int | None = None, hint: str = "") -> Evidence:
+        """What this matrix's figures stand on (edgeseg._evidence.Evidence)."""
+        return Evidence(what, self.pixels, self.images, data_pixels, hint)
+
+    def checked(
+        self, figure: str, what: str, *, data_pixels: int | None = None, hint: str = ""
+    ) -> SegMetrics:
+        """`compute()`, refused (InputError naming what is missing) unless the matrix holds the
+        minimum of evidence (edgeseg._evidence) and every total figure is finite. `figure` says
+        where the figures are from ("on --data 'val'", "vs PyTorch"); `what` the pixels counted
+        ("labelled pixels")."""
+        metrics = self.compute()
+        evidence = self.evidence(what, data_pixels=data_pixels, hint=hint)
+        for name, label in (("miou", "mIoU"), ("dice", "Dice"), ("pixel_accuracy", "pixel accuracy")):
+            require_evidence(f"{label} {figure}", getattr(metrics, name), evidence)
+        return metrics
 
     def compute(self) -> SegMetrics:
         m = self.matrix.astype(np.float64)
@@ -89,7 +119,8 @@ class ConfusionMatrix:
 
 
 def mask_agreement(a: np.ndarray, b: np.ndarray) -> float:
-    """Fraction of pixels where two masks hold the same class."""
+    """Fraction of pixels where two masks hold the same class (no minimum of evidence: a reported
+    agreement goes through `ConfusionMatrix.checked`, whose pixel accuracy is the same figure)."""
     a = np.asarray(a)
     b = np.asarray(b)
     if a.shape != b.shape:

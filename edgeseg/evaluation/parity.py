@@ -19,11 +19,14 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgeseg._evidence import ClassSet, labelled_hint
 from edgeseg._guards import recorded_path, require_finite
+from edgeseg._torch_resize import tensor_of
 from edgeseg.errors import EdgesegRuntimeError, InputError
 from edgeseg.evaluation.metrics import ConfusionMatrix
 from edgeseg.formats import TARGETS
@@ -71,6 +74,9 @@ class ParityReport:
     worst_class_drop_points: float | None = None
     boundary_f_vs_pytorch: float | None = None
     classes: dict[str, Any] | None = None
+    # What the runtime computed the artifact in during this check, read back from it
+    # (Backend.executed_precision), e.g. "fp32 (fp16 weights upcast)" for an fp16 graph on a CPU.
+    executed_precision: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -97,6 +103,8 @@ class ParityReport:
                 text += f" (IoU vs {ref} {iou:.4f})" if iou is not None else ""
         if self.boundary_f_vs_pytorch is not None:
             text += f", boundary F vs {ref} {self.boundary_f_vs_pytorch:.4f}"
+        if self.executed_precision:
+            text += f"; computed in {self.executed_precision}"
         if self.measured_on:
             text += f"; measured on the {self.measured_on}"
         return text
@@ -108,7 +116,8 @@ class Reference:
 
     `run` maps a normalised float32 NCHW batch to its logits; `label` is how reports name it
     ("PyTorch", or "the source ONNX on onnxruntime 1.x (CPUExecutionProvider)"); `close` releases
-    what `run` holds. Use as a context manager.
+    what `run` holds; `source` is the model file and `class_names` its classes, which labelled data
+    must agree with (`model_classes`). Use as a context manager.
     """
 
     label: str
@@ -120,6 +129,13 @@ class Reference:
     ignore_index: int | None
     run: Callable[[np.ndarray], np.ndarray]
     close: Callable[[], None] = field(default=lambda: None)
+    source: str = ""
+    class_names: tuple[str, ...] = ()
+
+    def model_classes(self) -> ClassSet:
+        """The reference model's classes, as data and other models must agree with them."""
+        names = self.class_names or tuple(f"class{i}" for i in range(self.classes))
+        return ClassSet.of(f"the model '{self.source}'" if self.source else self.label, names)
 
     @classmethod
     def from_checkpoint(cls, ckpt: Checkpoint, model: torch.nn.Module | None = None) -> Reference:
@@ -131,7 +147,7 @@ class Reference:
 
         def run(x: np.ndarray) -> np.ndarray:
             with torch.inference_mode():
-                return net(torch.from_numpy(x)).float().numpy()
+                return net(tensor_of(x)).float().numpy()
 
         norm = ckpt.normalization
         return cls(
@@ -143,6 +159,8 @@ class Reference:
             color_order=norm.color_order,
             ignore_index=ckpt.ignore_index,
             run=run,
+            source=str(ckpt.path) if ckpt.path is not None else "",
+            class_names=tuple(ckpt.class_names),
         )
 
     def __enter__(self) -> Reference:
@@ -160,6 +178,7 @@ def onnx_reference(
     std: tuple[float, ...],
     color_order: str,
     ignore_index: int | None = None,
+    class_names: Sequence[str] = (),
 ) -> Reference:
     """An ONNX file as the reference, run as given by ONNX Runtime's CPU provider (loaded now)."""
     from edgeseg.runtimes import create_backend
@@ -175,6 +194,8 @@ def onnx_reference(
         ignore_index=ignore_index,
         run=lambda x: _logits(backend, x).astype(np.float32),
         close=backend.close,
+        source=str(path),
+        class_names=tuple(class_names),
     )
 
 
@@ -191,7 +212,8 @@ def _parity_backend_name(target: str) -> str:
 def parity_backend(target: str, path: str | os.PathLike[str]) -> Backend:
     """The backend parity runs `target`'s artifact with, unloaded: the first backend the format table
     lists for the target (ONNX Runtime for .onnx, OpenVINO for the IR), on CPU with its defaults
-    (for OpenVINO: f32 for fp32 models, see edgeseg.targets.openvino.backend).
+    (the precision the artifact declares, never a lower one: see edgeseg.targets.openvino.backend); the
+    report records what it computed in (`executed_precision`).
 
     Raises InputError for a target no registered backend runs.
     """
@@ -235,6 +257,21 @@ def _frame_order(images: np.ndarray, color_order: str) -> np.ndarray:
     return images[..., ::-1] if color_order.upper() == "RGB" else images
 
 
+@dataclass(frozen=True)
+class ParityInputs:
+    """The comparison inputs (`parity_batches`): a description, the image count, the batches of
+    (uint8 NHWC images, masks or None) and, for labelled data, the masks' labelled pixels in their
+    own files (`FolderDataset.labelled_pixels`; None for synthetic scenes)."""
+
+    desc: str
+    count: int
+    batches: Iterator[tuple[np.ndarray, np.ndarray | None]]
+    labelled_pixels: int | None = None
+
+    def __iter__(self) -> Iterator[Any]:  # (desc, count, batches), as callers unpack it
+        return iter((self.desc, self.count, self.batches))
+
+
 def parity_batches(
     ref: Reference,
     img_size: tuple[int, int],
@@ -242,24 +279,27 @@ def parity_batches(
     val_data: str | os.PathLike[str] | None = None,
     images: int = 8,
     batch_size: int = 8,
-) -> tuple[str, int, Iterator[tuple[np.ndarray, np.ndarray | None]]]:
-    """The comparison inputs: (description, count, batches of (uint8 NHWC images, masks or None)).
+) -> ParityInputs:
+    """The comparison inputs at `img_size`.
 
-    With `val_data`: the labelled folder at `img_size` (the reference's classes and ignore id).
+    With `val_data`: the labelled folder, whose classes must be the reference's
+    (`Reference.model_classes`; InputError naming both otherwise), with its ignore id.
     Without: `images` synthetic scenes, whose masks are not compared (their classes are not the model's).
     """
     from edgeseg.data import FolderDataset, SyntheticDataset
 
+    labelled_pixels = None
     if val_data is not None:
         ds: Any = FolderDataset(
             val_data,
             img_size=img_size,
-            num_classes=ref.classes,
+            num_classes=ref.model_classes(),
             ignore_index=ref.ignore_index,
             channels=ref.channels,
             cache=False,
         )
         desc, labelled = f"val_data: {recorded_path(val_data)} ({len(ds)} images)", True
+        labelled_pixels = ds.labelled_pixels
     else:
         if images < 1:
             raise InputError(f"parity needs at least 1 image; got {images}")
@@ -271,7 +311,7 @@ def parity_batches(
             imgs = _to_channels(np.stack([img for img, _ in items]), ref.channels, ref.color_order)
             yield imgs, (np.stack([m for _, m in items]) if labelled else None)
 
-    return desc, len(ds), batches()
+    return ParityInputs(desc, len(ds), batches(), labelled_pixels)
 
 
 def measure_parity(
@@ -293,15 +333,15 @@ def measure_parity(
     start = time.perf_counter()
     size = (int(img_size[0]), int(img_size[1]))
     classes = ref.classes
-    desc, count, batches = parity_batches(ref, size, val_data=val_data, images=images)
+    inputs = parity_batches(ref, size, val_data=val_data, images=images)
     vs_torch = ConfusionMatrix(classes)
     gt_torch = ConfusionMatrix(classes, ref.ignore_index)
     gt_artifact = ConfusionMatrix(classes, ref.ignore_index)
     per_class = ClassParity(classes, ref.ignore_index)
-    max_diff, diff_sum, values, agree, pixels, labelled = 0.0, 0.0, 0, 0, 0, False
+    max_diff, diff_sum, values = 0.0, 0.0, 0
     with parity_backend(target, artifact) as backend:  # loaded once for every batch
-        runtime = backend.description
-        for imgs, masks in batches:
+        runtime, executed = backend.description, backend.executed_precision
+        for imgs, masks in inputs.batches:
             x = normalize(imgs, ref.mean, ref.std)
             expected = ref.run(x)
             out = _logits(backend, x, _frame_order(imgs, ref.color_order))
@@ -316,37 +356,49 @@ def measure_parity(
             max_diff = max(max_diff, float(diff.max()))
             diff_sum, values = diff_sum + float(diff.sum()), values + diff.size
             ref_mask, out_mask = expected.argmax(1), out.argmax(1)
-            agree, pixels = agree + int((ref_mask == out_mask).sum()), pixels + ref_mask.size
             vs_torch.update(out_mask, ref_mask)
             if masks is not None:
-                labelled = True
                 gt_torch.update(ref_mask, masks)
                 gt_artifact.update(out_mask, masks)
             per_class.update(ref_mask, out_mask, masks)
-    if not pixels:
-        raise EdgesegRuntimeError(f"parity compared no pixels of '{artifact}'; the export cannot be verified")
+    # Every figure goes through the one evidence check (edgeseg._evidence): a parity report whose
+    # figures stand on too few pixels, or are not finite, is refused rather than written.
+    vs_ref = vs_torch.checked(
+        f"of '{Path(artifact).name}' vs {ref.label}", "pixels compared", hint="give more parity images"
+    )
+    labelled = val_data is not None
+    truth: list[float | None] = [None, None]
+    if labelled:
+        for i, (cm, who) in enumerate(((gt_torch, ref.label), (gt_artifact, f"'{Path(artifact).name}'"))):
+            truth[i] = cm.checked(
+                f"of {who} vs the truth of --val-data '{val_data}'",
+                "labelled pixels",
+                data_pixels=inputs.labelled_pixels,
+                hint=labelled_hint(ref.ignore_index),
+            ).miou
     detail = per_class.report(class_names)
     worst = (detail["worst"] or [{}])[0]
     report = ParityReport(
         target=target,
         precision=precision,
         runtime=runtime,
-        inputs=desc,
-        images=count,
+        inputs=inputs.desc,
+        images=inputs.count,
         img_size=size,
         max_abs_logit_diff=max_diff,
         mean_abs_logit_diff=diff_sum / max(values, 1),
-        pixel_agreement=agree / max(pixels, 1),
-        miou_vs_pytorch=vs_torch.compute().miou,
-        miou_pytorch_vs_gt=gt_torch.compute().miou if labelled else None,
-        miou_artifact_vs_gt=gt_artifact.compute().miou if labelled else None,
+        pixel_agreement=vs_ref.pixel_accuracy,
+        miou_vs_pytorch=vs_ref.miou,
+        miou_pytorch_vs_gt=truth[0],
+        miou_artifact_vs_gt=truth[1],
         seconds=round(time.perf_counter() - start, 3),
         reference=ref.label,
         worst_class=worst.get("class"),
         worst_class_drop_points=worst.get("drop_points"),
         boundary_f_vs_pytorch=detail["boundary_f_vs_pytorch"],
         classes=detail,
+        executed_precision=executed,
     )
-    for name in ("max_abs_logit_diff", "mean_abs_logit_diff", "pixel_agreement", "miou_vs_pytorch"):
+    for name in ("max_abs_logit_diff", "mean_abs_logit_diff"):
         require_finite(getattr(report, name), f"parity figure {name} of '{artifact}'")
     return report

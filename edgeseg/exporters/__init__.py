@@ -21,14 +21,16 @@ import os
 import platform
 import shutil
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeseg._claims import Claim, claim
+from edgeseg._guards import size_arg
+from edgeseg._io import replace_folder
 from edgeseg._paths import Output, check_outputs
+from edgeseg._reuse import CONTENT, NOT_SHAPING, content_digest, reuse_key, settings_of
 from edgeseg.errors import InputError
 from edgeseg.exporters.accuracy import Bound, DropMeter
 from edgeseg.formats import Target, ensure_packages, module_version, validate_export_options
@@ -48,7 +50,9 @@ __all__ = [
     "ExportConfig",
     "ExportJob",
     "ExportResult",
+    "check_data",
     "export",
+    "export_settings",
 ]
 
 # Tensor names of exported graphs; runtimes read them from the manifest, never from here.
@@ -89,6 +93,11 @@ class ExportConfig:
         fuse_prepost: put the preprocessing (resize, normalisation, layout) and the argmax into the
             graph (see edgeseg.exporters.prepost), for targets with the "prepost" option; the
             graph then takes uint8 frames of any size and returns class ids (and the logits).
+
+    Every field is a setting that shapes the bundle, and so part of its reuse key
+    (`export_settings`), unless its metadata says otherwise: `NOT_SHAPING` for where and whether to
+    write, `CONTENT` for a folder whose content (not its name) shapes the bundle. A new field
+    needs nothing more to be part of the key.
     """
 
     target: str
@@ -96,11 +105,11 @@ class ExportConfig:
     img_size: tuple[int, int] | None = None
     dynamic: bool = False
     opset: int = 18
-    val_data: str | None = None
-    out: str | None = None
+    val_data: str | None = field(default=None, metadata=CONTENT)
+    out: str | None = field(default=None, metadata=NOT_SHAPING)
     parity_images: int = 8
-    overwrite: bool = False
-    calib: str | None = None
+    overwrite: bool = field(default=False, metadata=NOT_SHAPING)
+    calib: str | None = field(default=None, metadata=CONTENT)
     calib_method: str = "minmax"
     max_drop: float | None = None
     batch: int | None = None
@@ -191,6 +200,8 @@ class ExportResult:
 
 
 def _check_config(config: ExportConfig) -> None:
+    if config.img_size is not None:
+        size_arg(config.img_size)  # a str would be read character by character
     if not MIN_OPSET <= config.opset <= MAX_OPSET:
         raise InputError(f"--opset {config.opset} is not supported; choose {MIN_OPSET}..{MAX_OPSET}")
     if config.batch is not None and config.batch < 1:
@@ -221,6 +232,84 @@ def _check_config(config: ExportConfig) -> None:
             raise InputError(f"{option} applies to --precision int8 only")
         if config.val_data is None:
             raise InputError(f"{option} needs --val-data: the drop is measured on labelled images")
+
+
+def check_data(
+    src: ExportSource,
+    size: tuple[int, int],
+    *,
+    val_data: str | None,
+    calib: str | None,
+    data_flag: str = "--val-data",
+) -> None:
+    """Before any work: labelled `val_data` (given as `data_flag`) must have the model's classes and
+    the minimum of labelled pixels in its own files (edgeseg._evidence; the figures measured on it
+    are checked again as they are computed), and a `calib` dataset folder's classes.txt must list
+    the model's classes. InputError naming what is wrong."""
+    from edgeseg._evidence import Evidence, labelled_hint
+    from edgeseg.data import FolderDataset, check_declared_classes
+
+    model = src.model_classes()
+    if calib is not None:
+        fix = "calibrate on images of this model's task (--calib)"
+        check_declared_classes(calib, model, fix)
+    if val_data is not None:
+        ds = FolderDataset(
+            val_data,
+            img_size=size,
+            num_classes=model,
+            ignore_index=src.ignore_index,
+            channels=src.channels,
+            cache=False,
+        )
+        evidence = Evidence(
+            "labelled pixels", ds.labelled_pixels, ds.labelled_images, hint=labelled_hint(src.ignore_index)
+        )
+        evidence.require(f"the figures on {data_flag} '{val_data}'")
+
+
+def _normalized(config: ExportConfig) -> tuple[Target, ExportConfig]:
+    """The config's target from the format table and its names in canonical form, options checked."""
+    target = validate_export_options(
+        config.target,
+        config.precision,
+        dynamic=config.dynamic,
+        batch=config.batch is not None,
+        prepost=config.fuse_prepost,
+    )
+    return target, replace(config, target=target.name, precision=config.precision.strip().lower())
+
+
+def export_settings(src: ExportSource, config: ExportConfig) -> dict[str, Any]:
+    """Everything that shapes the bundle `export(src.path, config)` writes, JSON-ready: the config's
+    fields (`settings_of`: every field but where/whether to write, data folders by their content),
+    the export size it resolves to, the source's content (sha256) and facts, for int8 without
+    --calib the content of the default calibration folder, and the versions of the tools that
+    write the files. Its `reuse_key` is recorded in the manifest (`source.reuse_key`), and a bundle
+    is reused (by `benchmark`) only when the key of the settings asked for now is the same."""
+    from edgeseg._version import __version__
+
+    target, config = _normalized(config)
+    settings = settings_of(config)
+    settings["img_size"] = list(src.export_size(config.img_size, config.dynamic))
+    settings["source"] = {k: v for k, v in src.source_record().items() if k not in ("checkpoint", "onnx")}
+    settings["model"] = {
+        "classes": list(src.class_names),
+        "channels": src.channels,
+        "mean": list(src.mean),
+        "std": list(src.std),
+        "color_order": src.color_order,
+        "resize": src.resize,
+        "ignore_index": src.ignore_index,
+    }
+    if config.precision == "int8" and config.calib is None:
+        from edgeseg.exporters.calibration import calibration_source
+
+        folder = calibration_source(src, None)[0]
+        settings["calibration"] = content_digest(folder) if folder is not None else "synthetic"
+    modules = ["torch", *(req.module for req in target.requires)]
+    settings["tools"] = {"edgeseg": __version__, **{m: module_version(m) for m in dict.fromkeys(modules)}}
+    return settings
 
 
 def _check_destination(dest: Path, overwrite: bool) -> None:
@@ -284,21 +373,6 @@ def _doctor(
     return path
 
 
-def _install(tmp: Path, dest: Path) -> None:
-    """Rename the finished folder onto `dest`; an old bundle there is removed only once the new one is in."""
-    if not dest.exists():
-        os.replace(tmp, dest)
-        return
-    old = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.old")
-    os.replace(dest, old)
-    try:
-        os.replace(tmp, dest)
-    except BaseException:
-        os.replace(old, dest)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def export(
     source: str | os.PathLike[str],
     config: ExportConfig,
@@ -320,14 +394,7 @@ def export(
     the conversion fails. On any failure nothing is left at the destination.
     """
     start = time.perf_counter()
-    target = validate_export_options(
-        config.target,
-        config.precision,
-        dynamic=config.dynamic,
-        batch=config.batch is not None,
-        prepost=config.fuse_prepost,
-    )
-    config = replace(config, target=target.name, precision=config.precision.strip().lower())
+    target, config = _normalized(config)
     _check_config(config)
     ensure_packages(target)
 
@@ -335,6 +402,7 @@ def export(
 
     src = open_export_source(source, facts)
     size = src.export_size(config.img_size, config.dynamic)
+    check_data(src, size, val_data=config.val_data, calib=config.calib)
     dest = (
         Path(config.out)
         if config.out
@@ -344,11 +412,12 @@ def export(
         [("CHECKPOINT", source), ("--val-data", config.val_data), ("--calib", config.calib)],
         [Output("--out", dest, "bundle")],
     )
+    settings = export_settings(src, config)
     # Held from before the existence check to after the rename: a second export to the same place
     # is refused at once instead of both succeeding and one bundle silently replacing the other.
     with claim(dest) as held:
         _check_destination(dest, config.overwrite)
-        return _export_into(dest, held, src, target, size, config, log, start)
+        return _export_into(dest, held, src, target, size, config, log, start, settings)
 
 
 def _export_into(
@@ -360,15 +429,18 @@ def _export_into(
     config: ExportConfig,
     log: Callable[[str], None] | None,
     start: float,
+    settings: dict[str, Any],
 ) -> ExportResult:
     from edgeseg.evaluation.parity import measure_parity
 
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
-    held.track(tmp)  # a run killed from here on leaves tmp; the next export to dest removes it
+    tmp = held.temporary()  # a run killed from here on leaves tmp; the next export to dest removes it
     tmp.mkdir()  # beside the destination: same filesystem, so the final rename is atomic
     try:
         draft = src.draft(target.name, config.precision, size, config.dynamic)
+        # What made the bundle, and its key: a later run reuses the bundle only for the same key.
+        record = {**draft.source, "settings": settings, "reuse_key": reuse_key(settings)}
+        draft = replace(draft, source=record)
         writer = importlib.import_module(str(target.exporter))  # set: validate_export_options checked
         say = log or (lambda _: None)
         fp32 = _doctor(src, draft, config, tmp / _DOCTOR_GRAPH, say)  # before anything is built
@@ -376,7 +448,8 @@ def _export_into(
             meter = None
             if Bound.of(config) is not None and config.val_data is not None:
                 names = draft.class_names
-                meter = DropMeter.build(reference, target.name, size, config.val_data, names)
+                bound = Bound.of(config)
+                meter = DropMeter.build(reference, target.name, size, config.val_data, names, bound)
             job = ExportJob(src, draft, config, tmp, meter, say, dest, fp32, reference)
             artifact: Artifact = writer.export_artifact(job)
             fp32.unlink(missing_ok=True)  # not part of the bundle
@@ -401,7 +474,7 @@ def _export_into(
             engine=artifact.engine,
         )
         manifest = write_manifest(tmp, manifest)
-        _install(tmp, dest)
+        replace_folder(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -19,10 +19,15 @@ temporary bundle folder is removed, so no bundle is left. OpenVINO's remedy (NNC
 `quantize_with_accuracy_control`) lives in edgeseg.targets.openvino.export and uses the same meter.
 
 `--max-class-drop P` (`Bound.max_class_drop`) adds a per-class bound: no judged class may lose more
-than P IoU points vs the reference on the val data (judged: at least 0.1% of the labelled pixels,
-see edgeseg.evaluation.classwise; absent and tiny classes cannot fail the export). The remedies are
-the same; candidates are then ranked by how far they exceed the tighter of the two bounds, so the
-sensitivity pass keeps in float the convs that cost the thin classes most.
+than P IoU points vs the reference on the val data (judged: at least 0.1% of the labelled pixels
+and 64 of them, see edgeseg.evaluation.classwise; absent and tiny classes cannot fail the export).
+The remedies are the same; candidates are then ranked by how far they exceed the tighter of the two
+bounds, so the sensitivity pass keeps in float the convs that cost the thin classes most.
+
+A bound without evidence does not pass: `DropMeter.build` refuses (InputError, before anything is
+quantized) val data with fewer labelled pixels than edgeseg._evidence asks for, and a per-class
+bound on data where no class is judged; the figures a bound is checked against go through the same
+evidence check (`DropMeter.miou`), so a NaN is refused, never read as "within the bound".
 """
 
 from __future__ import annotations
@@ -35,9 +40,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgeseg._evidence import labelled_hint
 from edgeseg._guards import require_finite
 from edgeseg.errors import EdgesegRuntimeError
-from edgeseg.evaluation.metrics import ConfusionMatrix
+from edgeseg.evaluation.metrics import ConfusionMatrix, SegMetrics
 
 if TYPE_CHECKING:
     from edgeseg.evaluation.parity import Reference
@@ -56,14 +62,13 @@ MAX_SENSITIVE = 4  # convs the sensitivity pass may keep in float (beyond the fi
 SENSITIVITY_IMAGES = 4  # val images the per-layer pass scores on: ranking needs no full evaluation
 
 
-def _miou(
+def _confusion(
     preds: Sequence[np.ndarray], masks: Sequence[np.ndarray], classes: int, ignore: int | None
-) -> float:
+) -> ConfusionMatrix:
     cm = ConfusionMatrix(classes, ignore)
     for pred, mask in zip(preds, masks, strict=True):
         cm.update(pred, mask)
-    miou = cm.compute().miou
-    return 0.0 if miou != miou else miou  # NaN (every pixel ignored) scores as nothing kept
+    return cm
 
 
 @dataclass(frozen=True)
@@ -150,6 +155,8 @@ class DropMeter:
     classes: int
     ignore_index: int | None
     class_names: tuple[str, ...] = ()
+    val_data: str = ""
+    labelled_pixels: int | None = None  # in the val data's own mask files
 
     @classmethod
     def build(
@@ -159,24 +166,55 @@ class DropMeter:
         img_size: tuple[int, int],
         val_data: str | os.PathLike[str],
         class_names: Sequence[str] = (),
+        bound: Bound | None = None,
     ) -> DropMeter:
-        """Read `val_data` at `img_size` as parity does and run the FP32 reference on it once."""
+        """Read `val_data` at `img_size` as parity does and run the FP32 reference on it once.
+
+        Raises InputError when the data's classes are not the reference's, when it holds too few
+        labelled pixels for an mIoU drop (edgeseg._evidence), or, for a per-class `bound`, when no
+        class is judged on it: a gate with nothing to measure does not pass."""
         from edgeseg.data import normalize
+        from edgeseg.evaluation.classwise import require_judged
         from edgeseg.evaluation.parity import parity_batches
 
-        _, _, batches = parity_batches(ref, img_size, val_data=val_data, batch_size=1)
+        data = parity_batches(ref, img_size, val_data=val_data, batch_size=1)
         inputs, masks, refs = [], [], []
-        for imgs, mask in batches:
+        for imgs, mask in data.batches:
             x = normalize(imgs, ref.mean, ref.std)
             inputs.append(x)
             masks.append(mask)
             refs.append(ref.run(x).argmax(1))
-        names = tuple(class_names)
-        return cls(target, tuple(inputs), tuple(masks), tuple(refs), ref.classes, ref.ignore_index, names)
+        names = tuple(class_names) or tuple(str(i) for i in range(ref.classes))
+        meter = cls(target, tuple(inputs), tuple(masks), tuple(refs), ref.classes, ref.ignore_index,
+                    names, str(val_data), data.labelled_pixels)  # fmt: skip
+        meter.miou(meter.reference)  # the reference's own figure: refused without evidence
+        if bound is not None and bound.per_class:
+            gt = _confusion(meter.reference, meter.masks, meter.classes, meter.ignore_index)
+            require_judged(gt.matrix.sum(axis=1), names, "--max-class-drop", f"--val-data '{val_data}'")
+        return meter
+
+    def metrics(self, preds: Sequence[np.ndarray], count: int | None = None) -> SegMetrics:
+        """Scores of `preds` against the ground truth of the first `count` images (default all).
+
+        On every image the figures go through the evidence check (edgeseg._evidence; InputError
+        without enough labelled pixels or for a figure that is not finite): they decide a gate. On
+        the first `count` only (the sensitivity pass's ranking, which decides nothing) a figure
+        without evidence is 0."""
+        cm = _confusion(preds, self.masks[:count], self.classes, self.ignore_index)
+        if count is None or count >= len(self.masks):
+            return cm.checked(
+                f"on --val-data '{self.val_data}'",
+                "labelled pixels",
+                data_pixels=self.labelled_pixels,
+                hint=labelled_hint(self.ignore_index),
+            )
+        metrics = cm.compute()
+        return metrics if metrics.miou == metrics.miou else SegMetrics(0.0, 0.0, 0.0)
 
     def miou(self, preds: Sequence[np.ndarray], count: int | None = None) -> float:
-        """mIoU (0..1) of `preds` against the ground truth of the first `count` images (default all)."""
-        return _miou(preds, self.masks[:count], self.classes, self.ignore_index)
+        """mIoU (0..1) of `preds` against the ground truth of the first `count` images (default all);
+        see `metrics` for the evidence it needs."""
+        return self.metrics(preds, count).miou
 
     def drop_of(self, predict: Callable[[np.ndarray], np.ndarray], count: int | None = None) -> float:
         """Drop in points of `predict` (logits of one input) on the first `count` images."""
@@ -211,6 +249,7 @@ class DropMeter:
             cp.art_gt.update(pred, mask)
         drops, judged = cp.drops()
         names = self.class_names or tuple(str(i) for i in range(self.classes))
+        require_finite(drops[judged], "the per-class IoU drops on --val-data")
         fp32 = self.miou(self.reference[:count], count)
         per_class = {names[c]: float(drops[c]) for c in np.flatnonzero(judged)}
         return Score((fp32 - self.miou(preds, count)) * 100, per_class)
@@ -272,7 +311,7 @@ class _Search:
         self.rank: dict[str, float] = {}  # conv -> excess with it in float (the sensitivity pass)
 
     def candidate(self, method: str, exclude: Sequence[str], name: str) -> tuple[Path, dict[str, Any]]:
-        path = self.dest.with_name(f".candidate-{name}.onnx")
+        path = self.dest.with_name(f".candidate-{name}{self.dest.suffix}")
         return path, self.quantize(path, method=method, exclude=list(exclude))
 
     def attempt(self, what: str, method: str, exclude: Sequence[str]) -> Score:

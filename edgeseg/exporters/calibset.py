@@ -80,11 +80,11 @@ class CalibrationSet:
 
 
 def _image_files(folder: Path) -> list[Path]:
-    from edgeseg.data import IMAGE_SUFFIXES
+    from edgeseg.data import IMAGE_SUFFIXES, list_images
 
     # A dataset folder (DIR/images + DIR/masks) calibrates on its images; masks are never read.
     root = folder / "images" if (folder / "images").is_dir() else folder
-    files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = list_images(root)
     if not files:
         raise InputError(f"calibration folder '{folder}' holds no images ({', '.join(IMAGE_SUFFIXES)})")
     return files
@@ -194,4 +194,22 @@ def nncf_dataset(calib: CalibrationSet) -> Any:
         import nncf
     except ImportError as exc:
         raise MissingDependencyError("nncf", "nncf", "INT8 quantization for OpenVINO") from exc
+    _route_nncf_logging()
     return nncf.Dataset(list(calib.inputs))
+
+
+def _route_nncf_logging() -> None:
+    """Send NNCF's log records through Python logging like every other library's.
+
+    NNCF binds a handler to the `sys.stdout` of the moment it is imported; once that stream is
+    replaced and closed (a notebook cell's capture, a test's), every NNCF message becomes a
+    "--- Logging error ---" traceback on stderr. Its INFO lines are also noise beside edgeseg's own
+    report. Propagating WARNING and above lets the command line show them as one
+    `edgeseg: warning:` line each.
+    """
+    nncf_log = logging.getLogger("nncf")
+    for handler in list(nncf_log.handlers):
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            nncf_log.removeHandler(handler)
+    nncf_log.setLevel(logging.WARNING)
+    nncf_log.propagate = True

@@ -2,7 +2,9 @@
 
 `diagnose(model)` is `edgeseg doctor`: a checkpoint is exported to ONNX in a temporary folder (the
 same code `export` uses), an ONNX file is read as it is, and a bundle is checked through its source
-(found as `demo` finds its baseline) or, without one, its own FP32 ONNX file. `graph_findings` is what
+when a file with the sha256 its manifest records is found (edgeseg._reuse.find_source, as `demo`
+finds its baseline), else through its own FP32 ONNX file (verified against its manifest), and the
+report says which and why; a bundle with neither is refused. `graph_findings` is what
 `export` runs on the graph it is about to convert: the shape checks (edgeseg.exporters.doctor), the
 op checks (doctor_ops) and, for fp16, the activation ranges on a few calibration images (doctor_fp16).
 """
@@ -19,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgeseg._paths import CHECKPOINT_FILES, folder_not_file
+from edgeseg._reuse import find_source
 from edgeseg.errors import InputError
 from edgeseg.exporters.doctor import Finding, check_resize, check_stride
 from edgeseg.exporters.doctor_fp16 import check_fp16
@@ -122,14 +126,12 @@ def graph_findings(
     return sorted(found, key=lambda f: order.get(f.severity, 3))
 
 
-def _bundle_source(bundle: Path) -> tuple[Path | None, Manifest]:
-    manifest = read_manifest(bundle, verify=False)
-    recorded = manifest.source.get("checkpoint") or manifest.source.get("onnx")
-    if recorded:
-        for cand in (Path(recorded), bundle / recorded, bundle.parent / Path(recorded).name):
-            if cand.is_file():
-                return cand, manifest
-    return None, manifest
+def _bundle_source(bundle: Path) -> tuple[Path | None, str, Manifest]:
+    """(the bundle's source file when its content is what was exported, or None; why; the manifest,
+    read with every file verified: the bundle's own files may be what is checked)."""
+    manifest = read_manifest(bundle)
+    found, why = find_source(manifest.source, bundle)
+    return found, why, manifest
 
 
 def diagnose(
@@ -158,11 +160,18 @@ def diagnose(
     if path.is_dir():
         if not (path / MANIFEST_NAME).is_file():
             raise InputError(
-                f"'{path}' is a folder without {MANIFEST_NAME}; give a bundle, checkpoint or .onnx"
+                folder_not_file(
+                    path,
+                    "model",
+                    f"an edgeseg bundle (it has no {MANIFEST_NAME}); give a bundle folder, a checkpoint "
+                    "(.pt) or an .onnx file",
+                    (*CHECKPOINT_FILES, ".onnx"),
+                )
             )
-        source, manifest = _bundle_source(path)
+        source, why, manifest = _bundle_source(path)
         size = img_size or (manifest.input.width, manifest.input.height)
-        tgt, prec = target or manifest.target, precision or manifest.precision
+        tgt = target if target is not None else manifest.target
+        prec = precision if precision is not None else manifest.precision
         if source is not None:
             if source.suffix.lower() == ".onnx" and facts is None:
                 inp = manifest.input
@@ -184,7 +193,7 @@ def diagnose(
             )
             return DoctorReport(
                 str(path),
-                f"{report.checked} (the bundle's source)",
+                f"{report.checked} (the bundle's source, {why})",
                 report.targets,
                 report.precisions,
                 report.findings,
@@ -192,16 +201,15 @@ def diagnose(
         model_file = path / manifest.model_file
         if model_file.suffix.lower() != ".onnx" or manifest.precision != "fp32":
             raise InputError(
-                f"bundle '{path}': its source was not found and it holds no FP32 ONNX graph; run "
-                "the doctor on the source checkpoint or ONNX file"
+                f"bundle '{path}': its source cannot be used ({why}) and the bundle holds no FP32 ONNX "
+                "graph to check instead; run the doctor on the checkpoint or ONNX file it was exported from"
             )
         targets, precisions = _choices(tgt, prec)
         found = graph_findings(
             model_file, manifest, targets, precisions, size=size, calib=calib, images=images
         )
-        return DoctorReport(
-            str(path), f"the bundle's {manifest.model_file}", targets, precisions, tuple(found)
-        )
+        checked = f"the bundle's own {manifest.model_file}, not its source: {why}"
+        return DoctorReport(str(path), checked, targets, precisions, tuple(found))
     targets, precisions = _choices(target, precision)
     with tempfile.TemporaryDirectory(prefix="edgeseg-doctor-") as tmp:
         try:
@@ -224,7 +232,8 @@ def diagnose(
 def _choices(target: str | None, precision: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
     from edgeseg.formats import PRECISIONS, exportable_targets, get_target, parse_precision
 
-    targets = (get_target(target).name,) if target else tuple(exportable_targets())
+    # None: every target; "" is no target (get_target refuses it), never "all".
+    targets = (get_target(target).name,) if target is not None else tuple(exportable_targets())
     if precision is None:
         return targets, tuple(p for p in PRECISIONS if any(p in TARGETS[t].precisions for t in targets))
     return targets, (parse_precision(precision),)

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from edgeseg._io import disk_full_as_oserror, is_disk_full
 from edgeseg.errors import EdgesegRuntimeError, InputError, MissingDependencyError, first_line
 from edgeseg.exporters.accuracy import Bound, onnx_int8_within
 from edgeseg.exporters.calibset import CALIB_METHODS, CalibrationSet, ort_reader
@@ -106,24 +107,28 @@ def quantize_qdq(
     quiet = logging.getLogger()  # quantize_static logs a pre-processing hint at WARNING per call
     level = quiet.level
     try:
-        _preprocess(src, pre)
-        quiet.setLevel(logging.ERROR)
-        quantize_static(
-            str(pre),
-            str(dst),
-            ort_reader(calib, input_name),
-            quant_format=QuantFormat.QDQ,
-            activation_type=QuantType[activations],
-            weight_type=QuantType[weights],
-            calibrate_method=methods[method],
-            per_channel=True,
-            op_types_to_quantize=list(op_types),
-            nodes_to_exclude=list(exclude),
-            extra_options=extra_options,
-        )
+        # ONNX Runtime's shape inference and optimiser write in C++: a full disk is an OSError here.
+        with disk_full_as_oserror(dst.parent, Path(src).stat().st_size):
+            _preprocess(src, pre)
+            quiet.setLevel(logging.ERROR)
+            quantize_static(
+                str(pre),
+                str(dst),
+                ort_reader(calib, input_name),
+                quant_format=QuantFormat.QDQ,
+                activation_type=QuantType[activations],
+                weight_type=QuantType[weights],
+                calibrate_method=methods[method],
+                per_channel=True,
+                op_types_to_quantize=list(op_types),
+                nodes_to_exclude=list(exclude),
+                extra_options=extra_options,
+            )
     except (InputError, MissingDependencyError):
         raise
     except Exception as exc:
+        if is_disk_full(exc):
+            raise  # the CLI says so, with what to do, as for every other write
         raise EdgesegRuntimeError(f"{purpose} failed: {first_line(exc)}") from exc
     finally:
         quiet.setLevel(level)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeseg._guards import first_nonfinite, recorded_path
+from edgeseg._paths import folder_not_file
 from edgeseg.errors import EdgesegRuntimeError, InputError, MissingDependencyError, first_line
 from edgeseg.exporters.source import ExportSource, SourceFacts
 from edgeseg.manifest import METADATA_PREFIX, Manifest, manifest_from_onnx_metadata, onnx_metadata
@@ -48,6 +49,8 @@ def _load(path: Path) -> tuple[onnx.ModelProto, list[str]]:
         from onnx.external_data_helper import load_external_data_for_model, uses_external_data
     except ImportError as exc:
         raise MissingDependencyError("onnx", "onnx", "exporting an ONNX file") from exc
+    if path.is_dir():
+        raise InputError(folder_not_file(path, "ONNX file", "an .onnx file", (".onnx",), bundles=False))
     if not path.is_file():
         raise InputError(f"ONNX file '{path}' does not exist")
     try:
@@ -340,6 +343,7 @@ class OnnxSource(ExportSource):
             std=self.std,
             color_order=self.color_order,
             ignore_index=self.ignore_index,
+            class_names=self.class_names,
         )
 
     def segmenter_options(self, size: tuple[int, int]) -> dict[str, Any]:

@@ -24,7 +24,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgeseg._guards import recorded_path
+from edgeseg._evidence import ClassSet
+from edgeseg._guards import recorded_path, sequence_arg
 from edgeseg.errors import InputError
 from edgeseg.manifest import INPUT_NAME, OUTPUT_NAME, InputSpec, Manifest, OutputSpec, sha256_file
 
@@ -70,7 +71,8 @@ class SourceFacts:
             if self.classes < 1:
                 raise InputError(f"--classes must be 1 or more; got {self.classes}")
             return tuple(f"class{i}" for i in range(self.classes))
-        names = tuple(str(c).strip() for c in self.classes)
+        given = sequence_arg(self.classes, "classes", "classes=('road', 'car')")
+        names = tuple(str(c).strip() for c in given)
         if not names or not all(names):
             raise InputError("--classes needs a count or comma-separated names, none of them empty")
         return names
@@ -112,6 +114,10 @@ class ExportSource(abc.ABC):
     @property
     def sha256(self) -> str:
         return sha256_file(self.path)
+
+    def model_classes(self) -> ClassSet:
+        """The model's classes, as labelled data and other models must agree with them."""
+        return ClassSet.of(f"the model '{self.path}'", self.class_names)
 
     def default_bundle_dir(self, target: str, precision: str, dynamic: bool) -> Path:
         """Beside the source: runs/x/best.pt -> runs/x/unet-onnx-fp32; model.onnx -> model-onnx-fp32."""

@@ -21,7 +21,9 @@ from typing import Any
 
 import torch
 
-from edgeseg._io import atomic_path
+from edgeseg._io import atomic_open
+from edgeseg._paths import CHECKPOINT_FILES, folder_not_file
+from edgeseg._records import Record, parse_json
 from edgeseg.errors import InputError, first_line
 from edgeseg.manifest import InputSpec
 from edgeseg.models.registry import ModelSpec, build_model
@@ -142,14 +144,20 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint, model: torch.nn.Module |
     if ckpt.program is not None:
         payload["program"] = ckpt.program
     path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    # Through a Python file object: a full disk is then the OSError(ENOSPC) of its write, where
+    # torch.save(payload, path) would report it as "[enforce fail at inline_container.cc] unexpected pos".
+    with atomic_open(path, "wb") as fh:
+        torch.save(payload, fh)
     return path
 
 
 def load_checkpoint(path: str | Path, *, with_train_state: bool = False) -> Checkpoint:
     """Read a checkpoint written by `save_checkpoint`; refuses anything that needs unpickling code."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(
+            folder_not_file(path, "checkpoint", "a checkpoint file (.pt)", CHECKPOINT_FILES, bundles=False)
+        )
     if not path.is_file():
         raise InputError(f"checkpoint '{path}' does not exist")
     try:
@@ -188,27 +196,32 @@ def load_checkpoint(path: str | Path, *, with_train_state: bool = False) -> Chec
             f"checkpoint '{path}' has format version {payload['version']}, newer than this edgeseg "
             f"understands ({VERSION}); upgrade edgeseg"
         )
+    where, advice = f"checkpoint '{path}'", "re-copy or re-train it"
+    if not isinstance(payload.get("meta"), str):
+        raise InputError(f"{where} is damaged: it has no metadata; {advice}")
+    meta = Record(parse_json(payload["meta"], f"{where} (its metadata)", advice), where, advice)
     try:
-        meta = json.loads(payload["meta"])
-        norm = meta["normalization"]
+        norm = meta.sub("normalization")
         ckpt = Checkpoint(
-            model_config=ModelSpec.from_dict(meta["model"]),
-            class_names=list(meta["class_names"]),
+            model_config=ModelSpec.from_dict(meta.get("model", dict), f"{where} (its model spec)"),
+            class_names=meta.texts("class_names"),
             normalization=Normalization(
-                mean=tuple(norm["mean"]),
-                std=tuple(norm["std"]),
-                color_order=norm.get("color_order", "RGB"),
-                resize=norm.get("resize", "stretch"),
+                mean=tuple(norm.numbers("mean")),
+                std=tuple(norm.numbers("std")),
+                color_order=norm.text("color_order", choices=("RGB", "BGR", "GRAY"), default="RGB"),
+                resize=norm.text("resize", default="stretch"),
             ),
-            img_size=(int(meta["img_size"][0]), int(meta["img_size"][1])),
-            ignore_index=meta.get("ignore_index"),
-            training=meta.get("training", {}),
+            img_size=tuple(int(v) for v in meta.numbers("img_size", minimum=1, maximum=1 << 16, length=2)),
+            ignore_index=meta.integer("ignore_index", minimum=0, default=None),
+            training=meta.plain("training", default={}),
             state_dict=payload["state_dict"],
             train_state=payload.get("train_state") if with_train_state else None,
             path=path,
             program=payload.get("program"),
         )
-    except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
+    except InputError:
+        raise
+    except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"checkpoint '{path}' is damaged: its metadata is incomplete ({exc})") from None
     # Catch mismatched weights now, with the file named, rather than at first use.
     try:

@@ -12,26 +12,33 @@ What edgeseg stores instead, inside an ordinary edgeseg checkpoint (tensors + JS
 `torch.load(weights_only=True)`): the program `torch.export.export` captures at the model's fixed
 input size, serialised by torch's own serializer (`torch._export.serde.serialize`, what
 `torch.export.save` uses) to its JSON graph, and the program's weights as plain tensors. Before that
-JSON reaches torch's deserializer, `check_program` refuses anything that could execute code: every
-node must call an `aten` operator (or `operator.getitem`), shapes must be static (no symbolic
-expressions for sympy to parse), no guards code, no custom objects; node metadata (stack traces with
-the writer's paths, module class names resolved by name) is dropped. What remains is a graph of
-aten calls over tensors the safe unpickler read. The cost: the program is specialised to the size it
-was imported at (`img_size`; computed pads and resizes become constants, which also keeps them
-exportable), batch size 1 (larger batches run image by image in PyTorch; exported graphs get a
-dynamic batch from the exporter), and the torch that reads it must understand the writer's schema.
+JSON reaches torch's deserializer (at import and at every load), `check_program`
+(edgeseg.models.program) refuses anything but pure tensor operators from an allow-list derived from
+real segmentation models, any write into the program's input, weights or buffers (a module that
+changes its own state when it runs), symbolic shapes (sympy would parse them), guard code and custom
+objects; node metadata (stack traces with the writer's paths, module class names resolved by name)
+is dropped. What remains is a graph of pure aten calls over tensors the safe unpickler read. The
+cost: the program is specialised to the size it was imported at (`img_size`; computed pads and
+resizes become constants, which also keeps them exportable), batch size 1 (larger batches run image
+by image in PyTorch; exported graphs get a dynamic batch from the exporter), and the torch that
+reads it must understand the writer's schema.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 import os
-from collections.abc import Sequence
+import pickle
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeseg._claims import claim
+from edgeseg._guards import sequence_arg, size_arg
 from edgeseg.errors import EdgesegRuntimeError, InputError, first_line
+from edgeseg.models.program import check_program, export_program
 
 if TYPE_CHECKING:
     import torch
@@ -43,8 +50,6 @@ if TYPE_CHECKING:
 __all__ = ["as_imported", "check_program", "import_model"]
 
 ARCH = "imported"
-_ALLOWED_PREFIX = "torch.ops.aten."
-_ALLOWED_TARGETS = {"_operator.getitem"}
 _COLOR_CHANNELS = {"RGB": 3, "BGR": 3, "GRAY": 1}
 
 
@@ -111,33 +116,6 @@ def as_imported(graph: nn.Module) -> nn.Module:
     return graph
 
 
-def check_program(program: str) -> dict[str, Any]:
-    """Parse a stored program and refuse anything that could execute code when torch deserializes it
-    (see the module docstring); returns the parsed JSON with node metadata dropped."""
-    try:
-        data = json.loads(program)
-        nodes = data["graph_module"]["graph"]["nodes"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"the model file's program is damaged ({first_line(exc)})") from None
-    bad = sorted(
-        {
-            str(n.get("target"))
-            for n in nodes
-            if not (str(n.get("target")).startswith(_ALLOWED_PREFIX) or n.get("target") in _ALLOWED_TARGETS)
-        }
-    )
-    if bad:
-        raise InputError(f"refusing the model file's program: it calls {', '.join(bad[:5])}, not aten ops")
-    if '"as_expr"' in program or data.get("range_constraints") or data.get("guards_code"):
-        raise InputError("refusing the model file's program: it has symbolic shapes or guard code")
-    graph = data["graph_module"]["graph"]
-    if graph.get("custom_obj_values"):
-        raise InputError("refusing the model file's program: it holds custom objects")
-    for n in nodes:
-        n["metadata"] = {}
-    return data
-
-
 def _deserialize(program: str, state: dict[str, Any], shape: tuple[int, ...]) -> nn.Module:
     import torch
     from torch._export.serde.serialize import SerializedArtifact, deserialize
@@ -167,7 +145,7 @@ def _class_names(classes: int | Sequence[str]) -> list[str]:
         if classes < 1:
             raise InputError(f"classes must be 1 or more, got {classes}")
         return [f"class{i}" for i in range(classes)]
-    names = [str(c) for c in classes]
+    names = [str(c) for c in sequence_arg(classes, "classes", 'classes=["background", "road"] or classes=2')]
     if not names or len(set(names)) != len(names):
         raise InputError(f"classes must be a count or distinct names; got {list(classes)}")
     return names
@@ -180,7 +158,9 @@ def _normalization(mean: Sequence[float], std: Sequence[float], color_order: str
     if order not in _COLOR_CHANNELS:
         raise InputError(f"color_order must be RGB, BGR or GRAY; got '{color_order}'")
     channels = _COLOR_CHANNELS[order]
-    mean_t, std_t = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+    example = "(0.485, 0.456, 0.406)" if channels == 3 else "(0.5,)"
+    mean_t = tuple(float(m) for m in sequence_arg(mean, "mean", f"mean={example}"))
+    std_t = tuple(float(s) for s in sequence_arg(std, "std", f"std={example}"))
     if len(mean_t) != channels or len(std_t) != channels:
         raise InputError(
             f"mean and std need {channels} value(s) each for color_order {order}; "
@@ -204,7 +184,7 @@ def _logits(output: Any) -> torch.Tensor:
     return output
 
 
-def _unwrapped(module: nn.Module) -> nn.Module:
+def unwrapped(module: nn.Module) -> nn.Module:
     """The user's module with a dict output unwrapped: what torch.export captures."""
     import torch
 
@@ -234,7 +214,8 @@ def import_model(
     checkpoint takes the file; it loads without the module's source code and without unpickling.
 
     Args:
-        module: the network (put in eval mode here; its BatchNorm statistics are frozen into the file).
+        module: the network; it is captured in eval mode (its BatchNorm statistics are frozen into the
+            file) from a copy, so the module itself, its mode and its buffers are left as they were.
         path: the model file to write (`.pt`), atomically; an existing file is refused.
         classes: a count or the class names, in output-channel order.
         img_size: (width, height) the model runs at (the program is captured at this size).
@@ -242,18 +223,15 @@ def import_model(
         color_order: the channel order the module expects: "RGB", "BGR" or "GRAY".
 
     Raises InputError (one line, nothing written) for a wrong output shape, wrong mean/std lengths,
-    an existing `path`; EdgesegRuntimeError when torch.export cannot capture the module.
+    an existing `path`, a forward that changes the module's own buffers or its input, or an operator
+    outside the allow-list (edgeseg.models.program); EdgesegRuntimeError when torch.export cannot
+    capture the module.
     """
     import torch
 
     names = _class_names(classes)
     norm, channels = _normalization(mean, std, color_order)
-    try:
-        w, h = (int(img_size[0]), int(img_size[1]))
-    except (TypeError, ValueError, IndexError):
-        raise InputError(f"img_size must be (width, height); got {img_size!r}") from None
-    if w < 1 or h < 1:
-        raise InputError(f"img_size must be positive; got {w}x{h}")
+    w, h = size_arg(img_size)
     dest = Path(path)
     if not isinstance(module, torch.nn.Module):
         raise InputError(f"import_model takes a torch.nn.Module; got {type(module).__name__}")
@@ -279,16 +257,17 @@ def _write_imported(
     from edgeseg.models.registry import ModelSpec
 
     w, h = size
-    wrapped = _unwrapped(module.eval()).eval()
     x = torch.rand(1, channels, h, w)
-    with torch.inference_mode():
-        y = wrapped(x)
-    if tuple(y.shape) != (1, len(names), h, w):
-        raise InputError(
-            f"the module maps 1x{channels}x{h}x{w} input to shape {'x'.join(map(str, y.shape))}; "
-            f"edgeseg needs 1x{len(names)}x{h}x{w} logits (one channel per class, at the input's size)"
-        )
-    program, state = _capture(wrapped, x)
+    with _untouched(module) as own:
+        wrapped = unwrapped(own.eval()).eval()
+        with torch.inference_mode():
+            y = wrapped(x)
+        if tuple(y.shape) != (1, len(names), h, w):
+            raise InputError(
+                f"the module maps 1x{channels}x{h}x{w} input to shape {'x'.join(map(str, y.shape))}; "
+                f"edgeseg needs 1x{len(names)}x{h}x{w} logits (one channel per class, at the input's size)"
+            )
+        program, state = _capture(wrapped, x)
     spec = ModelSpec(ARCH, channels, len(names), {"module": type(module).__name__, "img_size": [w, h]})
     ckpt = Checkpoint(
         model_config=spec,
@@ -302,14 +281,49 @@ def _write_imported(
     return save_checkpoint(dest, ckpt)
 
 
+@contextlib.contextmanager
+def _untouched(module: nn.Module) -> Iterator[nn.Module]:
+    """The module to run and capture, such that the user's own object is left as it was: a deep copy,
+    or, for a module that cannot be copied, the module itself with its attributes, train/eval modes
+    and tensor values restored afterwards (a forward may count calls or flip a buffer)."""
+    import torch
+
+    try:
+        own = copy.deepcopy(module)
+    except (TypeError, RuntimeError, copy.Error, pickle.PicklingError):
+        own = None  # a lock, a file handle, a C++ object among its attributes: snapshot instead
+    if own is not None:
+        yield own
+        return
+    mods = list(module.modules())
+    attrs = [dict(m.__dict__) for m in mods]
+    tables = [(dict(m._parameters), dict(m._buffers), dict(m._modules)) for m in mods]
+    with torch.no_grad():
+        values = {id(t): (t, t.detach().clone()) for m in mods for t in (*m._parameters.values(),
+                  *m._buffers.values()) if t is not None}  # fmt: skip
+    try:
+        yield module
+    finally:
+        for m, saved, (params, buffers, children) in zip(mods, attrs, tables, strict=True):
+            m.__dict__.clear()
+            m.__dict__.update(saved)
+            m._parameters.clear(), m._parameters.update(params)
+            m._buffers.clear(), m._buffers.update(buffers)
+            m._modules.clear(), m._modules.update(children)
+        with torch.no_grad():
+            for tensor, value in values.values():
+                tensor.copy_(value)
+
+
 def _capture(module: nn.Module, x: torch.Tensor) -> tuple[str, dict[str, Any]]:
     """torch.export's program of `module` at `x`'s shape, as (checked JSON, weights)."""
-    import torch
     from torch._export.serde.serialize import serialize
 
     try:
-        ep = torch.export.export(module, (x,))
+        ep = export_program(module, x)
         artifact = serialize(ep)
+    except InputError:
+        raise
     except Exception as exc:
         raise EdgesegRuntimeError(
             f"torch.export could not capture the module ({first_line(exc)}); its forward must be "
@@ -320,6 +334,11 @@ def _capture(module: nn.Module, x: torch.Tensor) -> tuple[str, dict[str, Any]]:
             f"the module's program keeps tensor constants ({', '.join(list(ep.constants)[:3])}); "
             "register them as buffers (self.register_buffer) so they are stored as weights"
         )
-    data = check_program(artifact.exported_program.decode())
+    try:
+        data = check_program(artifact.exported_program.decode())
+    except InputError as exc:
+        raise InputError(
+            str(exc).replace("refusing the model file's program:", "cannot import the module:", 1)
+        ) from None
     state = {k: v.detach().cpu().contiguous().clone() for k, v in ep.state_dict.items()}
     return json.dumps(data), state

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from edgeseg._records import Record
 from edgeseg.errors import InputError
 
 if TYPE_CHECKING:
@@ -38,6 +39,9 @@ __all__ = [
     "register_family",
     "round_to_stride",
 ]
+
+# Bounds of a stored spec (a file's numbers must not size a network that fills the memory).
+MAX_CHANNELS, MAX_CLASSES = 64, 65536
 
 # family name -> module implementing it; register_family adds more (e.g. a plug-in's own family).
 FAMILIES: dict[str, str] = {
@@ -96,13 +100,16 @@ class ModelSpec:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ModelSpec:
+    def from_dict(cls, data: Mapping[str, Any], where: str = "the model spec") -> ModelSpec:
         """A spec from `to_dict()`'s output, or from a version-1 checkpoint's UNetConfig dict
         (no "arch": edgeseg's U-Net with depth/width/upsample at the top level)."""
+        r = Record(data, where, "re-copy or re-train the model")
+        channels = r.integer("in_channels", minimum=1, maximum=MAX_CHANNELS)
+        classes = r.integer("classes", minimum=1, maximum=MAX_CLASSES)
         if "arch" not in data:
             kwargs = {k: data[k] for k in ("depth", "width", "upsample") if k in data}
-            return cls("unet", int(data["in_channels"]), int(data["classes"]), kwargs)
-        return cls(str(data["arch"]), int(data["in_channels"]), int(data["classes"]), dict(data["kwargs"]))
+            return cls("unet", channels, classes, kwargs)
+        return cls(r.text("arch"), channels, classes, dict(r.plain("kwargs")))
 
 
 def arch_names() -> list[str]:

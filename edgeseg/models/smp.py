@@ -15,6 +15,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from edgeseg._paths import folder_not_file
 from edgeseg.errors import InputError, MissingDependencyError, first_line
 
 if TYPE_CHECKING:
@@ -141,6 +142,16 @@ def init_encoder(model: nn.Module, spec: ModelSpec, weights: str) -> nn.Module:
 
 
 def _read_state(path: Path) -> dict[str, Any]:
+    if path.is_dir():
+        raise InputError(
+            folder_not_file(
+                path,
+                "--encoder-weights",
+                "a weights file (.pt, .pth or .safetensors)",
+                (".pt", ".pth", ".safetensors"),
+                bundles=False,
+            )
+        )
     if not path.is_file():
         raise InputError(f"--encoder-weights file '{path}' does not exist")
     try:

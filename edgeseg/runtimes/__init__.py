@@ -11,7 +11,7 @@ backend of theirs is loaded.
 
 from __future__ import annotations
 
-from edgeseg.runtimes.base import Backend, TensorSpec
+from edgeseg.runtimes.base import Backend, Outputs, TensorSpec
 from edgeseg.runtimes.registry import (
     AUTO_PREFERENCE,
     BackendSpec,
@@ -26,12 +26,15 @@ from edgeseg.runtimes.registry import (
     register_backend,
     registered_backends,
     resolve_backend,
+    throughput_options,
 )
+from edgeseg.targets import backend_specs
 
 __all__ = [
     "AUTO_PREFERENCE",
     "Backend",
     "BackendSpec",
+    "Outputs",
     "TensorSpec",
     "artifact_kind",
     "available_backends",
@@ -44,10 +47,11 @@ __all__ = [
     "register_backend",
     "registered_backends",
     "resolve_backend",
+    "throughput_options",
 ]
 
 # torch is a core dependency (no extra) and runs checkpoints; the deployment targets' backends are
-# registered from their descriptors (edgeseg.targets) by the registry itself.
+# registered from their descriptors (edgeseg.targets), in the targets' order.
 register_backend(
     BackendSpec(
         name="torch",
@@ -61,3 +65,5 @@ register_backend(
         packages=("torch",),
     )
 )
+for _spec in backend_specs():
+    register_backend(_spec)

@@ -11,8 +11,26 @@ the runtime-specific steps (Polygraphy's runner contract):
     _infer(feed)              run one batch of validated, C-contiguous arrays
     _close()                  release the runtime's objects
 
+    _executed_precision()     what the runtime computes the loaded model in (read back from it)
+
 and may override `_infer_chunks` (a model with a fixed batch given a larger batch: OpenVINO uses an
 async queue), `_embedded_manifest` (metadata stored in the model file) and `_describe`.
+
+Threads: every backend is safe to call from any thread, and each `infer` returns the caller its own
+outputs and its own timings (`Outputs.infer_ms`, `Outputs.wait_ms`: they travel with the result, never
+through a field of the backend another caller may have overwritten). The base class enforces it:
+unless a subclass sets `reentrant = True`, its `_run` (so `_infer` and `_infer_chunks`) runs one call
+at a time under a lock, so a new backend is safe without doing anything. A backend sets `reentrant`
+only when its runtime call may run concurrently on one instance and it keeps per-call state apart
+itself (ONNX Runtime's `run` is thread-safe; OpenVINO takes one infer request per call from a pool);
+the contract suite (tests/runtimes/test_backends.py) runs threads on one instance of every backend
+and checks each call against the sequential result. `close()` waits for calls in flight, and a call
+that starts after it is refused.
+
+Precision: `executed_precision` says what the runtime computes in, read back from the loaded model
+where the runtime can tell (see `Precision`); a backend asks its runtime for the bundle's precision
+and never for a lower one (fp32 -> fp32; fp16 -> fp16 where the device computes it natively, else
+fp32; int8 -> int8 layers and fp32 for the rest; bf16 only when the caller asks).
 
 Every backend takes the keyword `threads` (CPU threads for inference; None or 0: the runtime's
 default) and spells it for its runtime itself, so callers such as the demo pass one number to any
@@ -23,6 +41,7 @@ from __future__ import annotations
 
 import abc
 import os
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,7 +56,7 @@ from edgeseg.errors import EdgesegError, EdgesegRuntimeError, InputError, first_
 if TYPE_CHECKING:
     from edgeseg.manifest import Manifest
 
-__all__ = ["Backend", "Dim", "TensorSpec"]
+__all__ = ["PRECISION_BITS", "Backend", "Dim", "Outputs", "TensorSpec", "summarize_precisions"]
 
 Dim = int | str | None  # a static size, or a dynamic axis (its symbolic name, or None when unnamed)
 _NCHW = ("batch", "channels", "height", "width")  # how edgeseg's image tensors name their axes
@@ -65,6 +84,37 @@ class TensorSpec:
         return self.static_dim(0) if self.shape else None
 
 
+class Outputs(dict[str, np.ndarray]):
+    """{output name: array} of one `Backend.infer` call, with that call's own timings.
+
+    Attributes:
+        infer_ms: wall time the runtime spent on this call (all chunks of a larger batch), in ms.
+        wait_ms: time the call waited for the runtime (another thread's call on a backend that runs
+            one call at a time), in ms; 0 when it did not wait.
+    """
+
+    infer_ms: float = 0.0
+    wait_ms: float = 0.0
+
+
+# Significant bits of each compute precision a backend can report: a precision that runs is never
+# allowed fewer bits than the one asked for. (int8 layers are judged by the export's accuracy checks.)
+PRECISION_BITS = {"fp32": 24, "tf32": 11, "fp16": 11, "bf16": 8}
+_ORDER = ("int8", "fp16", "bf16", "tf32", "fp32")
+
+
+def summarize_precisions(layers: Mapping[str, int], *, upcast_from: str | None = None) -> str:
+    """The `executed_precision` text for the compute layers' precisions ({precision: layer count}):
+    "fp32", "int8+fp32" (int8 layers, the rest in fp32), ...; `upcast_from` ("fp16") adds that the
+    weights are stored at that precision and computed in the float precision shown:
+    "fp32 (fp16 weights upcast)"."""
+    names = [p for p in _ORDER if layers.get(p)] + sorted(p for p in layers if p not in _ORDER and layers[p])
+    if not names:
+        return "unknown"
+    text = "+".join(names)
+    return f"{text} ({upcast_from} weights upcast)" if upcast_from else text
+
+
 def _axis_label(rank: int, axis: int) -> str:
     return f"axis {axis} ({_NCHW[axis]})" if rank == len(_NCHW) else f"axis {axis}"
 
@@ -72,15 +122,22 @@ def _axis_label(rank: int, axis: int) -> str:
 class Backend(abc.ABC):
     """One model file, run by one runtime. Use as a context manager, or `load()` ... `close()`.
 
-    `infer` takes and returns `{tensor name: np.ndarray}`. Inputs must have the dtype, rank and static
+    `infer` takes `{tensor name: np.ndarray}` and returns `Outputs` (a dict of the same kind that also
+    carries the call's `infer_ms` and `wait_ms`). Inputs must have the dtype, rank and static
     dimensions of `input_specs`; a model with a fixed batch B also accepts a batch that is a multiple
-    of B and runs it in chunks of B (`last_infer_ms` then covers all of them). Errors: InputError for
+    of B and runs it in chunks of B (`infer_ms` then covers all of them). Errors: InputError for
     bad input or a model file that cannot be read (naming the file), EdgesegRuntimeError for a failed
     run or a call in the wrong state. A closed backend can be loaded again.
+
+    Any thread may call any method; concurrent `infer` calls each get their own outputs (see the
+    module notes: a lock unless the backend is `reentrant`).
     """
 
     name: ClassVar[str] = ""  # registry name, e.g. "onnxruntime"
     package: ClassVar[str] = ""  # the runtime's import name, for versions in `description`
+    # True only when `_run` may run on several threads at once on one instance (the runtime call is
+    # thread-safe and the backend keeps per-call state apart); False: the base class serialises it.
+    reentrant: ClassVar[bool] = False
 
     def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None) -> None:
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 0):
@@ -92,13 +149,26 @@ class Backend(abc.ABC):
         self._state = "new"  # "new" -> "loaded" -> "closed" (-> "loaded" again on reopen)
         self._inputs: tuple[TensorSpec, ...] = ()
         self._outputs: tuple[TensorSpec, ...] = ()
-        self.last_infer_ms: float | None = None  # wall time of the latest `infer`, in milliseconds
+        # State changes (load, close) and the count of calls in flight, under one condition: close
+        # waits for the calls in flight, and a call cannot start while the state changes.
+        self._lock = threading.RLock()
+        self._lifecycle = threading.Condition(self._lock)
+        self._in_flight = 0
+        self._serial = threading.Lock()  # one `_run` at a time, unless the backend is reentrant
+        self._per_thread = threading.local()  # `last_infer_ms` of each calling thread
+        self._executed: str | None = None  # `executed_precision`, read back once per load
 
     # ----------------------------------------------------------------------------------- public API
     def load(self: _B) -> _B:
         """Open the model file (a no-op when already loaded); returns self."""
-        if self._state == "loaded":
-            return self
+        with self._lifecycle:
+            while self._state == "closing":  # another thread's close: let it finish, then reopen
+                self._lifecycle.wait()
+            if self._state != "loaded":
+                self._open()
+        return self
+
+    def _open(self) -> None:
         if not self.path.is_file():
             raise InputError(f"model file '{self.path}' does not exist")
         try:
@@ -124,16 +194,25 @@ class Backend(abc.ABC):
                 ) from exc
             raise
         self._inputs, self._outputs = tuple(inputs), tuple(outputs)
+        self._executed = None
         self._state = "loaded"
-        return self
 
     def close(self) -> None:
-        """Release the runtime's resources; safe to call twice. `load()` reopens the model."""
-        if self._state == "loaded":
+        """Release the runtime's resources; safe to call twice. `load()` reopens the model.
+
+        Calls in flight on other threads finish first; a call that starts once closing has begun
+        is refused (EdgesegRuntimeError)."""
+        with self._lifecycle:
+            if self._state != "loaded":
+                return
+            self._state = "closing"
+            while self._in_flight:
+                self._lifecycle.wait()
             try:
                 self._close()
             finally:
                 self._state = "closed"
+                self._lifecycle.notify_all()
 
     @property
     def is_loaded(self) -> bool:
@@ -153,6 +232,23 @@ class Backend(abc.ABC):
         return self._outputs
 
     @property
+    def executed_precision(self) -> str:
+        """What the runtime computes the loaded model in, read back from it where the runtime can
+        tell: "fp32", "fp16", "bf16", "int8+fp32" (int8 layers, the rest fp32), or with stored weights
+        of another precision "fp32 (fp16 weights upcast)"; see each backend for how it knows."""
+        with self._lifecycle:  # read once per load (ONNX Runtime's costs a session)
+            self._require_loaded("executed_precision")
+            if self._executed is None:
+                self._executed = self._executed_precision()
+            return self._executed
+
+    @property
+    def last_infer_ms(self) -> float | None:
+        """Wall time of the calling thread's latest `infer`, in ms (None before its first). Each
+        thread sees its own call's; `Outputs.infer_ms` of a result says the same for that result."""
+        return getattr(self._per_thread, "infer_ms", None)
+
+    @property
     def embedded_manifest(self) -> Manifest | None:
         """The edgeseg metadata stored in the model file itself (ONNX metadata_props, IR rt_info,
         checkpoint), or None for a model from elsewhere."""
@@ -167,13 +263,33 @@ class Backend(abc.ABC):
         version = module_version(self.package).split("-")[0] if self.package else ""
         return f"{self.name} {version} ({self._describe()})".replace("  ", " ")
 
-    def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run the model on `inputs` ({name: array}); returns {output name: array}."""
-        self._require_loaded("infer")
-        feed, batch = self._validate(inputs)
-        start = time.perf_counter()
+    def infer(self, inputs: Mapping[str, np.ndarray]) -> Outputs:
+        """Run the model on `inputs` ({name: array}); returns {output name: array} as `Outputs`,
+        with this call's `infer_ms` and `wait_ms`. Safe to call from several threads at once."""
+        # The per-call bookkeeping is inline (no context-manager objects): it runs on every frame.
+        with self._lock:
+            self._require_loaded("infer")
+            self._in_flight += 1
         try:
-            outputs = self._run(feed, batch)
+            return self._infer_checked(inputs)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+                if self._state == "closing" and not self._in_flight:
+                    self._lifecycle.notify_all()
+
+    def _infer_checked(self, inputs: Mapping[str, np.ndarray]) -> Outputs:
+        feed, batch = self._validate(inputs)
+        queued = time.perf_counter()
+        try:
+            if self.reentrant:
+                start = time.perf_counter()
+                outputs = self._run(feed, batch)
+            else:
+                with self._serial:
+                    start = time.perf_counter()
+                    outputs = self._run(feed, batch)
+            end = time.perf_counter()
         except EdgesegError:
             raise
         except Exception as exc:  # runtimes raise their own types (pybind errors derive from Exception)
@@ -183,11 +299,13 @@ class Backend(abc.ABC):
                     f"({first_line(exc)}); use a smaller batch or input size"
                 ) from exc
             raise EdgesegRuntimeError(f"{self.name} failed to run '{self.path}': {first_line(exc)}") from exc
-        self.last_infer_ms = (time.perf_counter() - start) * 1000.0
-        for name, value in outputs.items():
+        result = Outputs(outputs)
+        result.infer_ms, result.wait_ms = (end - start) * 1000.0, (start - queued) * 1000.0
+        self._per_thread.infer_ms = result.infer_ms
+        for name, value in result.items():
             # A NaN weight or an FP16 overflow gives NaN/Inf logits, whose argmax is silently class 0.
             require_finite(value, f"output '{name}' of '{self.path}' ({self.name})")
-        return outputs
+        return result
 
     def __enter__(self: _B) -> _B:
         return self.load()
@@ -215,6 +333,11 @@ class Backend(abc.ABC):
     def _close(self) -> None:
         """Release what `_load` created."""
 
+    @abc.abstractmethod
+    def _executed_precision(self) -> str:
+        """What the loaded model is computed in (`executed_precision`), read back from the runtime
+        where it can tell, with `summarize_precisions`; called once per load."""
+
     def _infer_chunks(self, chunks: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
         """Run several batches of the model's fixed size; one after another unless overridden."""
         return [self._infer(chunk) for chunk in chunks]
@@ -239,8 +362,9 @@ class Backend(abc.ABC):
     def _require_loaded(self, what: str) -> None:
         if self._state == "loaded":
             return
-        how = "call load() to reopen it" if self._state == "closed" else "call load() first"
-        state = "was closed" if self._state == "closed" else "is not loaded"
+        closed = self._state in ("closed", "closing")
+        how = "call load() to reopen it" if closed else "call load() first"
+        state = "was closed" if closed else "is not loaded"
         raise EdgesegRuntimeError(
             f"{what}: the {self.name} backend for '{self.path}' {state}; {how} (or use it in a with block)"
         )

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgeseg.errors import InputError, MissingDependencyError
 from edgeseg.formats import TARGETS
-from edgeseg.targets import BackendSpec, backend_specs
+from edgeseg.targets import BackendSpec
 
 if TYPE_CHECKING:
     from edgeseg.runtimes.base import Backend
@@ -55,11 +55,12 @@ __all__ = [
     "register_backend",
     "registered_backends",
     "resolve_backend",
+    "throughput_options",
 ]
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
 
-_REGISTRY: dict[str, BackendSpec] = {spec.name: spec for spec in backend_specs()}
+_REGISTRY: dict[str, BackendSpec] = {}  # filled by edgeseg.runtimes: torch, then the targets' backends
 
 # What "auto" tries per artifact kind, best first: derived from the registered backends' auto_rank.
 AUTO_PREFERENCE: dict[str, tuple[str, ...]] = {}
@@ -84,9 +85,6 @@ def register_backend(spec: BackendSpec) -> BackendSpec:
     _REGISTRY[spec.name] = spec
     _derive_preference()
     return spec
-
-
-_derive_preference()
 
 
 def _missing_error(spec: BackendSpec, purpose: str) -> MissingDependencyError:
@@ -126,6 +124,13 @@ def ensure_installed(name: str) -> BackendSpec:
     if missing_packages_of(entry):
         raise _missing_error(entry, f"the {entry.name} backend")
     return entry
+
+
+def throughput_options(name: str) -> dict[str, Any]:
+    """Backend options of throughput mode for backend `name`: the runtime's own parallelism over the
+    frames of a batch (its descriptor's `throughput`), {} for a backend without any."""
+    throughput = backend_entry(name).throughput
+    return throughput() if throughput is not None else {}
 
 
 def get_backend_class(name: str) -> type[Backend]:

@@ -6,6 +6,17 @@ straight from training. The model is channels_last (what `Checkpoint.build_model
 convolutions on CPU and on tensor cores); inputs are converted to the same memory format so no
 layout conversion happens inside the first convolution. CUDA is never a silent choice: asking for it
 without a CUDA device is an error, not a fall back to CPU.
+
+Precision: checkpoints are float32 and run in fp32 on CPU, or with `autocast="bf16"` (asked for,
+never a default) their convolutions in bf16 ("bf16"). On a CUDA GPU of compute capability 8.0 or
+later, torch's cuDNN convolutions use TF32 while the process allows it (torch's default); that is a
+process-wide torch setting the backend does not change behind the application's back, so
+`executed_precision` says "tf32" there (set `torch.backends.cudnn.conv.fp32_precision = "ieee"`, or
+`torch.backends.cudnn.allow_tf32 = False` on older torch, for fp32).
+
+Threads: not `reentrant` (a module's forward is not promised to be thread-safe: a user's module may
+keep state), so the base class runs one call at a time; torch's own intra-op threads already use
+the cores within each call.
 """
 
 from __future__ import annotations
@@ -17,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgeseg._guards import recorded_path
+from edgeseg._torch_resize import tensor_of
 from edgeseg.errors import InputError
 from edgeseg.manifest import INPUT_NAME, OUTPUT_NAME, Manifest, OutputSpec
 from edgeseg.runtimes.base import Backend, TensorSpec
@@ -100,7 +112,7 @@ class TorchBackend(Backend):
 
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self._torch
-        x = torch.from_numpy(feed[INPUT_NAME]).to(self._device)
+        x = tensor_of(feed[INPUT_NAME]).to(self._device)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         self._checkpoint.check_input(tuple(x.shape))  # InputError: a size the model cannot take
@@ -133,6 +145,13 @@ class TorchBackend(Backend):
             dynamic_axes={INPUT_NAME: dict(axes), OUTPUT_NAME: dict(axes)},
         )
 
+    def _executed_precision(self) -> str:
+        if self.autocast == "bf16":  # asked for: autocast runs the convolutions in bf16
+            return "bf16"
+        if self._device.type == "cuda" and _tf32_convolutions(self._torch, self._device):
+            return "tf32"
+        return "fp32"
+
     def _describe(self) -> str:
         autocast = f", {self.autocast} autocast" if self.autocast else ""
         return f"{self.device}{', channels_last' if self.channels_last else ''}{autocast}"
@@ -141,3 +160,15 @@ class TorchBackend(Backend):
     def _checkpoint(self) -> Checkpoint:
         assert self._ckpt is not None, "used before _load"
         return self._ckpt
+
+
+def _tf32_convolutions(torch: Any, device: Any) -> bool:
+    """Whether torch computes float32 convolutions on `device` in TF32 now: an Ampere or later GPU
+    with TF32 allowed for cuDNN (the newer `fp32_precision` setting first, then `allow_tf32`)."""
+    if torch.cuda.get_device_capability(device)[0] < 8:
+        return False
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    setting = getattr(conv, "fp32_precision", "none") if conv is not None else "none"
+    if setting in ("tf32", "ieee"):
+        return setting == "tf32"
+    return bool(torch.backends.cudnn.allow_tf32)

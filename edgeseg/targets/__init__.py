@@ -26,7 +26,7 @@ __all__ = [
     "backend_specs",
 ]
 
-NAMES: tuple[str, ...] = ("onnx", "openvino", "tensorrt")
+NAMES: tuple[str, ...] = ("onnx", "openvino", "tensorrt", "executorch")
 
 DESCRIPTORS: tuple[Target, ...] = tuple(importlib.import_module(f"{__name__}.{n}").TARGET for n in NAMES)
 

@@ -17,6 +17,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from edgeseg._claims import claim
 from edgeseg._guards import recorded_path
+from edgeseg._records import Record, parse_json
 from edgeseg.errors import InputError
 from edgeseg.evaluation.evaluate import confusion_on, to_input
 from edgeseg.evaluation.metrics import ConfusionMatrix
@@ -24,6 +25,7 @@ from edgeseg.models.checkpoint import Checkpoint, Normalization, load_checkpoint
 from edgeseg.models.device import resolve_device
 from edgeseg.models.registry import build_model
 from edgeseg.training import distributed as ddp
+from edgeseg.training.ema import WeightAverage, ema_decay
 from edgeseg.training.losses import DiceCELoss
 from edgeseg.training.record import RunRecord
 from edgeseg.training.setup import (
@@ -65,7 +67,8 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> TrainResult:
             raise InputError(
                 f"'{cfg.resume}' holds no training state (best.pt is weights only); resume from last.pt"
             )
-        saved = TrainConfig.from_dict(json.loads(resumed.train_state["config"]))
+        where = f"'{cfg.resume}' (its training state)"
+        saved = TrainConfig.from_dict(dict(Record.parse(str(resumed.train_state["config"]), where).data))
         _refuse_changed_settings(cfg, saved, overrides)
         # The run continues with its own settings; only a longer schedule, where it runs and where
         # it writes may be asked for. Without `out` it continues in its own folder.
@@ -119,10 +122,11 @@ class _Trainer:
 
     def log(self, msg: str) -> None:
         if self.dist.is_main and not self.cfg.quiet:
-            from rich.console import Console
+            from edgeseg._text import console
 
-            # One line per message, unwrapped: logs and tests can grep it.
-            Console(stderr=True, highlight=False).print(msg, soft_wrap=True)
+            # One line per message, unwrapped: logs and tests can grep it. Literal: a message may
+            # hold class names or paths from the data, which are no markup.
+            console(stderr=True).print(msg, soft_wrap=True)
 
     def run(self) -> TrainResult:
         # Only the writing rank claims the run folder; a second run to it is refused before setup.
@@ -153,6 +157,11 @@ class _Trainer:
                 train_loss = self._train_epoch(epoch, progress)
                 train_seconds = time.perf_counter() - te
                 metrics = self._validate(self.model, self.val_ds, self.norm, self.num_classes, self.ignore)
+                scored = {"raw": metrics}
+                if self.ema is not None:
+                    scored["ema"] = self._validate(
+                        self.ema.module, self.val_ds, self.norm, self.num_classes, self.ignore
+                    )
                 row = {
                     "epoch": epoch,
                     "train_loss": train_loss,
@@ -164,11 +173,17 @@ class _Trainer:
                     "train_seconds": round(train_seconds, 3),
                     "steps": self.steps_per_epoch,
                 }
-                improved = record.add(row, metrics.to_dict(self.info["class_names"]))
+                if "ema" in scored:
+                    ema = scored["ema"]
+                    row["ema"] = {"miou": ema.miou, "dice": ema.dice, "pixel_accuracy": ema.pixel_accuracy}
+                names = self.info["class_names"]
+                improved = record.add(row, {k: m.to_dict(names) for k, m in scored.items()})
                 self.log(
                     f"epoch {epoch:>3}/{cfg.epochs}  loss {train_loss:.4f}  val mIoU {metrics.miou:.4f}  "
-                    f"Dice {metrics.dice:.4f}  acc {metrics.pixel_accuracy:.4f}  {row['seconds']:.1f}s"
-                    + ("  [best]" if improved else "")
+                    f"Dice {metrics.dice:.4f}  acc {metrics.pixel_accuracy:.4f}"
+                    + (f"  EMA mIoU {scored['ema'].miou:.4f}" if "ema" in scored else "")
+                    + f"  {row['seconds']:.1f}s"
+                    + (f"  [best, {record.best_weights}]" if improved else "")
                 )
                 if self.dist.is_main:
                     self._save(epoch, improved)
@@ -220,14 +235,20 @@ class _Trainer:
             self.ignore,
             dice_weight=cfg.dice_weight,
             class_weight=None if weights is None else torch.tensor(weights),
+            dice_classes=cfg.dice_classes,
         ).to(dev)
         self._make_loader()
+        if self.batch_size == 1:
+            self._check_single_image_batches(mcfg)
         total = self.steps_per_epoch * cfg.epochs
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         # Warm-up and decay are sized from the real number of optimizer steps of this run.
+        decay_steps = None if cfg.decay_fraction >= 1 else math.ceil(cfg.decay_fraction * total)
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
-            cosine_with_warmup(total, max(1, int(cfg.warmup_fraction * total)), floor=cfg.lr_floor),
+            cosine_with_warmup(
+                total, max(1, int(cfg.warmup_fraction * total)), floor=cfg.lr_floor, decay_steps=decay_steps
+            ),
         )
         self.scaler = torch.amp.GradScaler("cuda") if cfg.amp and dev.type == "cuda" else None
         facts = {
@@ -244,10 +265,18 @@ class _Trainer:
             self.sched.load_state_dict(st["scheduler"])
             if self.scaler is not None and st.get("scaler"):
                 self.scaler.load_state_dict(st["scaler"])
-            self.record.restore(json.loads(st["history"]), float(st["best_miou"]), int(st["best_epoch"]))
+            history = parse_json(str(st["history"]), f"'{cfg.resume}' (its training history)")
+            self.record.restore(
+                history, float(st["best_miou"]), int(st["best_epoch"]), str(st.get("best_weights", "raw"))
+            )
             self.start_epoch = int(st["epoch"]) + 1
             self._carry_best(Path(str(cfg.resume)).parent)
             self.log(f"resuming {cfg.resume} at epoch {self.start_epoch}/{cfg.epochs}")
+        self.ema: WeightAverage | None = None
+        if cfg.ema_epochs > 0:
+            self.ema = WeightAverage(model, ema_decay(cfg.ema_epochs, self.steps_per_epoch))
+            if self.resumed is not None and (self.resumed.train_state or {}).get("ema"):
+                self.ema.load_state_dict(self.resumed.train_state["ema"])  # type: ignore[index]
         self.record.open_tensorboard()
         self.net: torch.nn.Module = model
         if self.dist.enabled:
@@ -298,6 +327,23 @@ class _Trainer:
         )
         self.steps_per_epoch = len(self.loader)
 
+    def _check_single_image_batches(self, mcfg: Any) -> None:
+        """Refuse, before any step, a network whose BatchNorm cannot train on batches of one image."""
+        from edgeseg.models.batchnorm import single_value_batchnorm
+
+        layer = single_value_batchnorm(self.model, self.info["channels"], self.info["img_size"])
+        if layer is None:
+            return
+        why = (
+            "the training set has 1 image per process: add images"
+            if len(self.sampler) == 1
+            else "use --batch-size 2 or more"
+        )
+        raise InputError(
+            f"{mcfg.describe()} cannot train on batches of one image: its layer {layer} would normalise "
+            f"a single value per channel (after a global pooling), which BatchNorm cannot; {why}"
+        )
+
     def _describe(self) -> str:
         cfg, info = self.cfg, self.info
         return (
@@ -328,6 +374,8 @@ class _Trainer:
             y = masks.to(dev, non_blocking=True)
             loss_sum += train_step(self.net, x, y, self.loss_fn, self.optimizer, self.scaler, cpu_bf16=bf16)
             self.sched.step()
+            if self.ema is not None:
+                self.ema.update(self.model)
             if step % 10 == 0 or step == steps:
                 mean_loss = float(loss_sum) / step  # syncs anyway: check it here for free
                 if not self.dist.enabled:  # a rank stopping alone would leave the others waiting
@@ -349,8 +397,12 @@ class _Trainer:
         ckpt.training = record.summary(self.data_desc)
         if improved:
             ckpt.training["val"] = record.best
+            ckpt.training["weights"] = record.best_weights
             ckpt.train_state = None
-            save_checkpoint(self.best_path, ckpt, self.model)
+            best = self.ema.module if record.best_weights == "ema" and self.ema is not None else self.model
+            save_checkpoint(self.best_path, ckpt, best)
+        # last.pt holds the raw weights (what training continues from); the average rides along.
+        ckpt.training["weights"] = "raw"
         ckpt.train_state = {
             "epoch": epoch,
             "optimizer": self.optimizer.state_dict(),
@@ -359,8 +411,11 @@ class _Trainer:
             "history": json.dumps(record.history),
             "best_miou": record.best_miou,
             "best_epoch": record.best_epoch,
+            "best_weights": record.best_weights,
             "config": json.dumps(self.cfg.to_dict()),
         }
+        if self.ema is not None:
+            ckpt.train_state["ema"] = self.ema.state_dict()
         save_checkpoint(self.last_path, ckpt, self.model)
         ckpt.train_state = None
         record.write_metrics()
@@ -381,10 +436,11 @@ class _Trainer:
         )
 
     def _progress(self):  # type: ignore[no-untyped-def]
-        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        console = Console(stderr=True)
+        from edgeseg._text import console as literal_console
+
+        console = literal_console(stderr=True)
         progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),

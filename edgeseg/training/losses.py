@@ -22,7 +22,9 @@ class DiceCELoss(nn.Module):
     Dice is computed over the whole batch per class and averaged over the classes present in the
     batch's ground truth: a rare class present in a batch counts as much as the background (what
     imbalanced data needs), and a class absent from a batch neither rewards nor punishes it (the CE
-    term still penalises predicting it). Pixels labelled `ignore_index` count in neither term.
+    term still penalises predicting it). With ``dice_classes="foreground"`` class 0 is left out of
+    that average (the usual binary-segmentation Dice, on the foreground only). Pixels labelled
+    `ignore_index` count in neither term.
     `class_weight` (one value per class) weights the cross-entropy term.
     """
 
@@ -34,8 +36,12 @@ class DiceCELoss(nn.Module):
         dice_weight: float = 1.0,
         eps: float = 1.0,
         class_weight: torch.Tensor | None = None,
+        dice_classes: str = "present",
     ) -> None:
         super().__init__()
+        if dice_classes not in ("present", "foreground"):
+            raise ValueError(f"dice_classes must be present or foreground; got {dice_classes!r}")
+        self.dice_classes = dice_classes
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.ce_weight = ce_weight
@@ -62,6 +68,8 @@ class DiceCELoss(nn.Module):
         card = probs.sum(dims) + onehot.sum(dims)
         dice = (2 * inter + self.eps) / (card + self.eps)
         present = onehot.sum(dims) > 0
+        if self.dice_classes == "foreground":
+            present[0] = False
         dice_loss = (1 - dice)[present].mean() if present.any() else dice.sum() * 0
         return self.ce_weight * ce + self.dice_weight * dice_loss
 

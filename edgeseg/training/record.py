@@ -23,6 +23,7 @@ class RunRecord:
         self.run_dir, self.cfg, self.info, self.facts, self.write = run_dir, cfg, info, facts, write
         self.history: list[dict[str, Any]] = []
         self.best_miou, self.best_epoch = -1.0, 0
+        self.best_weights = "raw"  # which weights best.pt holds: raw, or ema (their moving average)
         self.best: dict[str, Any] | None = None
         self.stopped_early: int | None = None
         self._tb: Any = None
@@ -40,25 +41,37 @@ class RunRecord:
         purge = len(self.history) + 1 if self.history else None
         self._tb = SummaryWriter(log_dir=str(self.run_dir), purge_step=purge)
 
-    def restore(self, history: list[dict[str, Any]], best_miou: float, best_epoch: int) -> None:
+    def restore(
+        self, history: list[dict[str, Any]], best_miou: float, best_epoch: int, best_weights: str = "raw"
+    ) -> None:
         self.history, self.best_miou, self.best_epoch = history, best_miou, best_epoch
+        self.best_weights = best_weights
         if 0 < best_epoch <= len(history):
-            self.best = history[best_epoch - 1].get("val")
+            row = history[best_epoch - 1]
+            self.best = row.get("ema_val") if best_weights == "ema" else row.get("val")
 
-    def add(self, row: dict[str, Any], val: dict[str, Any]) -> bool:
-        """Record one epoch (`val`: its SegMetrics.to_dict); True when it is the new best."""
-        row = {**row, "val": val}
+    def add(self, row: dict[str, Any], scored: dict[str, dict[str, Any]]) -> bool:
+        """Record one epoch (`scored`: SegMetrics.to_dict of the raw weights, and of their average
+        under "ema" when there is one); True when either is the new best."""
+        row = {**row, "val": scored["raw"]}
+        if "ema" in scored:
+            row["ema_val"] = scored["ema"]
         self.history.append(row)
-        improved = row["miou"] > self.best_miou
+        # The raw weights win a tie: they need no average to reproduce.
+        weights, val = max(scored.items(), key=lambda kv: (kv[1]["miou"], kv[0] == "raw"))
+        improved = val["miou"] > self.best_miou
         if improved:
-            self.best_miou, self.best_epoch, self.best = row["miou"], row["epoch"], val
+            self.best_miou, self.best_epoch, self.best = val["miou"], row["epoch"], val
+            self.best_weights = weights
         if self._tb is not None:
             step = row["epoch"]
             self._tb.add_scalar("train/loss", row["train_loss"], step)
             self._tb.add_scalar("train/lr", row["lr"], step)
             for key in ("miou", "dice", "pixel_accuracy"):
                 self._tb.add_scalar(f"val/{key}", row[key], step)
-            for name, iou in val["iou_per_class"].items():
+            if "ema" in row:
+                self._tb.add_scalar("val_ema/miou", row["ema"]["miou"], step)
+            for name, iou in row["val"]["iou_per_class"].items():
                 if iou is not None:
                     self._tb.add_scalar(f"val_iou/{name}", iou, step)
             self._tb.flush()
@@ -78,6 +91,7 @@ class RunRecord:
             "epochs": self.cfg.epochs,
             "best_epoch": self.best_epoch,
             "best_miou": self.best_miou,
+            "best_weights": self.best_weights,
             "seed": self.cfg.seed,
             "binary_255": self.info["binary_255"],
             "config": self.cfg.to_dict(),
@@ -92,6 +106,7 @@ class RunRecord:
             {
                 "best_epoch": self.best_epoch,
                 "best_miou": self.best_miou,
+                "best_weights": self.best_weights,
                 "best": self.best,
                 "stopped_early": self.stopped_early,
                 **self.facts,

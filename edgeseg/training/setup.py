@@ -20,14 +20,17 @@ from edgeseg.models.registry import ModelSpec, round_to_stride
 SYNTHETIC_SIZE = (128, 128)
 # auto_batch_size: aim for at least this many optimizer steps per epoch, within these batch sizes.
 MIN_STEPS_PER_EPOCH = 8
-MIN_AUTO_BATCH, MAX_AUTO_BATCH = 2, 16
+MIN_AUTO_BATCH, MAX_AUTO_BATCH = 4, 16
+DICE_CLASSES = ("present", "foreground")
 
 
 def auto_batch_size(n_train: int, world_size: int = 1) -> int:
     """The batch size per process that gives `n_train` images at least MIN_STEPS_PER_EPOCH optimizer
     steps per epoch: the largest power of two <= n_train / (MIN_STEPS_PER_EPOCH * world_size),
     clamped to [MIN_AUTO_BATCH, MAX_AUTO_BATCH]. A fixed batch of 16 gives 24 images one step an
-    epoch; benchmarks/README.md has the runs that chose these numbers."""
+    epoch; below 4, batch norm's statistics of 2 images swing the model from epoch to epoch (small
+    sets get fewer than 8 steps rather than that). benchmarks/README.md has the runs that chose
+    these numbers."""
     per_step = n_train / (MIN_STEPS_PER_EPOCH * max(1, world_size))
     batch = MIN_AUTO_BATCH
     while batch * 2 <= min(per_step, MAX_AUTO_BATCH):
@@ -48,10 +51,17 @@ class TrainConfig:
     lr: float = 3e-3
     weight_decay: float = 1e-4
     warmup_fraction: float = 0.05
-    # The cosine decays to lr * lr_floor; 1.0 (the default) = constant after warm-up: short runs
-    # are still learning at their end (benchmarks/README.md, "the learning-rate floor").
-    lr_floor: float = 1.0
+    # After the warm-up the lr stays at its peak, then a cosine takes it to lr * lr_floor over the
+    # last decay_fraction of the steps (1.0 = every step after the warm-up): a short run is still
+    # learning until the decay starts, and ends on settled weights (benchmarks/README.md).
+    lr_floor: float = 0.0
+    decay_fraction: float = 0.25
+    # Exponential moving average of the weights (and batch-norm statistics), its time constant in
+    # epochs; 0 = off. Both the raw and the averaged weights are scored every epoch; best.pt holds
+    # the better one and says which.
+    ema_epochs: float = 3.0
     dice_weight: float = 1.0  # loss = CE + dice_weight * (1 - soft Dice)
+    dice_classes: str = "foreground"  # Dice averaged over: foreground (all classes but 0) | present
     ignore_index: int | None = None
     depth: int = 4
     width: int = 16
@@ -83,6 +93,12 @@ class TrainConfig:
         check_number(self.weight_decay, "weight_decay", minimum=0.0)
         check_number(self.warmup_fraction, "warmup_fraction", minimum=0.0, maximum=1.0)
         check_number(self.val_fraction, "val_fraction", minimum=0.0, maximum=1.0, min_open=True)
+        check_number(self.decay_fraction, "decay_fraction", minimum=0.0, maximum=1.0)
+        check_number(self.ema_epochs, "ema_epochs", minimum=0.0)
+        if self.dice_classes not in DICE_CLASSES:
+            raise InputError(
+                f"dice_classes must be one of {', '.join(DICE_CLASSES)}; got '{self.dice_classes}'"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -95,6 +111,11 @@ class TrainConfig:
         kwargs = {k: v for k, v in data.items() if k in names}
         # A run saved before the floor was an option decayed to 1 %: resuming it keeps its schedule.
         kwargs.setdefault("lr_floor", 0.01)
+        # Runs saved before these options: their cosine spans the run, no weight average, Dice over
+        # the classes present.
+        kwargs.setdefault("decay_fraction", 1.0)
+        kwargs.setdefault("ema_epochs", 0.0)
+        kwargs.setdefault("dice_classes", "present")
         if kwargs.get("img_size"):
             kwargs["img_size"] = tuple(kwargs["img_size"])
         return cls(**kwargs)
@@ -155,6 +176,18 @@ def build_datasets(cfg: TrainConfig) -> tuple[Any, Any, dict[str, Any]]:
         else:
             val_base = base
             train_idx, val_idx = split_indices(len(base), cfg.val_fraction, cfg.seed)
+    if isinstance(val_base, FolderDataset):
+        # The val mIoU picks the best epoch: like every figure it needs evidence (edgeseg._evidence).
+        from edgeseg._evidence import Evidence, labelled_hint
+
+        counts = [val_base.labelled_per_image[i] for i in val_idx]
+        where = (
+            f"--val-data '{cfg.val_data}'" if cfg.val_data is not None else f"the val split of '{cfg.data}'"
+        )
+        hint = labelled_hint(cfg.ignore_index)
+        Evidence("labelled pixels", sum(counts), sum(c > 0 for c in counts), hint=hint).require(
+            f"the val mIoU on {where}"
+        )
     augment = Augment(AugmentConfig.from_ops(cfg.augment_ops)) if cfg.augment else None
     train = DatasetView(base, train_idx, transform=augment, seed=cfg.seed)
     val = DatasetView(val_base, val_idx, transform=None, seed=cfg.seed)
@@ -189,7 +222,7 @@ def model_spec(cfg: TrainConfig, channels: int, classes: int) -> ModelSpec:
     elif cfg.arch.startswith("smp:"):
         from edgeseg.models.smp import DEFAULT_ENCODER
 
-        kwargs = {"encoder": cfg.encoder or DEFAULT_ENCODER}
+        kwargs = {"encoder": cfg.encoder if cfg.encoder is not None else DEFAULT_ENCODER}
     else:
         raise InputError(f"unknown --arch '{cfg.arch}'; choose unet or smp:<arch> (e.g. smp:unet)")
     if cfg.encoder is not None and cfg.arch == "unet":

@@ -16,11 +16,17 @@ class TrainingDiverged(EdgesegRuntimeError):
     """The training loss became NaN or infinite (exit code 1)."""
 
 
-def cosine_with_warmup(total_steps: int, warmup_steps: int, floor: float = 0.01):  # type: ignore[no-untyped-def]
+def cosine_with_warmup(  # type: ignore[no-untyped-def]
+    total_steps: int, warmup_steps: int, floor: float = 0.01, decay_steps: int | None = None
+):
+    """The lr factor per step: a linear warm-up, constant at 1, then a cosine down to `floor` over
+    the last `decay_steps` (None: every step after the warm-up)."""
+    start = warmup_steps if decay_steps is None else max(warmup_steps, total_steps - decay_steps)
+
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
-        t = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        t = max(0.0, (step - start) / max(1, total_steps - start))
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
     return factor

@@ -12,7 +12,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("openvino")
 
 from edgeseg.bench import hardware
-from edgeseg.bench.precision import compute_precision, executed_precision, label, runs_as_named
+from edgeseg.bench.precision import compute_precision, runs_as_named
 from edgeseg.bench.report import summary_lines
 from edgeseg.bench.run import BenchmarkConfig, benchmark
 
@@ -24,9 +24,9 @@ FAST = {"runs": 2, "rounds": 1, "warmup": 0, "time_budget_s": 0, "ceiling_second
 def _openvino_computes_bf16() -> bool:
     import openvino as ov
 
-    from edgeseg.targets.openvino.backend import cpu_capabilities
+    from edgeseg.targets.openvino.backend import device_capabilities
 
-    return "BF16" in cpu_capabilities(ov.Core())
+    return "BF16" in device_capabilities(ov.Core(), "CPU")
 
 
 @pytest.fixture(scope="module")
@@ -66,9 +66,11 @@ def test_bf16_rows_follow_the_cpu_flags(
 
 
 def test_labels_and_the_ceiling_they_name() -> None:
-    assert label({"int8": 20, "fp32": 3}) == "int8+fp32"
-    assert label({"fp32": 5}, upcast_from="fp16") == "fp32 (fp16 weights upcast)"
-    assert label({}) == "unknown"
+    from edgeseg.runtimes.base import summarize_precisions
+
+    assert summarize_precisions({"int8": 20, "fp32": 3}) == "int8+fp32"
+    assert summarize_precisions({"fp32": 5}, upcast_from="fp16") == "fp32 (fp16 weights upcast)"
+    assert summarize_precisions({}) == "unknown"
     assert compute_precision("int8+fp32", "int8") == "int8"
     assert compute_precision("fp32 (fp16 weights upcast)", "fp16") == "fp32"
     assert compute_precision("bf16", "fp16") == "bf16"  # an fp16 export computed in bf16
@@ -77,19 +79,38 @@ def test_labels_and_the_ceiling_they_name() -> None:
     assert not runs_as_named("fp32 (fp16 weights upcast)", "fp16") and not runs_as_named("fp32", "bf16")
 
 
-@pytest.mark.parametrize(("target", "precision"), [("onnx", "fp16"), ("openvino", "int8")])
-def test_executed_precision_is_read_back_from_the_runtime(tiny_bundle, target: str, precision: str) -> None:  # type: ignore[no-untyped-def]
-    from edgeseg import Segmenter
-    from edgeseg.formats import get_target
+@pytest.mark.parametrize(
+    ("target", "precision"), [("onnx", "fp16"), ("openvino", "fp16"), ("openvino", "int8")]
+)
+def test_one_executed_precision_for_parity_info_and_the_benchmark(
+    tiny_ckpt: Path, tiny_bundle, target: str, precision: str, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    """The benchmark row's label is the backend's own `executed_precision`, the same text the export's
+    parity report recorded and `edgeseg info` shows (one reading, not one per command)."""
+    from edgeseg.bench.rows import BenchRow, load_row
+    from edgeseg.exporters.source_open import open_export_source
+    from edgeseg.manifest import read_manifest
+    from tests.helpers import run_cli
 
-    with Segmenter(tiny_bundle(target, precision), backend=get_target(target).backends[0]) as seg:
-        ran = executed_precision(seg.backend)
-    if (
-        precision == "fp16"
-    ):  # ONNX Runtime's CPU provider computes fp16 natively only where it has the kernels
+    if target == "openvino" and precision == "int8":
+        pytest.importorskip("nncf", reason="pip install 'edgeseg[nncf]'")
+    bundle = tiny_bundle(target, precision)
+    manifest = read_manifest(bundle)
+    row = BenchRow(f"{target}:{precision}", target, precision, path=str(bundle))
+    seg = load_row(
+        row, (manifest.input.width, manifest.input.height), open_export_source(tiny_ckpt), "pillow"
+    )
+    assert seg is not None, row.reason
+    seg.close()
+    ran = row.executed_precision
+    if precision == "fp16":  # native fp16 only where the CPU and the runtime have the kernels
         assert ran in ("fp16", "fp32 (fp16 weights upcast)")
     else:
-        assert compute_precision(ran, precision) == "int8" and ran.startswith("int8")
+        assert ran is not None and ran.startswith("int8") and row.ceiling_precision == "int8"
+    assert row.ceiling_precision == compute_precision(ran, precision)
+    assert manifest.parity is not None and manifest.parity["executed_precision"] == ran
+    code, out, err = run_cli(["info", str(bundle)], capsys)
+    assert code == 0 and f"computed it in {ran}" in out, err
 
 
 def test_ceiling_probes_only_where_a_runtime_computes_the_precision(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -106,12 +127,13 @@ def test_ceiling_probes_only_where_a_runtime_computes_the_precision(monkeypatch:
     assert ort_peak(graph, x, "bf16") is None and ort_peak(graph, x, "fp16") is None
     call, _ = ort_peak(graph, x, "fp32")
     call()
-    monkeypatch.setattr(ov_backend, "cpu_capabilities", lambda core: frozenset({"FP32", "INT8"}))
+    monkeypatch.setattr(ov_backend, "device_capabilities", lambda core, device: frozenset({"FP32", "INT8"}))
     assert ov_backend.peak_runner(graph, x, "bf16") is None  # a CPU without bf16: no bf16 ceiling
     made = ov_backend.peak_runner(graph, x, "fp32")
     assert made is not None and "x2" in made[1]  # the kernel OpenVINO chose for both convolutions
     # Told the CPU has bf16 when it may not: a probe whose layers did not run bf16 is refused.
-    monkeypatch.setattr(ov_backend, "cpu_capabilities", lambda core: frozenset({"FP32", "INT8", "BF16"}))
+    caps = frozenset({"FP32", "INT8", "BF16"})
+    monkeypatch.setattr(ov_backend, "device_capabilities", lambda core, device: caps)
     made = ov_backend.peak_runner(graph, x, "bf16")
     assert (made is None) == (not native_bf16)
 

@@ -88,6 +88,7 @@ def test_rows_hold_measured_figures(report: tuple[BenchmarkReport, Path, list[st
         assert set(row.spreads) >= {"speedup", "call_model", "ceiling_share", "model_ms"}
         assert row.gflops == pytest.approx(2 * rep.meta["macs"] / row.model_ms_p50 / 1e6, rel=0.02)
         assert set(row.stages_ms) == {"pre", "infer", "post"}
+        assert row.executed_precision == "fp32" == rep.meta["executed_precision"][row.name]
     for row in rep.rows[1:]:  # FP32 exports decide the same class almost everywhere
         assert row.agreement is not None and row.agreement >= 0.999
         assert abs(row.miou_drop or 0) < 1.0
@@ -111,7 +112,7 @@ def test_report_files(report: tuple[BenchmarkReport, Path, list[str]], tmp_path:
     assert float(rows[1]["model_ms_p50"]) == rep.rows[1].model_ms_p50
     assert rows[1]["executed_precision"] == "fp32" and "speedup_spread" in rows[1]
     md = paths["md"].read_text()
-    assert md.count("\n| ") >= 3 and "onnx:fp32" in md and "GFLOP/s" in md and "ran at" in md
+    assert md.count("\n| ") >= 3 and "onnx:fp32" in md and "GFLOP/s" in md and "computed in" in md
     assert "speed-up reference: the faster PyTorch FP32 layout" in md and "load during the rounds" in md
     png = paths["png"].read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000
@@ -124,7 +125,7 @@ def test_report_files(report: tuple[BenchmarkReport, Path, list[str]], tmp_path:
     text = console.export_text()
     for row in rep.rows:
         assert row.name in text
-    assert f"{rep.rows[1].model_ms_p50:.2f}" in text
+    assert f"{rep.rows[1].model_ms_p50:.2f}" in text and "computed in" in text
 
 
 @pytest.mark.usefixtures("small_ceilings")

@@ -162,6 +162,12 @@ def test_export_then_info_on_the_bundle(tmp_path: Path, tiny_checkpoint: Path, c
     assert sorted(p.name for p in bundle.iterdir()) == ["edgeseg.json", "model.onnx"]
     rc, out, err = run_cli(["info", bundle], capsys)
     assert rc == 0 and "onnx fp32" in out and "files verified" in out and "max |Δlogit|" in out
+    # What ran is recorded by the export and shown; a model file says what computes it here.
+    assert report["parity"]["executed_precision"] == "fp32"
+    assert "  precision  fp32; the parity check computed it in fp32 (onnxruntime " in out
+    rc, file_out, err = run_cli(["info", bundle / "model.onnx", "--json", tmp_path / "i.json"], capsys)
+    assert rc == 0 and "  precision  fp32; computed here in fp32" in file_out, err
+    assert json.loads((tmp_path / "i.json").read_text())["executed_precision"] == "fp32"
     # FP32 reproduces PyTorch: every class's masks agree, every edge is matched.
     classes = report["parity"]["classes"]
     assert set(v for v in classes["iou_vs_pytorch"].values() if v is not None) == {1.0}
@@ -197,6 +203,7 @@ def test_predict_writes_masks_and_overlays(tmp_path: Path, tiny_checkpoint: Path
     pytest.importorskip("onnxruntime", reason="pip install 'edgeseg[onnx]'")
     from PIL import Image
 
+    from edgeseg.overlay import class_colors
     from edgeseg.segmenter import Segmenter
 
     data = make_dataset(tmp_path / "d", n=2, size=(45, 37))  # odd size: masks come back at it
@@ -219,15 +226,19 @@ def test_predict_writes_masks_and_overlays(tmp_path: Path, tiny_checkpoint: Path
     )
     assert rc == 0, err
     assert sorted(p.name for p in out.iterdir()) == [
-        "img000_mask.png", "img000_overlay.png", "img001_mask.png", "img001_overlay.png"
-    ]  # fmt: skip
+        f"img00{i}_{kind}.png" for i in (0, 1) for kind in ("color", "mask", "overlay")
+    ]
     mask = np.array(Image.open(out / "img000_mask.png"))
     assert mask.shape == (37, 45) and mask.max() < 3
     with Segmenter(bundle, backend="onnxruntime", input_format="rgb") as seg:
         expected = seg(np.array(Image.open(data / "images" / "img000.png"))).mask
     assert np.array_equal(mask, expected)
+    # The colour mask in the palette's colours, the class key in a panel on its right.
+    color = np.array(Image.open(out / "img000_color.png"))
+    assert np.array_equal(color[:37, :45], class_colors(3)[mask]) and color.shape[1] > 45
     report = json.loads((tmp_path / "p.json").read_text())
     assert len(report["images"]) == 2 and "onnxruntime" in report["backend"]
+    assert report["images"][0]["color"] == str(out / "img000_color.png")
     assert abs(sum(report["images"][0]["class_fraction"].values()) - 1) < 1e-3
 
 

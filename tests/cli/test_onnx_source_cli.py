@@ -74,8 +74,12 @@ def test_export_eval_predict_a_foreign_onnx(foreign: dict[str, Path], tmp_path: 
         ["predict", foreign["fixed"], foreign["data"] / "images", "--out", preds, *FACTS], capsys
     )
     assert rc == 0, err
-    assert sorted(p.name for p in preds.iterdir())[:2] == ["img000_mask.png", "img000_overlay.png"]
-    assert len(list(preds.iterdir())) == 6
+    assert sorted(p.name for p in preds.iterdir())[:3] == [
+        "img000_color.png",
+        "img000_mask.png",
+        "img000_overlay.png",
+    ]
+    assert len(list(preds.iterdir())) == 9
 
 
 @pytest.mark.parametrize(

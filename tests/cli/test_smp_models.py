@@ -79,12 +79,12 @@ def test_export(run, target: str, precision: str, capsys: pytest.CaptureFixture[
     from edgeseg import Segmenter
 
     out, _, val = run
-    bundle = out / f"b-{target}-{precision}"
+    bundle, report = out / f"b-{target}-{precision}", out / f"export-{target}-{precision}.json"
     rc, _, err = run_cli(["export", out / "best.pt", "--target", target, "--precision", precision,
-                          "--val-data", val, "--out", bundle, "--json", out / "export.json"],
+                          "--val-data", val, "--out", bundle, "--json", report],
                          capsys)  # fmt: skip
     assert rc == 0, err
-    parity = json.loads((out / "export.json").read_text())["parity"]
+    parity = json.loads(report.read_text())["parity"]
     assert parity["pixel_agreement"] >= (0.999 if precision == "fp32" else 0.9), parity
     manifest = json.loads((bundle / "edgeseg.json").read_text())
     assert manifest["model"]["arch"] == "smp:unet" and manifest["input"]["size_multiple"] == 32

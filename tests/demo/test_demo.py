@@ -65,6 +65,7 @@ def test_synthetic_run_writes_a_playable_video_and_the_summary(bundle: Path, tmp
     assert video_frames(out) == (30, SIZE)
     data = json.loads(js.read_text())
     assert data["frames"] == 30 and data["video_frames"] == 30 and data["dropped"] == 0
+    assert data["captured"] == 30  # an on-demand source: every frame read is segmented, the first too
     assert data["fps"] > 0 and data["model_fps"] > 0 and data["model_fps_isolated"] > 0
     assert {"pre", "infer", "post", "render", "encode"} <= set(data["stages_ms"])
     assert data["truth"]["frames"] == 30 and 0 <= data["truth"]["miou"] <= 1
@@ -177,6 +178,11 @@ def test_capture_keeps_only_the_newest_frame_of_a_live_source():
         seen.append(capture.next_frame(stop).index)
     capture.stop()
     assert capture.dropped > 0 and all(b - a > 1 for a, b in itertools.pairwise(seen))
+
+
+def test_captured_is_frames_plus_dropped_on_a_live_source(bundle: Path):
+    s = run_demo(bundle, config(source=_Scripted(10_000, "end", live=True), max_frames=12, compare=False))
+    assert s.frames == 12 and s.dropped > 0 and s.captured == s.frames + s.dropped
 
 
 def test_ctrl_c_ends_cleanly_with_video_and_summary(bundle: Path, tmp_path: Path):
@@ -313,7 +319,7 @@ def test_overlay_colours_only_foreground():
 def test_window_keys_toggle_snapshot_pause_and_quit(bundle: Path, tmp_path: Path, monkeypatch):
     import edgeseg.demo.pipeline as pipeline
 
-    keys = iter(["", "o", "s", " ", "", " ", "", "q"])
+    keys = iter(["", "o", "s", " ", "", " ", "", "l", "q"])
     shown: list[np.ndarray] = []
 
     class FakeWindow:  # stands in for the OpenCV window, which needs a screen
@@ -334,7 +340,8 @@ def test_window_keys_toggle_snapshot_pause_and_quit(bundle: Path, tmp_path: Path
     assert s.ended == "quit" and 1 <= s.frames < 100
     (snap,) = s.snapshots
     assert cv2.imread(snap).shape == (240, 320, 3)
-    # Below the HUD, the overlay shows the scene through the colours; after "o", only class colours.
+    # Below the HUD, the overlay shows the scene through the colours; after "o", only class colours
+    # (and after "l" without the class key).
     from edgeseg.overlay import class_colors
 
     palette = {tuple(c) for c in class_colors(4)[:, ::-1].tolist()}

@@ -20,7 +20,7 @@ def _state(**changes: object) -> DemoState:
         precision="int8",
         source="synthetic 64x48",
         frames=40,
-        done_at=(10.0, 10.5, 11.0),
+        fps=2.0,
         stages_recent={"pre": 1.0, "infer": 4.0, "post": 1.0, "total": 8.0, "wait_in": 0.5},
         stages={"pre": 1.0, "infer": 5.0, "post": 1.0, "total": 10.0},
         baseline={"pixel_agreement": 0.99, "miou": float("nan"), "frames_compared": 3},
@@ -49,8 +49,38 @@ def test_live_stats_and_hud():
     assert s["miou_vs_baseline"] is None and s["miou_vs_truth"] == 0.5 and s["state"] == "running"
     lines = hud_lines(s)
     assert lines[0] == "onnxruntime INT8  frame 40" and "vs PyTorch 99.00% mIoU - (n=3)" in lines
-    assert live_stats(_state(stalled=True, done_at=(1.0,)))["state"] == "stalled, reopening"
-    assert live_stats(_state(done_at=(1.0,)))["fps"] == 0.0
+    assert live_stats(_state(stalled=True))["state"] == "stalled, reopening"
+    early = live_stats(_state(fps=None, stages_recent={}))  # not enough evidence yet: no figure
+    assert early["fps"] is None and hud_lines(early)[1] == "FPS --  model --"
+
+
+def test_fps_is_a_windowed_rate_with_enough_evidence():
+    from edgeseg.demo.stats import RateMeter
+
+    now = [100.0]
+    meter = RateMeter(window_s=2.0, min_span_s=0.5, clock=lambda: now[0])
+    assert meter.rate() is None
+    for _ in range(3):  # three frames 1 ms apart: a burst, not a rate of 1000 FPS
+        meter.tick()
+        now[0] += 0.001
+    assert meter.rate() is None
+    now[0] = 100.0
+    meter = RateMeter(window_s=2.0, min_span_s=0.5, clock=lambda: now[0])
+    for _ in range(31):  # 30 FPS for a second
+        meter.tick()
+        now[0] += 1 / 30
+    assert meter.rate() == pytest.approx(30.0)
+    for _ in range(301):  # then 100 FPS: after the window only the new pace counts
+        meter.tick()
+        now[0] += 0.01
+    assert meter.rate() == pytest.approx(100.0)
+    now[0] += 10.0  # a pause, then a slow stream: two frames 4 s apart still give a rate
+    meter.tick()
+    now[0] += 4.0
+    meter.tick()
+    assert meter.rate() == pytest.approx(0.25)
+    meter.tick(at=now[0] + 0.5)  # an explicit time of the same clock
+    assert meter.rate() == pytest.approx(2 / 4.5)
 
 
 def test_summary_from_the_final_state(tmp_path: Path):

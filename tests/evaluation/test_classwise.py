@@ -65,10 +65,23 @@ def test_numpy_dilation_matches_opencv(monkeypatch: pytest.MonkeyPatch):
 
 
 def test_judged_classes_need_enough_ground_truth():
-    # 0.1% of 10000 pixels = 10: 9 pixels is too few, 0 is absent.
-    assert judged_classes(np.array([9981, 10, 9, 0])).tolist() == [True, True, False, False]
+    from edgeseg._evidence import MIN_CLASS_PIXELS as floor
+
+    # 0.1% of 1,000,000 pixels = 1000: 999 pixels is too few, 0 is absent.
+    counts = np.array([1_000_000 - 1999, 1000, 999, 0])
+    assert judged_classes(counts).tolist() == [True, True, False, False]
+    # On few pixels the share alone would judge a class on a handful of them: the floor does not.
+    assert judged_classes(np.array([500, floor, floor - 1, 0])).tolist() == [True, True, False, False]
 
 
+@pytest.fixture
+def no_class_floor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The by-hand figures below are on 8x8 maps, under the pixel floor a class needs to be judged
+    (edgeseg._evidence.MIN_CLASS_PIXELS, tested on its own above): lifted for them."""
+    monkeypatch.setattr(classwise, "MIN_CLASS_PIXELS", 1)
+
+
+@pytest.mark.usefixtures("no_class_floor")
 def test_class_parity_report_by_hand():
     gt = _halves(4)[None]  # 32 pixels of each class
     ref = gt.copy()
@@ -88,6 +101,7 @@ def test_class_parity_report_by_hand():
     assert r["boundary_f_vs_pytorch"] == 0.5 and r["boundary_f_vs_gt"] == {"pytorch": 1.0, "artifact": 0.5}
 
 
+@pytest.mark.usefixtures("no_class_floor")
 def test_ignored_pixels_count_for_no_class_and_no_edge():
     gt = _halves(4)[None].copy()
     gt[0, :, 5:] = 255  # only columns 4 of class 1 are labelled
@@ -100,6 +114,7 @@ def test_ignored_pixels_count_for_no_class_and_no_edge():
     assert r["iou_artifact_vs_gt"] == {"a": 0.8, "b": 0.0} and r["drop_points"]["b"] == 100.0
 
 
+@pytest.mark.usefixtures("no_class_floor")
 def test_without_ground_truth_the_worst_class_is_the_least_like_the_reference():
     cp = ClassParity(2)
     cp.update(_halves(4)[None], _halves(6)[None])

@@ -244,10 +244,10 @@ def test_checkpoint_and_bundle_are_checked_through_their_fp32_graph(tmp_path: Pa
     assert report.checked == "the checkpoint's FP32 ONNX graph at 64x48" and report.findings == ()
     bundle = export(ckpt, ExportConfig(target="onnx", precision="fp32", parity_images=1)).bundle
     report = diagnose(bundle)
-    assert report.checked.endswith("(the bundle's source)") and report.targets == ("onnx",)
+    assert "(the bundle's source, verified" in report.checked and report.targets == ("onnx",)
     assert report.precisions == ("fp32",) and report.findings == ()
     ckpt.unlink()  # without its source, the bundle's own FP32 graph is checked
     report = diagnose(bundle, precision="int8")
-    assert report.checked == "the bundle's model.onnx"
+    assert report.checked.startswith("the bundle's own model.onnx, not its source")
     assert [(f.check, f.where.startswith("node_")) for f in report.findings] == [("int8", True)]
     assert "ConvTranspose" in report.findings[0].what  # ONNX Runtime's INT8 keeps it in float

@@ -66,7 +66,9 @@ def test_bundle_files_and_manifest(exported, ckpt_path: Path, target: str, dynam
     assert m.class_names == ("c0", "c1", "c2", "c3") and m.output.classes == 4
     assert (m.input.width, m.input.height, m.input.channels, m.input.size_multiple) == (64, 48, 3, 4)
     assert (m.input.name, m.output.name, m.input.color_order) == ("image", "logits", "RGB")
-    assert m.source == {"kind": "checkpoint", "checkpoint": str(ckpt_path), "sha256": sha256_file(ckpt_path)}
+    recorded = {k: m.source[k] for k in ("kind", "checkpoint", "sha256")}
+    assert recorded == {"kind": "checkpoint", "checkpoint": str(ckpt_path), "sha256": sha256_file(ckpt_path)}
+    assert len(m.source["reuse_key"]) == 64 and m.source["settings"]["target"] == target  # edgeseg._reuse
     assert m.quantization is None and m.model["depth"] == 2
     assert {"edgeseg", "torch", "onnx", "onnxscript"} <= set(m.tools)
     assert ("openvino" if target == "openvino" else "onnxruntime") in m.tools

@@ -63,7 +63,9 @@ def test_foreign_onnx_exports_to_every_target(
     result = _export(src, tmp_path / "b", target=target, precision=precision, val_data=str(foreign["val"]))
     m, p = result.manifest, result.parity
     # The source is recorded as an ONNX file, not as a checkpoint, and the graph keeps its own names.
-    assert m.source == {"kind": "onnx", "onnx": str(src), "sha256": sha256_file(src)}
+    recorded = {k: m.source[k] for k in ("kind", "onnx", "sha256")}
+    assert recorded == {"kind": "onnx", "onnx": str(src), "sha256": sha256_file(src)}
+    assert m.source["settings"]["source"] == {"kind": "onnx", "sha256": sha256_file(src)}  # edgeseg._reuse
     assert m.model["name"] == "onnx" and m.model["opset"] == 17
     assert (m.input.name, m.output.name, m.class_names) == ("pixel_values", "out", FACTS.classes)
     assert (m.input.width, m.input.height, m.input.mean, m.input.std) == (48, 32, FACTS.mean, FACTS.std)

@@ -43,6 +43,8 @@ def test_segmenter_agrees_with_pytorch_per_precision(trained, tmp_path: Path, ta
     frames += [np.ascontiguousarray(f[3:-2, 1:]) for f in frames[:4]]  # other (odd) sizes too
     with Segmenter(ckpt, input_format="rgb") as ref, Segmenter(bundle, input_format="rgb") as seg:
         assert seg.manifest is not None and seg.manifest.precision == precision
+        # The agreement below holds because the precision asked is the one run: never bf16 unasked.
+        assert "bf16" not in seg.backend.executed_precision, seg.backend.executed_precision
         reference = ref.predict_batch(frames)
         got = seg.predict_batch(frames)
     cm = ConfusionMatrix(len(ref.class_names))

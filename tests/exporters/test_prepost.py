@@ -73,7 +73,7 @@ def test_fused_masks_agree_with_the_numpy_path(bundles, channels, target, backen
             a, b = plain(frame), fused(frame)
             assert b.mask.shape == frame.shape[:2] and b.mask.dtype == np.uint8
             assert (a.mask == b.mask).mean() >= 0.999, frame.shape
-            assert set(b.timings) == {"pre", "infer", "post", "total"}
+            assert set(b.timings) == {"pre", "wait", "infer", "post", "total"}
 
 
 @pytest.mark.parametrize(("target", "backend"), TARGETS)

@@ -142,3 +142,30 @@ def test_cli_export_int8_bad_input_is_one_line_exit_2(
     assert not (tmp_path / "b").exists()
     assert main([*args, "--calib-method", "mse"]) == 2
     assert "unknown --calib-method 'mse'" in capsys.readouterr().err
+
+
+def test_nncf_messages_survive_the_stream_it_was_imported_under(tmp_path: Path) -> None:
+    """NNCF binds its log handler to the stdout of its import; a notebook cell's or a test's capture
+    closes that stream. Its messages must still arrive (warnings, through Python logging) and never
+    as "--- Logging error ---" tracebacks."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("nncf")
+    script = (
+        "import io, logging, sys\n"
+        "import numpy as np\n"
+        "from edgeseg.exporters.calibset import CalibrationSet, nncf_dataset\n"
+        "captured, real = io.StringIO(), sys.stdout\n"
+        "sys.stdout = captured\n"
+        "nncf_dataset(CalibrationSet((np.zeros((1, 3, 8, 8), np.float32),), 'probe', ''))\n"
+        "sys.stdout = real\n"
+        "captured.close()\n"
+        "log = logging.getLogger('nncf')\n"
+        "log.info('an info line')\n"
+        "log.warning('a warning line')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "Logging error" not in done.stderr, done.stderr
+    assert "a warning line" in done.stderr and "an info line" not in done.stderr + done.stdout

@@ -146,11 +146,17 @@ def test_contrib_op_domain_fails(bundles):
 
 
 # ------------------------------------------------------------------------------ engine cache rules
-def _record(folder: Path, name: str, **fields: object) -> Path:
+def _record(folder: Path, name: str, *, options: object = None, **fields: object) -> Path:
+    """A cached engine and its record, as build_engine writes them, for ONNX "abc" at int8."""
+    from edgeseg._reuse import reuse_key
+    from edgeseg.targets.tensorrt.build import BuildOptions
+    from edgeseg.targets.tensorrt.cache import engine_settings
+
     engine = folder / name
     engine.write_bytes(b"plan")
+    key = reuse_key(engine_settings("abc", "int8", None, options or BuildOptions()))
     base = {"tensorrt": "10.3.0", "compute_capability": "8.7", "precision": "int8", "onnx_sha256": "abc"}
-    engine.with_suffix(".json").write_text(json.dumps({**base, **fields}))
+    engine.with_suffix(".json").write_text(json.dumps({**base, "reuse_key": key, **fields}))
     return engine
 
 
@@ -172,15 +178,20 @@ def test_cached_engine_matches_version_gpu_and_onnx(tmp_path: Path):
 
 
 def test_compatible_engines_are_reused(tmp_path: Path):
+    from edgeseg.targets.tensorrt.build import BuildOptions
     from edgeseg.targets.tensorrt.cache import find_cached
     from edgeseg.targets.tensorrt.device import Device
 
-    vc = _record(tmp_path, "model.trt10.3.0.sm87.int8.engine", version_compatible=True)
+    vc_opts = BuildOptions(version_compatible=True)
+    vc = _record(tmp_path, "model.trt10.3.0.sm87.int8.engine", options=vc_opts, version_compatible=True)
     orin = Device(0, "Orin", "8.7", "12.6")
-    assert find_cached(tmp_path, "model", "int8", "10.7.0", orin, "abc")[0] == vc
-    assert find_cached(tmp_path, "model", "int8", "11.0.0", orin, "abc") is None  # not across majors
+    assert find_cached(tmp_path, "model", "int8", "10.7.0", orin, "abc", options=vc_opts)[0] == vc
+    assert find_cached(tmp_path, "model", "int8", "11.0.0", orin, "abc", options=vc_opts) is None  # majors
+    hw_opts = BuildOptions(hardware_compatible=True)
     hw = _record(
-        tmp_path, "model.trt10.3.0.sm80.int8.engine", compute_capability="8.0", hardware_compatible=True
-    )
-    assert find_cached(tmp_path, "model", "int8", "10.3.0", Device(0, "L4", "8.9", "12"), "abc")[0] == hw
-    assert find_cached(tmp_path, "model", "int8", "10.3.0", Device(0, "T4", "7.5", "12"), "abc") is None
+        tmp_path, "model.trt10.3.0.sm80.int8.engine", options=hw_opts, compute_capability="8.0",
+        hardware_compatible=True,
+    )  # fmt: skip
+    l4, t4 = Device(0, "L4", "8.9", "12"), Device(0, "T4", "7.5", "12")
+    assert find_cached(tmp_path, "model", "int8", "10.3.0", l4, "abc", options=hw_opts)[0] == hw
+    assert find_cached(tmp_path, "model", "int8", "10.3.0", t4, "abc", options=hw_opts) is None

@@ -13,8 +13,12 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,6 +26,7 @@ import pytest
 from edgeseg.errors import EdgesegRuntimeError, InputError, MissingDependencyError
 from edgeseg.runtimes import (
     Backend,
+    TensorSpec,
     artifact_kind,
     available_backends,
     backend_entry,
@@ -29,13 +34,14 @@ from edgeseg.runtimes import (
     get_backend_class,
     registered_backends,
     resolve_backend,
+    throughput_options,
 )
 
 SHAPE = (3, 48, 64)  # C, H, W of the tiny model's export size
 CLASSES = 4
 TOLERANCE = 1e-3  # max |Δlogit| against PyTorch
 # The artifacts the suite can build here, by kind; other kinds (e.g. a TensorRT engine) skip.
-BUILDABLE = ("checkpoint", "onnx", "openvino")
+BUILDABLE = ("checkpoint", "onnx", "openvino", "executorch")
 CASES = [(name, kind) for name in registered_backends() for kind in backend_entry(name).kinds]
 
 
@@ -62,6 +68,31 @@ def artifact(ckpt_path: Path, tiny_bundle: Callable[..., Path]) -> Callable[[str
             bundle = tiny_bundle(kind, dynamic=dynamic)
             cache[kind, dynamic] = bundle / read_manifest(bundle).model_file
         return cache[kind, dynamic]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def fused_artifact(ckpt_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """fused_artifact(kind): the model file of a `--fuse-prepost` bundle of the tiny checkpoint (uint8
+    NHWC frames in; logits and class ids out), exported on first use. Read-only."""
+    cache: dict[str, Path] = {}
+
+    def get(kind: str) -> Path:
+        if kind not in ("onnx", "openvino"):
+            pytest.skip(f"no fused {kind} artifact can be built on this machine")
+        if kind not in cache:
+            from edgeseg.exporters import ExportConfig, export
+            from edgeseg.manifest import read_manifest
+
+            out = tmp_path_factory.mktemp("fused") / kind
+            config = ExportConfig(target=kind, fuse_prepost=True, parity_images=1, out=str(out))
+            try:
+                bundle = Path(export(ckpt_path, config).bundle)
+            except MissingDependencyError as exc:
+                pytest.skip(str(exc))
+            cache[kind] = bundle / read_manifest(bundle).model_file
+        return cache[kind]
 
     return get
 
@@ -185,6 +216,116 @@ def test_bad_input(case, artifact, feed, message: str):
         assert backend.infer({"image": batch(1)})["logits"].shape[0] == 1  # still usable
 
 
+# The thread-safety contract (edgeseg.runtimes.base): one instance shared by threads gives each call
+# its own outputs and timings, on plain graphs, fused graphs (frames in, class ids out) and with the
+# options of throughput mode (OpenVINO's THROUGHPUT streams, ONNX Runtime's parallel runs, chunked batches).
+THREADS, CALLS, ROUNDS = 4, 6, 3
+VARIANTS = ("plain", "fused", "throughput")
+
+
+def variant_backend(
+    case: tuple[str, str], artifact: Callable[..., Path], fused_artifact: Callable[[str], Path], variant: str
+) -> Backend:
+    name, kind = case
+    path = fused_artifact(kind) if variant == "fused" else artifact(kind, False)
+    options = throughput_options(name) if variant == "throughput" else {}
+    return create_backend(name, path, device="cuda" if name == "tensorrt" else "cpu", **options)
+
+
+def distinct_feed(spec: Any, n: int, seed: int) -> dict[str, np.ndarray]:
+    """A batch of `n` inputs no other call gets: uint8 frames for a fused graph, else float tensors."""
+    rng = np.random.default_rng(seed)
+    shape = (n, *[d if isinstance(d, int) else s for d, s in zip(spec.shape[1:], SHAPE, strict=True)])
+    if spec.dtype == "uint8":
+        return {spec.name: rng.integers(0, 256, shape, dtype=np.uint8)}
+    return {spec.name: rng.normal(size=shape).astype(np.float32)}
+
+
+def run_threads(work: Callable[[int], list[tuple[int, Any, float]]], n: int) -> list[Any]:
+    """`work(t)` for t in range(THREADS), all started together; each returns (item index, result,
+    the caller's wall time in ms) triples. Returns the (result, wall ms) pairs by item index, and
+    re-raises the first failure."""
+    barrier = threading.Barrier(THREADS)
+    got: list[Any] = [None] * n
+
+    def start(t: int) -> None:
+        barrier.wait()
+        for i, result, wall_ms in work(t):
+            got[i] = (result, wall_ms)
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        for future in [pool.submit(start, t) for t in range(THREADS)]:
+            future.result()
+    return got
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_one_instance_shared_by_threads(case, artifact, fused_artifact, variant: str):
+    """THREADS threads x CALLS distinct inputs each on ONE backend: every call gets exactly the outputs
+    the same input gets alone (batches of 1 and of 3, so a fixed-batch model's chunked path runs too),
+    and the timings it carries are its own (within the caller's own wall time of the call)."""
+    with variant_backend(case, artifact, fused_artifact, variant) as backend:
+        spec = backend.input_specs[0]
+        feeds = [distinct_feed(spec, 3 if i % 4 == 3 else 1, seed=100 + i) for i in range(THREADS * CALLS)]
+        originals = [{k: v.copy() for k, v in feed.items()} for feed in feeds]
+        expected = [backend.infer(feed) for feed in feeds]  # one call at a time
+
+        def work(t: int) -> list[tuple[int, Any, float]]:
+            done = []
+            for i in range(t, len(feeds), THREADS):
+                start = time.perf_counter()
+                out = backend.infer(feeds[i])
+                done.append((i, out, (time.perf_counter() - start) * 1000.0))
+            return done
+
+        for _ in range(ROUNDS):
+            for i, (out, wall_ms) in enumerate(run_threads(work, len(feeds))):
+                assert out.keys() == expected[i].keys()
+                for name, value in out.items():
+                    assert np.array_equal(value, expected[i][name]), f"call {i}: another call's {name}"
+                assert out.infer_ms > 0.0 and out.wait_ms >= 0.0
+                assert out.infer_ms + out.wait_ms <= wall_ms + 1e-6, "a timing that is not this call's"
+        for feed, original in zip(feeds, originals, strict=True):  # a call never writes into its inputs
+            assert all(np.array_equal(feed[k], original[k]) for k in feed)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_segmenter_shared_by_threads(case, artifact, fused_artifact, variant: str):
+    """The same contract through one `Segmenter`: threads calling it, `predict_batch` and
+    `predict_many` at once get the masks of sequential calls, in order, with their own timings."""
+    from edgeseg.segmenter import Segmenter
+
+    name, kind = case
+    model = fused_artifact(kind) if variant == "fused" else artifact(kind, False)
+    mode = "throughput" if variant == "throughput" else "latency"
+    device = "cuda" if name == "tensorrt" else None
+    rng = np.random.default_rng(5)
+    sizes = [(48, 64), (61, 97), (37, 50), (96, 128)]
+    frames = [rng.integers(0, 256, (*sizes[i % 4], 3), dtype=np.uint8) for i in range(THREADS * CALLS)]
+    with Segmenter(model, backend=name, device=device, mode=mode) as seg:
+        expected = [seg(frame).mask for frame in frames]
+
+        def work(t: int) -> list[tuple[int, Any, float]]:
+            mine = list(range(t, len(frames), THREADS))
+            start = time.perf_counter()
+            if t % 3 == 0:
+                results = [seg(frames[i]) for i in mine]
+            elif t % 3 == 1:
+                results = seg.predict_batch([frames[i] for i in mine], batch_size=3)
+            else:
+                results = list(seg.predict_many(frames[i] for i in mine))
+            wall_ms = (time.perf_counter() - start) * 1000.0
+            return [(i, result, wall_ms) for i, result in zip(mine, results, strict=True)]
+
+        for _ in range(ROUNDS):
+            for i, (result, wall_ms) in enumerate(run_threads(work, len(frames))):
+                assert np.array_equal(result.mask, expected[i]), f"frame {i}: another frame's mask"
+                t = result.timings
+                assert set(t) == {"pre", "wait", "infer", "post", "total"}
+                assert t["total"] == pytest.approx(t["pre"] + t["wait"] + t["infer"] + t["post"])
+                assert t["total"] <= wall_ms + 1e-6, "a timing that is not this call's"
+
+
 def test_threads_is_every_backends_option(case, artifact, reference):
     """`threads` is the one thread option callers (the demo) pass to any backend; each spells it for
     its runtime (intra-op threads, INFERENCE_NUM_THREADS, torch's thread count; unused on a GPU)."""
@@ -205,6 +346,10 @@ def test_threads_is_every_backends_option(case, artifact, reference):
                 assert backend.intra_op_threads == 1
             if case[0] == "openvino":
                 assert int(backend._compiled.get_property("INFERENCE_NUM_THREADS")) == 1
+            if case[0] == "executorch":  # one pool per process: the last backend loaded sets it
+                from executorch.extension.pybindings import _C
+
+                assert _C._threadpool_get_thread_count() == 1
     finally:
         torch.set_num_threads(before)
 
@@ -302,6 +447,7 @@ def test_explicit_backend_must_run_the_kind():
         ("best.pt", "checkpoint"),
         ("m.pth", "checkpoint"),
         ("m.engine", "tensorrt"),
+        ("m.pte", "executorch"),
     ],
 )
 def test_artifact_kind(name: str, kind: str):
@@ -372,3 +518,328 @@ def test_torch_refuses_cuda_without_a_device(ckpt_path: Path):
         pytest.skip("this machine has a CUDA device")
     with pytest.raises(InputError, match=r"device 'cuda' was requested but torch .* sees no CUDA device"):
         create_backend("torch", ckpt_path, device="cuda").load()
+
+
+# ----------------------------------------------------------------------- precision: asked, run, recorded
+# The rule (edgeseg.runtimes.base): fp32 runs fp32; fp16 runs fp16 where the device has it natively,
+# else fp32; int8 runs int8 layers and fp32 for the rest; never a lower float precision (bf16) unasked.
+ALLOWED_FLOATS = {"fp32": {"fp32"}, "fp16": {"fp16", "fp32"}, "int8": {"fp32"}}
+PRECISION_CASES = [
+    (name, kind, precision)
+    for name, kind in CASES
+    for precision in (("fp32",) if kind == "checkpoint" else ("fp32", "fp16", "int8"))
+]
+
+
+def follows_the_rule(executed: str, precision: str) -> bool:
+    """Whether an `executed_precision` text obeys the rule for a model exported at `precision`."""
+    parts = executed.split(" (")[0].split("+")
+    floats = [p for p in parts if p != "int8"]
+    if precision == "int8" and "int8" not in parts:
+        return False
+    if precision != "int8" and "int8" in parts:
+        return False
+    return all(p in ALLOWED_FLOATS[precision] for p in floats)
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "precision"), PRECISION_CASES, ids=[f"{n}-{k}-{p}" for n, k, p in PRECISION_CASES]
+)
+def test_the_precision_that_runs_follows_the_bundle(
+    name: str, kind: str, precision: str, ckpt_path: Path, tiny_bundle: Callable[..., Path]
+):
+    """Every backend on every bundle kind and precision computes, as read back from the runtime, in
+    the precision the rule allows, and the export's parity report records what its check ran. On a
+    CPU with native bf16 an fp16 or int8 model must still not run in bf16."""
+    try:
+        get_backend_class(name)
+    except MissingDependencyError as exc:
+        pytest.skip(str(exc))
+    if kind not in BUILDABLE:
+        pytest.skip(f"no {kind} artifact can be built on this machine")
+    if kind == "checkpoint":
+        model, parity = ckpt_path, None
+    else:
+        from edgeseg.manifest import read_manifest
+
+        if kind == "openvino" and precision == "int8":
+            pytest.importorskip("nncf", reason="pip install 'edgeseg[nncf]'")
+        bundle = tiny_bundle(kind, precision)
+        manifest = read_manifest(bundle)
+        model, parity = bundle / manifest.model_file, manifest.parity
+    if name == "tensorrt" and precision == "int8" and kind == "onnx":
+        pytest.skip("TensorRT refuses ONNX Runtime's int8 graph (export --target tensorrt)")
+    with create_backend(name, model, device="cuda" if name == "tensorrt" else "cpu") as backend:
+        executed = backend.executed_precision
+        assert follows_the_rule(executed, precision), f"{name} runs a {precision} {kind} model in {executed}"
+    if parity is not None:
+        assert follows_the_rule(parity["executed_precision"], precision), parity["executed_precision"]
+
+
+CPUS = {  # OPTIMIZATION_CAPABILITIES of three kinds of CPU, as OpenVINO's CPU plugin reports them
+    "avx2": frozenset({"FP32", "INT8", "BIN", "EXPORT_IMPORT"}),
+    "avx512-bf16": frozenset({"FP32", "BF16", "INT8", "BIN", "EXPORT_IMPORT"}),
+    "amx-fp16": frozenset({"FP32", "BF16", "FP16", "INT8", "BIN", "EXPORT_IMPORT"}),
+}
+
+
+@pytest.mark.parametrize("cpu", list(CPUS))
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+@pytest.mark.parametrize("kind", ["onnx", "openvino"])
+def test_openvino_asks_for_the_bundles_precision_on_any_cpu(
+    kind: str, precision: str, cpu: str, tiny_bundle: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+):
+    """The INFERENCE_PRECISION_HINT OpenVINO gets, with the CPU's capabilities faked (so the test says
+    the same on every machine): f16 only for an fp16 model on a CPU with native f16, f32 otherwise
+    (bf16 never unasked), and what the caller asks for when it asks."""
+    ov = pytest.importorskip("openvino")
+    if kind == "openvino" and precision == "int8":
+        pytest.importorskip("nncf", reason="pip install 'edgeseg[nncf]'")
+    import edgeseg.targets.openvino.backend as openvino_backend
+    from edgeseg.manifest import read_manifest
+
+    bundle = tiny_bundle(kind, precision)
+    path = bundle / read_manifest(bundle).model_file
+    asked: list[dict[str, Any]] = []
+    compile_model = ov.Core.compile_model
+
+    def spy(core: Any, model: Any, device: str, config: dict[str, Any] | None = None) -> Any:
+        asked.append(dict(config or {}))
+        return compile_model(core, model, device, config)
+
+    monkeypatch.setattr(openvino_backend, "device_capabilities", lambda core, device: CPUS[cpu])
+    monkeypatch.setattr(ov.Core, "compile_model", spy)
+    want = "f16" if precision == "fp16" and "FP16" in CPUS[cpu] else "f32"
+    with create_backend("openvino", path, device="cpu") as backend:
+        assert asked[-1]["INFERENCE_PRECISION_HINT"] == want
+        assert f"CPU, {want}, LATENCY" in backend.description
+    with create_backend("openvino", path, device="cpu", inference_precision="bf16"):
+        assert asked[-1]["INFERENCE_PRECISION_HINT"] == "bf16"  # asked for explicitly: allowed
+
+
+class _Type:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def get_type_name(self) -> str:
+        return self.name
+
+
+class _Port:
+    def __init__(self, element: str) -> None:
+        self.element = element
+
+    def get_element_type(self) -> _Type:
+        return _Type(self.element)
+
+
+class _Info:
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def astype(self, _: type) -> str:
+        return self.text
+
+
+class _Layer:
+    """One layer of a runtime graph as OpenVINO reports it: type, activation and weight precisions."""
+
+    def __init__(self, kind: str, activations: str, weights: str) -> None:
+        self.kind, self.ports = kind, [_Port(activations), _Port(weights)]
+
+    def get_rt_info(self) -> dict[str, _Info]:
+        return {"layerType": _Info(self.kind)}
+
+    def get_input_size(self) -> int:
+        return 2
+
+    def input(self, i: int) -> _Port:
+        return self.ports[i]
+
+
+class _Compiled:
+    def __init__(self, layers: list[_Layer], hint: str = "f32") -> None:
+        self.layers, self.hint = layers, hint
+
+    def get_runtime_model(self) -> Any:
+        return type("RuntimeModel", (), {"get_ordered_ops": lambda _: self.layers})()
+
+    def get_property(self, name: str) -> _Type:
+        assert name == "INFERENCE_PRECISION_HINT"
+        return _Type(self.hint)
+
+
+@pytest.mark.parametrize(
+    ("layers", "stored", "hint", "recorded"),
+    [
+        ([("Convolution", "bf16", "bf16"), ("Deconvolution", "bf16", "bf16")], "fp32", "bf16", "bf16"),
+        ([("Convolution", "f32", "f32")] * 3, "fp16", "f32", "fp32 (fp16 weights upcast)"),
+        ([("Convolution", "f16", "f16")], "fp16", "f16", "fp16"),
+        ([("Convolution", "u8", "i8"), ("Deconvolution", "f32", "f32")], "fp32", "f32", "int8+fp32"),
+        ([("Convolution", "u8", "i8"), ("Deconvolution", "bf16", "bf16")], "fp32", "bf16", "int8+bf16"),
+        ([("Eltwise", "f32", "f32")], "fp32", "bf16", "bf16"),  # no compute layer: the hint read back
+    ],
+    ids=["bf16", "fp16-upcast", "fp16", "int8", "int8-bf16", "no-compute-layers"],
+)
+def test_openvino_records_what_the_compiled_model_computes_in(
+    artifact, layers: list[tuple[str, str, str]], stored: str, hint: str, recorded: str
+):
+    """`executed_precision` is read from the compiled model's runtime graph (the CPU plugin's layers
+    and the precision of their activations), so a CPU that ran bf16 anyway would be recorded as such;
+    the runtime graphs of other CPUs are stood in for here."""
+    pytest.importorskip("openvino")
+    with create_backend("openvino", artifact("openvino", False)) as backend:
+        backend._compiled, backend._stored = _Compiled([_Layer(*layer) for layer in layers], hint), stored
+        assert backend._executed_precision() == recorded
+
+
+def test_onnxruntime_reads_the_precision_from_its_optimised_graph():
+    """The operators of the graph ONNX Runtime runs decide: float kernels by their weights' type
+    (after ONNX Runtime's casts), integer kernels as int8, weights dequantized in the graph as fp32."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper
+
+    from edgeseg.targets.onnx.backend import _graph_precisions
+
+    def graph(nodes: list[Any], weights: dict[str, int]) -> Any:
+        inits = [helper.make_tensor(n, t, [1], [0]) for n, t in weights.items()]
+        return helper.make_graph(nodes, "g", [], [], initializer=inits)
+
+    conv16 = graph([helper.make_node("Conv", ["x", "w"], ["y"])], {"w": TensorProto.FLOAT16})
+    qconv = helper.make_node("QLinearConv", ["x", "s", "z", "w", "ws", "wz", "ys", "yz"], ["q"])
+    mixed = graph(
+        [
+            qconv,
+            helper.make_node("DequantizeLinear", ["wq", "s", "z"], ["wd"]),
+            helper.make_node("ConvTranspose", ["q", "wd"], ["y"]),
+        ],
+        {"w": TensorProto.INT8, "wq": TensorProto.INT8},
+    )
+    assert _graph_precisions(conv16) == {"fp16": 1}
+    assert _graph_precisions(mixed) == {"int8": 1, "fp32": 1}
+
+
+def test_onnxruntime_cuda_runs_fp32_without_tf32(artifact):
+    """ONNX Runtime's CUDA provider computes float32 convolutions in TF32 unless use_tf32 is 0."""
+    pytest.importorskip("onnxruntime")
+    path = artifact("onnx", False)
+    assert create_backend("onnxruntime", path, device="cuda:1").providers == [
+        ("CUDAExecutionProvider", {"device_id": 1, "use_tf32": 0})
+    ]
+    mine = create_backend(
+        "onnxruntime", path, providers=[("CUDAExecutionProvider", {"use_tf32": 1}), "CPUExecutionProvider"]
+    )
+    assert mine.providers == [("CUDAExecutionProvider", {"use_tf32": 1}), "CPUExecutionProvider"]  # asked for
+
+
+# ---------------------------------------------------------------------- the base class's thread contract
+class SleepyBackend(Backend):
+    """A backend of the test's own: `_infer` sleeps x[0, 0] ms and returns 2x, noting how many calls
+    overlap. Not reentrant (the default), so the base class must run its calls one at a time."""
+
+    name = "sleepy"
+
+    def __init__(self, path: Path, **options: Any) -> None:
+        super().__init__(path, **options)
+        self.lock = threading.Lock()
+        self.running = self.most_at_once = 0
+        self.log: list[str] = []
+        self.gate: threading.Event | None = None  # set by a test: _infer waits for it
+
+    def _load(self) -> None:
+        self.log.append("load")
+
+    def _discover_specs(self) -> tuple[list[TensorSpec], list[TensorSpec]]:
+        return [TensorSpec("x", ("batch", 1))], [TensorSpec("y", ("batch", 1))]
+
+    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with self.lock:
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+        try:
+            if self.gate is not None:
+                assert self.gate.wait(10)
+            time.sleep(float(feed["x"][0, 0]) / 1000.0)
+            return {"y": feed["x"] * 2}
+        finally:
+            with self.lock:
+                self.running -= 1
+            self.log.append("infer done")
+
+    def _close(self) -> None:
+        self.log.append("close")
+
+    def _executed_precision(self) -> str:
+        return "fp32"
+
+
+class OverlappingBackend(SleepyBackend):
+    """The same, declared reentrant: its calls must overlap (each waits for another to be inside)."""
+
+    name = "overlapping"
+    reentrant = True
+
+    def _load(self) -> None:
+        self.meet = threading.Barrier(2, timeout=10)
+
+    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.meet.wait()  # a BrokenBarrierError if the base class ran the calls one at a time
+        return super()._infer(feed)
+
+
+def test_base_class_runs_a_non_reentrant_backend_one_call_at_a_time(tmp_path: Path):
+    """A backend that declares nothing is safe: calls never overlap, each gets its own result, and
+    each call's `infer_ms` is its own run (a 1 ms call behind a 300 ms one reports the queue as
+    `wait_ms`, not as its run); `last_infer_ms` is the calling thread's own call."""
+    (tmp_path / "m").write_bytes(b"")
+    backend = SleepyBackend(tmp_path / "m").load()
+    sleeps = [300.0 if t == 0 else 1.0 for t in range(THREADS)]
+    mine: dict[int, float | None] = {}
+
+    def work(t: int) -> list[tuple[int, Any, float]]:
+        while t and not backend.running:  # the long call goes first, the short ones queue behind it
+            time.sleep(0.001)
+        start = time.perf_counter()
+        out = backend.infer({"x": np.full((1, 1), sleeps[t], np.float32)})
+        mine[t] = backend.last_infer_ms
+        return [(t, out, (time.perf_counter() - start) * 1000.0)]
+
+    got = run_threads(work, THREADS)
+    assert backend.most_at_once == 1
+    for t, (out, wall_ms) in enumerate(got):
+        assert out["y"][0, 0] == 2 * sleeps[t]
+        assert sleeps[t] <= out.infer_ms < (300.0 if t else 10_000.0)
+        assert out.infer_ms + out.wait_ms <= wall_ms + 1e-6 and mine[t] == out.infer_ms
+    assert max(out.wait_ms for out, _ in got[1:]) > 100.0  # the queue behind the long call
+    backend.close()
+
+
+def test_base_class_lets_a_reentrant_backend_overlap(tmp_path: Path):
+    (tmp_path / "m").write_bytes(b"")
+    with OverlappingBackend(tmp_path / "m") as backend:
+
+        def work(t: int) -> list[tuple[int, Any, float]]:
+            return [(t, backend.infer({"x": np.full((1, 1), t, np.float32)}), 0.0)] if t < 2 else []
+
+        got = run_threads(work, THREADS)  # both calls passed the barrier inside _infer: they overlapped
+        assert [g[0]["y"][0, 0] for g in got[:2]] == [0.0, 2.0]
+
+
+def test_close_waits_for_calls_in_flight_and_refuses_later_ones(tmp_path: Path):
+    (tmp_path / "m").write_bytes(b"")
+    backend = SleepyBackend(tmp_path / "m").load()
+    backend.gate = threading.Event()
+    with ThreadPoolExecutor(2) as pool:
+        call = pool.submit(backend.infer, {"x": np.zeros((1, 1), np.float32)})
+        while not backend.running:
+            time.sleep(0.001)
+        closing = pool.submit(backend.close)
+        time.sleep(0.1)
+        assert not closing.done() and backend.log == ["load"]  # the call is still running
+        with pytest.raises(EdgesegRuntimeError, match="was closed"):
+            backend.infer({"x": np.zeros((1, 1), np.float32)})
+        backend.gate.set()
+        assert call.result()["y"].shape == (1, 1)
+        closing.result()
+    assert backend.log == ["load", "infer done", "close"]

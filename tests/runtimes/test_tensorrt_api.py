@@ -6,7 +6,7 @@ their native libraries are not. So the fixture installs each version's bindings 
 needs and cannot load here (their names from `readelf -d`, the C symbols from `nm -D`, compiled
 with the system C compiler), imports the bindings in a subprocess with those on LD_LIBRARY_PATH and
 has it print the API (tensorrt_api.dump). The AST walk of tensorrt_uses.py then checks every use in
-edgeseg's source (all of it lives in edgeseg/runtimes/tensorrt/) against it. Skips, saying why, when
+edgeseg's source (all of it lives in edgeseg/targets/tensorrt/) against it. Skips, saying why, when
 the wheels cannot be fetched.
 """
 
@@ -30,7 +30,7 @@ from tests.runtimes.tensorrt_uses import check
 VERSIONS = ("10.3.0", "11.4.0.106")  # JetPack 6's TensorRT and the current major
 HERE = Path(__file__).resolve().parent
 PACKAGE = HERE.parents[1] / "edgeseg"
-SOURCES = sorted(PACKAGE.rglob("*.py"))  # TensorRT lives in runtimes/tensorrt/; a use elsewhere counts too
+SOURCES = sorted(PACKAGE.rglob("*.py"))  # TensorRT lives in targets/tensorrt/; a use elsewhere counts too
 # Outside the repository, kept between runs: the user's cache folder.
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgeseg-tests" / "trt-bindings"
 EXTENSION = Path("tensorrt_bindings") / "tensorrt.so"

@@ -24,11 +24,12 @@ TINY = ["--img-size", "32", "--depth", "2", "--width", "4", "--quiet"]
 
 @pytest.mark.parametrize(
     ("n_train", "world", "batch"),
-    [(1, 1, 2), (8, 1, 2), (24, 1, 2), (40, 1, 4), (123, 1, 8), (123, 2, 4), (320, 1, 16), (100_000, 1, 16)],
-)
-def test_auto_batch_size_keeps_at_least_8_steps_until_16(n_train: int, world: int, batch: int):
+    [(1, 1, 4), (8, 1, 4), (24, 1, 4), (40, 1, 4), (64, 1, 8), (123, 1, 8), (123, 2, 4), (320, 1, 16),
+     (100_000, 1, 16)],
+)  # fmt: skip
+def test_auto_batch_size_keeps_at_least_8_steps_between_4_and_16(n_train: int, world: int, batch: int):
     assert auto_batch_size(n_train, world) == batch
-    if 2 < batch < 16:  # in range: >= 8 steps per epoch, and the next size up would give fewer
+    if 4 < batch < 16:  # in range: >= 8 steps per epoch, and the next size up would give fewer
         assert n_train // (batch * world) >= 8 > n_train // (2 * batch * world)
 
 
@@ -65,15 +66,17 @@ def test_auto_weights_reach_the_loss_and_metrics_json(tmp_path: Path, capsys: py
     assert rc == 0, capsys.readouterr().err
     metrics = json.loads((run / "metrics.json").read_text())
     ckpt = load_checkpoint(run / "best.pt")
-    # 8 images, 2 for validation: 6 train images -> batch 2 (the floor), 3 steps an epoch
-    assert metrics["batch_size"] == 2 and metrics["steps_per_epoch"] == 3
+    # 8 images, 2 for validation: 6 train images -> batch 4 (the floor: batch norm needs it), one
+    # step an epoch (a partial last batch is dropped)
+    assert metrics["batch_size"] == 4 and metrics["steps_per_epoch"] == 1
     weights = metrics["class_weights"]
     assert len(weights) == 3 and min(weights) > 0 and any(w != 1.0 for w in weights)
     assert ckpt.training["class_weights"] == weights
     assert ckpt.training["data_path"] == str(data.resolve())  # the default INT8 calibration source
     # The best epoch's per-class scores, as in the epoch's row.
     assert set(metrics["best"]["iou_per_class"]) == {"class0", "class1", "class2"}
-    assert metrics["best"] == metrics["epochs"][metrics["best_epoch"] - 1]["val"]
+    best_row = metrics["epochs"][metrics["best_epoch"] - 1]
+    assert metrics["best"] == best_row["ema_val" if metrics["best_weights"] == "ema" else "val"]
     assert (run / "curves.png").stat().st_size > 0
 
     rc = main([str(a) for a in ["train", "--data", data, "--out", tmp_path / "r2",
@@ -105,12 +108,13 @@ def test_nan_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(
         def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
             calls["n"] += 1
             loss = super().forward(logits, target)
-            return loss * float("nan") if calls["n"] > 3 else loss  # 3 steps an epoch
+            return loss * float("nan") if calls["n"] > 3 else loss  # 3 steps an epoch (batch 2)
 
     monkeypatch.setattr("edgeseg.training.loop.DiceCELoss", NanAfterFirstEpoch)
     data = make_dataset(tmp_path / "d", n=8)
     run = tmp_path / "run"
-    rc = main([str(a) for a in ["train", "--data", data, "--epochs", "3", "--out", run, *TINY]])
+    rc = main([str(a) for a in ["train", "--data", data, "--epochs", "3", "--batch-size", "2", "--out", run,
+                                *TINY]])  # fmt: skip
     err = capsys.readouterr().err.strip()
     assert rc == 1
     assert len(err.splitlines()) == 1 and "Traceback" not in err
@@ -135,8 +139,9 @@ def test_early_stopping_stops_at_the_expected_epoch_on_a_plateau(
 
     monkeypatch.setattr("edgeseg.training.loop._Trainer._validate", fake_validate)
     data = make_dataset(tmp_path / "d", n=6)
+    # ema_epochs=0: one score an epoch (with the average on, both it and the raw weights are scored)
     result = train(data=str(data), img_size=(32, 32), depth=2, width=4, epochs=6, patience=2,
-                   out=str(tmp_path / "run"))  # fmt: skip
+                   ema_epochs=0, out=str(tmp_path / "run"))  # fmt: skip
     assert [h["epoch"] for h in result.history] == [1, 2, 3, 4]
     assert result.best_epoch == 2 and result.best_miou == 0.5
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())

@@ -4,12 +4,26 @@ Providers are never a silent choice. onnxruntime itself only warns when a reques
 the installed build and then runs on CPU, and it also drops to CPU when a provider is in the build
 but fails to start (missing CUDA libraries): here the first is an InputError and the second an
 EdgesegRuntimeError, checked against `session.get_providers()` after the session is created.
+
+Precision is the graph's own: ONNX Runtime has no precision option, except that its CUDA provider
+computes float32 convolutions in TF32 on Ampere and later GPUs unless `use_tf32` is 0, which the
+backend sets (unless the caller's provider options say otherwise). `executed_precision` is read back
+from the graph ONNX Runtime itself runs after its optimisations (`optimized_model_filepath`, on the
+same providers and settings): on x86 CPUs the CPU provider has no fp16 convolution kernels, so it
+casts an fp16 graph's weights to float32 once and computes every layer in fp32 ("fp32 (fp16
+weights upcast)", bit-identical to the fp32 graph with fp16-rounded weights); an int8 QDQ graph runs
+its quantized layers in int8 and the layers left in float (ConvTranspose) in fp32 ("int8+fp32").
+
+Threads: `run` on one session is thread-safe (ONNX Runtime documents it), so the backend is
+`reentrant`; the parallel runs of a batch share one executor made at load.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,9 +31,10 @@ from typing import Any
 
 import numpy as np
 
+from edgeseg._guards import sequence_arg
 from edgeseg.errors import EdgesegRuntimeError, InputError, first_line
 from edgeseg.manifest import Manifest, manifest_from_onnx_metadata
-from edgeseg.runtimes.base import Backend, Dim, TensorSpec
+from edgeseg.runtimes.base import Backend, Dim, TensorSpec, summarize_precisions
 
 __all__ = ["GRAPH_OPTIMIZATION_LEVELS", "OnnxRuntimeBackend"]
 
@@ -46,6 +61,17 @@ _DTYPES = {
 }
 # onnxruntime's errors that mean "this file is not a loadable model" (the user's to fix).
 _FILE_ERRORS = ("InvalidProtobuf", "InvalidGraph", "NoSuchFile", "NoModel", "Fail", "NotImplemented")
+_CUDA = "CUDAExecutionProvider"
+# Operators of an optimised graph that carry the arithmetic: integer kernels, and float ones whose
+# weights' type is the type they compute in (ONNX Runtime casts weights for kernels it lacks).
+_INT8_OPS = {
+    "QLinearConv", "ConvInteger", "MatMulInteger", "QLinearMatMul", "QGemm", "QAttention",
+    "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "QLinearConvTranspose",
+}  # fmt: skip
+_FLOAT_OPS = {
+    "Conv", "ConvTranspose", "MatMul", "Gemm", "FusedConv", "FusedGemm", "FusedMatMul", "NhwcFusedConv",
+}  # fmt: skip
+_FLOAT_TYPES = {1: "fp32", 10: "fp16", 16: "bf16"}  # onnx.TensorProto FLOAT, FLOAT16, BFLOAT16
 
 
 def _device_providers(device: str) -> list[ProviderSpec]:
@@ -53,10 +79,24 @@ def _device_providers(device: str) -> list[ProviderSpec]:
     if kind == "cpu" and not index:
         return [_CPU]
     if kind == "cuda" and (not index or index.isdigit()):
-        return [("CUDAExecutionProvider", {"device_id": int(index or 0)})]
+        return [(_CUDA, {"device_id": int(index or 0)})]
     raise InputError(
         f"the onnxruntime backend takes device cpu, cuda or cuda:N (or providers=); got '{device}'"
     )
+
+
+def _without_tf32(providers: list[ProviderSpec]) -> list[ProviderSpec]:
+    """CUDA entries with use_tf32=0 unless the caller set it: fp32 means fp32 (the CUDA provider
+    would otherwise round a float32 graph's convolutions to TF32's 10-bit mantissa on Ampere+)."""
+    out: list[ProviderSpec] = []
+    for p in providers:
+        if p == _CUDA or (isinstance(p, tuple) and p[0] == _CUDA):
+            options = dict(p[1]) if isinstance(p, tuple) else {}
+            options.setdefault("use_tf32", 0)
+            out.append((_CUDA, options))
+        else:
+            out.append(p)
+    return out
 
 
 class OnnxRuntimeBackend(Backend):
@@ -80,6 +120,7 @@ class OnnxRuntimeBackend(Backend):
 
     name = "onnxruntime"
     package = "onnxruntime"
+    reentrant = True  # InferenceSession.run is thread-safe
 
     def __init__(
         self,
@@ -103,8 +144,10 @@ class OnnxRuntimeBackend(Backend):
             raise InputError("pass either device or providers to the onnxruntime backend, not both")
         if providers is not None and not providers:
             raise InputError("providers must name at least one execution provider")
-        self.providers: list[ProviderSpec] = (
-            list(providers) if providers is not None else _device_providers(str(device or "cpu").lower())
+        self.providers: list[ProviderSpec] = _without_tf32(
+            sequence_arg(providers, "providers", 'providers=["CPUExecutionProvider"]')
+            if providers is not None
+            else _device_providers(str(device or "cpu").lower())
         )
         for name, value in (("intra_op_threads", intra_op_threads), ("inter_op_threads", inter_op_threads)):
             if value is not None and (not isinstance(value, int) or value < 0):
@@ -174,6 +217,8 @@ class OnnxRuntimeBackend(Backend):
         self._refuse_nonfinite(_initializers(self.path))
         self._session = session
         self._output_names = [o.name for o in session.get_outputs()]
+        if self.parallel > 1:  # made here, not at the first batch: two threads' first batches would race
+            self._executor = ThreadPoolExecutor(self.parallel, thread_name_prefix="edgeseg-ort")
 
     def _discover_specs(self) -> tuple[Sequence[TensorSpec], Sequence[TensorSpec]]:
         def spec(arg: Any) -> TensorSpec:
@@ -196,8 +241,7 @@ class OnnxRuntimeBackend(Backend):
         step = fixed or -(-batch // self.parallel)
         # Slices along axis 0 of C-contiguous arrays are C-contiguous: no copies.
         chunks = [{k: v[i : i + step] for k, v in feed.items()} for i in range(0, batch, step)]
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(self.parallel, thread_name_prefix="edgeseg-ort")
+        assert self._executor is not None, "made at load when parallel > 1"
         parts = list(self._executor.map(self._infer, chunks))
         return {name: np.concatenate([p[name] for p in parts]) for name in self._output_names}
 
@@ -206,6 +250,28 @@ class OnnxRuntimeBackend(Backend):
             self._executor.shutdown()
             self._executor = None
         self._session = None
+
+    def _executed_precision(self) -> str:
+        """Read back from the graph ONNX Runtime runs: a second session with the same providers and
+        options writes its optimised graph to a temporary folder, whose compute operators' weight
+        types are the types their kernels take (see the module notes). Needs the onnx package."""
+        if importlib.util.find_spec("onnx") is None:
+            return "unknown (install onnx to read it back)"
+        import onnx
+        import onnxruntime as ort
+
+        with tempfile.TemporaryDirectory(prefix="edgeseg-ort-") as folder:
+            options = self._session_options(ort)
+            options.optimized_model_filepath = str(Path(folder) / "optimized.onnx")
+            try:
+                ort.InferenceSession(str(self.path), sess_options=options, providers=self.providers)
+                optimized = onnx.load(options.optimized_model_filepath)
+            except Exception as exc:  # a provider that cannot write its graph (a compiled one)
+                return f"unknown (onnxruntime did not give its optimised graph: {first_line(exc)})"
+        ran = _graph_precisions(optimized.graph)
+        stored = _graph_precisions(onnx.load(str(self.path), load_external_data=False).graph)
+        upcast = next((p for p in ("fp16", "bf16") if stored.get(p) and not ran.get(p)), None)
+        return summarize_precisions(ran, upcast_from=upcast)
 
     def _embedded_manifest(self) -> Manifest | None:
         props = self._session.get_modelmeta().custom_metadata_map
@@ -217,6 +283,24 @@ class OnnxRuntimeBackend(Backend):
         active = self._session.get_providers() if self._session is not None else self.provider_names
         runs = f", {self.parallel} parallel runs" if self.parallel > 1 else ""
         return ", ".join(active) + runs
+
+
+def _graph_precisions(graph: Any) -> Counter[str]:
+    """{precision: count} of an ONNX graph's compute operators: int8 for integer kernels, else the
+    type of the weight (second input) a float operator takes."""
+    types = {t.name: t.data_type for t in graph.initializer}
+    for node in graph.node:  # weights that come out of a node: DequantizeLinear gives float32, Cast its `to`
+        if node.op_type == "DequantizeLinear":
+            types[node.output[0]] = 1
+        elif node.op_type == "Cast":
+            types[node.output[0]] = next((a.i for a in node.attribute if a.name == "to"), 0)
+    found: Counter[str] = Counter()
+    for node in graph.node:
+        if node.op_type in _INT8_OPS:
+            found["int8"] += 1
+        elif node.op_type in _FLOAT_OPS and len(node.input) > 1:
+            found[_FLOAT_TYPES.get(types.get(node.input[1], 0), "fp32")] += 1
+    return found
 
 
 def _initializers(path: Path) -> Iterator[tuple[str, np.ndarray]]:

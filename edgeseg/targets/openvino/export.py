@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from edgeseg._io import disk_full_as_oserror
 from edgeseg._offline import quiet_telemetry
 from edgeseg.errors import EdgesegRuntimeError, InputError, MissingDependencyError, first_line
 from edgeseg.exporters import Artifact, ExportJob
@@ -66,7 +67,8 @@ def _score(model: Any, job: ExportJob, bound: Bound) -> Score:
     assert job.meter is not None  # callers check
     path = job.workdir / ".candidate.xml"
     try:
-        ov.save_model(model, path, compress_to_fp16=False)
+        with disk_full_as_oserror(job.workdir, _ir_bytes(job), job.dest):
+            ov.save_model(model, path, compress_to_fp16=False)
         return job.meter.measure(path, bound)
     finally:
         path.unlink(missing_ok=True)
@@ -145,6 +147,13 @@ def _within_bound(
     return best[1], {**best[2], **bound.to_manifest(), "attempts": attempts}
 
 
+def _ir_bytes(job: ExportJob) -> int:
+    """About what an IR of the model takes on disk: its FP32 ONNX graph's size (OpenVINO removes a
+    half-written IR, so the room it lacked is judged against this)."""
+    graph = job.workdir / ".model.onnx"
+    return graph.stat().st_size if graph.is_file() else 0
+
+
 def export_artifact(job: ExportJob) -> Artifact:
     """Write `model.xml` and `model.bin` into the job's bundle folder (via a scratch ONNX graph)."""
     try:
@@ -179,7 +188,9 @@ def export_artifact(job: ExportJob) -> Artifact:
         for key, value in onnx_metadata(manifest).items():
             model.set_rt_info(value, [RT_INFO_KEY, key.removeprefix(METADATA_PREFIX)])
         try:
-            ov.save_model(model, job.workdir / MODEL_FILE, compress_to_fp16=job.config.precision == "fp16")
+            fp16 = job.config.precision == "fp16"
+            with disk_full_as_oserror(job.workdir, _ir_bytes(job), job.dest):
+                ov.save_model(model, job.workdir / MODEL_FILE, compress_to_fp16=fp16)
         except OSError:
             raise  # a full disk or unwritable folder: the CLI names the path and what to do
         except RuntimeError as exc:

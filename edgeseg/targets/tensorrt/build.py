@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg._io import atomic_path, write_json
+from edgeseg._reuse import reuse_key
 from edgeseg.errors import EdgesegRuntimeError, InputError, MissingDependencyError
 from edgeseg.manifest import Manifest
-from edgeseg.targets.tensorrt.cache import cache_name, record_path
+from edgeseg.targets.tensorrt.cache import BuildOptions, cache_name, engine_settings, record_path
 from edgeseg.targets.tensorrt.device import cuda_device, selected
 
 __all__ = [
@@ -36,21 +37,6 @@ __all__ = [
     "import_tensorrt",
     "profile_of",
 ]
-
-
-@dataclass(frozen=True)
-class BuildOptions:
-    """Builder settings. `workspace_mib` caps TensorRT's scratch memory; `version_compatible` builds
-    an engine later TensorRT releases (same major) can run, `hardware_compatible` one any Ampere or
-    newer GPU can run (both may cost speed; hardware compatibility is not available on Jetson)."""
-
-    workspace_mib: int = 1024
-    version_compatible: bool = False
-    hardware_compatible: bool = False
-
-    def __post_init__(self) -> None:
-        if self.workspace_mib < 16:
-            raise InputError(f"the workspace limit must be at least 16 MiB; got {self.workspace_mib}")
 
 
 @dataclass(frozen=True)
@@ -212,6 +198,8 @@ def build_engine(
     with selected(device.index):  # TensorRT builds for the current device, not for cuda:N
         plan = _build_plan(trt, onnx_path, precision, profile, options, log)
     engine = engine_dir / cache_name(onnx_path.stem, trt.__version__, device, precision)
+    onnx_sha = sha256_file(onnx_path)
+    settings = engine_settings(onnx_sha, precision, profile.to_dict() if profile else None, options)
     record = {
         "file": engine.name,
         "tensorrt": trt.__version__,
@@ -221,9 +209,10 @@ def build_engine(
         "precision": precision,
         "profile": profile.to_dict() if profile else None,
         "onnx_file": onnx_path.name,
-        "onnx_sha256": sha256_file(onnx_path),
+        "onnx_sha256": onnx_sha,
         **asdict(options),
         "build_seconds": round(time.perf_counter() - start, 1),
+        "reuse_key": reuse_key(settings),  # reused only for the same settings (cache.find_cached)
     }
     with atomic_path(engine) as tmp:
         tmp.write_bytes(memoryview(plan))

@@ -11,6 +11,13 @@ stream. Device buffers are torch CUDA tensors: torch is already a dependency and
 synchronises on streams, so no second CUDA binding (cuda-python) is needed. Buffers, and the pinned
 host staging tensors the copies go through, are kept across frames and reallocated only when a shape
 changes.
+
+Precision: TensorRT networks are strongly typed here, so the engine computes in the graph's own types
+(TF32 is turned off for fp32 builds): `executed_precision` is the engine record's precision
+("fp32", "fp16", or "int8+fp32" for a Q/DQ graph, whose unquantized layers stay float32).
+
+Threads: not `reentrant` (one execution context, stream and set of buffers per engine), so the base
+class runs one call at a time.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeseg._text import shown
 from edgeseg.errors import EdgesegRuntimeError, InputError
 from edgeseg.manifest import MANIFEST_NAME, Manifest
 from edgeseg.runtimes.base import Backend, Dim, TensorSpec
@@ -31,7 +39,7 @@ __all__ = ["TensorRTBackend"]
 
 
 def _stderr(line: str) -> None:
-    print(f"edgeseg: {line}", file=sys.stderr, flush=True)
+    print(f"edgeseg: {shown(line)}", file=sys.stderr, flush=True)
 
 
 class TensorRTBackend(Backend):
@@ -100,9 +108,10 @@ class TensorRTBackend(Backend):
         return manifest if manifest.model_file == self.path.name else None
 
     def _engine_for_onnx(self, trt: Any, device: Any) -> bytes:
+        from edgeseg._records import Record
         from edgeseg.manifest import sha256_file
         from edgeseg.targets.tensorrt.build import Profile, build_engine, profile_of
-        from edgeseg.targets.tensorrt.cache import check_writable, find_cached
+        from edgeseg.targets.tensorrt.cache import check_writable, find_cached, read_profile
 
         manifest = self._manifest
         precision = manifest.precision if manifest else "fp32"
@@ -111,15 +120,24 @@ class TensorRTBackend(Backend):
                 f"'{self.path}' is an ONNX Runtime INT8 graph (asymmetric uint8 activations), which "
                 "TensorRT does not accept; export with --target tensorrt for a TensorRT INT8 graph"
             )
+        profile = None
+        if manifest is not None and manifest.dynamic_axes:
+            saved = read_profile(Record(manifest.engine or {}, f"'{self.path}' (its manifest's engine)"))
+            profile = Profile.from_dict(saved) if saved else profile_of(manifest)
         cache = self.engine_cache or self.path.parent
-        found = find_cached(cache, self.path.stem, precision, trt.__version__, device, sha256_file(self.path))
+        found = find_cached(
+            cache,
+            self.path.stem,
+            precision,
+            trt.__version__,
+            device,
+            sha256_file(self.path),
+            profile=profile.to_dict() if profile else None,
+            options=self.options,
+        )
         if found is not None:
             self.engine_file, self.engine_record = found
             return self.engine_file.read_bytes()
-        profile = None
-        if manifest is not None and manifest.dynamic_axes:
-            saved = (manifest.engine or {}).get("profile")
-            profile = Profile.from_dict(saved) if saved else profile_of(manifest)
         cache.mkdir(parents=True, exist_ok=True)
         check_writable(cache)
         self.engine_file, self.engine_record = build_engine(
@@ -146,14 +164,24 @@ class TensorRTBackend(Backend):
         if self.path.suffix.lower() == ".engine":
             self.engine_file, blob = self.path, self.path.read_bytes()
             record = self.path.with_suffix(".json")
-            self.engine_record = _read_json(record) if record.is_file() else {}
+            from edgeseg.targets.tensorrt.cache import read_record
+
+            self.engine_record = read_record(record) if record.is_file() else {}
         else:
             self._manifest = self._bundle_manifest() or self._onnx_metadata()
             blob = self._engine_for_onnx(trt, device)
         with selected(device.index):  # TensorRT loads onto, and allocates on, the current device
             runtime = trt.Runtime(trt.Logger(trt.Logger.ERROR))
             if self.engine_record.get("version_compatible"):
-                # Version-compatible plans embed the lean runtime (host code); we built this one ourselves.
+                # Version-compatible plans embed TensorRT's lean runtime (host code, run on load). A
+                # record beside the engine is a file anyone could write: the code runs only when the
+                # caller asked for such engines (version_compatible=True, --version-compatible).
+                if not self.options.version_compatible:
+                    raise InputError(
+                        f"the engine '{self.engine_file}' is version-compatible: it carries TensorRT runtime "
+                        "code that runs when it is loaded; load it with version_compatible=True "
+                        "(build-engine --version-compatible) if you trust where it came from"
+                    )
                 runtime.engine_host_code_allowed = True
             engine = runtime.deserialize_cuda_engine(blob)
             if engine is None:
@@ -255,6 +283,12 @@ class TensorRTBackend(Backend):
     def _embedded_manifest(self) -> Manifest | None:
         return self._manifest
 
+    def _executed_precision(self) -> str:
+        precision = self.engine_record.get("precision") or (
+            self._manifest.precision if self._manifest else None
+        )
+        return {"fp32": "fp32", "fp16": "fp16", "int8": "int8+fp32"}.get(str(precision), "unknown")
+
     def _onnx_metadata(self) -> Manifest | None:
         """The edgeseg metadata inside a bare `.onnx` (precision, dynamic axes), if onnx is installed."""
         try:
@@ -273,13 +307,3 @@ class TensorRTBackend(Backend):
             return f"cuda:{self.device_index}"
         engine = self.engine_file.name if self.engine_file else "no engine"
         return f"{self._gpu.name} {self._gpu.sm}, {engine}{built}"
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    import json
-
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
