@@ -674,12 +674,19 @@ class _Compiled:
     [
         ([("Convolution", "bf16", "bf16"), ("Deconvolution", "bf16", "bf16")], "fp32", "bf16", "bf16"),
         ([("Convolution", "f32", "f32")] * 3, "fp16", "f32", "fp32 (fp16 weights upcast)"),
+        # The layers' own weight inputs say so even where the stored constants do not.
+        (
+            [("Convolution", "f32", "f16"), ("Deconvolution", "f32", "f16")],
+            "fp32",
+            "f32",
+            "fp32 (fp16 weights upcast)",
+        ),
         ([("Convolution", "f16", "f16")], "fp16", "f16", "fp16"),
         ([("Convolution", "u8", "i8"), ("Deconvolution", "f32", "f32")], "fp32", "f32", "int8+fp32"),
         ([("Convolution", "u8", "i8"), ("Deconvolution", "bf16", "bf16")], "fp32", "bf16", "int8+bf16"),
         ([("Eltwise", "f32", "f32")], "fp32", "bf16", "bf16"),  # no compute layer: the hint read back
     ],
-    ids=["bf16", "fp16-upcast", "fp16", "int8", "int8-bf16", "no-compute-layers"],
+    ids=["bf16", "fp16-upcast", "fp16-upcast-in-layers", "fp16", "int8", "int8-bf16", "no-compute-layers"],
 )
 def test_openvino_records_what_the_compiled_model_computes_in(
     artifact, layers: list[tuple[str, str, str]], stored: str, hint: str, recorded: str
