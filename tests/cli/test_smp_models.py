@@ -108,7 +108,7 @@ def test_tensorrt_int8_graph_is_engine_ready(run, capsys: pytest.CaptureFixture[
 def test_benchmark(run, capsys: pytest.CaptureFixture[str]):
     out, _, val = run
     rc, _, err = run_cli(["benchmark", out / "best.pt", "--targets", "onnx:fp32", "--data", val,
-                          "--runs", "2", "--warmup", "1", "--out", out / "bench",
+                          "--runs", "2", "--warmup", "1", "--time-budget", "0", "--out", out / "bench",
                           "--json", out / "bench.json"], capsys)  # fmt: skip
     assert rc == 0, err
     rows = {r["name"]: r for r in json.loads((out / "bench.json").read_text())["rows"]}
