@@ -3,8 +3,9 @@
 On a terminal a task is a live line (description, bar, done/total, the caller's detail, elapsed and
 time left) that disappears when the task ends, so the command's own report stays as it was. Where
 stderr is not a terminal (a log file, CI, a notebook) a plain line is printed once the task has run
-`PLAIN_EVERY_S` seconds and then at that interval: a long epoch in a log is never silent, a short
-one adds nothing. `quiet` shows nothing at all.
+`PLAIN_EVERY_S` seconds and then at that interval (a task without steps, such as a library call
+edgeseg waits on, is reported by a timer): a long epoch in a log is never silent, a short one adds
+nothing. `quiet` shows nothing at all.
 
 `silenced_stdout()` keeps a library's own progress bars (NNCF's "Statistics collection") off the
 user's output while edgeseg's task stands for that work.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import io
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -45,6 +47,20 @@ class Task:
         self._live, self._plain = live, plain  # a rich Progress and its task id, or a console
         self._task_id = live.add_task(what, total=total, detail="", left="") if live is not None else None
         self._last_line = self.started
+        self._stop = threading.Event()
+        if plain is not None and total is None:  # no steps to report on: a timer says it still runs
+            threading.Thread(target=self._heartbeat, name="edgeseg-progress", daemon=True).start()
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(max(PLAIN_EVERY_S, 0.05)):
+            self.update()
+
+    def close(self, say_done: bool = False) -> None:
+        """Stop the timer of a task without steps; with `say_done`, a plain task that ran at least
+        the interval ends its lines with a "done" line (a log shows where the stage ended)."""
+        self._stop.set()
+        if say_done and self._plain is not None and self.elapsed >= PLAIN_EVERY_S:
+            self._plain.print(f"{self.what}: done ({clock(self.elapsed)})", soft_wrap=True)
 
     @property
     def elapsed(self) -> float:
@@ -76,15 +92,19 @@ class Task:
 
     def line(self) -> str:
         """The plain progress line: what, done/total, detail, elapsed and time left."""
-        count = f"{self.done}/{self.total}" if self.total else f"{self.done}"
         detail = f"  {self.detail}" if self.detail else ""
-        left = f", {clock(self.remaining())} left" if self.total else ""
-        return f"{self.what}: {count}{detail}  ({clock(self.elapsed)} elapsed{left})"
+        if not self.total:
+            return f"{self.what}:{detail}  ({clock(self.elapsed)} elapsed)"
+        left = clock(self.remaining())
+        return f"{self.what}: {self.done}/{self.total}{detail}  ({clock(self.elapsed)} elapsed, {left} left)"
 
 
 @contextlib.contextmanager
-def track(what: str, total: int | None = None, *, quiet: bool = False) -> Iterator[Task]:
-    """A `Task` for the duration of the block, shown on stderr as the module notes say."""
+def track(
+    what: str, total: int | None = None, *, quiet: bool = False, say_done: bool = False
+) -> Iterator[Task]:
+    """A `Task` for the duration of the block, shown on stderr as the module notes say; `say_done`:
+    see `Task.close`."""
     from edgeseg._text import console as literal_console
 
     if quiet:
@@ -92,7 +112,11 @@ def track(what: str, total: int | None = None, *, quiet: bool = False) -> Iterat
         return
     console = literal_console(stderr=True)
     if not console.is_terminal:
-        yield Task(what, total, None, console)
+        task = Task(what, total, None, console)
+        try:
+            yield task
+        finally:
+            task.close(say_done)
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

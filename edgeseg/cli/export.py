@@ -112,6 +112,7 @@ def export(
         ),
         facts=facts,
         log=typer.echo,
+        progress=True,
     )
     typer.echo(f"wrote {result.bundle} ({result.seconds:.1f} s)")
     typer.echo(result.parity.summary())

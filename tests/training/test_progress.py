@@ -78,7 +78,26 @@ def test_train_in_a_log_prints_plain_progress_lines(
     assert all("best val mIoU" in line for line in err.splitlines() if line.startswith("epoch 2/2:"))
 
 
-def test_quiet_and_short_tasks_print_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_names_its_stages_in_a_log(
+    tiny_ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setattr(progress, "PLAIN_EVERY_S", 0.0)
+    rc, out, err = run_cli(["export", tiny_ckpt, "--target", "onnx", "--out", tmp_path / "b"], capsys)
+    assert rc == 0, err
+    done = re.findall(r"^export: (.+): done \((\d+:\d\d)\)$", err, re.M)
+    assert [what for what, _ in done] == [
+        "the FP32 graph and its doctor check",
+        "the onnx fp32 artifact",
+        "parity with the FP32 reference",
+    ], err
+    assert "wrote" in out and "export:" not in out  # progress on stderr; stdout keeps the report
+
+
+def test_quiet_and_short_tasks_print_nothing(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(progress, "PLAIN_EVERY_S", 30.0)
     with progress.track("quiet", 3, quiet=True) as task:
         task.update(3, "done")
     with progress.track("short", 3) as task:  # stderr is no terminal here: lines only after the interval
@@ -87,6 +106,7 @@ def test_quiet_and_short_tasks_print_nothing(capsys: pytest.CaptureFixture[str])
 
 
 def test_task_time_left_and_plain_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(progress, "PLAIN_EVERY_S", 30.0)
     now = [100.0]
     monkeypatch.setattr(progress.time, "perf_counter", lambda: now[0])
     printed: list[str] = []
