@@ -119,6 +119,7 @@ def quickstart(
     out = _out_dir(config)
     # Claimed for the whole run: a second quickstart into the same folder is refused at once.
     with claim(out):
+        say(_plan(config))
         say(f"[1/4] training a U-Net on {config.train_images} synthetic scenes ({config.epochs} epochs)")
         trained = train(
             TrainConfig(
@@ -156,6 +157,53 @@ def quickstart(
             result.files["demo summary"] = out / "demo.json"
         result.seconds = time.perf_counter() - start
         return result
+
+
+def _plan(config: QuickstartConfig) -> str:
+    """The stages and an estimate of the training, the longest one, from a few timed steps of the same
+    network on this machine now; what the rest depends on, said, not guessed."""
+    import os
+
+    import torch
+
+    from edgeseg._progress import clock
+    from edgeseg.data import SYNTHETIC_CLASSES
+    from edgeseg.training import TrainConfig
+    from edgeseg.training.losses import DiceCELoss
+    from edgeseg.training.setup import auto_batch_size, model_spec, new_model
+    from edgeseg.training.step import train_step
+
+    cfg = TrainConfig(epochs=config.epochs, img_size=config.img_size)
+    # As training runs it: channels-last (edgeseg.training.loop), the auto batch size.
+    model = new_model(cfg, model_spec(cfg, 3, len(SYNTHETIC_CLASSES))).to(memory_format=torch.channels_last)
+    batch = auto_batch_size(config.train_images)
+    w, h = config.img_size
+    x = torch.rand(batch, 3, h, w).to(memory_format=torch.channels_last)
+    y = torch.randint(0, len(SYNTHETIC_CLASSES), (batch, h, w))
+    loss = DiceCELoss(len(SYNTHETIC_CLASSES))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
+    train_step(model, x, y, loss, opt, None)  # the first step pays one-time set-up
+    t0, probe = time.perf_counter(), 3
+    for _ in range(probe):
+        train_step(model, x, y, loss, opt, None)
+    step_s = (time.perf_counter() - t0) / probe
+    steps = -(-config.train_images // batch) * config.epochs
+    # Validation runs forward passes only (about a third of a step each) on a fifth as many images.
+    train_s = step_s * steps * (1 + 0.2 / 3)
+    cores = os.cpu_count() or 1
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    busy = (
+        f"; other work holds the cores now (load {load:.1f} on {cores}), so expect longer"
+        if load > 0.5 * cores
+        else ""
+    )
+    return (
+        "quickstart: 4 stages: [1/4] train, [2/4] export every target and precision this machine can "
+        f"produce, [3/4] benchmark each on {config.eval_images} held-out scenes, [4/4] a "
+        f"{config.demo_frames}-frame demo video. Training: about {clock(train_s)} here ({steps} steps at "
+        f"{step_s:.2f} s, measured now); the rest takes about as long again, longer with every target "
+        f"installed (each export calibrates, builds and checks parity){busy}"
+    )
 
 
 def _render_demo(row: BenchRow, checkpoint: Path, out: Path, config: QuickstartConfig) -> dict[str, Any]:

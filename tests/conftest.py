@@ -17,6 +17,15 @@ import pytest
 from tests.helpers import CAMVID, make_checkpoint, make_dataset
 
 
+@pytest.fixture(autouse=True)
+def _no_timed_progress_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where stderr is no terminal, long work prints a progress line every 30 s: on a slow machine
+    that would add lines to the output tests compare. Tests of those lines set the interval."""
+    import edgeseg._progress
+
+    monkeypatch.setattr(edgeseg._progress, "PLAIN_EVERY_S", 1e9)
+
+
 @pytest.fixture
 def tiny_data(tmp_path: Path) -> Path:
     return make_dataset(tmp_path / "tiny")

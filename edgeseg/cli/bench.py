@@ -66,7 +66,11 @@ def benchmark(
         typer.Option(help="Labelled folder for mIoU and its drop vs PyTorch. Default: synthetic frames."),
     ] = None,
     calib: Annotated[
-        Path | None, typer.Option(help="INT8 calibration images. Default: the training folder.")
+        Path | None,
+        typer.Option(
+            help="INT8 calibration images. Default: the checkpoint's training folder (synthetic scenes "
+            "for a model trained on them or a source that records none)."
+        ),
     ] = None,
     img_size: Annotated[
         str | None, typer.Option(help="Input size N or WxH. Default: the training size.")

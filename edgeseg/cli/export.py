@@ -42,7 +42,10 @@ def export(
     ] = False,
     calib: Annotated[
         Path | None,
-        typer.Option(help="INT8 calibration images (folder or dataset folder). Default: synthetic."),
+        typer.Option(
+            help="INT8 calibration images (folder or dataset folder). Default: the checkpoint's "
+            "training folder (synthetic scenes for a model trained on them or a source that records none)."
+        ),
     ] = None,
     calib_method: Annotated[str, typer.Option(help=calib_method_help())] = "minmax",
     max_drop: Annotated[
@@ -112,6 +115,7 @@ def export(
         ),
         facts=facts,
         log=typer.echo,
+        progress=True,
     )
     typer.echo(f"wrote {result.bundle} ({result.seconds:.1f} s)")
     typer.echo(result.parity.summary())

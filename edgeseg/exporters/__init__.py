@@ -16,6 +16,7 @@ openvino) are imported when an export runs, not when this package is imported.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import platform
@@ -30,6 +31,7 @@ from edgeseg._claims import Claim, claim
 from edgeseg._guards import size_arg
 from edgeseg._io import replace_folder
 from edgeseg._paths import Output, check_outputs
+from edgeseg._progress import track
 from edgeseg._reuse import CONTENT, NOT_SHAPING, content_digest, reuse_key, settings_of
 from edgeseg.errors import InputError
 from edgeseg.exporters.accuracy import Bound, DropMeter
@@ -379,6 +381,7 @@ def export(
     *,
     facts: SourceFacts | None = None,
     log: Callable[[str], None] | None = None,
+    progress: bool = False,
 ) -> ExportResult:
     """Export `source` as a bundle for `config.target` and check its parity with its FP32 reference.
 
@@ -387,6 +390,8 @@ def export(
     hold itself (classes, mean/std, colour order; see edgeseg.exporters.source.SourceFacts).
     `log` receives one line per finding of the export doctor on the FP32 graph (before anything is
     built; edgeseg.exporters.doctor) and per accuracy-aware INT8 attempt (with `config.max_drop`).
+    `progress` shows each stage (doctor, the target's build, parity) on stderr while it runs
+    (edgeseg._progress).
 
     Raises InputError for bad options, a bad source, an existing destination (before any work) or a
     doctor finding that would make the artifact wrong (an op the target does not run, FP16 overflow),
@@ -417,7 +422,7 @@ def export(
     # is refused at once instead of both succeeding and one bundle silently replacing the other.
     with claim(dest) as held:
         _check_destination(dest, config.overwrite)
-        return _export_into(dest, held, src, target, size, config, log, start, settings)
+        return _export_into(dest, held, src, target, size, config, log, start, settings, progress)
 
 
 def _export_into(
@@ -430,8 +435,12 @@ def _export_into(
     log: Callable[[str], None] | None,
     start: float,
     settings: dict[str, Any],
+    progress: bool = False,
 ) -> ExportResult:
     from edgeseg.evaluation.parity import measure_parity
+
+    def stage(what: str) -> contextlib.AbstractContextManager[Any]:
+        return track(what, quiet=not progress, say_done=True)
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = held.temporary()  # a run killed from here on leaves tmp; the next export to dest removes it
@@ -443,7 +452,8 @@ def _export_into(
         draft = replace(draft, source=record)
         writer = importlib.import_module(str(target.exporter))  # set: validate_export_options checked
         say = log or (lambda _: None)
-        fp32 = _doctor(src, draft, config, tmp / _DOCTOR_GRAPH, say)  # before anything is built
+        with stage("export: the FP32 graph and its doctor check"):
+            fp32 = _doctor(src, draft, config, tmp / _DOCTOR_GRAPH, say)  # before anything is built
         with src.reference() as reference:
             meter = None
             if Bound.of(config) is not None and config.val_data is not None:
@@ -451,18 +461,21 @@ def _export_into(
                 bound = Bound.of(config)
                 meter = DropMeter.build(reference, target.name, size, config.val_data, names, bound)
             job = ExportJob(src, draft, config, tmp, meter, say, dest, fp32, reference)
-            artifact: Artifact = writer.export_artifact(job)
+            what = f"export: the {target.name} {config.precision} artifact"
+            with stage(what + (" (calibration, quantization)" if config.precision == "int8" else "")):
+                artifact: Artifact = writer.export_artifact(job)
             fp32.unlink(missing_ok=True)  # not part of the bundle
-            report = measure_parity(
-                reference,
-                tmp / artifact.model_file,
-                target=target.name,
-                precision=config.precision,
-                img_size=size,
-                val_data=config.val_data,
-                images=config.parity_images,
-                class_names=draft.class_names,
-            )
+            with stage("export: parity with the FP32 reference"):
+                report = measure_parity(
+                    reference,
+                    tmp / artifact.model_file,
+                    target=target.name,
+                    precision=config.precision,
+                    img_size=size,
+                    val_data=config.val_data,
+                    images=config.parity_images,
+                    class_names=draft.class_names,
+                )
         if artifact.measured_on:
             report = replace(report, measured_on=artifact.measured_on)
         manifest = replace(

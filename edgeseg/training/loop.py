@@ -17,6 +17,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from edgeseg._claims import claim
 from edgeseg._guards import recorded_path
+from edgeseg._progress import clock, track
 from edgeseg._records import Record, parse_json
 from edgeseg.errors import InputError
 from edgeseg.evaluation.evaluate import confusion_on, to_input
@@ -150,11 +151,11 @@ class _Trainer:
         self._setup()
         record = self.record
         self.log(self._describe())
-        progress = self._progress()
+        self._epoch_seconds: list[float] = []  # each finished epoch's, validation included
         try:
             for epoch in range(self.start_epoch, cfg.epochs + 1):
                 te = time.perf_counter()
-                train_loss = self._train_epoch(epoch, progress)
+                train_loss = self._train_epoch(epoch)
                 train_seconds = time.perf_counter() - te
                 metrics = self._validate(self.model, self.val_ds, self.norm, self.num_classes, self.ignore)
                 scored = {"raw": metrics}
@@ -177,6 +178,7 @@ class _Trainer:
                     ema = scored["ema"]
                     row["ema"] = {"miou": ema.miou, "dice": ema.dice, "pixel_accuracy": ema.pixel_accuracy}
                 names = self.info["class_names"]
+                self._epoch_seconds.append(row["seconds"])
                 improved = record.add(row, {k: m.to_dict(names) for k, m in scored.items()})
                 self.log(
                     f"epoch {epoch:>3}/{cfg.epochs}  loss {train_loss:.4f}  val mIoU {metrics.miou:.4f}  "
@@ -195,7 +197,6 @@ class _Trainer:
                     )
                     break
         finally:
-            progress.stop()
             record.close()
         seconds = time.perf_counter() - t0
         if self.dist.is_main:
@@ -355,36 +356,47 @@ class _Trainer:
             + (", bf16 autocast" if cfg.bf16 and self.device.type == "cpu" else "")
         )
 
-    def _train_epoch(self, epoch: int, progress: Any) -> float:
+    def _train_epoch(self, epoch: int) -> float:
         """One pass over the training set; returns the mean loss over all processes."""
         dev, steps = self.device, self.steps_per_epoch
         self.sampler.set_epoch(epoch)
         self.train_ds.set_epoch(epoch)
         self.net.train()
         loss_sum = torch.zeros((), device=dev)
-        task = progress.add_task(
-            f"epoch {epoch}/{self.cfg.epochs}",
-            total=steps,
-            loss=float("nan"),
-            best=max(self.record.best_miou, 0),
-        )
         bf16 = self.cfg.bf16 and dev.type == "cpu"
-        for step, (images, masks) in enumerate(self.loader, 1):
-            x = to_input(images, self.norm, dev)
-            y = masks.to(dev, non_blocking=True)
-            loss_sum += train_step(self.net, x, y, self.loss_fn, self.optimizer, self.scaler, cpu_bf16=bf16)
-            self.sched.step()
-            if self.ema is not None:
-                self.ema.update(self.model)
-            if step % 10 == 0 or step == steps:
-                mean_loss = float(loss_sum) / step  # syncs anyway: check it here for free
-                if not self.dist.enabled:  # a rank stopping alone would leave the others waiting
-                    self._check_finite(mean_loss, epoch, step)
-                progress.update(task, completed=step, loss=mean_loss)
+        quiet = self.cfg.quiet or not self.dist.is_main
+        images = self.batch_size * self.dist.world_size
+        with track(f"epoch {epoch}/{self.cfg.epochs}", steps, quiet=quiet) as task:
+            shown = 0.0
+            for step, (batch, masks) in enumerate(self.loader, 1):
+                x = to_input(batch, self.norm, dev)
+                y = masks.to(dev, non_blocking=True)
+                loss_sum += train_step(
+                    self.net, x, y, self.loss_fn, self.optimizer, self.scaler, cpu_bf16=bf16
+                )
+                self.sched.step()
+                if self.ema is not None:
+                    self.ema.update(self.model)
+                # Reading the loss syncs a GPU: at most twice a second, and on the first and last step.
+                if step == 1 or step == steps or task.elapsed - shown >= 0.5:
+                    shown = task.elapsed
+                    mean_loss = float(loss_sum) / step
+                    if not self.dist.enabled:  # a rank stopping alone would leave the others waiting
+                        self._check_finite(mean_loss, epoch, step)
+                    task.update(step, self._step_detail(epoch, step, mean_loss, images, task.elapsed))
         train_loss = float(ddp.all_reduce_sum(loss_sum, self.dist)) / (steps * self.dist.world_size)
         self._check_finite(train_loss, epoch, steps)
-        progress.remove_task(task)
         return train_loss
+
+    def _step_detail(self, epoch: int, step: int, loss: float, images: int, elapsed: float) -> str:
+        """loss, images/s, the best val mIoU so far and the time the whole run has left."""
+        steps, per_step = self.steps_per_epoch, elapsed / step
+        # A finished epoch's time includes validation; before the first one, estimate from the steps.
+        epoch_s = self._epoch_seconds[-1] if self._epoch_seconds else per_step * steps
+        run_left = per_step * (steps - step) + epoch_s * (self.cfg.epochs - epoch)
+        best = f"  best val mIoU {self.record.best_miou:.4f}" if self.record.history else ""
+        rate = step * images / max(elapsed, 1e-9)
+        return f"loss {loss:.4f}  {rate:.1f} img/s{best}  run {clock(run_left)} left"
 
     def _save(self, epoch: int, improved: bool) -> None:
         """best.pt (weights only) when improved, last.pt with the training state, metrics.json."""
@@ -434,25 +446,6 @@ class _Trainer:
             f"training diverged: {what} became {loss} in epoch {epoch} (by step {step}); stopped. "
             f"{kept}; lower --lr (now {self.cfg.lr:g}) and train again"
         )
-
-    def _progress(self):  # type: ignore[no-untyped-def]
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        from edgeseg._text import console as literal_console
-
-        console = literal_console(stderr=True)
-        progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.4f}  best val mIoU {task.fields[best]:.4f}"),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-            disable=not (self.dist.is_main and console.is_terminal) or self.cfg.quiet,
-        )
-        progress.start()
-        return progress
 
     def _validate(self, model: Any, val_ds: Any, norm: Normalization, classes: int, ignore: int | None):  # type: ignore[no-untyped-def]
         # Each rank scores its shard; summing the confusion matrices gives the exact full-set metrics.

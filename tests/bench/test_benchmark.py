@@ -6,6 +6,7 @@ import csv
 import importlib.util
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -336,8 +337,14 @@ def test_quickstart_end_to_end(
     out = tmp_path / "qs"
     args = ["quickstart", "--out", str(out), "--epochs", "1", "--img-size", "64", "--runs", "2"]
     assert main([*args, "--targets", "onnx:fp32,tensorrt:int8", "--demo-frames", "12"]) == 0
-    printed = capsys.readouterr().out
+    printed, said = capsys.readouterr()
     assert "quickstart finished" in printed and "onnx:fp32" in printed and "demo (" in printed
+    # Up front: the stages, and the training's estimate from steps timed on this machine.
+    plan = re.search(
+        r"^quickstart: 4 stages: .*Training: about (\d+:\d\d) here \((\d+) steps at ([\d.]+) s", said, re.M
+    )
+    assert plan and int(plan.group(2)) == 8 and float(plan.group(3)) > 0, said  # 32 scenes, batch 4, 1 epoch
+    assert said.index("quickstart: 4 stages") < said.index("[1/4]")
     for name in (
         "train/best.pt",
         "benchmark.json",

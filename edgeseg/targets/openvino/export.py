@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgeseg._io import disk_full_as_oserror
 from edgeseg._offline import quiet_telemetry
+from edgeseg._progress import silenced_stdout
 from edgeseg.errors import EdgesegRuntimeError, InputError, MissingDependencyError, first_line
 from edgeseg.exporters import Artifact, ExportJob
 from edgeseg.formats import module_version
@@ -49,7 +50,8 @@ def quantize_int8(model: Any, job: ExportJob) -> tuple[Any, dict[str, Any]]:
     import nncf
 
     try:
-        quantized = nncf.quantize(model, dataset, subset_size=calib.size)
+        with silenced_stdout():  # NNCF's own progress bars: edgeseg's export stage stands for them
+            quantized = nncf.quantize(model, dataset, subset_size=calib.size)
     except Exception as exc:
         raise EdgesegRuntimeError(f"NNCF quantization failed: {first_line(exc)}") from exc
     entry = {"method": "nncf.quantize", "preset": "mixed (default)", **calib.to_manifest()}
@@ -125,15 +127,16 @@ def _within_bound(
         limit = bound.max_class_drop if bound.per_class else bound.max_drop
         validation = nncf.Dataset(list(zip(meter.inputs, meter.masks, strict=True)), lambda item: item[0])
         try:
-            controlled = nncf.quantize_with_accuracy_control(
-                fp32,
-                dataset,
-                validation,
-                validate,
-                max_drop=float(limit or 0.0) / 100,  # NNCF's metric is on the 0..1 scale
-                drop_type=nncf.DropType.ABSOLUTE,
-                subset_size=calib_size,
-            )
+            with silenced_stdout():
+                controlled = nncf.quantize_with_accuracy_control(
+                    fp32,
+                    dataset,
+                    validation,
+                    validate,
+                    max_drop=float(limit or 0.0) / 100,  # NNCF's metric is on the 0..1 scale
+                    drop_type=nncf.DropType.ABSOLUTE,
+                    subset_size=calib_size,
+                )
         except Exception as exc:
             raise EdgesegRuntimeError(f"NNCF accuracy control failed: {first_line(exc)}") from exc
         score = _score(controlled, job, bound)
