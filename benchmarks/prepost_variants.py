@@ -103,9 +103,10 @@ def frames_from(data: str | None, frame_size: tuple[int, int], n: int) -> tuple[
     from PIL import Image
 
     if data:
-        from edgeseg.data.imageio import IMAGE_SUFFIXES, read_image
+        from edgeseg.data.files import list_images
+        from edgeseg.data.imageio import read_image
 
-        files = sorted(p for p in (Path(data) / "images").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:n]
+        files = list_images(Path(data) / "images")[:n]
         imgs = [read_image(p, channels=3) for p in files]
         return [
             np.asarray(Image.fromarray(i).resize(frame_size, Image.Resampling.LANCZOS)) for i in imgs

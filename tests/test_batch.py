@@ -116,6 +116,7 @@ _LISTS_OTHER_THINGS = {
     "edgeseg/data/files.py": "the listing itself",
     "edgeseg/_claims.py": "a destination's temporaries",
     "edgeseg/_reuse.py": "a folder's files, for its content digest",
+    "edgeseg/bench/reuse.py": "the bundles in a --bundles folder",
     "edgeseg/_paths.py": "the model files in a folder given as a model, for the message",
     "edgeseg/manifest.py": "a bundle's files",
     "edgeseg/exporters/__init__.py": "whether a folder is empty",

@@ -34,8 +34,9 @@ ALTERNATIVES: dict[str, tuple[dict[str, Any], Any]] = {
     "img_size": ({}, (32, 32)),
     "dynamic": ({}, True),
     "opset": ({}, 19),
-    "val_data": ({}, "VAL_B"),
-    "parity_images": ({}, 2),
+    # --val-data shapes an int8 artifact through a drop bound; without one it feeds the parity report
+    # only (test_what_feeds_only_the_report_is_not_in_the_key).
+    "val_data": ({"precision": "int8", "val_data": "VAL_A", "max_drop": 1.0}, "VAL_B"),
     "calib": ({"precision": "int8", "calib": "CALIB_A"}, "CALIB_B"),
     "calib_method": ({"precision": "int8"}, "entropy"),
     "max_drop": ({"precision": "int8", "val_data": "VAL_A"}, 1.5),
@@ -88,6 +89,19 @@ def test_every_export_setting_is_in_the_reuse_key(name: str, tiny_ckpt: Path, fo
     base = _config(folders, **overrides)
     other = dataclasses.replace(base, **{name: _resolve(changed, folders)})
     assert _key(src, base) != _key(src, other), f"changing {name} alone must prevent reuse"
+
+
+def test_what_feeds_only_the_report_is_not_in_the_key(tiny_ckpt: Path, folders: dict[str, str]):
+    """A bundle exported with its own --val-data and parity images is the bundle the benchmark would
+    export without them: the same key, so it is reused."""
+    from edgeseg.exporters.source_open import open_export_source
+
+    src = open_export_source(tiny_ckpt)
+    plain = _config(folders)
+    for precision in ("fp32", "int8"):
+        base = dataclasses.replace(plain, precision=precision)
+        checked = dataclasses.replace(base, val_data=folders["VAL_A"], parity_images=3)
+        assert _key(src, base) == _key(src, checked), precision
 
 
 def test_content_not_names_of_source_and_data_is_in_the_key(tmp_path: Path, tiny_ckpt: Path):

@@ -1,6 +1,11 @@
 """Where a benchmark row's bundle comes from: an intact bundle whose recorded reuse key (every
 setting that shaped it and the content of its source and data, edgeseg._reuse) equals the key of the
-export this run would make is reused; anything else is exported (a failure becomes the row's status)."""
+export this run would make is reused; anything else is exported (a failure becomes the row's status).
+
+The places looked at, in order: the benchmark's own bundles folder, the folder `edgeseg export`
+writes to beside the source by default, and the folders given with `--bundles` (each a bundle, or
+a folder of bundles). A bundle exported by hand is reused the same as one the benchmark made: the
+key leaves out what shapes only the report (where it is written, the parity images)."""
 
 from __future__ import annotations
 
@@ -58,14 +63,33 @@ def export_row(
         parity_images=2,
     )
     try:
-        if reusable(dest, reuse_key(export_settings(src, cfg))):
-            say(f"reusing {dest}")
-            row.path = str(dest)
-            return
+        key = reuse_key(export_settings(src, cfg))
+        for found in candidates(
+            dest, src.default_bundle_dir(row.target, row.precision, False), config.bundles
+        ):
+            if reusable(found, key):
+                say(f"reusing {found} for {row.name} (same source, settings and tools)")
+                row.path, row.reused = str(found), True
+                return
         say(f"exporting {row.name}")
         row.path = str(export(src.path, cfg, facts=src.facts).bundle)
     except Exception as exc:  # a failed target is a row, not the end of the benchmark
         row.status, row.reason = "export failed", first_line(exc)
+
+
+def candidates(dest: Path, beside: Path, given: tuple[str, ...]) -> list[Path]:
+    """The bundle folders to try, in order, each once: `dest`, `beside` (export's default place),
+    then every folder of `given` that is a bundle and every bundle directly inside one."""
+    found = [dest, beside]
+    for folder in map(Path, given):
+        if (folder / "edgeseg.json").is_file():
+            found.append(folder)
+        elif folder.is_dir():
+            found += sorted(p for p in folder.iterdir() if (p / "edgeseg.json").is_file())
+    unique: dict[Path, None] = {}
+    for path in found:
+        unique.setdefault(path.resolve(), None)
+    return list(unique)
 
 
 def reusable(dest: Path, key: str) -> bool:

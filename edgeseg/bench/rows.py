@@ -58,6 +58,7 @@ class BenchRow:
     status: str = "ok"  # "ok" | "export failed" | "not available"
     reason: str | None = None
     path: str | None = None
+    reused: bool = False  # the bundle at `path` was found with the same reuse key, not exported now
     size_mb: float | None = None
     miou: float | None = None
     miou_drop: float | None = None  # points lost vs PyTorch on the same data

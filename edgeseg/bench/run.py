@@ -123,6 +123,9 @@ class BenchmarkConfig:
         mode: "latency" (one frame at a time) or "throughput", which also measures every row's
             images per second with the runtime's own parallelism (edgeseg.bench.throughput).
         resize_kernel: the host-side frame resize of every row's Segmenter ("pillow" or "torch").
+        bundles: folders holding bundles already exported from this source (a bundle folder, or a
+            folder of them) to reuse before exporting; the bundles `edgeseg export` writes beside
+            the source by default are always looked at (edgeseg.bench.reuse).
     """
 
     targets: tuple[str, ...] | None = None
@@ -142,6 +145,7 @@ class BenchmarkConfig:
     ceiling_seconds: float = 1.0
     mode: str = "latency"
     resize_kernel: str = "pillow"
+    bundles: tuple[str, ...] = ()
 
 
 def benchmark(

@@ -96,6 +96,14 @@ def benchmark(
             callback=writable_dir, help="Folder for bundles and reports. Default: CKPT's folder/benchmark."
         ),
     ] = None,
+    bundles: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="A bundle, or a folder of bundles, already exported from CKPT: reused where its source, "
+            "settings and tools match (repeatable). Bundles `edgeseg export` wrote beside CKPT are always "
+            "looked at."
+        ),
+    ] = None,
     cpu_ghz: Annotated[
         float | None,
         typer.Option(min=0.1, help="CPU clock for the peak GFLOP/s figure. Default: the OS-reported clock."),
@@ -169,6 +177,8 @@ def benchmark(
     )
     existing_dir(data, "--data")
     existing_dir(calib, "--calib", "a folder of images, or a dataset folder")
+    for folder in bundles or ():
+        existing_dir(folder, "--bundles", "a bundle folder, or a folder of bundles")
     from edgeseg.data import parse_frame_size
 
     frame = parse_frame_size(frame_size)
@@ -188,6 +198,7 @@ def benchmark(
         frame_size=frame,
         mode=mode.strip().lower(),
         resize_kernel=resize_kernel_choice(resize_kernel),
+        bundles=tuple(str(b) for b in bundles or ()),
     )
     facts = parse_facts(classes, mean, std, color_order, ignore_index)
     with claim(out):  # a second benchmark into the same folder is refused while this one runs

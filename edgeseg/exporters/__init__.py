@@ -109,7 +109,7 @@ class ExportConfig:
     opset: int = 18
     val_data: str | None = field(default=None, metadata=CONTENT)
     out: str | None = field(default=None, metadata=NOT_SHAPING)
-    parity_images: int = 8
+    parity_images: int = field(default=8, metadata=NOT_SHAPING)  # the report's, not the artifact's
     overwrite: bool = field(default=False, metadata=NOT_SHAPING)
     calib: str | None = field(default=None, metadata=CONTENT)
     calib_method: str = "minmax"
@@ -293,6 +293,8 @@ def export_settings(src: ExportSource, config: ExportConfig) -> dict[str, Any]:
 
     target, config = _normalized(config)
     settings = settings_of(config)
+    if Bound.of(config) is None:
+        settings.pop("val_data", None)  # without a bound it feeds only the parity report
     settings["img_size"] = list(src.export_size(config.img_size, config.dynamic))
     settings["source"] = {k: v for k, v in src.source_record().items() if k not in ("checkpoint", "onnx")}
     settings["model"] = {

@@ -154,6 +154,38 @@ def test_existing_bundles_are_reused(
     assert any(line.startswith("exporting onnx:fp32") for line in lines)
 
 
+@pytest.mark.usefixtures("small_ceilings")
+def test_bundles_the_user_exported_are_reused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A bundle `edgeseg export` wrote beside the checkpoint (with its own --val-data for parity) and
+    one written elsewhere and named with --bundles are reused, not exported again; one exported
+    with other settings is not."""
+    ckpt = make_checkpoint(tmp_path / "run" / "best.pt", size=SIZE)
+    val = make_dataset(tmp_path / "val", n=2, size=SIZE)
+    assert main(["export", str(ckpt), "--target", "onnx", "--val-data", str(val)]) == 0
+    beside = ckpt.parent / "best-onnx-fp32"
+    if not beside.is_dir():  # the default name says the source and the target
+        beside = next(p for p in ckpt.parent.iterdir() if (p / "edgeseg.json").is_file())
+    mine = tmp_path / "mine"
+    assert main(["export", str(ckpt), "--target", "openvino", "--out", str(mine / "ov")]) == 0
+    other = tmp_path / "other"  # another input size: not the bundle this benchmark needs
+    assert main(["export", str(ckpt), "--target", "onnx", "--img-size", "32", "--out", str(other / "b")]) == 0
+    capsys.readouterr()
+    out = tmp_path / "bench"
+    args = ["benchmark", str(ckpt), "--targets", "onnx:fp32,openvino:fp32", "--runs", "2", "--warmup", "0",
+            "--time-budget", "0", "--out", str(out), "--bundles", str(mine), "--bundles", str(other),
+            "--json", str(tmp_path / "b.json")]  # fmt: skip
+    assert main(args) == 0
+    said = capsys.readouterr().err
+    assert f"reusing {beside.resolve()} for onnx:fp32" in said, said
+    assert f"reusing {(mine / 'ov').resolve()} for openvino:fp32" in said, said
+    assert "exporting" not in said and not (out / "bundles").exists()
+    rows = {r["name"]: r for r in json.loads((tmp_path / "b.json").read_text())["rows"]}
+    assert rows["onnx:fp32"]["reused"] and rows["openvino:fp32"]["reused"] and not rows["pytorch"]["reused"]
+    assert rows["onnx:fp32"]["path"] == str(beside.resolve()) and rows["onnx:fp32"]["status"] == "ok"
+    assert main([*args[:-2], "--bundles", str(tmp_path / "nope")]) == 2
+    assert "--bundles folder" in capsys.readouterr().err
+
+
 @pytest.mark.skipif(
     importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed: its row is measured"
 )
