@@ -23,7 +23,7 @@ import typer.main
 
 # Importing a command module registers its commands; the order here is the order of --help.
 # isort: off
-from edgeseg.cli import train, export, doctor, engine, predict, info, demo, bench, quickstart  # noqa: F401
+from edgeseg.cli import train, evaluate, export, doctor, engine, predict, info, demo, bench, quickstart  # noqa: F401
 
 # isort: on
 from edgeseg._guards import is_out_of_memory
