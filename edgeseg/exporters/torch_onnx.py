@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,6 +46,47 @@ def _quiet_export() -> Iterator[None]:
         logger.setLevel(level)
 
 
+_REGISTRIES: dict[str, object] = {}
+_REGISTRY_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _reused_op_registry() -> Iterator[None]:
+    """Build torch's table of ONNX decompositions once per process instead of once per export.
+
+    torch.onnx.export rebuilds it from onnxscript's torchlib on every call (1-2 s of a small model's
+    export, measured with torch 2.14), then adds the call's own entries to it. Each call here gets a
+    fresh copy of a table built once, so what one export adds never reaches another. Where torch's
+    private registry is not as expected, exports build it themselves as before.
+    """
+    try:
+        from torch.onnx._internal.exporter import _registration
+
+        registry_cls = _registration.ONNXRegistry
+        original = registry_cls.__dict__["from_torchlib"]
+        build = original.__func__
+    except (ImportError, AttributeError, KeyError):
+        yield
+        return
+
+    def from_torchlib(cls: type, *args: object, **kwargs: object) -> object:
+        key = repr((args, sorted(kwargs.items())))
+        if key not in _REGISTRIES:
+            _REGISTRIES[key] = build(cls, *args, **kwargs)
+        built = _REGISTRIES[key]
+        fresh = cls()
+        fresh.__dict__.update(built.__dict__)
+        fresh.functions = {k: list(v) for k, v in built.functions.items()}  # per-call additions stay here
+        return fresh
+
+    with _REGISTRY_LOCK:
+        registry_cls.from_torchlib = classmethod(from_torchlib)
+        try:
+            yield
+        finally:
+            registry_cls.from_torchlib = original
+
+
 def write_onnx(model: torch.nn.Module, path: Path, manifest: Manifest, *, opset: int) -> None:
     """Export `model` for the input `manifest` describes to a single-file ONNX graph at `path`.
 
@@ -64,7 +106,7 @@ def write_onnx(model: torch.nn.Module, path: Path, manifest: Manifest, *, opset:
     dynamic_shapes = ({a: torch.export.Dim(n) for a, n in axes.items()},) if axes else None
     model.eval()
     try:
-        with _quiet_export():
+        with _quiet_export(), _reused_op_registry():
             program = torch.onnx.export(
                 model,
                 (example,),
