@@ -252,7 +252,7 @@ def check_data(
     model = src.model_classes()
     if calib is not None:
         fix = "calibrate on images of this model's task (--calib)"
-        check_declared_classes(calib, model, fix)
+        check_declared_classes(calib, model, fix, src.ignore_index)
     if val_data is not None:
         ds = FolderDataset(
             val_data,

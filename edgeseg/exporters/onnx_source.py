@@ -209,9 +209,7 @@ class OnnxSource(ExportSource):
         self.class_names, self.channels = tuple(names), int(channels)
         self.mean, self.std, self.color_order = tuple(map(float, mean)), tuple(map(float, std)), order
         self.resize = meta.input.resize if meta else "stretch"
-        self.ignore_index = (
-            facts.ignore_index if facts.ignore_index is not None else (meta.ignore_index if meta else None)
-        )
+        self.ignore_index = meta.ignore_index if meta else None  # --ignore-index: open_export_source
         fixed = (self.input_dims[3], self.input_dims[2])
         if None not in fixed:
             self.img_size = (int(fixed[0]), int(fixed[1]))  # type: ignore[arg-type]

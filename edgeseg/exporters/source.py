@@ -48,7 +48,8 @@ class SourceFacts:
         classes: class names, or their count (names then default to class0, class1, ...).
         mean, std: per-channel normalisation, x = (pixel / 255 - mean) / std.
         color_order: the network's channel order, "RGB", "BGR" or "GRAY".
-        ignore_index: the label id the metrics skip in labelled data, if any.
+        ignore_index: the label id the metrics skip in labelled data, if any: a data option that
+            every source takes (a checkpoint's recorded one included).
     Each one given wins over the file's own edgeseg metadata.
     """
 
@@ -59,9 +60,15 @@ class SourceFacts:
     ignore_index: int | None = None
 
     def given(self) -> list[str]:
-        """The CLI names of the facts that are set (for 'applies to an ONNX source only')."""
-        names = ("--classes", "--mean", "--std", "--color-order", "--ignore-index")
-        values = (self.classes, self.mean, self.std, self.color_order, self.ignore_index)
+        """The CLI names of the facts that are set."""
+        return [*self.model_facts_given(), *(["--ignore-index"] if self.ignore_index is not None else [])]
+
+    def model_facts_given(self) -> list[str]:
+        """The CLI names of the set facts that describe the network itself (classes, normalisation,
+        channel order): what a checkpoint holds and an ONNX file from elsewhere may not. The ignore
+        label is not one of them: it describes labelled data, and every source takes it."""
+        names = ("--classes", "--mean", "--std", "--color-order")
+        values = (self.classes, self.mean, self.std, self.color_order)
         return [n for n, v in zip(names, values, strict=True) if v is not None]
 
     def class_names(self) -> tuple[str, ...] | None:
@@ -275,4 +282,6 @@ class CheckpointSource(ExportSource):
     def reference(self) -> Reference:
         from edgeseg.evaluation.parity import Reference
 
-        return Reference.from_checkpoint(self.ckpt, self.torch_module())
+        ref = Reference.from_checkpoint(self.ckpt, self.torch_module())
+        ref.ignore_index = self.ignore_index  # --ignore-index wins over the checkpoint's own
+        return ref

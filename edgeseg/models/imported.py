@@ -208,6 +208,7 @@ def import_model(
     mean: Sequence[float],
     std: Sequence[float],
     color_order: str = "RGB",
+    ignore_index: int | None = None,
 ) -> Path:
     """Write an edgeseg model file from any `torch.nn.Module` mapping N x C x H x W float input to
     N x classes x H x W logits (a dict output with "out" is accepted). Every command that takes a
@@ -221,6 +222,10 @@ def import_model(
         img_size: (width, height) the model runs at (the program is captured at this size).
         mean, std: per-channel normalisation of pixel / 255 (1 value each for GRAY, 3 for RGB/BGR).
         color_order: the channel order the module expects: "RGB", "BGR" or "GRAY".
+        ignore_index: the label id that marks unlabelled pixels in the data the model is checked
+            on (11 in CamVid, 255 in VOC and Cityscapes): metrics skip it. It may be one of the
+            model's own ids (a "void" class trained as a class). Commands take `--ignore-index`
+            to override it.
 
     Raises InputError (one line, nothing written) for a wrong output shape, wrong mean/std lengths,
     an existing `path`, a forward that changes the module's own buffers or its input, or an operator
@@ -231,6 +236,10 @@ def import_model(
 
     names = _class_names(classes)
     norm, channels = _normalization(mean, std, color_order)
+    if ignore_index is not None and (
+        isinstance(ignore_index, bool) or not isinstance(ignore_index, int) or ignore_index < 0
+    ):
+        raise InputError(f"ignore_index must be a label id (an int, 0 or more); got {ignore_index!r}")
     w, h = size_arg(img_size)
     dest = Path(path)
     if not isinstance(module, torch.nn.Module):
@@ -240,7 +249,7 @@ def import_model(
     with claim(dest, "path"):
         if dest.exists():
             raise InputError(f"'{dest}' already exists; choose another path or remove it first")
-        return _write_imported(module, dest, names, norm, channels, (w, h))
+        return _write_imported(module, dest, names, norm, channels, (w, h), ignore_index)
 
 
 def _write_imported(
@@ -250,6 +259,7 @@ def _write_imported(
     norm: Normalization,
     channels: int,
     size: tuple[int, int],
+    ignore_index: int | None = None,
 ) -> Path:
     import torch
 
@@ -274,6 +284,7 @@ def _write_imported(
         class_names=names,
         normalization=norm,
         img_size=(w, h),
+        ignore_index=ignore_index,
         training={"imported": type(module).__qualname__},
         state_dict=state,
         program=program,
