@@ -361,7 +361,15 @@ def _doctor(
 
     src.write_onnx(path, draft, opset=config.opset)
     calib = config.calib or config.val_data
-    found = graph_findings(path, draft, [config.target], [config.precision], calib=calib)
+    found = graph_findings(
+        path,
+        draft,
+        [config.target],
+        [config.precision],
+        size=(draft.input.width, draft.input.height),
+        calib=calib,
+        advice=lambda s: src.size_advice(s, config.dynamic),
+    )
     for finding in found:
         log(f"doctor: {finding.line()}")
     errors = [f for f in found if f.severity == "error"]

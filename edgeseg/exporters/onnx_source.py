@@ -282,8 +282,19 @@ class OnnxSource(ExportSource):
         w, h = int(size[0]), int(size[1])
         if w <= 0 or h <= 0 or w % self.size_multiple or h % self.size_multiple:
             raise InputError(f"--img-size {w}x{h}: width and height must divide by {self.size_multiple}")
-        self._check_output(self._static_graph((w, h)), (w, h))
+        static = self._static_graph((w, h))
+        if len(_dims(static.graph.output[0])) != 4:  # no shape inferred: does it run at this size?
+            from edgeseg.exporters.doctor import check_stride
+
+            for finding in check_stride(self.model, (w, h), lambda s: self.size_advice(s, dynamic)):
+                raise InputError(f"{where}: {finding.what}; {finding.fix}")
+        self._check_output(static, (w, h))
         return w, h
+
+    def size_advice(self, size: tuple[int, int], dynamic: bool) -> str | None:
+        if None not in (self.input_dims[2], self.input_dims[3]):  # the graph fixes its own size
+            return f"export the ONNX file again with a {size[0]}x{size[1]} input"
+        return super().size_advice(size, dynamic)
 
     def tensor_names(self) -> tuple[str, str]:
         return self.input_name, self.output_name

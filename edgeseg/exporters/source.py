@@ -138,6 +138,16 @@ class ExportSource(abc.ABC):
     def export_size(self, requested: tuple[int, int] | None, dynamic: bool) -> tuple[int, int]:
         """The (width, height) to export at; InputError when it does not suit the model."""
 
+    def size_advice(self, size: tuple[int, int], dynamic: bool) -> str | None:
+        """What the user does to export this source at `size` = (width, height), as the export
+        accepts it (`export_size` is the judge), or None when no option gets it there. The doctor
+        phrases every size it advises with this, so its advice is what `export` then takes."""
+        try:
+            self.export_size(size, dynamic)
+        except InputError:
+            return None
+        return f"--img-size {size[0]}x{size[1]}"
+
     def draft(self, target: str, precision: str, size: tuple[int, int], dynamic: bool) -> Manifest:
         """The manifest draft (no files, tools or parity yet) of an export of this source."""
         from edgeseg._version import __version__
@@ -249,6 +259,11 @@ class CheckpointSource(ExportSource):
                 f"{stride}; e.g. {round_to_stride(w, stride)}x{round_to_stride(h, stride)}"
             )
         return w, h
+
+    def size_advice(self, size: tuple[int, int], dynamic: bool) -> str | None:
+        if self.ckpt.model_config.family == "imported":  # its program is captured at one size
+            return f"import the module again with img_size=({size[0]}, {size[1]})"
+        return super().size_advice(size, dynamic)
 
     def source_record(self) -> dict[str, Any]:
         return {"kind": self.kind, "checkpoint": recorded_path(self.path), "sha256": self.sha256}

@@ -206,3 +206,16 @@ def test_imported_file_through_predict_and_info(tmp_path: Path, capsys: pytest.C
     assert mask.shape == (40, 50) and mask.max() < 3
     assert main(["info", str(path)]) == 0
     assert "imported PadUNet (torch.export program at 46x30)" in capsys.readouterr().out
+
+
+def test_doctor_leaves_a_padded_skip_unet_at_an_odd_size_alone(tmp_path: Path):
+    """PadUNet pads each upsampled map to its skip: imported at 46x30 (not a multiple of its stride 4)
+    it runs as it does in PyTorch, so the stride is nothing to report."""
+    from edgeseg.exporters.doctor_run import diagnose
+
+    path = edgeseg.import_model(_trained_bn(PadUNet(), 3), tmp_path / "pad.pt", classes=3, img_size=(46, 30),
+                                mean=MEAN, std=STD)  # fmt: skip
+    report = diagnose(path, target="onnx", precision="fp32")
+    assert [f for f in report.findings if f.check == "stride"] == []
+    with pytest.raises(InputError, match=r"import it again with img_size=\(W, H\)"):
+        diagnose(path, target="onnx", precision="fp32", img_size=(48, 32))
