@@ -76,7 +76,9 @@ def stride(spec: ModelSpec) -> int:
 
 def describe(spec: ModelSpec) -> str:
     w, h = spec.kwargs["img_size"]
-    return f"imported {spec.kwargs.get('module', 'module')} (torch.export program at {w}x{h})"
+    scale = spec.kwargs.get("logits_upsampled")
+    up = f", its 1/{scale} logits upsampled bilinearly" if scale else ""
+    return f"imported {spec.kwargs.get('module', 'module')} (torch.export program at {w}x{h}{up})"
 
 
 # -- the module ---------------------------------------------------------------------------------
@@ -172,20 +174,50 @@ def _normalization(mean: Sequence[float], std: Sequence[float], color_order: str
 
 
 def _logits(output: Any) -> torch.Tensor:
+    """The logits tensor of a module's output: the tensor itself, a dict's "out" (torchvision) or
+    "logits", an output object's `.logits` (Hugging Face's `SemanticSegmenterOutput`), or the first
+    item of a tuple or list (a model returning (main, aux))."""
     import torch
 
-    if isinstance(output, dict) and "out" in output:  # torchvision's segmentation models
-        output = output["out"]
+    if isinstance(output, dict):  # torchvision's segmentation models; a ModelOutput is a dict too
+        for key in ("out", "logits"):
+            if key in output:
+                output = output[key]
+                break
+    elif not isinstance(output, torch.Tensor) and isinstance(getattr(output, "logits", None), torch.Tensor):
+        output = output.logits
+    elif isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        output = output[0]
     if not isinstance(output, torch.Tensor):
         raise InputError(
             f"the module returned {type(output).__name__}; it must return an N x classes x H x W "
-            "logits tensor (or a dict with 'out', as torchvision's models do)"
+            "logits tensor (or a dict with 'out' or 'logits', an object with .logits, or a tuple whose "
+            "first item is the logits)"
         )
     return output
 
 
-def unwrapped(module: nn.Module) -> nn.Module:
-    """The user's module with a dict output unwrapped: what torch.export captures."""
+_MAX_LOGITS_SCALE = 32  # logits at 1/2 .. 1/32 of the input are upsampled; beyond, likely a mistake
+
+
+def logits_scale(out_hw: tuple[int, int], in_hw: tuple[int, int]) -> int | None:
+    """The factor f when logits of (height, width) `out_hw` are the input's `in_hw` divided by f on
+    both sides (rounded down or up, as strided layers round), 1 when they are at the input's size,
+    None otherwise."""
+    if tuple(out_hw) == tuple(in_hw):
+        return 1
+    for f in range(2, _MAX_LOGITS_SCALE + 1):
+        if all(o in (i // f, -(-i // f)) for o, i in zip(out_hw, in_hw, strict=True)):
+            return f
+    return None
+
+
+def unwrapped(module: nn.Module, upsample: bool = False) -> nn.Module:
+    """The user's module with its output unwrapped to the logits tensor (`_logits`): what torch.export
+    captures. With `upsample`, logits that come out at a fraction of the input's size (SegFormer's
+    1/4) are brought to it by bilinear interpolation without corner alignment, the step Hugging
+    Face's `post_process_semantic_segmentation` takes; it becomes part of the captured program, so
+    every exported graph holds it."""
     import torch
 
     class Logits(torch.nn.Module):
@@ -194,7 +226,12 @@ def unwrapped(module: nn.Module) -> nn.Module:
             self.module = module
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return _logits(self.module(x))
+            y = _logits(self.module(x))
+            if upsample:
+                y = torch.nn.functional.interpolate(
+                    y, size=x.shape[-2:], mode="bilinear", align_corners=False
+                )
+            return y
 
     return Logits()
 
@@ -211,8 +248,15 @@ def import_model(
     ignore_index: int | None = None,
 ) -> Path:
     """Write an edgeseg model file from any `torch.nn.Module` mapping N x C x H x W float input to
-    N x classes x H x W logits (a dict output with "out" is accepted). Every command that takes a
-    checkpoint takes the file; it loads without the module's source code and without unpickling.
+    N x classes x H x W logits. Every command that takes a checkpoint takes the file; it loads
+    without the module's source code and without unpickling.
+
+    The output may also be a dict with "out" (torchvision) or "logits", an object with `.logits`
+    (Hugging Face), or a tuple whose first item is the logits; and the logits may come out at 1/f
+    of the input's size (f = 2 .. 32 on both sides, e.g. SegFormer's 1/4): edgeseg then adds a
+    bilinear upsampling to the input's size (align_corners=False, as Hugging Face's
+    post-processing) to the captured program, recorded in the file (`logits_upsampled`), so every
+    exported graph holds it.
 
     Args:
         module: the network; it is captured in eval mode (its BatchNorm statistics are frozen into the
@@ -269,16 +313,21 @@ def _write_imported(
     w, h = size
     x = torch.rand(1, channels, h, w)
     with _untouched(module) as own:
-        wrapped = unwrapped(own.eval()).eval()
+        own.eval()
         with torch.inference_mode():
-            y = wrapped(x)
-        if tuple(y.shape) != (1, len(names), h, w):
+            y = unwrapped(own)(x)
+        scale = logits_scale(tuple(y.shape[-2:]), (h, w)) if y.dim() == 4 else None
+        if y.dim() != 4 or y.shape[:2] != (1, len(names)) or scale is None:
             raise InputError(
                 f"the module maps 1x{channels}x{h}x{w} input to shape {'x'.join(map(str, y.shape))}; "
-                f"edgeseg needs 1x{len(names)}x{h}x{w} logits (one channel per class, at the input's size)"
+                f"edgeseg needs 1x{len(names)}x{h}x{w} logits (one channel per class, at the input's size, "
+                f"or at 1/2 .. 1/{_MAX_LOGITS_SCALE} of it, which edgeseg upsamples)"
             )
-        program, state = _capture(wrapped, x)
-    spec = ModelSpec(ARCH, channels, len(names), {"module": type(module).__name__, "img_size": [w, h]})
+        program, state = _capture(unwrapped(own, upsample=scale > 1).eval(), x)
+    kwargs: dict[str, Any] = {"module": type(module).__name__, "img_size": [w, h]}
+    if scale > 1:
+        kwargs["logits_upsampled"] = scale  # recorded: the bilinear step edgeseg added
+    spec = ModelSpec(ARCH, channels, len(names), kwargs)
     ckpt = Checkpoint(
         model_config=spec,
         class_names=names,

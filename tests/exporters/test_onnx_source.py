@@ -256,3 +256,45 @@ def test_facts_for_a_checkpoint_are_refused(tmp_path: Path):
     with pytest.raises(InputError, match=r"--mean, --color-order apply to an ONNX source only"):
         export(ckpt, ExportConfig("onnx"), facts=SourceFacts(mean=(0.5,) * 3, color_order="RGB"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.pt"]
+
+
+def _quarter_logits_onnx(path: Path, dynamic: bool) -> Path:
+    """A SegFormer-like graph: logits at 1/4 of the input (a stride-4 patch convolution, a 1x1 head)."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 7, stride=4, padding=3), nn.ReLU(), nn.Conv2d(8, 3, 1)).eval()
+    axes = (
+        {"pixel_values": {0: "n", 2: "h", 3: "w"}, "logits": {0: "n", 2: "h4", 3: "w4"}} if dynamic else None
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.rand(1, 3, 30, 46),), str(path), input_names=["pixel_values"],
+                          output_names=["logits"], opset_version=17, dynamo=False,
+                          dynamic_axes=axes)  # fmt: skip
+    return path
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_quarter_size_logits_get_an_upsampling_step_in_the_graph(tmp_path: Path, dynamic: bool):
+    pytest.importorskip("onnxruntime")
+    import onnx
+
+    from edgeseg.segmenter import Segmenter
+
+    src = _quarter_logits_onnx(tmp_path / "segformer.onnx", dynamic)
+    size = (46, 30) if dynamic else None
+    result = _export(src, tmp_path / "b", target="onnx", img_size=size, dynamic=dynamic, parity_images=2)
+    assert result.parity.pixel_agreement == 1.0 and result.parity.max_abs_logit_diff < 1e-5
+    assert "with its 1/4 logits upsampled" in result.parity.reference
+    assert result.manifest.model["logits_upsampled"] == 4
+    graph = onnx.load(str(tmp_path / "b" / result.manifest.model_file)).graph
+    assert graph.node[-1].op_type == "Resize" and graph.output[0].name == "logits"
+    frame = np.zeros((40, 64, 3), np.uint8)
+    with Segmenter(tmp_path / "b", img_size=(64, 48) if dynamic else None) as seg:
+        probs = seg(frame, return_probs=True).probabilities
+        assert probs is not None and probs.shape == (3, 40, 64)
+    assert (
+        src.read_bytes() == _quarter_logits_onnx(tmp_path / "again.onnx", dynamic).read_bytes()
+    )  # untouched
