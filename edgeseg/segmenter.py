@@ -337,7 +337,7 @@ class Segmenter:
         results = []
         for i, placement in enumerate(placements):
             t0 = time.perf_counter()
-            mask, probs = restore_output(logits[i], placement, return_probs)
+            mask, probs = restore_output(logits[i], placement, return_probs, pre.probabilities)
             post_ms = (time.perf_counter() - t0) * 1000.0
             timings = {"pre": pre_ms[i], "wait": wait_ms, "infer": infer_ms, "post": post_ms}
             timings["total"] = sum(timings.values())
@@ -373,7 +373,8 @@ class Segmenter:
                 probs = None
                 if return_probs or not pre.mask_name:
                     whole = Placement(hw[0], hw[1], 0, 0, pre.height, pre.width)
-                    mask, probs = restore_output(outputs[pre.output_name][j], whole, return_probs)
+                    out = outputs[pre.output_name][j]
+                    mask, probs = restore_output(out, whole, return_probs, pre.probabilities)
                 else:
                     ids = outputs[pre.mask_name][j]
                     if ids.dtype.kind != "u":  # int32 ids of a TensorRT graph beyond 256 classes

@@ -90,6 +90,22 @@ def _opset(model: onnx.ModelProto) -> int:
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
+def ends_in_softmax(model: onnx.ModelProto) -> bool:
+    """Whether the first output is a softmax over the classes (axis 1 of N x classes x H x W), reached
+    back through ops that change nothing about the values (Identity, Cast). A LogSoftmax is left as
+    it is: log-probabilities are logits to every use (their softmax is the probabilities)."""
+    g = model.graph
+    producers = {o: n for n in g.node for o in n.output}
+    node = producers.get(g.output[0].name) if g.output else None
+    while node is not None and node.op_type in ("Identity", "Cast") and node.input:
+        node = producers.get(node.input[0])
+    if node is None or node.op_type != "Softmax":
+        return False
+    axis = next((a.i for a in node.attribute if a.name == "axis"), 1 if _opset(model) < 13 else -1)
+    # Before opset 13, Softmax flattens from `axis` on: axis 1 is over classes x H x W, not per pixel.
+    return axis in (1, -3) and _opset(model) >= 13
+
+
 class OnnxSource(ExportSource):
     """A foreign (or edgeseg-written) `.onnx` file, checked; build with `OnnxSource.open`."""
 
@@ -111,6 +127,8 @@ class OnnxSource(ExportSource):
         src.facts = facts
         src._check_graph()
         src._resolve(facts)
+        if ends_in_softmax(model):
+            src.output_steps = tuple(dict.fromkeys((*src.output_steps, "softmax")))
         if src.opset_given < MIN_SOURCE_OPSET:
             from onnx import version_converter
 
@@ -219,6 +237,7 @@ class OnnxSource(ExportSource):
         elif meta is not None:
             self.img_size = (meta.input.width, meta.input.height)
         self.size_multiple = meta.input.size_multiple if meta else 1
+        self.output_steps = tuple(s for s in (meta.output.graph_steps if meta else ()) if s == "softmax")
 
     def _static_graph(self, size: tuple[int, int]) -> onnx.ModelProto:
         """A copy with the input fixed to 1 x C x H x W and shapes inferred again."""
@@ -430,6 +449,7 @@ class OnnxSource(ExportSource):
 
             ref.close, ref.source = close_and_remove, str(self.path)
             ref.label += f" with its 1/{self.upsampled} logits upsampled"
+        ref.probabilities = "softmax" in self.output_steps
         return ref
 
     def segmenter_options(self, size: tuple[int, int]) -> dict[str, Any]:

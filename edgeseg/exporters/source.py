@@ -96,7 +96,9 @@ class ExportSource(abc.ABC):
         size_multiple: what the input's sides must divide by.
         reference_label: how reports name the FP32 reference ("PyTorch" or the source ONNX).
         reference_backend: the edgeseg backend the reference runs on (benchmark's baseline row).
-        facts: the `SourceFacts` the source was opened with (None for a checkpoint).
+        facts: the `SourceFacts` the source was opened with.
+        output_steps: what the graph itself does to its output (the manifest's
+            `output.graph_steps`): ("softmax",) for a graph that ends in a softmax.
     """
 
     kind: str
@@ -112,7 +114,8 @@ class ExportSource(abc.ABC):
     size_multiple: int = 1
     reference_label: str = "PyTorch"
     reference_backend: str = "torch"
-    facts: SourceFacts | None = None  # what the caller stated about the model (ONNX sources)
+    facts: SourceFacts | None = None  # what the caller stated about the model
+    output_steps: tuple[str, ...] = ()
 
     @property
     def classes(self) -> int:
@@ -169,7 +172,7 @@ class ExportSource(abc.ABC):
                 resize=self.resize,
                 size_multiple=self.size_multiple,
             ),
-            output=OutputSpec(name=out, classes=self.classes),
+            output=OutputSpec(name=out, classes=self.classes, graph_steps=self.output_steps),
             source=self.source_record(),
             model=self.model_record(),
             ignore_index=self.ignore_index,

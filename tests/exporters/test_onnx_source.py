@@ -298,3 +298,52 @@ def test_quarter_size_logits_get_an_upsampling_step_in_the_graph(tmp_path: Path,
     assert (
         src.read_bytes() == _quarter_logits_onnx(tmp_path / "again.onnx", dynamic).read_bytes()
     )  # untouched
+
+
+def _softmax_onnx(path: Path) -> Path:
+    """A graph that ends in Softmax over the classes: its output is probabilities, not logits."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 1), nn.Softmax(dim=1)
+    ).eval()
+    with torch.no_grad():
+        net[2].weight.mul_(8)  # confident probabilities, far from their own softmax
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.rand(1, 3, 32, 48),), str(path), input_names=["pixel_values"],
+                          output_names=["probs"], opset_version=17, dynamo=False)  # fmt: skip
+    return path
+
+
+def test_a_graph_ending_in_softmax_outputs_probabilities_not_softmaxed_again(tmp_path: Path):
+    ort = pytest.importorskip("onnxruntime")
+    import onnx
+
+    from edgeseg.exporters.onnx_source import ends_in_softmax
+    from edgeseg.exporters.prepost import fused_manifest
+    from edgeseg.manifest import read_manifest
+    from edgeseg.segmenter import Segmenter
+
+    src = _softmax_onnx(tmp_path / "softmax.onnx")
+    assert ends_in_softmax(onnx.load(str(src)))
+    assert not ends_in_softmax(onnx.load(str(make_foreign_onnx(tmp_path / "plain.onnx"))))
+    result = _export(src, tmp_path / "b", target="onnx", parity_images=2)
+    manifest = read_manifest(tmp_path / "b")
+    assert "softmax" in manifest.output.graph_steps
+    assert manifest.parity is not None and manifest.parity["output"] == "probabilities"
+    assert "max |Δprobability|" in result.parity.summary()
+    assert fused_manifest(manifest).output.graph_steps == ("softmax", "argmax")
+    # The bundle's probabilities are the graph's own, at a frame of the model's size (no resize).
+    frame = np.random.default_rng(0).integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    x = ((frame / 255.0 - FACTS.mean) / FACTS.std).astype(np.float32).transpose(2, 0, 1)[None]
+    session = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {"pixel_values": x})[0][0]
+    for model in (tmp_path / "b", tmp_path / "b" / manifest.model_file):  # the bundle, its bare .onnx
+        with Segmenter(model, input_format="rgb") as seg:
+            probs = seg(frame, return_probs=True).probabilities
+        assert probs is not None
+        np.testing.assert_allclose(probs, expected, atol=1e-5)
+    assert expected.max(0).mean() > 0.6  # softmax applied twice would flatten these towards 1/3
