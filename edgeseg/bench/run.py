@@ -351,7 +351,7 @@ def _reference_row(src: ExportSource) -> BenchRow:
     name = "pytorch" if src.reference_backend == "torch" else f"source {src.kind}"
     target = "pytorch" if src.reference_backend == "torch" else src.kind
     row = BenchRow(name, target, "fp32", backend=src.reference_backend, reference=True, path=str(src.path))
-    row.size_mb = round(src.path.stat().st_size / 1e6, 2)
+    row.size_mb = round(src.stored_bytes() / 1e6, 2)
     return row
 
 

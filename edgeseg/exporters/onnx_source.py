@@ -366,6 +366,9 @@ class OnnxSource(ExportSource):
     def tensor_names(self) -> tuple[str, str]:
         return self.input_name, self.output_name
 
+    def files(self) -> list[Path]:
+        return [self.path, *(self.path.parent / name for name in self.external)]
+
     def source_record(self) -> dict[str, Any]:
         record: dict[str, Any] = {"kind": self.kind, "onnx": recorded_path(self.path), "sha256": self.sha256}
         if self.external:

@@ -125,12 +125,23 @@ class ExportSource(abc.ABC):
     def sha256(self) -> str:
         return sha256_file(self.path)
 
+    def files(self) -> list[Path]:
+        """Every file the source is stored in: the model file, and for an ONNX file the external
+        data beside it (what its size is, e.g. the benchmark's size column of its baseline row)."""
+        return [self.path]
+
+    def stored_bytes(self) -> int:
+        """The size of the source on disk: all its `files`."""
+        return sum(f.stat().st_size for f in self.files())
+
     def model_classes(self) -> ClassSet:
         """The model's classes, as labelled data and other models must agree with them."""
         return ClassSet.of(f"the model '{self.path}'", self.class_names)
 
     def default_bundle_dir(self, target: str, precision: str, dynamic: bool) -> Path:
-        """Beside the source: runs/x/best.pt -> runs/x/unet-onnx-fp32; model.onnx -> model-onnx-fp32."""
+        """Beside the source: runs/x/best.pt -> runs/x/unet-onnx-fp32 (a training run holds one
+        model); model.onnx -> model-onnx-fp32 and an imported mine.pt -> mine-onnx-fp32 (a folder of
+        models brought in holds many, told apart by their file names)."""
         suffix = "-dynamic" if dynamic else ""
         return self.path.parent / f"{self._bundle_stem()}-{target}-{precision}{suffix}"
 
@@ -238,6 +249,8 @@ class CheckpointSource(ExportSource):
         self._model: torch.nn.Module | None = None
 
     def _bundle_stem(self) -> str:
+        if self.ckpt.model_config.family == "imported":  # the arch would be "imported" for every one
+            return self.path.stem
         return self.ckpt.model_config.arch.replace(":", "-")  # unet, smp-unet, ...
 
     def export_size(self, requested: tuple[int, int] | None, dynamic: bool) -> tuple[int, int]:

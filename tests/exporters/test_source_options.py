@@ -139,3 +139,17 @@ def test_import_model_records_the_ignore_label(tmp_path: Path, capsys: pytest.Ca
     )
     assert rc == 0, err
     assert read_manifest(tmp_path / "b").ignore_index == 255
+
+
+def test_default_bundles_of_imported_models_are_named_after_their_files(tmp_path: Path):
+    """Two models imported into one folder export, by default, to two folders (not both to
+    imported-onnx-fp32); a trained checkpoint keeps its architecture's name."""
+    pytest.importorskip("onnxruntime")
+    from edgeseg.exporters import ExportConfig, export
+
+    a, b = _imported(tmp_path / "road.pt"), _imported(tmp_path / "lane.pt")
+    config = ExportConfig(target="onnx", parity_images=1)
+    bundles = [export(path, config).bundle for path in (a, b)]
+    assert [p.name for p in bundles] == ["road-onnx-fp32", "lane-onnx-fp32"]
+    ckpt = make_checkpoint(tmp_path / "best.pt", classes=CLASSES, size=SIZE)
+    assert export(ckpt, config).bundle.name == "unet-onnx-fp32"
