@@ -318,7 +318,7 @@ class OnnxSource(ExportSource):
 
     def _fraction(self, static: onnx.ModelProto, size: tuple[int, int]) -> int:
         """f when the static graph's logits are at 1/f of `size` (SegFormer's 1/4), else 1."""
-        from edgeseg.models.imported import logits_scale
+        from edgeseg._logits import logits_scale
 
         dims = _dims(static.graph.output[0])
         if len(dims) != 4 or None in dims[2:]:

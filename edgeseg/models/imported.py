@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgeseg._claims import claim
 from edgeseg._guards import sequence_arg, size_arg
+from edgeseg._logits import MAX_LOGITS_SCALE, logits_scale
 from edgeseg.errors import EdgesegRuntimeError, InputError, first_line
 from edgeseg.models.program import check_program, export_program
 
@@ -197,21 +198,6 @@ def _logits(output: Any) -> torch.Tensor:
     return output
 
 
-_MAX_LOGITS_SCALE = 32  # logits at 1/2 .. 1/32 of the input are upsampled; beyond, likely a mistake
-
-
-def logits_scale(out_hw: tuple[int, int], in_hw: tuple[int, int]) -> int | None:
-    """The factor f when logits of (height, width) `out_hw` are the input's `in_hw` divided by f on
-    both sides (rounded down or up, as strided layers round), 1 when they are at the input's size,
-    None otherwise."""
-    if tuple(out_hw) == tuple(in_hw):
-        return 1
-    for f in range(2, _MAX_LOGITS_SCALE + 1):
-        if all(o in (i // f, -(-i // f)) for o, i in zip(out_hw, in_hw, strict=True)):
-            return f
-    return None
-
-
 def unwrapped(module: nn.Module, upsample: bool = False) -> nn.Module:
     """The user's module with its output unwrapped to the logits tensor (`_logits`): what torch.export
     captures. With `upsample`, logits that come out at a fraction of the input's size (SegFormer's
@@ -321,7 +307,7 @@ def _write_imported(
             raise InputError(
                 f"the module maps 1x{channels}x{h}x{w} input to shape {'x'.join(map(str, y.shape))}; "
                 f"edgeseg needs 1x{len(names)}x{h}x{w} logits (one channel per class, at the input's size, "
-                f"or at 1/2 .. 1/{_MAX_LOGITS_SCALE} of it, which edgeseg upsamples)"
+                f"or at 1/2 .. 1/{MAX_LOGITS_SCALE} of it, which edgeseg upsamples)"
             )
         program, state = _capture(unwrapped(own, upsample=scale > 1).eval(), x)
     kwargs: dict[str, Any] = {"module": type(module).__name__, "img_size": [w, h]}

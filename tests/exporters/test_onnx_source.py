@@ -291,10 +291,15 @@ def test_quarter_size_logits_get_an_upsampling_step_in_the_graph(tmp_path: Path,
     assert result.manifest.model["logits_upsampled"] == 4
     graph = onnx.load(str(tmp_path / "b" / result.manifest.model_file)).graph
     assert graph.node[-1].op_type == "Resize" and graph.output[0].name == "logits"
-    frame = np.zeros((40, 64, 3), np.uint8)
+    frame = np.random.default_rng(0).integers(0, 256, (40, 64, 3), dtype=np.uint8)
     with Segmenter(tmp_path / "b", img_size=(64, 48) if dynamic else None) as seg:
         probs = seg(frame, return_probs=True).probabilities
         assert probs is not None and probs.shape == (3, 40, 64)
+    # The bare source through Segmenter (benchmark's baseline row, the demo's baseline): its 1/4
+    # logits are upsampled the same way, so its masks are the bundle's.
+    options = {"mean": FACTS.mean, "std": FACTS.std, "color_order": "RGB", "classes": 3}
+    with Segmenter(src, img_size=(46, 30), **options) as raw, Segmenter(tmp_path / "b", img_size=size) as seg:
+        np.testing.assert_array_equal(raw(frame).mask, seg(frame).mask)
     assert (
         src.read_bytes() == _quarter_logits_onnx(tmp_path / "again.onnx", dynamic).read_bytes()
     )  # untouched
