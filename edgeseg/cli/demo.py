@@ -45,7 +45,9 @@ def demo(
             "Default: the bundle's source."
         ),
     ] = None,
-    compare: Annotated[bool, typer.Option(help="Compare with PyTorch on sampled frames.")] = True,
+    compare: Annotated[
+        bool, typer.Option(help="Compare with the source (PyTorch, or ONNX Runtime) on sampled frames.")
+    ] = True,
     headless: Annotated[bool, typer.Option(help="No window (for machines without a screen).")] = False,
     save: Annotated[
         Path | None,

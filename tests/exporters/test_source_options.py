@@ -115,6 +115,10 @@ def test_checkpoint_refuses_network_facts_but_takes_the_ignore_label(
     rc, _, err = run_cli([*args, "--ignore-index", "7"], capsys)
     assert rc == 0, err
     assert read_manifest(tmp_path / "b").ignore_index == 7
+    import edgeseg  # the Python entry point takes it for a model file too
+
+    result = edgeseg.export(sources["checkpoint"], target="onnx", ignore_index=9, out=str(tmp_path / "c"))
+    assert result.manifest.ignore_index == 9
 
 
 def test_import_model_records_the_ignore_label(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
