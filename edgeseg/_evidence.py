@@ -13,7 +13,9 @@ Two rules, each enforced by one function that every figure and every gate goes t
   without evidence does not pass, and a figure without evidence is not a figure.
 - **Classes** (`require_same_classes`): where two models, or a model and labelled data, meet (eval,
   export's --val-data and --calib, parity, benchmark --data, the demo's baseline and ground truth),
-  their class counts must agree; InputError names both sides and what to do.
+  their class counts must agree; InputError names both sides and what to do. Labelled data may
+  name one class fewer than a model whose last class is the data's ignore label (a "void" class
+  trained as a class, as CamVid's 11 + void models are: `require_data_classes`).
 
 NumPy only (no torch), so every layer can use it.
 """
@@ -33,6 +35,7 @@ __all__ = [
     "ClassSet",
     "Evidence",
     "labelled_hint",
+    "require_data_classes",
     "require_evidence",
     "require_same_classes",
 ]
@@ -136,3 +139,20 @@ def require_same_classes(first: ClassSet, second: ClassSet, fix: str) -> None:
     not compared: generated names like class0 or c0 say nothing about what an id means.)"""
     if first.count != second.count:
         raise InputError(f"{first.describe()} but {second.describe()}; {fix}")
+
+
+def require_data_classes(model: ClassSet, data: ClassSet, ignore_index: int | None, fix: str) -> None:
+    """Labelled `data` against a `model`'s classes: the same count, or one fewer when the model's last
+    class is the data's ignore label (a model with a "void" class, labels that mark void as
+    unlabelled: those pixels are skipped, the void class has no truth to be scored on). Otherwise
+    InputError naming both, `fix`, and, for a model with exactly one more class, the --ignore-index
+    that makes the two agree."""
+    if model.count == data.count or (model.count == data.count + 1 and ignore_index == data.count):
+        return
+    if model.count == data.count + 1:
+        void = data.count
+        fix = (
+            f"if the model's class {void} ('{model.names[void]}') is what this data leaves unlabelled, "
+            f"pass --ignore-index {void}; else {fix}"
+        )
+    require_same_classes(model, data, fix)

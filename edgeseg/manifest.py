@@ -82,6 +82,8 @@ class OutputSpec:
 
     A graph whose `graph_steps` holds "argmax" also outputs the class ids, (N, H, W) uint8 (uint16
     beyond 256 classes), as the tensor named `mask`; the logits stay an output for probabilities.
+    "softmax" in `graph_steps`: the graph itself ends in a softmax over the classes (a source graph
+    from elsewhere), so the output already holds class probabilities and none is applied again.
     """
 
     name: str
@@ -215,7 +217,7 @@ _RESIZES = ("stretch", "letterbox")
 _LAYOUTS = ("NCHW", "NHWC")
 _DTYPES = ("float32", "float16", "uint8")
 _INPUT_STEPS = ("resize", "normalize")
-_OUTPUT_STEPS = ("argmax",)
+_OUTPUT_STEPS = ("argmax", "softmax")
 _MAX_CHANNELS, _MAX_CLASSES, _MAX_SIDE = 64, 65536, 1 << 16
 _MIN_STD = 1e-12  # std divides: zero or negative is no normalisation
 
@@ -255,6 +257,7 @@ def parity_report(r: Record) -> dict[str, Any]:
         r.text(key, default=None)
     r.integer("images", minimum=0, default=None)
     r.numbers("img_size", minimum=1, length=2, default=None)
+    r.text("output", choices=("logits", "probabilities"), default="logits")
     r.number("max_abs_logit_diff", minimum=0.0)
     r.number("mean_abs_logit_diff", minimum=0.0, default=None)
     r.number("pixel_agreement", minimum=0.0, maximum=1.0)

@@ -76,6 +76,7 @@ class Preprocessing:
     frame_order: str = ""  # with graph_steps: the channel order the graph takes frames in
     mask_name: str = ""  # the graph's class-id output, when it does the argmax
     resize_kernel: str = "pillow"  # who runs the host-side resize: "pillow" or "torch" (RESIZE_KERNELS)
+    probabilities: bool = False  # the output already holds class probabilities (the graph's softmax)
 
     @property
     def fused(self) -> bool:
@@ -186,6 +187,7 @@ def resolve_preprocessing(
         resize=str(overrides.resize or (meta.resize if meta else "stretch")).lower(),
         class_names=tuple(str(n) for n in names),
         dtype=inp.dtype,
+        probabilities=manifest is not None and "softmax" in manifest.output.graph_steps,
     )
     _check(pre, inp, classes, meta.size_multiple if meta else 1, where)
     return pre
@@ -230,6 +232,7 @@ def _fused(
         graph_steps=meta.graph_steps,
         frame_order=meta.frame_order or ("GRAY" if meta.channels == 1 else "BGR"),
         mask_name=manifest.output.mask if "argmax" in manifest.output.graph_steps else "",
+        probabilities="softmax" in manifest.output.graph_steps,
     )
 
 
@@ -329,12 +332,14 @@ def prepare_frame(frame: np.ndarray, pre: Preprocessing, input_format: str) -> t
 
 
 def restore_output(
-    logits: np.ndarray, placement: Placement, with_probs: bool = False
+    logits: np.ndarray, placement: Placement, with_probs: bool = False, probabilities: bool = False
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """KxHxW logits -> (mask of class ids at the frame's size, KxHxW probabilities there or None).
 
     The mask is the argmax at the network's resolution, resized with nearest sampling; uint8 (uint16
-    for more than 256 classes). Probabilities are resized the same way, so their argmax is the mask.
+    for more than 256 classes). Probabilities are the softmax of the logits, or the output itself
+    when it already holds them (`probabilities`: a graph ending in a softmax), resized the same way,
+    so their argmax is the mask.
     """
     p = placement
     crop = logits[:, p.top : p.top + p.height, p.left : p.left + p.width]
@@ -342,9 +347,12 @@ def restore_output(
     mask = resize_mask(ids, (p.frame_width, p.frame_height))
     if not with_probs:
         return mask, None
-    z = crop.astype(np.float32) - crop.max(0, keepdims=True)  # shifted: exp cannot overflow
-    probs = np.exp(z)
-    probs /= probs.sum(0, keepdims=True)
+    if probabilities:
+        probs = crop.astype(np.float32)
+    else:
+        z = crop.astype(np.float32) - crop.max(0, keepdims=True)  # shifted: exp cannot overflow
+        probs = np.exp(z)
+        probs /= probs.sum(0, keepdims=True)
     probs = resize_mask(probs.transpose(1, 2, 0), (p.frame_width, p.frame_height)).transpose(2, 0, 1)
     return mask, np.ascontiguousarray(probs)
 

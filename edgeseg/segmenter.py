@@ -31,6 +31,7 @@ import numpy as np
 
 from edgeseg._cpu import usable_cores
 from edgeseg._guards import sequence_arg, size_arg
+from edgeseg._logits import logits_scale, upsample_logits
 from edgeseg._paths import MODEL_FILES, folder_not_file
 from edgeseg.errors import EdgesegRuntimeError, InputError
 from edgeseg.manifest import MANIFEST_NAME, Manifest, read_manifest
@@ -334,10 +335,15 @@ class Segmenter:
         outputs = self._backend.infer({pre.input_name: np.stack(inputs)})
         wait_ms, infer_ms = _call_shares(outputs.wait_ms, (time.perf_counter() - t0) * 1000.0, len(frames))
         logits = outputs[pre.output_name]
+        hw = (pre.height, pre.width)
+        # A graph from elsewhere whose logits are at 1/f of its input (SegFormer's 1/4): brought to
+        # the input's size as an export's graph does it (edgeseg._logits), then restored.
+        if logits.ndim == 4 and logits.shape[-2:] != hw and (logits_scale(logits.shape[-2:], hw) or 1) > 1:
+            logits = upsample_logits(logits, hw)
         results = []
         for i, placement in enumerate(placements):
             t0 = time.perf_counter()
-            mask, probs = restore_output(logits[i], placement, return_probs)
+            mask, probs = restore_output(logits[i], placement, return_probs, pre.probabilities)
             post_ms = (time.perf_counter() - t0) * 1000.0
             timings = {"pre": pre_ms[i], "wait": wait_ms, "infer": infer_ms, "post": post_ms}
             timings["total"] = sum(timings.values())
@@ -373,7 +379,8 @@ class Segmenter:
                 probs = None
                 if return_probs or not pre.mask_name:
                     whole = Placement(hw[0], hw[1], 0, 0, pre.height, pre.width)
-                    mask, probs = restore_output(outputs[pre.output_name][j], whole, return_probs)
+                    out = outputs[pre.output_name][j]
+                    mask, probs = restore_output(out, whole, return_probs, pre.probabilities)
                 else:
                     ids = outputs[pre.mask_name][j]
                     if ids.dtype.kind != "u":  # int32 ids of a TensorRT graph beyond 256 classes

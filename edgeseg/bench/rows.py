@@ -204,7 +204,7 @@ def reference_row(src: ExportSource) -> BenchRow:
         runs_source=True,
         path=str(src.path),
     )
-    row.size_mb = round(src.path.stat().st_size / 1e6, 2)
+    row.size_mb = round(src.stored_bytes() / 1e6, 2)
     return row
 
 

@@ -1,5 +1,7 @@
 """The options that describe an ONNX file from another framework, shared by export, eval, predict
-and benchmark: what its graph cannot say about itself (classes, normalisation, channel order)."""
+and benchmark: what its graph cannot say about itself (classes, normalisation, channel order); and
+the data option every model takes (--ignore-index: edgeseg.exporters.source_open decides which
+option a source takes)."""
 
 from __future__ import annotations
 
@@ -24,7 +26,10 @@ StdOpt = Annotated[
     str | None, typer.Option(help="ONNX without edgeseg metadata: per-channel std, e.g. 0.229,0.224,0.225.")
 ]
 IgnoreIndexOpt = Annotated[
-    int | None, typer.Option(min=0, help="ONNX without edgeseg metadata: the label id metrics skip.")
+    int | None,
+    typer.Option(
+        min=0, help="The label id of unlabelled pixels in the data (e.g. 11, 255); overrides the model's."
+    ),
 ]
 ImgSizeOpt = Annotated[
     str | None, typer.Option(help="ONNX with a dynamic input and no edgeseg metadata: size WxH.")

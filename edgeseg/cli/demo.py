@@ -40,9 +40,14 @@ def demo(
     resize_kernel: ResizeKernelOpt = "pillow",
     baseline: Annotated[
         Path | None,
-        typer.Option(help="PyTorch checkpoint to compare with. Default: the bundle's source checkpoint."),
+        typer.Option(
+            help="Source to compare with: a checkpoint (PyTorch) or an .onnx (ONNX Runtime). "
+            "Default: the bundle's source."
+        ),
     ] = None,
-    compare: Annotated[bool, typer.Option(help="Compare with PyTorch on sampled frames.")] = True,
+    compare: Annotated[
+        bool, typer.Option(help="Compare with the source (PyTorch, or ONNX Runtime) on sampled frames.")
+    ] = True,
     headless: Annotated[bool, typer.Option(help="No window (for machines without a screen).")] = False,
     save: Annotated[
         Path | None,

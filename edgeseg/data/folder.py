@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from edgeseg._evidence import ClassSet, require_same_classes
+from edgeseg._evidence import ClassSet, require_data_classes
 from edgeseg._guards import sequence_arg, size_arg
 from edgeseg.data.class_ids import refuse_isolated_top_id, warn_if_smeared
 from edgeseg.data.files import SkipLog, Skipped, list_images
@@ -81,13 +81,16 @@ def classes_file(root: str | os.PathLike[str]) -> Path | None:
     return None
 
 
-def check_declared_classes(root: str | os.PathLike[str], model: ClassSet, fix: str) -> None:
+def check_declared_classes(
+    root: str | os.PathLike[str], model: ClassSet, fix: str, ignore_index: int | None = None
+) -> None:
     """InputError when a folder's classes.txt (`classes_file`) lists another number of classes than
-    `model` has; nothing to check without one (a folder of images, or masks whose ids say nothing
-    about a count). For folders whose masks are not read (calibration images)."""
+    `model` has (edgeseg._evidence.require_data_classes: one fewer is fine when the model's last class
+    is `ignore_index`); nothing to check without one (a folder of images, or masks whose ids say
+    nothing about a count). For folders whose masks are not read (calibration images)."""
     found = classes_file(root)
     if found is not None:
-        require_same_classes(model, ClassSet.of(f"'{found}'", read_class_names(found)), fix)
+        require_data_classes(model, ClassSet.of(f"'{found}'", read_class_names(found)), ignore_index, fix)
 
 
 class FolderDataset:
@@ -288,11 +291,14 @@ class FolderDataset:
         else:
             names, names_source = None, ""
         if names is not None and self._model is not None:
-            require_same_classes(
+            require_data_classes(
                 self._model,
                 ClassSet.of(names_source, names),
+                ignore,
                 "give data labelled with the model's classes, or a model trained on these",
             )
+            # A model whose last class is the data's ignore label: its name completes the data's.
+            names = [*names, *self._model.names[len(names) :]]
         if names is not None and num_classes is not None and len(names) != num_classes:
             raise InputError(
                 f"{names_source} lists {len(names)} classes but --classes is {num_classes}; "
@@ -327,11 +333,18 @@ class FolderDataset:
             bad = v[v >= declared]
             if bad.size and self._model is not None:
                 model = self._model
+                # One id beyond the model's in every mask (CamVid's 11, VOC's 255): an unlabelled mark.
+                beyond = np.unique(np.concatenate([w[w >= declared] for w in labelled]))
+                unlabelled = (
+                    f"if {int(bad[0])} marks unlabelled pixels, pass --ignore-index {int(bad[0])}; else "
+                    if ignore is None and beyond.size == 1
+                    else ""
+                )
                 raise InputError(
                     f"mask '{mask_path}' holds class id {int(bad[0])}, beyond the {model.count} classes of "
                     f"{model.owner} (ids 0..{model.count - 1}"
-                    f"{f', ignore index {ignore}' if ignore is not None else ''}); give data labelled "
-                    "with the model's classes, or a model trained on these"
+                    f"{f', ignore index {ignore}' if ignore is not None else ''}); {unlabelled}give data "
+                    "labelled with the model's classes, or a model trained on these"
                 )
             if bad.size:
                 hint = f"--ignore-index {int(bad[0])}" if ignore is None else "a different --ignore-index"

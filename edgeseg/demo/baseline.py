@@ -1,6 +1,8 @@
-"""Live accuracy against the PyTorch model: a background worker that never slows the main loop.
+"""Live accuracy against the FP32 source: a background worker that never slows the main loop.
 
-The worker runs the source checkpoint (with torch) on a sample of frames: when it is idle the
+The worker runs the model the artifact was exported from, as export's parity does: a checkpoint on
+PyTorch, a foreign ONNX file on ONNX Runtime (`ExportSource.reference_backend`, fed as
+`ExportSource.segmenter_options` says), on a sample of frames: when it is idle the
 pipeline offers it the frame just segmented together with the artifact's mask for that same frame;
 when it is busy the offer is declined at once (nothing queues). It runs at a low CPU priority and
 within a CPU budget (`duty`: the share of one core it may use), since on a small device its model
@@ -19,7 +21,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,51 +34,55 @@ from edgeseg.errors import InputError
 from edgeseg.evaluation.metrics import ConfusionMatrix
 from edgeseg.manifest import Manifest
 
+if TYPE_CHECKING:
+    from edgeseg.exporters.source import SourceFacts
+
 __all__ = ["BaselineWorker", "resolve_baseline"]
 
 # The worker's niceness: the demonstrated model wins the CPU when both want it, yet a busy 2-core
 # machine does not starve the comparison of every sample (at 19, or even 10, it got ~1 sample per
 # second there); its CPU use is bounded by `duty` in any case.
 _NICE = 5
-_BACKEND = "torch"  # the baseline is the PyTorch model, by definition
+BASELINE_FILES = (*CHECKPOINT_FILES, ".onnx")
 
 
 def resolve_baseline(
     explicit: str | os.PathLike[str] | None, manifest: Manifest | None, model: Path
 ) -> tuple[Path | None, str]:
-    """(checkpoint to compare with or None, a note saying which and why).
+    """(the source model to compare with or None, a note saying which and why).
 
-    An explicit path must exist (InputError otherwise). By default the bundle manifest's source
-    checkpoint is used when a file with the sha256 the manifest records is found (as recorded, or
-    beside the bundle, as `export` writes it: edgeseg._reuse.find_source); otherwise there is no
-    baseline, and the note says why. Either way the caller checks that its classes are the model's
-    (`BaselineWorker`).
+    An explicit path (a checkpoint or an .onnx file) must exist (InputError otherwise). By default
+    the bundle manifest's source, a checkpoint or the ONNX file it was exported from, is used when a
+    file with the sha256 the manifest records is found (as recorded, or beside the bundle, as
+    `export` writes it: edgeseg._reuse.find_source); otherwise there is no baseline, and the note
+    says why. Either way the caller checks that its classes are the model's (`BaselineWorker`).
     """
     if explicit is not None:
         path = Path(explicit)
         if path.is_dir():
             raise InputError(
                 folder_not_file(
-                    path, "--baseline", "a checkpoint file (.pt)", CHECKPOINT_FILES, bundles=False
+                    path, "--baseline", "a checkpoint (.pt) or an .onnx file", BASELINE_FILES, bundles=False
                 )
             )
         if not path.is_file():
-            raise InputError(f"baseline checkpoint '{path}' does not exist")
+            raise InputError(f"baseline '{path}' does not exist")
         return path, f"baseline {path}"
     if manifest is not None and manifest.target == "checkpoint":
         return None, "no baseline: the model is the PyTorch checkpoint itself"
     source = (manifest.source if manifest else None) or {}
-    found, why = find_source(source, model, keys=("checkpoint",))
+    found, why = find_source(source, model)
     if found is None:
-        return None, f"no baseline: {why} (pass --baseline CKPT)"
+        return None, f"no baseline: {why} (pass --baseline with the checkpoint or .onnx it was exported from)"
     return found, f"baseline {found} (from the manifest, {why})"
 
 
 class BaselineWorker:
-    """Compares the artifact's masks with the PyTorch checkpoint's on sampled frames, in a thread.
+    """Compares the artifact's masks with its FP32 source's on sampled frames, in a thread.
 
     Args:
-        checkpoint: the PyTorch checkpoint.
+        checkpoint: the source: an edgeseg checkpoint (run on PyTorch) or an ONNX file (run on ONNX
+            Runtime, as export's parity runs it; edgeseg.exporters.source_open decides which).
         img_size: (width, height) the artifact runs at, so both models see the same input.
         num_classes: the artifact's classes; given as a `ClassSet` (edgeseg._evidence), the
             checkpoint's classes must agree with them (InputError naming both otherwise).
@@ -85,6 +91,9 @@ class BaselineWorker:
         model_package: the runtime package of the model being demonstrated (`Backend.package`).
             torch's thread count is process-wide, so the worker limits torch to one thread only
             when that model runs on another runtime; limiting it would otherwise slow the model.
+        facts: what an ONNX source without edgeseg metadata does not say (classes, normalisation,
+            channel order): the artifact's own preprocessing, so both see the same input.
+    `label` names the baseline in reports ("PyTorch", "source ONNX").
     """
 
     def __init__(
@@ -96,18 +105,23 @@ class BaselineWorker:
         input_format: str = "bgr",
         duty: float = 0.25,
         model_package: str = "",
+        facts: SourceFacts | None = None,
     ) -> None:
+        from edgeseg.exporters.source_open import open_export_source
         from edgeseg.runtimes import get_backend_class
         from edgeseg.segmenter import Segmenter
 
-        shared = model_package == get_backend_class(_BACKEND).package
+        src = open_export_source(checkpoint, facts if Path(checkpoint).suffix.lower() == ".onnx" else None)
+        backend = src.reference_backend
+        shared = model_package == get_backend_class(backend).package
         self.checkpoint = checkpoint
+        self.label = "PyTorch" if backend == "torch" else f"source {src.kind.upper()}"
         self._seg = Segmenter(
             checkpoint,
-            backend=_BACKEND,
-            img_size=img_size,
+            backend=backend,
             input_format=input_format,
             threads=None if shared else 1,
+            **src.segmenter_options(img_size),
         )
         if isinstance(num_classes, ClassSet):
             try:
@@ -211,6 +225,7 @@ class BaselineWorker:
             flicker = self.flicker_pytorch.share, self.flicker_artifact.share, self.flicker_pytorch.pairs
         return {
             "checkpoint": recorded_path(self.checkpoint),
+            "label": self.label,
             "frames_compared": frames,
             "pixel_agreement": vs.pixel_accuracy if vs else None,
             "miou": vs.miou if vs else None,

@@ -28,7 +28,8 @@ class DemoConfig:
             draw in parallel (pipelining beats intra-op threads on small CPUs); 0: the runtime's default.
         resize_kernel: as for `Segmenter`: "pillow" (default) or "torch" (faster on colour camera
             frames; imports torch).
-        baseline: PyTorch checkpoint to compare with; None: the one recorded in the bundle's manifest
+        baseline: the source to compare with (a checkpoint, or an .onnx run on ONNX Runtime); None:
+            the one recorded in the bundle's manifest
             when it can be found. `compare` False turns the comparison off.
         baseline_duty: share of one core the comparison may use.
         headless: no window. save: write the rendered stream to this .mp4/.avi. serve: serve the
@@ -167,7 +168,8 @@ class DemoSummary:
         b = self.baseline
         if b and b.get("pixel_agreement") is not None:
             out.append(
-                f"vs PyTorch on {b['frames_compared']} frames: pixel agreement {b['pixel_agreement']:.4%}, "
+                f"vs {b.get('label') or 'PyTorch'} on {b['frames_compared']} frames: pixel agreement "
+                f"{b['pixel_agreement']:.4%}, "
                 f"mIoU {b['miou']:.4f}"
             )
         elif b and b.get("missing"):

@@ -412,7 +412,9 @@ def _baseline(config: DemoConfig, seg: Any, path: Path) -> tuple[BaselineWorker 
     if checkpoint is None:
         return None, note
     if Path(checkpoint).resolve() == seg.backend.path.resolve():
-        return None, "no baseline: the model is the PyTorch checkpoint itself"
+        return None, "no baseline: the model is its own source"
+    from edgeseg.exporters.source import SourceFacts
+
     pre = seg.preprocessing
     worker = BaselineWorker(
         checkpoint,
@@ -421,6 +423,8 @@ def _baseline(config: DemoConfig, seg: Any, path: Path) -> tuple[BaselineWorker 
         input_format=seg.input_format,
         duty=config.baseline_duty,
         model_package=seg.backend.package,
+        # An ONNX source is fed as the artifact is (its file may not say how).
+        facts=SourceFacts(classes=pre.class_names, mean=pre.mean, std=pre.std, color_order=pre.color_order),
     )
     return worker, note
 

@@ -242,6 +242,7 @@ def live_stats(state: DemoState) -> dict[str, Any]:
         "flicker": state.flicker,
         "flicker_pytorch": base.get("flicker_pytorch"),
         "flicker_artifact_compared": base.get("flicker_artifact"),
+        "baseline_label": base.get("label") or "PyTorch",
         "dropped": state.dropped,
         "state": "stalled, reopening" if state.stalled else "running",
         "time": time.time(),
@@ -262,7 +263,8 @@ def hud_lines(s: dict[str, Any]) -> list[str]:
     ]
     if s["agreement"] is not None:
         miou = "-" if s["miou_vs_baseline"] is None else f"{s['miou_vs_baseline']:.3f}"
-        lines.append(f"vs PyTorch {s['agreement']:.2%} mIoU {miou} (n={s['baseline_frames']})")
+        label = s.get("baseline_label") or "PyTorch"
+        lines.append(f"vs {label} {s['agreement']:.2%} mIoU {miou} (n={s['baseline_frames']})")
     if s["miou_vs_truth"] is not None:
         lines.append(f"vs truth mIoU {s['miou_vs_truth']:.3f}")
     lat = s.get("latency_ms") or {}
@@ -273,7 +275,8 @@ def hud_lines(s: dict[str, Any]) -> list[str]:
         if s.get("flicker_pytorch") is not None and s.get("flicker_artifact_compared") is not None:
             # Both on the frames the baseline compared, so the pair is like for like.
             line += (
-                f"  sampled: model {s['flicker_artifact_compared']:.2%} PyTorch {s['flicker_pytorch']:.2%}"
+                f"  sampled: model {s['flicker_artifact_compared']:.2%} "
+                f"{s.get('baseline_label') or 'PyTorch'} {s['flicker_pytorch']:.2%}"
             )
         lines.append(line)
     lines.append(f"dropped {s['dropped']}" + ("  STALLED" if s["state"] != "running" else ""))

@@ -16,7 +16,8 @@ from edgeseg._evidence import Evidence, require_evidence
 @dataclass
 class SegMetrics:
     """Scores of a set of predictions. Per-class values are NaN for classes absent from both the
-    ground truth and the predictions; the means skip them."""
+    ground truth and the predictions, and for a class whose id is the ignore index (a model's "void"
+    class: its truth is never counted); the means skip them."""
 
     miou: float
     dice: float
@@ -107,6 +108,11 @@ class ConfusionMatrix:
             iou = tp / (tp + fp + fn)
             dice = 2 * tp / (2 * tp + fp + fn)
         total = m.sum()
+        ignored = self.ignore_index
+        if ignored is not None and 0 <= ignored < self.num_classes:
+            # A model's own "void" class that the labels mark as unlabelled: its truth is never
+            # counted, so its IoU would be 0 for every prediction of it; it is not scored.
+            iou[ignored] = dice[ignored] = np.nan
         present = ~np.isnan(iou)
         return SegMetrics(
             miou=float(iou[present].mean()) if present.any() else float("nan"),

@@ -77,6 +77,9 @@ class ParityReport:
     # What the runtime computed the artifact in during this check, read back from it
     # (Backend.executed_precision), e.g. "fp32 (fp16 weights upcast)" for an fp16 graph on a CPU.
     executed_precision: str | None = None
+    # What the |Δ| figures are measured on: "logits", or "probabilities" for a model whose graph
+    # ends in a softmax (its outputs are compared as they are, never put through softmax again).
+    output: str = "logits"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -87,9 +90,10 @@ class ParityReport:
     def summary(self) -> str:
         """One line for people: the figures that decide whether the artifact can be trusted."""
         ref = "PyTorch" if self.reference == "PyTorch" else "source"
+        delta = "Δprobability" if self.output == "probabilities" else "Δlogit"
         text = (
             f"parity {self.target}/{self.precision} vs {self.reference} on {self.inputs} at "
-            f"{self.img_size[0]}x{self.img_size[1]}: max |Δlogit| {self.max_abs_logit_diff:.2e}, "
+            f"{self.img_size[0]}x{self.img_size[1]}: max |{delta}| {self.max_abs_logit_diff:.2e}, "
             f"pixel agreement {self.pixel_agreement:.4%}, mIoU vs {ref} {self.miou_vs_pytorch:.4f}"
         )
         if self.miou_pytorch_vs_gt is not None and self.miou_artifact_vs_gt is not None:
@@ -114,7 +118,8 @@ class ParityReport:
 class Reference:
     """The FP32 model an artifact is measured against, and how to feed it.
 
-    `run` maps a normalised float32 NCHW batch to its logits; `label` is how reports name it
+    `run` maps a normalised float32 NCHW batch to its logits (its class probabilities when
+    `probabilities`: a graph that ends in a softmax); `label` is how reports name it
     ("PyTorch", or "the source ONNX on onnxruntime 1.x (CPUExecutionProvider)"); `close` releases
     what `run` holds; `source` is the model file and `class_names` its classes, which labelled data
     must agree with (`model_classes`). Use as a context manager.
@@ -131,6 +136,7 @@ class Reference:
     close: Callable[[], None] = field(default=lambda: None)
     source: str = ""
     class_names: tuple[str, ...] = ()
+    probabilities: bool = False
 
     def model_classes(self) -> ClassSet:
         """The reference model's classes, as data and other models must agree with them."""
@@ -398,6 +404,7 @@ def measure_parity(
         boundary_f_vs_pytorch=detail["boundary_f_vs_pytorch"],
         classes=detail,
         executed_precision=executed,
+        output="probabilities" if ref.probabilities else "logits",
     )
     for name in ("max_abs_logit_diff", "mean_abs_logit_diff"):
         require_finite(getattr(report, name), f"parity figure {name} of '{artifact}'")

@@ -254,7 +254,7 @@ def check_data(
     model = src.model_classes()
     if calib is not None:
         fix = "calibrate on images of this model's task (--calib)"
-        check_declared_classes(calib, model, fix)
+        check_declared_classes(calib, model, fix, src.ignore_index)
     if val_data is not None:
         ds = FolderDataset(
             val_data,
@@ -365,7 +365,15 @@ def _doctor(
 
     src.write_onnx(path, draft, opset=config.opset)
     calib = config.calib or config.val_data
-    found = graph_findings(path, draft, [config.target], [config.precision], calib=calib)
+    found = graph_findings(
+        path,
+        draft,
+        [config.target],
+        [config.precision],
+        size=(draft.input.width, draft.input.height),
+        calib=calib,
+        advice=lambda s: src.size_advice(s, config.dynamic),
+    )
     for finding in found:
         log(f"doctor: {finding.line()}")
     errors = [f for f in found if f.severity == "error"]

@@ -28,6 +28,7 @@ def export(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     color_order: str = "RGB",
+    ignore_index: int | None = None,
     log: Callable[[str], None] | None = None,
     **options: Any,
 ) -> ExportResult:
@@ -35,9 +36,11 @@ def export(
 
     `model` is a model file (a checkpoint or a file from `edgeseg.import_model`), or any
     `torch.nn.Module` with the facts `import_model` needs (`classes`, `img_size`, `mean`, `std`,
-    `color_order`) and `out=`, the bundle folder. A module is captured into a temporary model file
-    for the export and that file is removed afterwards; to keep a PyTorch baseline for `eval`,
-    `benchmark` or `demo --baseline`, write it with `edgeseg.import_model` and export the file.
+    `color_order`, and `ignore_index` if its labelled data has one) and `out=`, the bundle folder.
+    `ignore_index` applies to a model file too (the label id `val_data` leaves unlabelled). A module
+    is captured into a temporary model file for the export and that file is removed afterwards; to
+    keep a PyTorch baseline for `eval`, `benchmark` or `demo --baseline`, write it with
+    `edgeseg.import_model` and export the file.
     Other keyword arguments are `ExportConfig` fields (val_data, calib, dynamic, max_drop, ...).
 
     >>> edgeseg.export("runs/x/best.pt", target="openvino", precision="int8")  # doctest: +SKIP
@@ -47,7 +50,9 @@ def export(
     if not isinstance(model, torch.nn.Module):
         if any(v is not None for v in (classes, mean, std)):
             raise InputError("classes, mean and std describe a module; a model file carries its own")
-        return export_file(model, _config(target, precision, img_size, options), log=log)
+        return export_file(
+            model, _config(target, precision, img_size, options), facts=_data(ignore_index), log=log
+        )
     if options.get("out") is None:
         raise InputError("exporting a module needs out=, the bundle folder to write")
     if classes is None or img_size is None or mean is None or std is None:
@@ -63,8 +68,15 @@ def export(
             mean=mean,
             std=std,
             color_order=color_order,
+            ignore_index=ignore_index,
         )
         return export_file(path, _config(target, precision, None, options), log=log)
+
+
+def _data(ignore_index: int | None) -> Any:
+    from edgeseg.exporters.source import SourceFacts
+
+    return SourceFacts(ignore_index=ignore_index) if ignore_index is not None else None
 
 
 def _config(target: str, precision: str, img_size: tuple[int, int] | None, options: dict[str, Any]) -> Any:

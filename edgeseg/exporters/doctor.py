@@ -7,7 +7,9 @@ what to do. This module holds the finding and the shape checks:
 - Resize/Upsample: sizes or scales computed at run time, and attributes the target's ONNX parser does
   not take or that runtimes round differently (each target's `DoctorRules.resize` in its descriptor,
   e.g. TensorRT's restrictions from onnx-tensorrt's operator matrix).
-- The input size against the graph's total stride (strided Conv and pooling, followed through it).
+- The input size against the graph's total stride (strided Conv and pooling, followed through the
+  ops that keep the NCHW layout): an error only where the graph cannot run at the size (its skips
+  no longer line up), with a size it runs at, phrased as the caller's source accepts it.
 
 edgeseg.exporters.doctor_ops checks ops (INT8 kernels, unsupported or slow ops per target),
 edgeseg.exporters.doctor_fp16 measures activation ranges for FP16, and edgeseg.exporters.doctor_run
@@ -16,6 +18,8 @@ opens a checkpoint, an ONNX file or a bundle and runs them all (`diagnose`).
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +38,7 @@ __all__ = [
     "fixed_dims",
     "node_attrs",
     "node_name",
+    "size_failure",
     "total_stride",
 ]
 
@@ -193,17 +198,82 @@ def _spatial_strides(node: onnx.NodeProto, known: dict[str, Any]) -> tuple[float
     return None
 
 
+# Ops whose output keeps its input's N x C x H x W layout (elementwise, convolution, pooling, resize,
+# normalisation, concatenation, padding): the stride is followed through them only. A Reshape,
+# Flatten, Transpose or MatMul turns the map into tokens (a transformer's attention); a stride
+# followed through those would multiply along every stage (SegFormer's spatial-reduction convs
+# gave 131072 instead of 32).
+_KEEPS_LAYOUT = frozenset(
+    [
+        "Abs",
+        "Add",
+        "AveragePool",
+        "BatchNormalization",
+        "Cast",
+        "Ceil",
+        "Clip",
+        "Concat",
+        "Conv",
+        "ConvTranspose",
+        "Div",
+        "Dropout",
+        "Elu",
+        "Erf",
+        "Exp",
+        "Floor",
+        "Gelu",
+        "HardSigmoid",
+        "HardSwish",
+        "Identity",
+        "InstanceNormalization",
+        "LRN",
+        "LeakyRelu",
+        "Log",
+        "LpPool",
+        "Max",
+        "MaxPool",
+        "Mean",
+        "Min",
+        "Mish",
+        "Mul",
+        "Neg",
+        "Pad",
+        "Pow",
+        "PRelu",
+        "QuantizeLinear",
+        "DequantizeLinear",
+        "Reciprocal",
+        "Relu",
+        "Resize",
+        "Round",
+        "Selu",
+        "Sigmoid",
+        "Sign",
+        "Softplus",
+        "Softsign",
+        "Sqrt",
+        "Sub",
+        "Sum",
+        "Tanh",
+        "ThresholdedRelu",
+        "Upsample",
+        "Where",
+    ]
+)
+
+
 def total_stride(model: onnx.ModelProto) -> tuple[int, int, dict[str, tuple[float, float]]]:
     """The graph's total stride (height, width): the largest factor by which any activation is
-    smaller than the input, followed through every branch (a tensor's stride is its inputs' largest
-    times its node's), and each strided node's stride at its input."""
+    smaller than the input, followed through every branch of ops that keep the NCHW layout (a
+    tensor's stride is its inputs' largest times its node's), and each strided node's stride at its
+    input."""
     graph = model.graph
     known = constants(graph)
     strides: dict[str, tuple[float, float]] = {v.name: (1.0, 1.0) for v in graph.input if v.name not in known}
     at_input: dict[str, tuple[float, float]] = {}
     for i, node in enumerate(graph.node):
         ins = [strides[n] for n in node.input if n in strides]
-        if not ins or node.op_type.startswith("Global") or node.op_type in ("Shape", "Size"):
+        if not ins or node.op_type not in _KEEPS_LAYOUT:
             continue
         s_in = (max(s[0] for s in ins), max(s[1] for s in ins))
         step = _spatial_strides(node, known)
@@ -214,15 +284,78 @@ def total_stride(model: onnx.ModelProto) -> tuple[int, int, dict[str, tuple[floa
             strides[out] = s_out
     h = max((s[0] for s in strides.values()), default=1.0)
     w = max((s[1] for s in strides.values()), default=1.0)
-    return round(h), round(w), at_input
+    return max(1, round(h)), max(1, round(w)), at_input
 
 
-def check_stride(model: onnx.ModelProto, size: tuple[int, int] | None) -> list[Finding]:
-    """The input's sides (`size` = (width, height), else the graph's fixed ones) against the total
-    stride; names the first node whose input side does not divide by its stride."""
+def _image_input(model: onnx.ModelProto) -> onnx.ValueInfoProto | None:
     known = constants(model.graph)
+    return next((v for v in model.graph.input if v.name not in known), None)
+
+
+def size_failure(model: onnx.ModelProto, size: tuple[int, int]) -> str | None:
+    """Why the graph cannot run at `size` = (width, height), or None when it can: its input fixed to
+    1 x C x H x W, shapes inferred strictly (a skip that no longer lines up with its decoder map is
+    a Concat or Add of two sizes), and, where ONNX Runtime is installed, a failure confirmed by
+    running it (shape inference may not know every op)."""
+    import onnx
+
+    inp = _image_input(model)
+    dims = inp.type.tensor_type.shape.dim if inp is not None else []
+    if inp is None or len(dims) != 4:
+        return None
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    channels = dims[1].dim_value if dims[1].HasField("dim_value") else 3
+    shape = (1, channels, size[1], size[0])
+    for dim, value in zip(_image_input(fixed).type.tensor_type.shape.dim, shape, strict=True):  # type: ignore[union-attr]
+        dim.Clear()
+        dim.dim_value = value
+    del fixed.graph.value_info[:]  # shapes of another size; inferred again below
+    for out in fixed.graph.output:
+        for dim in out.type.tensor_type.shape.dim:
+            dim.Clear()
+    try:
+        onnx.shape_inference.infer_shapes(fixed, strict_mode=True, data_prop=True)
+        return None
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    try:
+        import numpy as np
+        import onnxruntime as ort
+    except ImportError:
+        return reason
+    try:
+        session = ort.InferenceSession(fixed.SerializeToString(), providers=["CPUExecutionProvider"])
+        session.run(None, {inp.name: np.zeros((1, channels, size[1], size[0]), np.float32)})
+    except Exception as exc:
+        text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", str(exc).strip())
+        return text.splitlines()[0] if text else reason
+    return None
+
+
+SizeAdvice = Callable[[tuple[int, int]], "str | None"]
+
+
+def _default_advice(model: onnx.ModelProto) -> SizeAdvice:
+    inp = _image_input(model)
+    dims = inp.type.tensor_type.shape.dim if inp is not None else []
+    dynamic = len(dims) == 4 and not (dims[2].HasField("dim_value") and dims[3].HasField("dim_value"))
+    if dynamic:
+        return lambda s: f"--img-size {s[0]}x{s[1]}"
+    return lambda s: f"export the graph again with a {s[0]}x{s[1]} input"
+
+
+def check_stride(
+    model: onnx.ModelProto, size: tuple[int, int] | None, advice: SizeAdvice | None = None
+) -> list[Finding]:
+    """An error when the graph cannot run at its input size (`size` = (width, height), else the
+    graph's fixed one) because a node floors a side that does not divide by the total stride, so its
+    decoder's maps no longer line up with their skips. A graph that handles any size (it pads, crops
+    or resizes its maps to their skips, or has no skips) gives nothing: the size is its own business.
+    The fix names a size the graph runs at, phrased by `advice` (what the caller's source accepts for
+    that size, or None when it accepts none; default: --img-size for a dynamic input)."""
     if size is None:
-        inp = next((v for v in model.graph.input if v.name not in known), None)
+        inp = _image_input(model)
         dims = (
             [d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim]
             if inp
@@ -235,6 +368,10 @@ def check_stride(model: onnx.ModelProto, size: tuple[int, int] | None) -> list[F
     sh, sw, at_input = total_stride(model)
     if h % sh == 0 and w % sw == 0:
         return []
+    failure = size_failure(model, size)
+    if failure is None:
+        return []
+    known = constants(model.graph)
     where = ""
     for i, node in enumerate(model.graph.node):
         name = node_name(node, i)
@@ -246,15 +383,22 @@ def check_stride(model: onnx.ModelProto, size: tuple[int, int] | None) -> list[F
                 break
     from edgeseg.models.registry import round_to_stride
 
-    nh, nw = round_to_stride(h, sh), round_to_stride(w, sw)
+    phrase = advice or _default_advice(model)
+    fix = "make the model pad or crop its upsampled maps to their skips' size, so that it runs at any size"
+    for k in (1, 2, 4, 8):  # the stride read from the graph, then coarser ones
+        candidate = (round_to_stride(w, sw * k), round_to_stride(h, sh * k))
+        text = phrase(candidate) if size_failure(model, candidate) is None else None
+        if text:
+            fix = f"use a size that divides by the stride, {candidate[0]}x{candidate[1]}: {text}"
+            break
     return [
         Finding(
-            "warning",
+            "error",
             "stride",
-            f"input {w}x{h} does not divide by the graph's total stride {sw}x{sh}: this node floors "
-            "the size, so the decoder's maps no longer line up with their skips (resized or padded, "
-            "the mask shifts by up to half a stride)",
+            f"the graph does not run at {w}x{h} ({failure}): the size does not divide by its total "
+            f"stride {sw}x{sh}, this node floors it and the decoder's maps no longer line up with "
+            "their skips",
             where,
-            f"export at a size that divides by {sw}x{sh}, e.g. --img-size {nw}x{nh}",
+            fix,
         )
     ]

@@ -24,7 +24,7 @@ import numpy as np
 from edgeseg._paths import CHECKPOINT_FILES, folder_not_file
 from edgeseg._reuse import find_source
 from edgeseg.errors import InputError
-from edgeseg.exporters.doctor import Finding, check_resize, check_stride
+from edgeseg.exporters.doctor import Finding, SizeAdvice, check_resize, check_stride
 from edgeseg.exporters.doctor_fp16 import check_fp16
 from edgeseg.exporters.doctor_ops import check_int8, check_ops
 from edgeseg.formats import TARGETS
@@ -70,10 +70,15 @@ class DoctorReport:
 
 
 def check_graph(
-    model: onnx.ModelProto, targets: Sequence[str], precisions: Sequence[str], size: tuple[int, int] | None
+    model: onnx.ModelProto,
+    targets: Sequence[str],
+    precisions: Sequence[str],
+    size: tuple[int, int] | None,
+    advice: SizeAdvice | None = None,
 ) -> list[Finding]:
-    """Every graph-only check for `targets` x `precisions`; the stride check once for all targets."""
-    found = check_stride(model, size)
+    """Every graph-only check for `targets` x `precisions`; the stride check once for all targets,
+    its sizes phrased by `advice` (`ExportSource.size_advice`: what the source's export accepts)."""
+    found = check_stride(model, size, advice)
     for target in targets:
         found += check_ops(model, target) + check_resize(model, target)
         if "int8" in precisions:
@@ -100,14 +105,16 @@ def graph_findings(
     size: tuple[int, int] | None = None,
     calib: str | os.PathLike[str] | None = None,
     images: int = 4,
+    advice: SizeAdvice | None = None,
 ) -> list[Finding]:
     """Every check on the FP32 graph at `onnx_path`, errors first. The FP16 ranges are measured
     (with "fp16" in `precisions`) on `images` images of `calib` (synthetic scenes without one),
-    preprocessed as `manifest` says; without a manifest they are not measured (an info says so)."""
+    preprocessed as `manifest` says; without a manifest they are not measured (an info says so).
+    `advice` phrases a size the stride check proposes (see `check_graph`)."""
     import onnx
 
     model = onnx.load(str(onnx_path))
-    found = check_graph(model, targets, precisions, size)
+    found = check_graph(model, targets, precisions, size, advice)
     if "fp16" in precisions:
         if manifest is None:
             found.append(
@@ -224,7 +231,16 @@ def diagnose(
         draft = src.draft("onnx", "fp32", size, bool(dynamic))
         graph = Path(tmp) / "model.onnx"
         src.write_onnx(graph, draft, opset=18)
-        found = graph_findings(graph, draft, targets, precisions, size=size, calib=calib, images=images)
+        found = graph_findings(
+            graph,
+            draft,
+            targets,
+            precisions,
+            size=size,
+            calib=calib,
+            images=images,
+            advice=lambda s: src.size_advice(s, bool(dynamic)),
+        )
     what = "the checkpoint's FP32 ONNX graph" if src.kind == "checkpoint" else f"{path.name}"
     return DoctorReport(str(path), f"{what} at {size[0]}x{size[1]}", targets, precisions, tuple(found))
 

@@ -19,6 +19,8 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from edgeseg._guards import first_nonfinite, recorded_path
 from edgeseg._paths import folder_not_file
 from edgeseg.errors import EdgesegRuntimeError, InputError, MissingDependencyError, first_line
@@ -88,6 +90,22 @@ def _opset(model: onnx.ModelProto) -> int:
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
+def ends_in_softmax(model: onnx.ModelProto) -> bool:
+    """Whether the first output is a softmax over the classes (axis 1 of N x classes x H x W), reached
+    back through ops that change nothing about the values (Identity, Cast). A LogSoftmax is left as
+    it is: log-probabilities are logits to every use (their softmax is the probabilities)."""
+    g = model.graph
+    producers = {o: n for n in g.node for o in n.output}
+    node = producers.get(g.output[0].name) if g.output else None
+    while node is not None and node.op_type in ("Identity", "Cast") and node.input:
+        node = producers.get(node.input[0])
+    if node is None or node.op_type != "Softmax":
+        return False
+    axis = next((a.i for a in node.attribute if a.name == "axis"), 1 if _opset(model) < 13 else -1)
+    # Before opset 13, Softmax flattens from `axis` on: axis 1 is over classes x H x W, not per pixel.
+    return axis in (1, -3) and _opset(model) >= 13
+
+
 class OnnxSource(ExportSource):
     """A foreign (or edgeseg-written) `.onnx` file, checked; build with `OnnxSource.open`."""
 
@@ -98,6 +116,7 @@ class OnnxSource(ExportSource):
     def __init__(self, path: Path, model: onnx.ModelProto, external: list[str]) -> None:
         self.path, self.model, self.external = path, model, external
         self.opset_given = _opset(model)
+        self.upsampled: int | None = None  # 1/f logits brought to the input's size by edgeseg
         self._static: dict[tuple[int, int], onnx.ModelProto] = {}
 
     @classmethod
@@ -108,6 +127,8 @@ class OnnxSource(ExportSource):
         src.facts = facts
         src._check_graph()
         src._resolve(facts)
+        if ends_in_softmax(model):
+            src.output_steps = tuple(dict.fromkeys((*src.output_steps, "softmax")))
         if src.opset_given < MIN_SOURCE_OPSET:
             from onnx import version_converter
 
@@ -209,15 +230,14 @@ class OnnxSource(ExportSource):
         self.class_names, self.channels = tuple(names), int(channels)
         self.mean, self.std, self.color_order = tuple(map(float, mean)), tuple(map(float, std)), order
         self.resize = meta.input.resize if meta else "stretch"
-        self.ignore_index = (
-            facts.ignore_index if facts.ignore_index is not None else (meta.ignore_index if meta else None)
-        )
+        self.ignore_index = meta.ignore_index if meta else None  # --ignore-index: open_export_source
         fixed = (self.input_dims[3], self.input_dims[2])
         if None not in fixed:
             self.img_size = (int(fixed[0]), int(fixed[1]))  # type: ignore[arg-type]
         elif meta is not None:
             self.img_size = (meta.input.width, meta.input.height)
         self.size_multiple = meta.input.size_multiple if meta else 1
+        self.output_steps = tuple(s for s in (meta.output.graph_steps if meta else ()) if s == "softmax")
 
     def _static_graph(self, size: tuple[int, int]) -> onnx.ModelProto:
         """A copy with the input fixed to 1 x C x H x W and shapes inferred again."""
@@ -257,7 +277,7 @@ class OnnxSource(ExportSource):
         if None not in dims[2:] and dims[2:] != [h, w]:
             raise InputError(
                 f"{where}: its output is {dims[3]}x{dims[2]} for a {w}x{h} input; edgeseg needs logits "
-                "at the input's size (upsample them in the model)"
+                "at the input's size or at 1/2 .. 1/32 of it (which it upsamples): upsample them in the model"
             )
         if dims[1] is not None and dims[1] != self.classes:
             raise InputError(
@@ -284,11 +304,70 @@ class OnnxSource(ExportSource):
         w, h = int(size[0]), int(size[1])
         if w <= 0 or h <= 0 or w % self.size_multiple or h % self.size_multiple:
             raise InputError(f"--img-size {w}x{h}: width and height must divide by {self.size_multiple}")
-        self._check_output(self._static_graph((w, h)), (w, h))
+        static = self._static_graph((w, h))
+        if self.upsampled is None and self._fraction(static, (w, h)) > 1:
+            self._add_upsampling(self._fraction(static, (w, h)))
+            static = self._static_graph((w, h))
+        if len(_dims(static.graph.output[0])) != 4:  # no shape inferred: does it run at this size?
+            from edgeseg.exporters.doctor import check_stride
+
+            for finding in check_stride(self.model, (w, h), lambda s: self.size_advice(s, dynamic)):
+                raise InputError(f"{where}: {finding.what}; {finding.fix}")
+        self._check_output(static, (w, h))
         return w, h
+
+    def _fraction(self, static: onnx.ModelProto, size: tuple[int, int]) -> int:
+        """f when the static graph's logits are at 1/f of `size` (SegFormer's 1/4), else 1."""
+        from edgeseg._logits import logits_scale
+
+        dims = _dims(static.graph.output[0])
+        if len(dims) != 4 or None in dims[2:]:
+            return 1
+        return logits_scale((int(dims[2]), int(dims[3])), (size[1], size[0])) or 1  # type: ignore[arg-type]
+
+    def _add_upsampling(self, factor: int) -> None:
+        """Append a bilinear Resize of the logits to the input's height and width (half-pixel
+        centres: PyTorch's align_corners=False, Hugging Face's post-processing) under the output's
+        own name, so that every target's graph, and the reference, holds the same step."""
+        from onnx import helper, numpy_helper
+
+        g, out = self.model.graph, self.output_name
+        low = f"{out}__edgeseg_low_res"
+        for node in g.node:
+            node.output[:] = [low if o == out else o for o in node.output]
+            node.input[:] = [low if i == out else i for i in node.input]
+        p = "edgeseg_upsample"
+        g.initializer.extend(
+            numpy_helper.from_array(np.array(v, np.int64), f"{p}_{n}")
+            for n, v in (("0", [0]), ("2", [2]), ("4", [4]))
+        )
+        node = helper.make_node
+        g.node.extend(
+            [
+                node("Shape", [low], [f"{p}_nc_all"], name=f"{p}_shape_logits"),
+                node("Slice", [f"{p}_nc_all", f"{p}_0", f"{p}_2"], [f"{p}_nc"], name=f"{p}_nc"),
+                node("Shape", [self.input_name], [f"{p}_in_all"], name=f"{p}_shape_input"),
+                node("Slice", [f"{p}_in_all", f"{p}_2", f"{p}_4"], [f"{p}_hw"], name=f"{p}_hw"),
+                node("Concat", [f"{p}_nc", f"{p}_hw"], [f"{p}_sizes"], name=f"{p}_sizes", axis=0),
+                node("Resize", [low, "", "", f"{p}_sizes"], [out], name=p, mode="linear",
+                     coordinate_transformation_mode="half_pixel"),
+            ]
+        )  # fmt: skip
+        for dim in g.output[0].type.tensor_type.shape.dim[2:]:
+            dim.Clear()
+        self.upsampled = factor
+        self._static.clear()
+
+    def size_advice(self, size: tuple[int, int], dynamic: bool) -> str | None:
+        if None not in (self.input_dims[2], self.input_dims[3]):  # the graph fixes its own size
+            return f"export the ONNX file again with a {size[0]}x{size[1]} input"
+        return super().size_advice(size, dynamic)
 
     def tensor_names(self) -> tuple[str, str]:
         return self.input_name, self.output_name
+
+    def files(self) -> list[Path]:
+        return [self.path, *(self.path.parent / name for name in self.external)]
 
     def source_record(self) -> dict[str, Any]:
         record: dict[str, Any] = {"kind": self.kind, "onnx": recorded_path(self.path), "sha256": self.sha256}
@@ -308,6 +387,8 @@ class OnnxSource(ExportSource):
         }
         if self.opset_given != _opset(m):
             record["opset_converted_from"] = self.opset_given
+        if self.upsampled:
+            record["logits_upsampled"] = self.upsampled  # the bilinear step edgeseg appended
         return record
 
     def write_onnx(self, path: Path, manifest: Manifest, *, opset: int) -> None:
@@ -334,17 +415,45 @@ class OnnxSource(ExportSource):
         return {self.input_name: dict(names), self.output_name: dict(names)}
 
     def reference(self) -> Reference:
+        """The source on ONNX Runtime; with edgeseg's upsampling appended (`upsampled`), the source
+        graph plus that step, from a temporary file removed at close."""
+        import shutil
+        import tempfile
+
         from edgeseg.evaluation.parity import onnx_reference
 
-        return onnx_reference(
-            self.path,
-            classes=self.classes,
-            mean=self.mean,
-            std=self.std,
-            color_order=self.color_order,
-            ignore_index=self.ignore_index,
-            class_names=self.class_names,
-        )
+        path, tmp = self.path, None
+        if self.upsampled:
+            import onnx
+
+            tmp = Path(tempfile.mkdtemp(prefix="edgeseg-source-"))
+            path = tmp / self.path.name
+            onnx.save_model(self.model, str(path))
+        try:
+            ref = onnx_reference(
+                path,
+                classes=self.classes,
+                mean=self.mean,
+                std=self.std,
+                color_order=self.color_order,
+                ignore_index=self.ignore_index,
+                class_names=self.class_names,
+            )
+        except BaseException:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if tmp is not None:
+            close = ref.close
+
+            def close_and_remove() -> None:
+                close()
+                shutil.rmtree(tmp, ignore_errors=True)
+
+            ref.close, ref.source = close_and_remove, str(self.path)
+            ref.label += f" with its 1/{self.upsampled} logits upsampled"
+        ref.probabilities = "softmax" in self.output_steps
+        return ref
 
     def segmenter_options(self, size: tuple[int, int]) -> dict[str, Any]:
         return {

@@ -94,7 +94,9 @@ def fused_manifest(manifest: Manifest, steps: tuple[str, ...] = INPUT_STEPS) -> 
         graph_steps=steps,
         frame_order=frame_order(inp.color_order),
     )
-    fused_out: OutputSpec = replace(out, graph_steps=OUTPUT_STEPS, mask=MASK_NAME)
+    # A source graph's own softmax stays recorded: the fused graph's scores are still probabilities.
+    kept = tuple(s for s in out.graph_steps if s not in OUTPUT_STEPS)
+    fused_out: OutputSpec = replace(out, graph_steps=(*kept, *OUTPUT_STEPS), mask=MASK_NAME)
     axes: dict[str, dict[int, str]] = {FRAME_NAME: {}}
     if "resize" in steps:
         axes[FRAME_NAME] = {1: "frame_height", 2: "frame_width"}

@@ -48,7 +48,8 @@ class SourceFacts:
         classes: class names, or their count (names then default to class0, class1, ...).
         mean, std: per-channel normalisation, x = (pixel / 255 - mean) / std.
         color_order: the network's channel order, "RGB", "BGR" or "GRAY".
-        ignore_index: the label id the metrics skip in labelled data, if any.
+        ignore_index: the label id the metrics skip in labelled data, if any: a data option that
+            every source takes (a checkpoint's recorded one included).
     Each one given wins over the file's own edgeseg metadata.
     """
 
@@ -59,9 +60,15 @@ class SourceFacts:
     ignore_index: int | None = None
 
     def given(self) -> list[str]:
-        """The CLI names of the facts that are set (for 'applies to an ONNX source only')."""
-        names = ("--classes", "--mean", "--std", "--color-order", "--ignore-index")
-        values = (self.classes, self.mean, self.std, self.color_order, self.ignore_index)
+        """The CLI names of the facts that are set."""
+        return [*self.model_facts_given(), *(["--ignore-index"] if self.ignore_index is not None else [])]
+
+    def model_facts_given(self) -> list[str]:
+        """The CLI names of the set facts that describe the network itself (classes, normalisation,
+        channel order): what a checkpoint holds and an ONNX file from elsewhere may not. The ignore
+        label is not one of them: it describes labelled data, and every source takes it."""
+        names = ("--classes", "--mean", "--std", "--color-order")
+        values = (self.classes, self.mean, self.std, self.color_order)
         return [n for n, v in zip(names, values, strict=True) if v is not None]
 
     def class_names(self) -> tuple[str, ...] | None:
@@ -89,7 +96,9 @@ class ExportSource(abc.ABC):
         size_multiple: what the input's sides must divide by.
         reference_label: how reports name the FP32 reference ("PyTorch" or the source ONNX).
         reference_backend: the edgeseg backend the reference runs on (benchmark's baseline row).
-        facts: the `SourceFacts` the source was opened with (None for a checkpoint).
+        facts: the `SourceFacts` the source was opened with.
+        output_steps: what the graph itself does to its output (the manifest's
+            `output.graph_steps`): ("softmax",) for a graph that ends in a softmax.
     """
 
     kind: str
@@ -105,7 +114,8 @@ class ExportSource(abc.ABC):
     size_multiple: int = 1
     reference_label: str = "PyTorch"
     reference_backend: str = "torch"
-    facts: SourceFacts | None = None  # what the caller stated about the model (ONNX sources)
+    facts: SourceFacts | None = None  # what the caller stated about the model
+    output_steps: tuple[str, ...] = ()
 
     @property
     def classes(self) -> int:
@@ -115,12 +125,23 @@ class ExportSource(abc.ABC):
     def sha256(self) -> str:
         return sha256_file(self.path)
 
+    def files(self) -> list[Path]:
+        """Every file the source is stored in: the model file, and for an ONNX file the external
+        data beside it (what its size is, e.g. the benchmark's size column of its baseline row)."""
+        return [self.path]
+
+    def stored_bytes(self) -> int:
+        """The size of the source on disk: all its `files`."""
+        return sum(f.stat().st_size for f in self.files())
+
     def model_classes(self) -> ClassSet:
         """The model's classes, as labelled data and other models must agree with them."""
         return ClassSet.of(f"the model '{self.path}'", self.class_names)
 
     def default_bundle_dir(self, target: str, precision: str, dynamic: bool) -> Path:
-        """Beside the source: runs/x/best.pt -> runs/x/unet-onnx-fp32; model.onnx -> model-onnx-fp32."""
+        """Beside the source: runs/x/best.pt -> runs/x/unet-onnx-fp32 (a training run holds one
+        model); model.onnx -> model-onnx-fp32 and an imported mine.pt -> mine-onnx-fp32 (a folder of
+        models brought in holds many, told apart by their file names)."""
         suffix = "-dynamic" if dynamic else ""
         return self.path.parent / f"{self._bundle_stem()}-{target}-{precision}{suffix}"
 
@@ -130,6 +151,16 @@ class ExportSource(abc.ABC):
     @abc.abstractmethod
     def export_size(self, requested: tuple[int, int] | None, dynamic: bool) -> tuple[int, int]:
         """The (width, height) to export at; InputError when it does not suit the model."""
+
+    def size_advice(self, size: tuple[int, int], dynamic: bool) -> str | None:
+        """What the user does to export this source at `size` = (width, height), as the export
+        accepts it (`export_size` is the judge), or None when no option gets it there. The doctor
+        phrases every size it advises with this, so its advice is what `export` then takes."""
+        try:
+            self.export_size(size, dynamic)
+        except InputError:
+            return None
+        return f"--img-size {size[0]}x{size[1]}"
 
     def draft(self, target: str, precision: str, size: tuple[int, int], dynamic: bool) -> Manifest:
         """The manifest draft (no files, tools or parity yet) of an export of this source."""
@@ -154,7 +185,7 @@ class ExportSource(abc.ABC):
                 resize=self.resize,
                 size_multiple=self.size_multiple,
             ),
-            output=OutputSpec(name=out, classes=self.classes),
+            output=OutputSpec(name=out, classes=self.classes, graph_steps=self.output_steps),
             source=self.source_record(),
             model=self.model_record(),
             ignore_index=self.ignore_index,
@@ -221,6 +252,8 @@ class CheckpointSource(ExportSource):
         self._model: torch.nn.Module | None = None
 
     def _bundle_stem(self) -> str:
+        if self.ckpt.model_config.family == "imported":  # the arch would be "imported" for every one
+            return self.path.stem
         return self.ckpt.model_config.arch.replace(":", "-")  # unet, smp-unet, ...
 
     def export_size(self, requested: tuple[int, int] | None, dynamic: bool) -> tuple[int, int]:
@@ -245,6 +278,11 @@ class CheckpointSource(ExportSource):
                 f"{stride}; e.g. {round_to_stride(w, stride)}x{round_to_stride(h, stride)}"
             )
         return w, h
+
+    def size_advice(self, size: tuple[int, int], dynamic: bool) -> str | None:
+        if self.ckpt.model_config.family == "imported":  # its program is captured at one size
+            return f"import the module again with img_size=({size[0]}, {size[1]})"
+        return super().size_advice(size, dynamic)
 
     def source_record(self) -> dict[str, Any]:
         return {"kind": self.kind, "checkpoint": recorded_path(self.path), "sha256": self.sha256}
@@ -278,4 +316,6 @@ class CheckpointSource(ExportSource):
     def reference(self) -> Reference:
         from edgeseg.evaluation.parity import Reference
 
-        return Reference.from_checkpoint(self.ckpt, self.torch_module())
+        ref = Reference.from_checkpoint(self.ckpt, self.torch_module())
+        ref.ignore_index = self.ignore_index  # --ignore-index wins over the checkpoint's own
+        return ref

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgeseg._claims import claim
 from edgeseg._guards import sequence_arg, size_arg
+from edgeseg._logits import MAX_LOGITS_SCALE, logits_scale
 from edgeseg.errors import EdgesegRuntimeError, InputError, first_line
 from edgeseg.models.program import check_program, export_program
 
@@ -76,7 +77,9 @@ def stride(spec: ModelSpec) -> int:
 
 def describe(spec: ModelSpec) -> str:
     w, h = spec.kwargs["img_size"]
-    return f"imported {spec.kwargs.get('module', 'module')} (torch.export program at {w}x{h})"
+    scale = spec.kwargs.get("logits_upsampled")
+    up = f", its 1/{scale} logits upsampled bilinearly" if scale else ""
+    return f"imported {spec.kwargs.get('module', 'module')} (torch.export program at {w}x{h}{up})"
 
 
 # -- the module ---------------------------------------------------------------------------------
@@ -172,20 +175,35 @@ def _normalization(mean: Sequence[float], std: Sequence[float], color_order: str
 
 
 def _logits(output: Any) -> torch.Tensor:
+    """The logits tensor of a module's output: the tensor itself, a dict's "out" (torchvision) or
+    "logits", an output object's `.logits` (Hugging Face's `SemanticSegmenterOutput`), or the first
+    item of a tuple or list (a model returning (main, aux))."""
     import torch
 
-    if isinstance(output, dict) and "out" in output:  # torchvision's segmentation models
-        output = output["out"]
+    if isinstance(output, dict):  # torchvision's segmentation models; a ModelOutput is a dict too
+        for key in ("out", "logits"):
+            if key in output:
+                output = output[key]
+                break
+    elif not isinstance(output, torch.Tensor) and isinstance(getattr(output, "logits", None), torch.Tensor):
+        output = output.logits
+    elif isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        output = output[0]
     if not isinstance(output, torch.Tensor):
         raise InputError(
             f"the module returned {type(output).__name__}; it must return an N x classes x H x W "
-            "logits tensor (or a dict with 'out', as torchvision's models do)"
+            "logits tensor (or a dict with 'out' or 'logits', an object with .logits, or a tuple whose "
+            "first item is the logits)"
         )
     return output
 
 
-def unwrapped(module: nn.Module) -> nn.Module:
-    """The user's module with a dict output unwrapped: what torch.export captures."""
+def unwrapped(module: nn.Module, upsample: bool = False) -> nn.Module:
+    """The user's module with its output unwrapped to the logits tensor (`_logits`): what torch.export
+    captures. With `upsample`, logits that come out at a fraction of the input's size (SegFormer's
+    1/4) are brought to it by bilinear interpolation without corner alignment, the step Hugging
+    Face's `post_process_semantic_segmentation` takes; it becomes part of the captured program, so
+    every exported graph holds it."""
     import torch
 
     class Logits(torch.nn.Module):
@@ -194,7 +212,12 @@ def unwrapped(module: nn.Module) -> nn.Module:
             self.module = module
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return _logits(self.module(x))
+            y = _logits(self.module(x))
+            if upsample:
+                y = torch.nn.functional.interpolate(
+                    y, size=x.shape[-2:], mode="bilinear", align_corners=False
+                )
+            return y
 
     return Logits()
 
@@ -208,10 +231,18 @@ def import_model(
     mean: Sequence[float],
     std: Sequence[float],
     color_order: str = "RGB",
+    ignore_index: int | None = None,
 ) -> Path:
     """Write an edgeseg model file from any `torch.nn.Module` mapping N x C x H x W float input to
-    N x classes x H x W logits (a dict output with "out" is accepted). Every command that takes a
-    checkpoint takes the file; it loads without the module's source code and without unpickling.
+    N x classes x H x W logits. Every command that takes a checkpoint takes the file; it loads
+    without the module's source code and without unpickling.
+
+    The output may also be a dict with "out" (torchvision) or "logits", an object with `.logits`
+    (Hugging Face), or a tuple whose first item is the logits; and the logits may come out at 1/f
+    of the input's size (f = 2 .. 32 on both sides, e.g. SegFormer's 1/4): edgeseg then adds a
+    bilinear upsampling to the input's size (align_corners=False, as Hugging Face's
+    post-processing) to the captured program, recorded in the file (`logits_upsampled`), so every
+    exported graph holds it.
 
     Args:
         module: the network; it is captured in eval mode (its BatchNorm statistics are frozen into the
@@ -221,6 +252,10 @@ def import_model(
         img_size: (width, height) the model runs at (the program is captured at this size).
         mean, std: per-channel normalisation of pixel / 255 (1 value each for GRAY, 3 for RGB/BGR).
         color_order: the channel order the module expects: "RGB", "BGR" or "GRAY".
+        ignore_index: the label id that marks unlabelled pixels in the data the model is checked
+            on (11 in CamVid, 255 in VOC and Cityscapes): metrics skip it. It may be one of the
+            model's own ids (a "void" class trained as a class). Commands take `--ignore-index`
+            to override it.
 
     Raises InputError (one line, nothing written) for a wrong output shape, wrong mean/std lengths,
     an existing `path`, a forward that changes the module's own buffers or its input, or an operator
@@ -231,6 +266,10 @@ def import_model(
 
     names = _class_names(classes)
     norm, channels = _normalization(mean, std, color_order)
+    if ignore_index is not None and (
+        isinstance(ignore_index, bool) or not isinstance(ignore_index, int) or ignore_index < 0
+    ):
+        raise InputError(f"ignore_index must be a label id (an int, 0 or more); got {ignore_index!r}")
     w, h = size_arg(img_size)
     dest = Path(path)
     if not isinstance(module, torch.nn.Module):
@@ -240,7 +279,7 @@ def import_model(
     with claim(dest, "path"):
         if dest.exists():
             raise InputError(f"'{dest}' already exists; choose another path or remove it first")
-        return _write_imported(module, dest, names, norm, channels, (w, h))
+        return _write_imported(module, dest, names, norm, channels, (w, h), ignore_index)
 
 
 def _write_imported(
@@ -250,6 +289,7 @@ def _write_imported(
     norm: Normalization,
     channels: int,
     size: tuple[int, int],
+    ignore_index: int | None = None,
 ) -> Path:
     import torch
 
@@ -259,21 +299,27 @@ def _write_imported(
     w, h = size
     x = torch.rand(1, channels, h, w)
     with _untouched(module) as own:
-        wrapped = unwrapped(own.eval()).eval()
+        own.eval()
         with torch.inference_mode():
-            y = wrapped(x)
-        if tuple(y.shape) != (1, len(names), h, w):
+            y = unwrapped(own)(x)
+        scale = logits_scale(tuple(y.shape[-2:]), (h, w)) if y.dim() == 4 else None
+        if y.dim() != 4 or y.shape[:2] != (1, len(names)) or scale is None:
             raise InputError(
                 f"the module maps 1x{channels}x{h}x{w} input to shape {'x'.join(map(str, y.shape))}; "
-                f"edgeseg needs 1x{len(names)}x{h}x{w} logits (one channel per class, at the input's size)"
+                f"edgeseg needs 1x{len(names)}x{h}x{w} logits (one channel per class, at the input's size, "
+                f"or at 1/2 .. 1/{MAX_LOGITS_SCALE} of it, which edgeseg upsamples)"
             )
-        program, state = _capture(wrapped, x)
-    spec = ModelSpec(ARCH, channels, len(names), {"module": type(module).__name__, "img_size": [w, h]})
+        program, state = _capture(unwrapped(own, upsample=scale > 1).eval(), x)
+    kwargs: dict[str, Any] = {"module": type(module).__name__, "img_size": [w, h]}
+    if scale > 1:
+        kwargs["logits_upsampled"] = scale  # recorded: the bilinear step edgeseg added
+    spec = ModelSpec(ARCH, channels, len(names), kwargs)
     ckpt = Checkpoint(
         model_config=spec,
         class_names=names,
         normalization=norm,
         img_size=(w, h),
+        ignore_index=ignore_index,
         training={"imported": type(module).__qualname__},
         state_dict=state,
         program=program,

@@ -410,3 +410,26 @@ def test_static_source_has_no_flicker_and_latency_percentiles_in_the_summary(bun
     base = data["baseline"]
     if base["flicker_pairs"]:  # PyTorch sampled at least two frames: its masks do not flicker either
         assert base["flicker_pytorch"] == 0.0 and data["flicker"]["artifact_on_compared"] == 0.0
+
+
+def test_a_foreign_onnx_bundle_is_compared_with_its_source_on_onnx_runtime(tmp_path: Path, capsys):
+    """The default baseline of a bundle exported from an ONNX file is that file, run as export's
+    parity runs it (ONNX Runtime, fed with the bundle's preprocessing); --baseline takes an .onnx too."""
+    from edgeseg.exporters import ExportConfig, export
+    from edgeseg.exporters.source import SourceFacts
+    from tests.helpers import make_foreign_onnx
+
+    src = make_foreign_onnx(tmp_path / "foreign.onnx", size=(48, 32))
+    facts = SourceFacts(classes=3, mean=(0.5, 0.4, 0.3), std=(0.25, 0.2, 0.3), color_order="RGB")
+    bundle = export(src, ExportConfig(target="onnx", parity_images=1), facts=facts).bundle
+    out = tmp_path / "s.json"
+    summary = run_demo(bundle, config(max_frames=10, json_path=out, baseline_duty=1.0))
+    base = json.loads(out.read_text())["baseline"]
+    assert base is not None and base["label"] == "source ONNX" and base["error"] is None
+    assert base["checkpoint"].endswith("foreign.onnx")
+    assert base["frames_compared"] >= 1  # drained at the end: a full-duty worker compares some
+    assert any(line.startswith("vs source ONNX on ") for line in summary.lines())
+    rc, stdout, err = run_cli(["demo", bundle, "--baseline", src, "--headless", "--max-frames", "5",
+                               "--frame-size", "96x72"], capsys)  # fmt: skip
+    assert rc == 0, err
+    assert "torch" not in err and "vs source ONNX on " in stdout

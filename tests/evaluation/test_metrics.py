@@ -58,3 +58,17 @@ def test_shape_mismatch_and_agreement():
     with pytest.raises(ValueError, match="shape"):
         ConfusionMatrix(2).update(np.zeros((2, 2)), np.zeros((2, 3)))
     assert mask_agreement(np.array([1, 2, 3, 4]), np.array([1, 2, 0, 4])) == 0.75
+
+
+def test_a_class_at_the_ignore_index_is_not_scored():
+    """A model's own void class (id 3) that the labels mark as unlabelled: its truth is never counted,
+    so predicting it on labelled pixels costs the true class, and the void class itself is no IoU 0."""
+    truth = np.array([[0, 1, 2, 3]])
+    pred = np.array([[0, 1, 3, 3]])
+    cm = ConfusionMatrix(4, ignore_index=3)
+    cm.update(pred, truth)
+    m = cm.compute()
+    assert np.isnan(m.iou_per_class[3]) and np.isnan(m.dice_per_class[3])
+    assert m.iou_per_class[2] == 0.0  # the pixel of class 2 predicted as void: an error for class 2
+    assert m.miou == pytest.approx((1 + 1 + 0) / 3)
+    assert m.pixel_accuracy == pytest.approx(2 / 3)

@@ -113,17 +113,87 @@ def test_total_stride_follows_branches_without_multiplying_them() -> None:
     assert total_stride(_graph(nodes, [_weight("w", (3, 3, 1, 1))]))[:2] == (2, 2)
 
 
-def test_size_not_divisible_by_the_stride_names_the_node_that_floors_it() -> None:
+def _skip_graph(size: int, *, pad: bool, dynamic: bool = False) -> onnx.ModelProto:
+    """A U-Net step: pool (stride 2), upsample x2, concat with the skip; with `pad`, the upsampled map
+    is padded to the skip's size first (as milesial's Pytorch-UNet does), so any size runs."""
+    nodes = [
+        helper.make_node("MaxPool", ["x"], ["p"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Resize", ["p", "", "scales"], ["u"], name="up", mode="nearest"),
+    ]
+    inits = [numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")]
+    skip = "u"
+    if pad:
+        nodes += [
+            helper.make_node("Shape", ["x"], ["sx"], name="sx"),
+            helper.make_node("Shape", ["u"], ["su"], name="su"),
+            helper.make_node("Sub", ["sx", "su"], ["d"], name="diff"),
+            helper.make_node("Slice", ["d", "two", "four"], ["dhw"], name="dhw"),
+            helper.make_node("Concat", ["zeros", "dhw"], ["pads"], name="pads", axis=0),
+            helper.make_node("Pad", ["u", "pads"], ["up"], name="pad"),
+        ]
+        inits += [
+            numpy_helper.from_array(np.array([2], np.int64), "two"),
+            numpy_helper.from_array(np.array([4], np.int64), "four"),
+            numpy_helper.from_array(np.zeros(6, np.int64), "zeros"),
+        ]
+        skip = "up"
+    nodes.append(helper.make_node("Concat", ["x", skip], ["y"], name="cat", axis=1))
+    return _graph(nodes, inits, size, dynamic=dynamic)
+
+
+def test_stride_is_an_error_only_where_the_graph_cannot_run_at_the_size() -> None:
+    model = _skip_graph(17, pad=False)
+    assert total_stride(model)[:2] == (2, 2)
+    (f,) = check_stride(model, None)
+    assert (f.severity, f.check, f.where) == ("error", "stride", "pool")  # 17 -> 8 -> 16: no match
+    assert "does not run at 17x17" in f.what
+    assert "16x16" in f.fix and "export the graph again with a 16x16 input" in f.fix  # a fixed input
+    (f,) = check_stride(_skip_graph(17, pad=False, dynamic=True), (17, 17))
+    assert f.fix.endswith("--img-size 16x16")  # a dynamic input: the option that sets the size
+    assert check_stride(model, (18, 18)) == check_stride(_skip_graph(16, pad=False), None) == []
+    # The same graph padding its upsampled map to the skip's size runs at any size: nothing to say.
+    assert check_stride(_skip_graph(17, pad=True), None) == []
+    # No skips at all (a classifier-like stack of pools): flooring is the model's own business.
     nodes = [
         helper.make_node("MaxPool", ["x"], ["p1"], name="pool1", kernel_shape=[2, 2], strides=[2, 2]),
         helper.make_node("MaxPool", ["p1"], ["y"], name="pool2", kernel_shape=[2, 2], strides=[2, 2]),
     ]
-    model = _graph(nodes, [], size=34)
-    assert total_stride(model)[:2] == (4, 4)
-    (f,) = check_stride(model, None)
-    assert (f.severity, f.check, f.where) == ("warning", "stride", "pool2")  # 34 -> 17, then 17 / 2
-    assert "--img-size 32x32" in f.fix  # the nearest multiples, as export suggests
-    assert check_stride(model, (32, 36)) == []
+    assert check_stride(_graph(nodes, [], size=34), None) == []
+
+
+def test_the_stride_advice_is_phrased_by_the_source_or_left_out() -> None:
+    model = _skip_graph(17, pad=False, dynamic=True)
+    (f,) = check_stride(model, (17, 17), lambda s: f"import the module again with img_size={s}")
+    assert f.fix.endswith("import the module again with img_size=(16, 16)")
+    # A source that accepts no size the graph runs at gets no size advised.
+    (f,) = check_stride(model, (17, 17), lambda s: None)
+    assert "16" not in f.fix and "pad or crop" in f.fix
+
+
+def test_total_stride_is_not_followed_through_tokens() -> None:
+    """A transformer stage: patch conv (stride 4), tokens (Reshape), attention over keys from a
+    spatial-reduction conv (stride 8 more) by MatMul, tokens back to a map. The stride is 32 at most
+    (the reduction conv's), not the product over every path that rejoins through MatMul."""
+    nodes = [
+        helper.make_node("Conv", ["x", "w4"], ["e"], name="patch", strides=[4, 4], kernel_shape=[4, 4]),
+        helper.make_node("Reshape", ["e", "tok"], ["t"], name="tokens"),
+        helper.make_node("Conv", ["e", "w8"], ["r"], name="reduce", strides=[8, 8], kernel_shape=[8, 8]),
+        helper.make_node("Reshape", ["r", "tok"], ["k"], name="keys"),
+        helper.make_node("Transpose", ["k"], ["kt"], name="kt", perm=[0, 2, 1]),
+        helper.make_node("MatMul", ["t", "kt"], ["a"], name="scores"),
+        helper.make_node("MatMul", ["a", "k"], ["v"], name="attend"),
+        helper.make_node("Reshape", ["v", "map"], ["m"], name="back"),
+        helper.make_node("Conv", ["m", "w2"], ["y"], name="stage2", strides=[2, 2], kernel_shape=[2, 2]),
+    ]
+    inits = [
+        _weight("w4", (3, 3, 4, 4)),
+        _weight("w8", (3, 3, 8, 8)),
+        _weight("w2", (3, 3, 2, 2)),
+        numpy_helper.from_array(np.array([1, 3, -1], np.int64), "tok"),
+        numpy_helper.from_array(np.array([1, 3, 16, 16], np.int64), "map"),
+    ]
+    sh, sw, _ = total_stride(_graph(nodes, inits, size=64))
+    assert (sh, sw) == (32, 32)
 
 
 def test_dynamic_resize_sizes() -> None:
@@ -251,3 +321,34 @@ def test_checkpoint_and_bundle_are_checked_through_their_fp32_graph(tmp_path: Pa
     assert report.checked.startswith("the bundle's own model.onnx, not its source")
     assert [(f.check, f.where.startswith("node_")) for f in report.findings] == [("int8", True)]
     assert "ConvTranspose" in report.findings[0].what  # ONNX Runtime's INT8 keeps it in float
+
+
+@pytest.mark.parametrize("kind", ["onnx-dynamic", "checkpoint"])
+def test_every_size_the_doctor_advises_is_accepted_by_export(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    """The doctor's advice, fed back into the same commands: doctor and export both take it."""
+    import re
+
+    from tests.helpers import make_checkpoint
+
+    if kind == "checkpoint":
+        model, facts, size = make_checkpoint(tmp_path / "best.pt", size=(64, 48)), [], "66x50"
+    else:
+        model = tmp_path / "skips.onnx"
+        onnx.save(_skip_graph(16, pad=False, dynamic=True), model)
+        facts = ["--classes", "6", "--mean", "0.5,0.5,0.5", "--std", "0.5,0.5,0.5", "--color-order", "RGB"]
+        size = "17x17"
+    code, out, err = run_cli(["doctor", model, "--precision", "fp32", "--img-size", size, *facts], capsys)
+    assert code in (1, 2)
+    advised = {a for a in re.findall(r"(?:--img-size|e\.g\.) (\d+x\d+)", out + err) if a != size}
+    assert advised, out + err
+    for advice in advised:
+        code, out, err = run_cli(
+            ["doctor", model, "--precision", "fp32", "--img-size", advice, *facts], capsys
+        )
+        assert code == 0 and "stride" not in out, out + err
+        dest = tmp_path / f"bundle-{advice}"
+        args = ["export", model, "--target", "onnx", "--img-size", advice, "--out", dest, *facts]
+        code, _, err = run_cli(args, capsys)
+        assert code == 0, err

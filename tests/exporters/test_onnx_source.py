@@ -256,3 +256,99 @@ def test_facts_for_a_checkpoint_are_refused(tmp_path: Path):
     with pytest.raises(InputError, match=r"--mean, --color-order apply to an ONNX source only"):
         export(ckpt, ExportConfig("onnx"), facts=SourceFacts(mean=(0.5,) * 3, color_order="RGB"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.pt"]
+
+
+def _quarter_logits_onnx(path: Path, dynamic: bool) -> Path:
+    """A SegFormer-like graph: logits at 1/4 of the input (a stride-4 patch convolution, a 1x1 head)."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 7, stride=4, padding=3), nn.ReLU(), nn.Conv2d(8, 3, 1)).eval()
+    axes = (
+        {"pixel_values": {0: "n", 2: "h", 3: "w"}, "logits": {0: "n", 2: "h4", 3: "w4"}} if dynamic else None
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.rand(1, 3, 30, 46),), str(path), input_names=["pixel_values"],
+                          output_names=["logits"], opset_version=17, dynamo=False,
+                          dynamic_axes=axes)  # fmt: skip
+    return path
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_quarter_size_logits_get_an_upsampling_step_in_the_graph(tmp_path: Path, dynamic: bool):
+    pytest.importorskip("onnxruntime")
+    import onnx
+
+    from edgeseg.segmenter import Segmenter
+
+    src = _quarter_logits_onnx(tmp_path / "segformer.onnx", dynamic)
+    size = (46, 30) if dynamic else None
+    result = _export(src, tmp_path / "b", target="onnx", img_size=size, dynamic=dynamic, parity_images=2)
+    assert result.parity.pixel_agreement == 1.0 and result.parity.max_abs_logit_diff < 1e-5
+    assert "with its 1/4 logits upsampled" in result.parity.reference
+    assert result.manifest.model["logits_upsampled"] == 4
+    graph = onnx.load(str(tmp_path / "b" / result.manifest.model_file)).graph
+    assert graph.node[-1].op_type == "Resize" and graph.output[0].name == "logits"
+    frame = np.random.default_rng(0).integers(0, 256, (40, 64, 3), dtype=np.uint8)
+    with Segmenter(tmp_path / "b", img_size=(64, 48) if dynamic else None) as seg:
+        probs = seg(frame, return_probs=True).probabilities
+        assert probs is not None and probs.shape == (3, 40, 64)
+    # The bare source through Segmenter (benchmark's baseline row, the demo's baseline): its 1/4
+    # logits are upsampled the same way, so its masks are the bundle's.
+    options = {"mean": FACTS.mean, "std": FACTS.std, "color_order": "RGB", "classes": 3}
+    with Segmenter(src, img_size=(46, 30), **options) as raw, Segmenter(tmp_path / "b", img_size=size) as seg:
+        np.testing.assert_array_equal(raw(frame).mask, seg(frame).mask)
+    assert (
+        src.read_bytes() == _quarter_logits_onnx(tmp_path / "again.onnx", dynamic).read_bytes()
+    )  # untouched
+
+
+def _softmax_onnx(path: Path) -> Path:
+    """A graph that ends in Softmax over the classes: its output is probabilities, not logits."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 1), nn.Softmax(dim=1)
+    ).eval()
+    with torch.no_grad():
+        net[2].weight.mul_(8)  # confident probabilities, far from their own softmax
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.rand(1, 3, 32, 48),), str(path), input_names=["pixel_values"],
+                          output_names=["probs"], opset_version=17, dynamo=False)  # fmt: skip
+    return path
+
+
+def test_a_graph_ending_in_softmax_outputs_probabilities_not_softmaxed_again(tmp_path: Path):
+    ort = pytest.importorskip("onnxruntime")
+    import onnx
+
+    from edgeseg.exporters.onnx_source import ends_in_softmax
+    from edgeseg.exporters.prepost import fused_manifest
+    from edgeseg.manifest import read_manifest
+    from edgeseg.segmenter import Segmenter
+
+    src = _softmax_onnx(tmp_path / "softmax.onnx")
+    assert ends_in_softmax(onnx.load(str(src)))
+    assert not ends_in_softmax(onnx.load(str(make_foreign_onnx(tmp_path / "plain.onnx"))))
+    result = _export(src, tmp_path / "b", target="onnx", parity_images=2)
+    manifest = read_manifest(tmp_path / "b")
+    assert "softmax" in manifest.output.graph_steps
+    assert manifest.parity is not None and manifest.parity["output"] == "probabilities"
+    assert "max |Δprobability|" in result.parity.summary()
+    assert fused_manifest(manifest).output.graph_steps == ("softmax", "argmax")
+    # The bundle's probabilities are the graph's own, at a frame of the model's size (no resize).
+    frame = np.random.default_rng(0).integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    x = ((frame / 255.0 - FACTS.mean) / FACTS.std).astype(np.float32).transpose(2, 0, 1)[None]
+    session = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {"pixel_values": x})[0][0]
+    for model in (tmp_path / "b", tmp_path / "b" / manifest.model_file):  # the bundle, its bare .onnx
+        with Segmenter(model, input_format="rgb") as seg:
+            probs = seg(frame, return_probs=True).probabilities
+        assert probs is not None
+        np.testing.assert_allclose(probs, expected, atol=1e-5)
+    assert expected.max(0).mean() > 0.6  # softmax applied twice would flatten these towards 1/3

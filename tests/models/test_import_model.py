@@ -206,3 +206,64 @@ def test_imported_file_through_predict_and_info(tmp_path: Path, capsys: pytest.C
     assert mask.shape == (40, 50) and mask.max() < 3
     assert main(["info", str(path)]) == 0
     assert "imported PadUNet (torch.export program at 46x30)" in capsys.readouterr().out
+
+
+def test_doctor_leaves_a_padded_skip_unet_at_an_odd_size_alone(tmp_path: Path):
+    """PadUNet pads each upsampled map to its skip: imported at 46x30 (not a multiple of its stride 4)
+    it runs as it does in PyTorch, so the stride is nothing to report."""
+    from edgeseg.exporters.doctor_run import diagnose
+
+    path = edgeseg.import_model(_trained_bn(PadUNet(), 3), tmp_path / "pad.pt", classes=3, img_size=(46, 30),
+                                mean=MEAN, std=STD)  # fmt: skip
+    report = diagnose(path, target="onnx", precision="fp32")
+    assert [f for f in report.findings if f.check == "stride"] == []
+    with pytest.raises(InputError, match=r"import it again with img_size=\(W, H\)"):
+        diagnose(path, target="onnx", precision="fp32", img_size=(48, 32))
+
+
+class _SegmenterOutput:
+    """What Hugging Face's segmentation models return: an object whose `.logits` are at 1/4 size."""
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        self.logits = logits
+
+
+class QuarterLogits(nn.Module):
+    """A SegFormer-like head: logits at 1/4 of the input, inside an output object or a dict."""
+
+    def __init__(self, wrap: str) -> None:
+        super().__init__()
+        self.wrap = wrap
+        self.embed = nn.Sequential(nn.Conv2d(3, 8, 7, stride=4, padding=3), nn.BatchNorm2d(8), nn.GELU())
+        self.head = nn.Conv2d(8, 3, 1)
+
+    def forward(self, x: torch.Tensor) -> object:
+        y = self.head(self.embed(x))
+        return _SegmenterOutput(y) if self.wrap == "object" else {"logits": y, "hidden": x}
+
+
+@pytest.mark.parametrize("wrap", ["object", "dict"])
+def test_quarter_size_logits_in_an_output_object_are_upsampled_in_the_program(tmp_path: Path, wrap: str):
+    module = _trained_bn(QuarterLogits(wrap), 3)
+    size = (46, 30)  # 46/4 and 30/4 round up in the stride-4 convolution: 12x8 logits
+    path = edgeseg.import_model(module, tmp_path / "seg.pt", classes=3, img_size=size, mean=MEAN, std=STD)
+    ckpt = load_checkpoint(path)
+    assert ckpt.model_config.kwargs["logits_upsampled"] == 4
+    assert "1/4 logits upsampled" in ckpt.model_config.describe()
+    x = torch.rand(1, 3, 30, 46)
+    with torch.no_grad():
+        raw = module(x)
+        logits = raw.logits if wrap == "object" else raw["logits"]
+        assert logits.shape[-2:] == (8, 12)
+        expected = F.interpolate(logits, size=(30, 46), mode="bilinear", align_corners=False)
+        torch.testing.assert_close(ckpt.build_model()(x), expected, rtol=1e-5, atol=1e-5)
+    pytest.importorskip("onnxruntime")
+    result = edgeseg.export(path, target="onnx", out=str(tmp_path / "b"), parity_images=2)
+    assert result.parity.pixel_agreement == 1.0  # the upsampling is in the exported graph too
+
+
+def test_logits_at_no_whole_fraction_are_refused(tmp_path: Path):
+    with pytest.raises(InputError, match=r"at the input's size, or at 1/2 \.\. 1/32 of it"):
+        edgeseg.import_model(nn.Conv2d(3, 2, 5), tmp_path / "m.pt", classes=2, img_size=(32, 24),
+                             mean=MEAN, std=STD)  # fmt: skip
+    assert not (tmp_path / "m.pt").exists()
