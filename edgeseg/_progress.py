@@ -21,6 +21,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from edgeseg._text import console as literal_console
+
 __all__ = ["PLAIN_EVERY_S", "Task", "clock", "silenced_stdout", "track"]
 
 PLAIN_EVERY_S = 30.0  # seconds between two plain progress lines where stderr is no terminal
@@ -105,7 +107,6 @@ def track(
 ) -> Iterator[Task]:
     """A `Task` for the duration of the block, shown on stderr as the module notes say; `say_done`:
     see `Task.close`."""
-    from edgeseg._text import console as literal_console
 
     if quiet:
         yield Task(what, total, None, None)

@@ -13,6 +13,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 
+from edgeseg._offline import quiet_telemetry
 from edgeseg.errors import InputError, MissingDependencyError
 from edgeseg.targets import DESCRIPTORS, Requirement, Target
 
@@ -106,8 +107,6 @@ def module_version(module: str) -> str:
     """The version an installed package reports; imports it (the one helper here that does), because
     the distribution may be named otherwise than the module (onnxruntime-gpu provides onnxruntime)."""
     if module in ("openvino", "nncf"):
-        from edgeseg._offline import quiet_telemetry
-
         quiet_telemetry()  # importing them would otherwise start their usage telemetry
     version = getattr(importlib.import_module(module), "__version__", None)
     if version is None:  # a namespace package (executorch): its distribution's version

@@ -15,7 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg._claims import claim
-from edgeseg.bench.run import BenchmarkConfig, BenchmarkReport, BenchRow
+from edgeseg._progress import clock
+from edgeseg.bench.report import write_reports
+from edgeseg.bench.run import BenchmarkConfig, BenchmarkReport, BenchRow, benchmark
+from edgeseg.data import SYNTHETIC_CLASSES, SyntheticDataset
+from edgeseg.demo import DemoConfig, run_demo
 from edgeseg.errors import InputError
 
 __all__ = ["QuickstartConfig", "QuickstartResult", "quickstart"]
@@ -105,9 +109,6 @@ def quickstart(
 
     Raises InputError when `config.out` already holds a quickstart (nothing is overwritten).
     """
-    from edgeseg.bench.report import write_reports
-    from edgeseg.bench.run import benchmark
-    from edgeseg.data import SyntheticDataset
     from edgeseg.training import TrainConfig, train
 
     config = config or QuickstartConfig()
@@ -166,8 +167,6 @@ def _plan(config: QuickstartConfig) -> str:
 
     import torch
 
-    from edgeseg._progress import clock
-    from edgeseg.data import SYNTHETIC_CLASSES
     from edgeseg.training import TrainConfig
     from edgeseg.training.losses import DiceCELoss
     from edgeseg.training.setup import auto_batch_size, model_spec, new_model
@@ -207,7 +206,6 @@ def _plan(config: QuickstartConfig) -> str:
 
 
 def _render_demo(row: BenchRow, checkpoint: Path, out: Path, config: QuickstartConfig) -> dict[str, Any]:
-    from edgeseg.demo import DemoConfig, run_demo
 
     assert row.path is not None
     summary = run_demo(

@@ -22,6 +22,7 @@ from typing import Any
 
 from edgeseg._cpu import usable_cores
 from edgeseg._records import Record, RecordError, read_json
+from edgeseg._version import __version__
 from edgeseg.targets import DESCRIPTORS, backend_specs
 
 __all__ = [
@@ -163,7 +164,6 @@ def _git_commit() -> str | None:
 
 def run_record() -> dict[str, Any]:
     """The exact command line, edgeseg's version and its git commit."""
-    from edgeseg._version import __version__
 
     argv = list(sys.argv)
     first = Path(argv[0]) if argv else Path()

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg._io import atomic_path
+from edgeseg._plot import pyplot
 from edgeseg.errors import EdgesegError
 from edgeseg.formats import TARGETS
+from edgeseg.manifest import read_manifest
 
 __all__ = ["MIN_SPAN_POINTS", "benchmark_figure", "drop_budget", "drop_limits", "plot_benchmark"]
 
@@ -44,7 +46,6 @@ def drop_budget(report: Any) -> float | None:
     given = report.meta.get("max_drop")
     if isinstance(given, (int, float)):
         return float(given)
-    from edgeseg.manifest import read_manifest
 
     budgets = []
     for row in report.rows:
@@ -61,7 +62,6 @@ def drop_budget(report: Any) -> float | None:
 
 def plot_benchmark(report: Any, path: Path) -> None:
     """Write `benchmark_figure(report)` to `path` (PNG)."""
-    from edgeseg._plot import pyplot
 
     fig = benchmark_figure(report)
     try:
@@ -73,7 +73,6 @@ def plot_benchmark(report: Any, path: Path) -> None:
 
 def benchmark_figure(report: Any) -> Any:
     """The chart of `report` (a BenchmarkReport), a matplotlib figure."""
-    from edgeseg._plot import pyplot
 
     plt = pyplot()
     ok = [r for r in report.rows if r.status == "ok" and r.fps]

@@ -15,6 +15,7 @@ from edgeseg._io import atomic_open, write_json
 from edgeseg._records import RecordError, read_json
 from edgeseg.bench.card import environment_lines, read_card
 from edgeseg.bench.chart import plot_benchmark
+from edgeseg.bench.precision import runs_as_named
 from edgeseg.bench.run import BenchmarkReport, BenchRow
 
 __all__ = ["COLUMNS", "render_table", "write_reports"]
@@ -176,7 +177,6 @@ def _reference_lines(report: BenchmarkReport) -> list[str]:
 
 def _precision_lines(report: BenchmarkReport) -> list[str]:
     """One line per row whose kernels did not run at the precision its name says."""
-    from edgeseg.bench.precision import runs_as_named
 
     out = []
     for r in report.rows:

@@ -13,13 +13,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edgeseg._reuse import reuse_key
 from edgeseg.errors import EdgesegError, MissingDependencyError, first_line
+from edgeseg.exporters import ExportConfig, export, export_settings
 from edgeseg.formats import get_target, missing_packages
+from edgeseg.manifest import read_manifest
 from edgeseg.runtimes.registry import ensure_installed
 
 if TYPE_CHECKING:
+    from edgeseg.bench.config import BenchmarkConfig
     from edgeseg.bench.rows import BenchRow
-    from edgeseg.bench.run import BenchmarkConfig
     from edgeseg.exporters.source import ExportSource
 
 __all__ = ["export_row", "reusable"]
@@ -49,8 +52,6 @@ def export_row(
     except MissingDependencyError as err:  # nothing here could run the bundle: exporting costs time
         row.status, row.reason = "not available", first_line(err)
         return
-    from edgeseg._reuse import reuse_key
-    from edgeseg.exporters import ExportConfig, export, export_settings
 
     dest = bundles / f"{row.target}-{row.precision}-{size[0]}x{size[1]}"
     cfg = ExportConfig(
@@ -98,7 +99,6 @@ def reusable(dest: Path, key: str) -> bool:
     size, precision, ... (its recorded `source.reuse_key`, edgeseg.exporters.export_settings)."""
     if not (dest / "edgeseg.json").is_file():
         return False
-    from edgeseg.manifest import read_manifest
 
     try:
         m = read_manifest(dest)

@@ -22,11 +22,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgeseg.bench.hardware import percentile_ms
+from edgeseg.preprocess import prepare_frame, prepare_fused_frame
 
 if TYPE_CHECKING:
     from edgeseg.bench.ceilings import Ceilings
+    from edgeseg.bench.config import BenchmarkConfig
     from edgeseg.bench.rows import BenchRow
-    from edgeseg.bench.run import BenchmarkConfig
 
 __all__ = ["RATIOS", "Samples", "row_ratios", "spread", "time_rows"]
 
@@ -111,7 +112,6 @@ def time_rows(
     are under `config.max_spread` or the time budget is spent; sets each row's latency figures and
     `spreads`. `on_round` runs after each round (load and clock sampling). Returns what the rounds
     did: rounds, seconds, why they stopped, the widest spread, the PyTorch FP32 layouts' medians."""
-    from edgeseg.preprocess import prepare_frame, prepare_fused_frame
 
     samples = Samples()
     calls: dict[str, Callable[[], object]] = {}

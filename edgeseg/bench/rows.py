@@ -11,13 +11,21 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from edgeseg._evidence import labelled_hint
 from edgeseg._guards import recorded_path, require_finite
 from edgeseg.bench.hardware import RssSampler
+from edgeseg.bench.precision import compute_precision
+from edgeseg.data import FolderDataset, SyntheticDataset
+from edgeseg.data.imageio import rgb_to_gray  # the luma training and Segmenter use
+from edgeseg.data.synthetic import render_scene
 from edgeseg.errors import InputError, first_line
+from edgeseg.evaluation.classwise import ClassParity
+from edgeseg.evaluation.metrics import ConfusionMatrix
 from edgeseg.formats import get_target
+from edgeseg.segmenter import Segmenter
 
 if TYPE_CHECKING:
-    from edgeseg.bench.run import BenchmarkConfig
+    from edgeseg.bench.config import BenchmarkConfig
     from edgeseg.exporters.source import ExportSource
 
 __all__ = [
@@ -125,9 +133,6 @@ def score_row(
     """Pixel agreement with the baseline's masks, per-class parity (edgeseg.evaluation.classwise)
     and, with ground truth, mIoU and each judged class's drop: agreement and mIoU each through the
     evidence check (edgeseg._evidence), so a row never shows a figure measured on too little."""
-    from edgeseg._evidence import labelled_hint
-    from edgeseg.evaluation.classwise import ClassParity
-    from edgeseg.evaluation.metrics import ConfusionMatrix
 
     if not masks:
         return
@@ -215,8 +220,6 @@ def eval_set(
     labelled pixels in the data's own mask files (None when not known)."""
     labelled_pixels = None
     if dataset is None and config.data:
-        from edgeseg.data import FolderDataset
-
         folder = FolderDataset(
             config.data,
             img_size=size,
@@ -229,8 +232,6 @@ def eval_set(
     elif dataset is not None:
         kind = f"{type(dataset).__name__} (ground truth)"
     else:
-        from edgeseg.data import SyntheticDataset
-
         synth = SyntheticDataset(min(config.max_images, 16), size, seed=1234)
         imgs = [to_channels(synth[i][0], src.channels) for i in range(len(synth))]
         kind = "synthetic frames (agreement with the baseline only; no ground truth for this model)"
@@ -244,15 +245,12 @@ def eval_set(
 
 def to_channels(img: np.ndarray, channels: int) -> np.ndarray:
     if channels == 1 and img.ndim == 3 and img.shape[2] == 3:
-        from edgeseg.data.imageio import rgb_to_gray  # the luma training and Segmenter use
-
         return rgb_to_gray(img)
     return img
 
 
 def timing_frame(channels: int, size: tuple[int, int]) -> np.ndarray:
     """A camera-sized RGB (or gray) frame of `size` (width, height) for the whole-call timing."""
-    from edgeseg.data.synthetic import render_scene
 
     rgb, _ = render_scene(np.random.default_rng(7), size)
     return to_channels(rgb, channels)
@@ -271,8 +269,6 @@ def segmenter_options(
 def load_row(row: BenchRow, size: tuple[int, int], src: ExportSource, resize_kernel: str) -> Any:
     """The row's Segmenter, warmed up, with its memory growth, backend and executed precision set;
     None (the row's status and reason set) when it cannot load here."""
-    from edgeseg.bench.precision import compute_precision
-    from edgeseg.segmenter import Segmenter
 
     assert row.path is not None
     # Each row runs on its own target's runtime (an ONNX bundle on ONNX Runtime, not on OpenVINO),

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from edgeseg.errors import EdgesegError, first_line
+from edgeseg.segmenter import Segmenter
 
 __all__ = ["measure_throughput"]
 
@@ -30,7 +31,6 @@ def measure_throughput(
     """Set `images_per_s` on every loaded row (those with a latency figure): `frames` copies of
     `frame` through a throughput-mode Segmenter of the row's model on the row's backend, with
     `options(row)` as its extra arguments (the baseline's preprocessing)."""
-    from edgeseg.segmenter import Segmenter
 
     for row in rows:
         if row.status != "ok" or row.total_ms_p50 is None or row.path is None:

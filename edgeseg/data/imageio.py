@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from edgeseg._cpu import usable_cores
+from edgeseg._torch_resize import resize_rgb
 from edgeseg.errors import InputError
 
 __all__ = [
@@ -225,8 +227,6 @@ def resize_image(
     if img.shape[:2] == (height, width):
         return img
     if kernel == "torch" and img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3:
-        from edgeseg._torch_resize import resize_rgb
-
         return resize_rgb(img, width, height)
     if img.dtype == np.uint8 and (img.ndim == 2 or img.shape[2] in (1, 3)):
         plane = img if img.ndim == 2 else (img[:, :, 0] if img.shape[2] == 1 else img)
@@ -270,7 +270,6 @@ if hasattr(os, "register_at_fork"):
 def _strip_workers() -> tuple[ThreadPoolExecutor | None, int]:
     """(the pool of strip threads, how many strips run at once: its threads and the caller)."""
     global _strip_pool
-    from edgeseg._cpu import usable_cores
 
     cores = usable_cores()
     if cores < 2:

@@ -32,7 +32,10 @@ from edgeseg._reuse import find_source
 from edgeseg.demo.stats import FlickerMeter
 from edgeseg.errors import InputError
 from edgeseg.evaluation.metrics import ConfusionMatrix
+from edgeseg.exporters.source_open import open_export_source
 from edgeseg.manifest import Manifest
+from edgeseg.runtimes import get_backend_class
+from edgeseg.segmenter import Segmenter
 
 if TYPE_CHECKING:
     from edgeseg.exporters.source import SourceFacts
@@ -107,9 +110,6 @@ class BaselineWorker:
         model_package: str = "",
         facts: SourceFacts | None = None,
     ) -> None:
-        from edgeseg.exporters.source_open import open_export_source
-        from edgeseg.runtimes import get_backend_class
-        from edgeseg.segmenter import Segmenter
 
         src = open_export_source(checkpoint, facts if Path(checkpoint).suffix.lower() == ".onnx" else None)
         backend = src.reference_backend

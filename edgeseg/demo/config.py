@@ -11,6 +11,7 @@ from typing import Any
 from edgeseg._guards import check_number
 from edgeseg.demo.sources import FrameSource
 from edgeseg.errors import InputError
+from edgeseg.preprocess import resize_kernel_choice
 
 __all__ = ["DemoConfig", "DemoSummary"]
 
@@ -99,7 +100,6 @@ class DemoConfig:
         for bad, message in problems:
             if bad:
                 raise InputError(message)
-        from edgeseg.preprocess import resize_kernel_choice
 
         self.resize_kernel = resize_kernel_choice(self.resize_kernel)
 

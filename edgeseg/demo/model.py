@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from edgeseg._cpu import usable_cores
+from edgeseg.segmenter import Segmenter
 
 __all__ = ["load_segmenter", "model_threads", "time_alone"]
 
@@ -35,7 +36,6 @@ def load_segmenter(
     target), so the demo runs exactly what `Segmenter(model, backend)` runs, or refuses it with the
     same message; every backend takes `threads` and spells it for its runtime.
     """
-    from edgeseg.segmenter import Segmenter
 
     return Segmenter(
         model, backend=backend, device=device, threads=threads or None, resize_kernel=resize_kernel

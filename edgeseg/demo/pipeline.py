@@ -50,6 +50,7 @@ from edgeseg.demo.stats import (
 )
 from edgeseg.errors import EdgesegError, EdgesegRuntimeError, InputError, first_line
 from edgeseg.evaluation.metrics import ConfusionMatrix
+from edgeseg.exporters.source import SourceFacts
 
 __all__ = ["run_demo"]
 
@@ -413,7 +414,6 @@ def _baseline(config: DemoConfig, seg: Any, path: Path) -> tuple[BaselineWorker 
         return None, note
     if Path(checkpoint).resolve() == seg.backend.path.resolve():
         return None, "no baseline: the model is its own source"
-    from edgeseg.exporters.source import SourceFacts
 
     pre = seg.preprocessing
     worker = BaselineWorker(

@@ -16,7 +16,9 @@ import numpy as np
 from edgeseg._evidence import ClassSet, labelled_hint
 from edgeseg._guards import recorded_path
 from edgeseg._torch_resize import tensor_of
+from edgeseg.data import FolderDataset
 from edgeseg.evaluation.metrics import ConfusionMatrix, SegMetrics
+from edgeseg.segmenter import Segmenter
 
 if TYPE_CHECKING:
     import torch
@@ -116,7 +118,6 @@ def evaluate_checkpoint(
 
     An unreadable image or mask is left out with a `SkippedFileWarning` naming it; the report lists it
     in `skipped` (InputError only when nothing could be read)."""
-    from edgeseg.data import FolderDataset
     from edgeseg.models.device import resolve_device
 
     dev = resolve_device(device)
@@ -162,8 +163,6 @@ def evaluate_artifact(
     `segmenter_options` go to `Segmenter`: for an ONNX file from elsewhere (no edgeseg metadata) its
     mean, std, color_order and classes or class_names, and img_size when its input is dynamic.
     Unreadable files are left out as by `evaluate_checkpoint`."""
-    from edgeseg.data import FolderDataset
-    from edgeseg.segmenter import Segmenter
 
     with Segmenter(path, backend=backend, device=device, input_format="rgb", **segmenter_options) as seg:
         pre = seg.preprocessing

@@ -27,9 +27,13 @@ import numpy as np
 from edgeseg._evidence import ClassSet, labelled_hint
 from edgeseg._guards import recorded_path, require_finite
 from edgeseg._torch_resize import tensor_of
+from edgeseg.data import FolderDataset, SyntheticDataset, normalize
+from edgeseg.data.imageio import rgb_to_gray
 from edgeseg.errors import EdgesegRuntimeError, InputError
+from edgeseg.evaluation.classwise import ClassParity
 from edgeseg.evaluation.metrics import ConfusionMatrix
 from edgeseg.formats import TARGETS
+from edgeseg.runtimes import create_backend, registered_backends
 
 if TYPE_CHECKING:
     import torch
@@ -187,7 +191,6 @@ def onnx_reference(
     class_names: Sequence[str] = (),
 ) -> Reference:
     """An ONNX file as the reference, run as given by ONNX Runtime's CPU provider (loaded now)."""
-    from edgeseg.runtimes import create_backend
 
     backend = create_backend("onnxruntime", path, device="cpu").load()
     return Reference(
@@ -206,7 +209,6 @@ def onnx_reference(
 
 
 def _parity_backend_name(target: str) -> str:
-    from edgeseg.runtimes import registered_backends
 
     runnable = {t.name: t.parity_backend for t in TARGETS.values() if t.backends}
     runnable = {t: b for t, b in runnable.items() if b in registered_backends()}
@@ -223,7 +225,6 @@ def parity_backend(target: str, path: str | os.PathLike[str]) -> Backend:
 
     Raises InputError for a target no registered backend runs.
     """
-    from edgeseg.runtimes import create_backend
 
     return create_backend(_parity_backend_name(target), path, device="cpu")
 
@@ -252,8 +253,6 @@ def _logits(backend: Backend, batch: np.ndarray, frames: np.ndarray | None = Non
 def _to_channels(images: np.ndarray, channels: int, color_order: str) -> np.ndarray:
     """uint8 RGB NHWC -> the model's channels: gray by `rgb_to_gray` (as read_image does), or BGR."""
     if channels == 1 and images.shape[-1] == 3:
-        from edgeseg.data.imageio import rgb_to_gray
-
         return np.stack([rgb_to_gray(img) for img in images])
     return images[..., ::-1] if color_order.upper() == "BGR" else images
 
@@ -292,7 +291,6 @@ def parity_batches(
     (`Reference.model_classes`; InputError naming both otherwise), with its ignore id.
     Without: `images` synthetic scenes, whose masks are not compared (their classes are not the model's).
     """
-    from edgeseg.data import FolderDataset, SyntheticDataset
 
     labelled_pixels = None
     if val_data is not None:
@@ -333,8 +331,6 @@ def measure_parity(
 ) -> ParityReport:
     """Compare `artifact` (a file of `target`) with the reference model on the same inputs at
     `img_size` (width, height); `class_names` name the classes of the per-class figures."""
-    from edgeseg.data import normalize
-    from edgeseg.evaluation.classwise import ClassParity
 
     start = time.perf_counter()
     size = (int(img_size[0]), int(img_size[1]))

@@ -28,12 +28,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeseg._claims import Claim, claim
+from edgeseg._evidence import Evidence, labelled_hint
 from edgeseg._guards import size_arg
 from edgeseg._io import replace_folder
 from edgeseg._paths import Output, check_outputs
 from edgeseg._progress import track
 from edgeseg._reuse import CONTENT, NOT_SHAPING, content_digest, reuse_key, settings_of
+from edgeseg._version import __version__
+from edgeseg.data import FolderDataset, check_declared_classes
 from edgeseg.errors import InputError
+from edgeseg.evaluation.parity import measure_parity
 from edgeseg.exporters.accuracy import Bound, DropMeter
 from edgeseg.formats import Target, ensure_packages, module_version, validate_export_options
 from edgeseg.manifest import INPUT_NAME, MANIFEST_NAME, OUTPUT_NAME, Manifest, write_manifest
@@ -248,8 +252,6 @@ def check_data(
     the minimum of labelled pixels in its own files (edgeseg._evidence; the figures measured on it
     are checked again as they are computed), and a `calib` dataset folder's classes.txt must list
     the model's classes. InputError naming what is wrong."""
-    from edgeseg._evidence import Evidence, labelled_hint
-    from edgeseg.data import FolderDataset, check_declared_classes
 
     model = src.model_classes()
     if calib is not None:
@@ -289,7 +291,6 @@ def export_settings(src: ExportSource, config: ExportConfig) -> dict[str, Any]:
     --calib the content of the default calibration folder, and the versions of the tools that
     write the files. Its `reuse_key` is recorded in the manifest (`source.reuse_key`), and a bundle
     is reused (by `benchmark`) only when the key of the settings asked for now is the same."""
-    from edgeseg._version import __version__
 
     target, config = _normalized(config)
     settings = settings_of(config)
@@ -331,8 +332,6 @@ def _check_destination(dest: Path, overwrite: bool) -> None:
 def _tools(target: Target, artifact: Artifact) -> dict[str, str]:
     import numpy
     import torch
-
-    from edgeseg._version import __version__
 
     tools = {"edgeseg": __version__, "python": platform.python_version(), "torch": torch.__version__}
     tools["numpy"] = numpy.__version__
@@ -447,7 +446,6 @@ def _export_into(
     settings: dict[str, Any],
     progress: bool = False,
 ) -> ExportResult:
-    from edgeseg.evaluation.parity import measure_parity
 
     def stage(what: str) -> contextlib.AbstractContextManager[Any]:
         return track(what, quiet=not progress, say_done=True)

@@ -42,8 +42,12 @@ import numpy as np
 
 from edgeseg._evidence import labelled_hint
 from edgeseg._guards import require_finite
+from edgeseg.data import normalize
 from edgeseg.errors import EdgesegRuntimeError
+from edgeseg.evaluation.classwise import ClassParity, require_judged
 from edgeseg.evaluation.metrics import ConfusionMatrix, SegMetrics
+from edgeseg.evaluation.parity import parity_backend, parity_batches
+from edgeseg.exporters.calibset import CALIB_METHODS
 
 if TYPE_CHECKING:
     from edgeseg.evaluation.parity import Reference
@@ -173,9 +177,6 @@ class DropMeter:
         Raises InputError when the data's classes are not the reference's, when it holds too few
         labelled pixels for an mIoU drop (edgeseg._evidence), or, for a per-class `bound`, when no
         class is judged on it: a gate with nothing to measure does not pass."""
-        from edgeseg.data import normalize
-        from edgeseg.evaluation.classwise import require_judged
-        from edgeseg.evaluation.parity import parity_batches
 
         data = parity_batches(ref, img_size, val_data=val_data, batch_size=1)
         inputs, masks, refs = [], [], []
@@ -233,7 +234,6 @@ class DropMeter:
 
     def drop(self, artifact: str | os.PathLike[str], count: int | None = None) -> float:
         """Drop in points of the artifact file, run by parity's backend for the target (on CPU)."""
-        from edgeseg.evaluation.parity import parity_backend
 
         with parity_backend(self.target, artifact) as backend:
             inp, out = backend.input_specs[0].name, backend.output_specs[0].name
@@ -241,7 +241,6 @@ class DropMeter:
 
     def score_preds(self, preds: Sequence[np.ndarray], count: int | None = None) -> Score:
         """mIoU drop and per-class drops (judged classes, edgeseg.evaluation.classwise) of `preds`."""
-        from edgeseg.evaluation.classwise import ClassParity
 
         cp = ClassParity(self.classes, self.ignore_index)
         for ref, pred, mask in zip(self.reference[:count], preds, self.masks[:count], strict=True):
@@ -256,7 +255,6 @@ class DropMeter:
 
     def score(self, artifact: str | os.PathLike[str], count: int | None = None) -> Score:
         """`score_preds` of the artifact file, run by parity's backend for the target (on CPU)."""
-        from edgeseg.evaluation.parity import parity_backend
 
         with parity_backend(self.target, artifact) as backend:
             inp, out = backend.input_specs[0].name, backend.output_specs[0].name
@@ -365,7 +363,6 @@ def onnx_int8_within(
     ran, `sensitivity` added. Raises EdgesegRuntimeError (the best figure reached) when no remedy
     meets the bound.
     """
-    from edgeseg.exporters.calibset import CALIB_METHODS
 
     bound = Bound(max_drop, max_class_drop)
     search = _Search(quantize, dest, meter, bound)

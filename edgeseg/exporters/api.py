@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from edgeseg.errors import InputError
 from edgeseg.exporters import ExportConfig, ExportResult
 from edgeseg.exporters import export as export_file
+from edgeseg.exporters.source import SourceFacts
 
 if TYPE_CHECKING:
     from torch import nn
@@ -74,7 +75,6 @@ def export(
 
 
 def _data(ignore_index: int | None) -> Any:
-    from edgeseg.exporters.source import SourceFacts
 
     return SourceFacts(ignore_index=ignore_index) if ignore_index is not None else None
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgeseg.evaluation.classwise import CLASS_MIN_SHARE
+from edgeseg.exporters.calibset import load_calibration
 from edgeseg.manifest import Manifest
 
 if TYPE_CHECKING:
@@ -150,7 +151,6 @@ def coverage_line(cov: dict[str, Any]) -> str:
 def _comparison(
     val_data: str | None, folder: str | None, training: str | None, manifest: Manifest
 ) -> tuple[str, Sequence[np.ndarray]] | None:
-    from edgeseg.exporters.calibset import load_calibration
 
     if val_data is not None:
         other, desc = val_data, f"--val-data {val_data}"
@@ -178,7 +178,6 @@ def prepare_calibration(
     """The int8 calibration set of an export: source chosen, read, its coverage measured, logged in
     one line and recorded; warns (one line each) about a fallback source and classes it misses.
     `calib_folder` and `val_data` are the export's --calib and --val-data (None when not given)."""
-    from edgeseg.exporters.calibset import load_calibration
 
     folder, why, warning = calibration_source(src, calib_folder)
     if warning:

@@ -25,8 +25,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgeseg._guards import recorded_path
+from edgeseg._offline import quiet_telemetry
+from edgeseg.data import IMAGE_SUFFIXES, SyntheticDataset, list_images, read_image
 from edgeseg.errors import InputError, MissingDependencyError
 from edgeseg.manifest import Manifest
+from edgeseg.preprocess import Preprocessing, prepare_frame
 
 if TYPE_CHECKING:
     from onnxruntime.quantization import CalibrationDataReader
@@ -80,7 +83,6 @@ class CalibrationSet:
 
 
 def _image_files(folder: Path) -> list[Path]:
-    from edgeseg.data import IMAGE_SUFFIXES, list_images
 
     # A dataset folder (DIR/images + DIR/masks) calibrates on its images; masks are never read.
     root = folder / "images" if (folder / "images").is_dir() else folder
@@ -91,7 +93,6 @@ def _image_files(folder: Path) -> list[Path]:
 
 
 def _preprocessing(manifest: Manifest) -> Any:
-    from edgeseg.preprocess import Preprocessing
 
     inp = manifest.input
     # "stretch" is how training resized images, so calibration ranges match the trained statistics.
@@ -123,8 +124,6 @@ def load_calibration(
     set is smaller than MIN_RECOMMENDED_IMAGES. Raises InputError for a missing or empty folder or an
     unreadable image (naming the file).
     """
-    from edgeseg.data import SyntheticDataset, read_image
-    from edgeseg.preprocess import prepare_frame
 
     pre = _preprocessing(manifest)
     frames: Iterator[np.ndarray]
@@ -184,7 +183,6 @@ def nncf_dataset(calib: CalibrationSet) -> Any:
     The first edgeseg function to import nncf (the others run after it), so it switches off NNCF's
     usage telemetry first.
     """
-    from edgeseg._offline import quiet_telemetry
 
     quiet_telemetry()  # NNCF and OpenVINO would otherwise send usage telemetry
     # NNCF imports torch.utils.cpp_extension, which logs a warning line on every import where a CUDA

@@ -24,10 +24,13 @@ import numpy as np
 from edgeseg._paths import CHECKPOINT_FILES, folder_not_file
 from edgeseg._reuse import find_source
 from edgeseg.errors import InputError
+from edgeseg.exporters.calibset import load_calibration
 from edgeseg.exporters.doctor import Finding, SizeAdvice, check_resize, check_stride
 from edgeseg.exporters.doctor_fp16 import check_fp16
 from edgeseg.exporters.doctor_ops import check_int8, check_ops
-from edgeseg.formats import TARGETS
+from edgeseg.exporters.source import SourceFacts
+from edgeseg.exporters.source_open import open_export_source
+from edgeseg.formats import PRECISIONS, TARGETS, exportable_targets, get_target, parse_precision
 from edgeseg.manifest import MANIFEST_NAME, Manifest, read_manifest
 
 if TYPE_CHECKING:
@@ -89,7 +92,6 @@ def check_graph(
 def _calibration_inputs(
     manifest: Manifest, calib: str | os.PathLike[str] | None, images: int
 ) -> list[np.ndarray]:
-    from edgeseg.exporters.calibset import load_calibration
 
     with warnings.catch_warnings():  # "calibrating on N images": a few are what this check wants
         warnings.simplefilter("ignore", UserWarning)
@@ -156,8 +158,6 @@ def diagnose(
     means every exportable target / precision (a bundle's own by default). `dynamic` checks the
     graph `export --dynamic` would convert (default: fixed size; a bundle: as it was exported).
     Raises InputError for a missing or unreadable model, or an unknown target or precision."""
-    from edgeseg.exporters.source import SourceFacts
-    from edgeseg.exporters.source_open import open_export_source
 
     path = Path(model)
     if not path.exists():
@@ -246,7 +246,6 @@ def diagnose(
 
 
 def _choices(target: str | None, precision: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    from edgeseg.formats import PRECISIONS, exportable_targets, get_target, parse_precision
 
     # None: every target; "" is no target (get_target refuses it), never "all".
     targets = (get_target(target).name,) if target is not None else tuple(exportable_targets())

@@ -22,10 +22,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgeseg._guards import first_nonfinite, recorded_path
+from edgeseg._logits import logits_scale
 from edgeseg._paths import folder_not_file
 from edgeseg.errors import EdgesegRuntimeError, InputError, MissingDependencyError, first_line
+from edgeseg.evaluation.parity import onnx_reference
+from edgeseg.exporters.doctor import check_stride
 from edgeseg.exporters.source import ExportSource, SourceFacts
-from edgeseg.manifest import METADATA_PREFIX, Manifest, manifest_from_onnx_metadata, onnx_metadata
+from edgeseg.manifest import (
+    METADATA_PREFIX,
+    Manifest,
+    manifest_from_onnx_metadata,
+    onnx_metadata,
+    sha256_file,
+)
 
 if TYPE_CHECKING:
     import onnx
@@ -309,8 +318,6 @@ class OnnxSource(ExportSource):
             self._add_upsampling(self._fraction(static, (w, h)))
             static = self._static_graph((w, h))
         if len(_dims(static.graph.output[0])) != 4:  # no shape inferred: does it run at this size?
-            from edgeseg.exporters.doctor import check_stride
-
             for finding in check_stride(self.model, (w, h), lambda s: self.size_advice(s, dynamic)):
                 raise InputError(f"{where}: {finding.what}; {finding.fix}")
         self._check_output(static, (w, h))
@@ -318,7 +325,6 @@ class OnnxSource(ExportSource):
 
     def _fraction(self, static: onnx.ModelProto, size: tuple[int, int]) -> int:
         """f when the static graph's logits are at 1/f of `size` (SegFormer's 1/4), else 1."""
-        from edgeseg._logits import logits_scale
 
         dims = _dims(static.graph.output[0])
         if len(dims) != 4 or None in dims[2:]:
@@ -372,8 +378,6 @@ class OnnxSource(ExportSource):
     def source_record(self) -> dict[str, Any]:
         record: dict[str, Any] = {"kind": self.kind, "onnx": recorded_path(self.path), "sha256": self.sha256}
         if self.external:
-            from edgeseg.manifest import sha256_file
-
             # Loaded from beside the file and written into the bundle's single model file.
             record["external_data"] = {n: sha256_file(self.path.parent / n) for n in self.external}
         return record
@@ -419,8 +423,6 @@ class OnnxSource(ExportSource):
         graph plus that step, from a temporary file removed at close."""
         import shutil
         import tempfile
-
-        from edgeseg.evaluation.parity import onnx_reference
 
         path, tmp = self.path, None
         if self.upsampled:

@@ -26,7 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 from edgeseg._evidence import ClassSet
 from edgeseg._guards import recorded_path, sequence_arg
+from edgeseg._version import __version__
 from edgeseg.errors import InputError
+from edgeseg.evaluation.parity import Reference
+from edgeseg.exporters.torch_onnx import write_onnx
+from edgeseg.formats import get_target
 from edgeseg.manifest import INPUT_NAME, OUTPUT_NAME, InputSpec, Manifest, OutputSpec, sha256_file
 
 if TYPE_CHECKING:
@@ -164,8 +168,6 @@ class ExportSource(abc.ABC):
 
     def draft(self, target: str, precision: str, size: tuple[int, int], dynamic: bool) -> Manifest:
         """The manifest draft (no files, tools or parity yet) of an export of this source."""
-        from edgeseg._version import __version__
-        from edgeseg.formats import get_target
 
         inp, out = self.tensor_names()
         runtime_precisions = get_target(target).runtime_precisions if precision == "fp32" else {}
@@ -309,12 +311,10 @@ class CheckpointSource(ExportSource):
         return self._model
 
     def write_onnx(self, path: Path, manifest: Manifest, *, opset: int) -> None:
-        from edgeseg.exporters.torch_onnx import write_onnx
 
         write_onnx(self.torch_module(), path, manifest, opset=opset)
 
     def reference(self) -> Reference:
-        from edgeseg.evaluation.parity import Reference
 
         ref = Reference.from_checkpoint(self.ckpt, self.torch_module())
         ref.ignore_index = self.ignore_index  # --ignore-index wins over the checkpoint's own

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from edgeseg.errors import InputError
+from edgeseg.exporters.onnx_source import OnnxSource
 from edgeseg.exporters.source import CheckpointSource, ExportSource, SourceFacts
 
 __all__ = ["open_export_source"]
@@ -26,8 +27,6 @@ def open_export_source(path: str | os.PathLike[str], facts: SourceFacts | None =
     if facts.ignore_index is not None and (isinstance(facts.ignore_index, bool) or facts.ignore_index < 0):
         raise InputError(f"--ignore-index must be a label id, 0 or more; got {facts.ignore_index}")
     if src.suffix.lower() == ".onnx":
-        from edgeseg.exporters.onnx_source import OnnxSource
-
         opened: ExportSource = OnnxSource.open(src, facts)
     else:
         given = facts.model_facts_given()

@@ -24,6 +24,7 @@ import torch
 from edgeseg._io import atomic_open
 from edgeseg._paths import CHECKPOINT_FILES, folder_not_file
 from edgeseg._records import Record, parse_json
+from edgeseg._version import __version__
 from edgeseg.errors import InputError, first_line
 from edgeseg.manifest import InputSpec
 from edgeseg.models.registry import ModelSpec, build_model
@@ -72,7 +73,6 @@ class Checkpoint:
 
     def meta(self) -> dict[str, Any]:
         """The JSON-serialisable description (no tensors)."""
-        from edgeseg._version import __version__
 
         return {
             "edgeseg_version": __version__,

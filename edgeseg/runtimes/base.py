@@ -52,6 +52,7 @@ import numpy as np
 
 from edgeseg._guards import first_nonfinite, is_out_of_memory, require_finite
 from edgeseg.errors import EdgesegError, EdgesegRuntimeError, InputError, first_line
+from edgeseg.formats import module_version
 
 if TYPE_CHECKING:
     from edgeseg.manifest import Manifest
@@ -258,7 +259,6 @@ class Backend(abc.ABC):
     @property
     def description(self) -> str:
         """What runs the model, with version and settings: "onnxruntime 1.31.1 (CPUExecutionProvider)"."""
-        from edgeseg.formats import module_version
 
         version = module_version(self.package).split("-")[0] if self.package else ""
         return f"{self.name} {version} ({self._describe()})".replace("  ", " ")

@@ -7,6 +7,7 @@ from typing import Any
 
 from edgeseg._io import atomic_path
 from edgeseg._plot import pyplot
+from edgeseg.evaluation.evaluate import predict_masks
 from edgeseg.legend import legend_entries
 from edgeseg.overlay import colorize
 
@@ -81,8 +82,6 @@ def samples_figure(ckpt: Any, dataset: Any, *, count: int = 4, device: Any = "cp
     """A matplotlib figure: rows of image | ground truth | prediction for the first `count` images of
     `dataset`, with the class key (names and colours; white: ignored pixels) under them."""
     from matplotlib.patches import Patch
-
-    from edgeseg.evaluation.evaluate import predict_masks
 
     plt = pyplot()
     n = min(count, len(dataset))

@@ -17,8 +17,11 @@ from torch.utils.data.distributed import DistributedSampler
 
 from edgeseg._claims import claim
 from edgeseg._guards import recorded_path
+from edgeseg._io import atomic_path
 from edgeseg._progress import clock, track
 from edgeseg._records import Record, parse_json
+from edgeseg._text import console
+from edgeseg.data import default_normalization
 from edgeseg.errors import InputError
 from edgeseg.evaluation.evaluate import confusion_on, to_input
 from edgeseg.evaluation.metrics import ConfusionMatrix
@@ -123,8 +126,6 @@ class _Trainer:
 
     def log(self, msg: str) -> None:
         if self.dist.is_main and not self.cfg.quiet:
-            from edgeseg._text import console
-
             # One line per message, unwrapped: logs and tests can grep it. Literal: a message may
             # hold class names or paths from the data, which are no markup.
             console(stderr=True).print(msg, soft_wrap=True)
@@ -214,7 +215,6 @@ class _Trainer:
 
     def _setup(self) -> None:
         """Data, model, loss, loader, optimizer, schedule and the run record (restored on resume)."""
-        from edgeseg.data import default_normalization
 
         cfg, dev = self.cfg, self.device
         self.train_ds, self.val_ds, info = build_datasets(cfg)
@@ -301,8 +301,6 @@ class _Trainer:
         if not self.dist.is_main or not best.is_file() or origin.resolve() == self.run_dir.resolve():
             return
         import shutil
-
-        from edgeseg._io import atomic_path
 
         with atomic_path(self.run_dir / "best.pt") as tmp:
             shutil.copyfile(best, tmp)

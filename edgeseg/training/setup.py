@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg._claims import lock_path
+from edgeseg._evidence import Evidence, labelled_hint
 from edgeseg._guards import check_number
 from edgeseg._paths import Output, check_outputs, resolved
+from edgeseg.data import Augment, AugmentConfig, DatasetView, FolderDataset, SyntheticDataset, split_indices
 from edgeseg.data.transforms import DEFAULT_AUGMENT_OPS
 from edgeseg.errors import InputError
 from edgeseg.models.registry import ModelSpec, round_to_stride
@@ -134,14 +136,6 @@ class TrainResult:
 
 def build_datasets(cfg: TrainConfig) -> tuple[Any, Any, dict[str, Any]]:
     """Train and val views (train augmented) plus what the checkpoint must record about the data."""
-    from edgeseg.data import (
-        Augment,
-        AugmentConfig,
-        DatasetView,
-        FolderDataset,
-        SyntheticDataset,
-        split_indices,
-    )
 
     stride = model_spec(cfg, 3, 2).stride
     if cfg.data is None:
@@ -178,7 +172,6 @@ def build_datasets(cfg: TrainConfig) -> tuple[Any, Any, dict[str, Any]]:
             train_idx, val_idx = split_indices(len(base), cfg.val_fraction, cfg.seed)
     if isinstance(val_base, FolderDataset):
         # The val mIoU picks the best epoch: like every figure it needs evidence (edgeseg._evidence).
-        from edgeseg._evidence import Evidence, labelled_hint
 
         counts = [val_base.labelled_per_image[i] for i in val_idx]
         where = (

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgeseg.errors import EdgesegRuntimeError, InputError, first_line
 from edgeseg.exporters import Artifact, ExportJob
+from edgeseg.exporters.accuracy import Bound, onnx_int8_within
 from edgeseg.manifest import Manifest, onnx_metadata
 from edgeseg.targets.executorch.backend import METADATA_METHOD, SEAL_KEY, UNSEALED, seal
 from edgeseg.targets.executorch.quantize import OBSERVERS, SCHEME, conv_modules, quantize_module, quiet
@@ -112,7 +113,6 @@ def _versions() -> dict[str, str]:
 def _int8(module: torch.nn.Module, job: ExportJob, dest: Path) -> dict[str, Any]:
     """Write the INT8 program to `dest`, within the job's accuracy bound if it sets one; returns the
     manifest's quantization entry (with the ops left outside XNNPACK, if any)."""
-    from edgeseg.exporters.accuracy import Bound
 
     manifest, config = job.manifest, job.config
     calib = job.calibration_set()
@@ -134,7 +134,6 @@ def _int8(module: torch.nn.Module, job: ExportJob, dest: Path) -> dict[str, Any]
     bound = Bound.of(config)
     if job.meter is None or bound is None:
         return quantize(dest, config.calib_method, [])
-    from edgeseg.exporters.accuracy import onnx_int8_within
 
     return onnx_int8_within(
         quantize,

@@ -8,7 +8,9 @@ from dataclasses import replace
 
 from edgeseg.exporters import Artifact, ExportJob
 from edgeseg.exporters.onnx_quant import reduced_precision_graph
+from edgeseg.exporters.prepost import fused_manifest
 from edgeseg.manifest import onnx_metadata
+from edgeseg.targets.onnx.fuse import fuse_onnx_file
 from edgeseg.targets.onnx.quantize import to_int8
 
 __all__ = ["MODEL_FILE", "export_artifact"]
@@ -24,8 +26,6 @@ def export_artifact(job: ExportJob) -> Artifact:
     artifact = _plain_artifact(job)
     if not job.config.fuse_prepost:
         return artifact
-    from edgeseg.exporters.prepost import fused_manifest
-    from edgeseg.targets.onnx.fuse import fuse_onnx_file
 
     fused = fused_manifest(job.manifest)
     fuse_onnx_file(job.workdir / MODEL_FILE, job.manifest, onnx_metadata(fused))

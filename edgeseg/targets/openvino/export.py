@@ -23,9 +23,15 @@ from edgeseg._io import disk_full_as_oserror
 from edgeseg._offline import quiet_telemetry
 from edgeseg._progress import silenced_stdout
 from edgeseg.errors import EdgesegRuntimeError, InputError, MissingDependencyError, first_line
+from edgeseg.evaluation.classwise import ClassParity
+from edgeseg.evaluation.metrics import ConfusionMatrix
 from edgeseg.exporters import Artifact, ExportJob
+from edgeseg.exporters.accuracy import Bound, fail_message
+from edgeseg.exporters.calibset import nncf_dataset
+from edgeseg.exporters.prepost import fused_manifest
 from edgeseg.formats import module_version
 from edgeseg.manifest import METADATA_PREFIX, onnx_metadata
+from edgeseg.targets.openvino.fuse import fuse_openvino
 
 if TYPE_CHECKING:
     from edgeseg.exporters.accuracy import Bound, Score
@@ -38,8 +44,6 @@ RT_INFO_KEY = "edgeseg"
 
 def quantize_int8(model: Any, job: ExportJob) -> tuple[Any, dict[str, Any]]:
     """The OpenVINO model quantized to INT8 by NNCF on the job's calibration set, and its manifest entry."""
-    from edgeseg.exporters.accuracy import Bound
-    from edgeseg.exporters.calibset import nncf_dataset
 
     if job.config.calib_method != "minmax":
         raise InputError(
@@ -94,10 +98,6 @@ def _within_bound(
     checked on the result.
     """
     import nncf
-
-    from edgeseg.evaluation.classwise import ClassParity
-    from edgeseg.evaluation.metrics import ConfusionMatrix
-    from edgeseg.exporters.accuracy import fail_message
 
     meter = job.meter
     assert meter is not None  # quantize_int8 checks
@@ -183,9 +183,6 @@ def export_artifact(job: ExportJob) -> Artifact:
             quantization = {"method": "fp16-compressed IR weights (openvino.save_model compress_to_fp16)"}
         manifest = job.manifest
         if job.config.fuse_prepost:  # after quantization: calibration feeds the plain graph
-            from edgeseg.exporters.prepost import fused_manifest
-            from edgeseg.targets.openvino.fuse import fuse_openvino
-
             model = fuse_openvino(model, job.manifest)
             manifest = fused_manifest(job.manifest)
         for key, value in onnx_metadata(manifest).items():

@@ -25,7 +25,7 @@ from typing import Any
 from edgeseg._io import atomic_path, write_json
 from edgeseg._reuse import reuse_key
 from edgeseg.errors import EdgesegRuntimeError, InputError, MissingDependencyError
-from edgeseg.manifest import Manifest
+from edgeseg.manifest import Manifest, sha256_file
 from edgeseg.targets.tensorrt.cache import BuildOptions, cache_name, engine_settings, record_path
 from edgeseg.targets.tensorrt.device import cuda_device, selected
 
@@ -188,7 +188,6 @@ def build_engine(
     Raises InputError when TensorRT cannot parse the graph (every parser error in the message),
     EdgesegRuntimeError when the build fails, MissingDependencyError without TensorRT.
     """
-    from edgeseg.manifest import sha256_file
 
     trt = import_tensorrt("building a TensorRT engine")
     device = cuda_device(device_index)

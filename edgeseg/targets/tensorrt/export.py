@@ -17,9 +17,11 @@ from typing import Any
 from edgeseg.errors import EdgesegRuntimeError, InputError
 from edgeseg.exporters import Artifact, ExportJob
 from edgeseg.exporters.onnx_quant import reduced_precision_graph
+from edgeseg.exporters.prepost import fused_manifest
 from edgeseg.manifest import onnx_metadata, sha256_file
-from edgeseg.targets.tensorrt.build import profile_of
-from edgeseg.targets.tensorrt.graph import to_engine_int8
+from edgeseg.targets.tensorrt.build import build_engine, engine_unavailable_reason, profile_of
+from edgeseg.targets.tensorrt.fuse import ENGINE_STEPS, fuse_engine_onnx_file
+from edgeseg.targets.tensorrt.graph import check_engine_ready, to_engine_int8
 
 __all__ = ["MEASURED_ON", "MODEL_FILE", "export_artifact"]
 
@@ -37,8 +39,6 @@ def _engine_ready_graph(job: ExportJob, dest: Path) -> tuple[dict[str, Any] | No
 
 def export_artifact(job: ExportJob) -> Artifact:
     """Write the engine-ready `model.onnx` (checked), and the engine when this machine can build one."""
-    from edgeseg.targets.tensorrt.build import build_engine, engine_unavailable_reason
-    from edgeseg.targets.tensorrt.graph import check_engine_ready
 
     config = job.config
     if config.batch is not None and not config.dynamic:
@@ -47,9 +47,6 @@ def export_artifact(job: ExportJob) -> Artifact:
     quantization, float_nodes = _engine_ready_graph(job, dest)
     manifest = job.manifest
     if config.fuse_prepost:  # after quantization: calibration feeds the plain graph
-        from edgeseg.exporters.prepost import fused_manifest
-        from edgeseg.targets.tensorrt.fuse import ENGINE_STEPS, fuse_engine_onnx_file
-
         manifest = fused_manifest(job.manifest, ENGINE_STEPS)
         fuse_engine_onnx_file(dest, job.manifest, onnx_metadata(manifest))
     problems = check_engine_ready(dest, config.precision, allowed_float=float_nodes)

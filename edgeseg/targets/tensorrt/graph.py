@@ -25,7 +25,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeseg.exporters.calibset import CalibrationSet
+from edgeseg.exporters.onnx_quant import quantize_qdq
 from edgeseg.formats import parse_precision
+from edgeseg.targets.tensorrt.fuse import PREFIX
 
 if TYPE_CHECKING:
     import onnx
@@ -61,7 +63,6 @@ def to_engine_int8(
     `method` is minmax, entropy or percentile; `exclude` names Conv nodes kept in float (they then
     run in fp32 in the strongly typed engine). Returns what the manifest's `quantization` records.
     """
-    from edgeseg.exporters.onnx_quant import quantize_qdq
 
     return quantize_qdq(
         src,
@@ -115,7 +116,6 @@ class _Graph:
 
 def _prepost_nodes(model: onnx.ModelProto) -> set[str]:
     """Names of the nodes of a pre/post wrapper (edgeseg.targets.tensorrt.fuse), if any."""
-    from edgeseg.targets.tensorrt.fuse import PREFIX
 
     return {n.name for n in model.graph.node if n.name.startswith(PREFIX)}
 

@@ -30,10 +30,14 @@ from typing import Any
 
 import numpy as np
 
+from edgeseg._records import Record
 from edgeseg._text import shown
 from edgeseg.errors import EdgesegRuntimeError, InputError
-from edgeseg.manifest import MANIFEST_NAME, Manifest
+from edgeseg.manifest import MANIFEST_NAME, Manifest, manifest_from_onnx_metadata, read_manifest, sha256_file
 from edgeseg.runtimes.base import Backend, Dim, TensorSpec
+from edgeseg.targets.tensorrt.build import BuildOptions, Profile, build_engine, import_tensorrt, profile_of
+from edgeseg.targets.tensorrt.cache import check_writable, find_cached, read_profile, read_record
+from edgeseg.targets.tensorrt.device import cuda_device, selected
 
 __all__ = ["TensorRTBackend"]
 
@@ -70,7 +74,6 @@ class TensorRTBackend(Backend):
         log: Callable[[str], None] | None = None,
         threads: int | None = None,
     ) -> None:
-        from edgeseg.targets.tensorrt.build import BuildOptions
 
         super().__init__(path, threads=threads)  # the GPU runs the model: no CPU threads to limit
         kind, _, index = str(device or "cuda").lower().partition(":")
@@ -100,7 +103,6 @@ class TensorRTBackend(Backend):
 
     # ---------------------------------------------------------------------------------------- loading
     def _bundle_manifest(self) -> Manifest | None:
-        from edgeseg.manifest import read_manifest
 
         if not (self.path.parent / MANIFEST_NAME).is_file():
             return None
@@ -108,10 +110,6 @@ class TensorRTBackend(Backend):
         return manifest if manifest.model_file == self.path.name else None
 
     def _engine_for_onnx(self, trt: Any, device: Any) -> bytes:
-        from edgeseg._records import Record
-        from edgeseg.manifest import sha256_file
-        from edgeseg.targets.tensorrt.build import Profile, build_engine, profile_of
-        from edgeseg.targets.tensorrt.cache import check_writable, find_cached, read_profile
 
         manifest = self._manifest
         precision = manifest.precision if manifest else "fp32"
@@ -155,16 +153,12 @@ class TensorRTBackend(Backend):
     def _load(self) -> None:
         import torch
 
-        from edgeseg.targets.tensorrt.build import import_tensorrt
-        from edgeseg.targets.tensorrt.device import cuda_device, selected
-
         trt = import_tensorrt()
         device = cuda_device(self.device_index)
         self.built_now = False
         if self.path.suffix.lower() == ".engine":
             self.engine_file, blob = self.path, self.path.read_bytes()
             record = self.path.with_suffix(".json")
-            from edgeseg.targets.tensorrt.cache import read_record
 
             self.engine_record = read_record(record) if record.is_file() else {}
         else:
@@ -197,7 +191,6 @@ class TensorRTBackend(Backend):
         self._gpu = device
 
     def _discover_specs(self) -> tuple[Sequence[TensorSpec], Sequence[TensorSpec]]:
-        from edgeseg.targets.tensorrt.device import selected
 
         with selected(self.device_index):  # every TensorRT call on the engine's device
             return self._io_specs()
@@ -238,8 +231,6 @@ class TensorRTBackend(Backend):
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
 
-        from edgeseg.targets.tensorrt.device import selected
-
         ctx = self._context
         # The engine's device current for TensorRT, our stream current for torch's copies.
         with selected(self.device_index), torch.cuda.stream(self._stream):
@@ -271,7 +262,6 @@ class TensorRTBackend(Backend):
         return {name: host.numpy().copy() for name, (_, host) in outs.items()}
 
     def _close(self) -> None:
-        from edgeseg.targets.tensorrt.device import selected
 
         if self._stream is None:
             self._reset()
@@ -295,7 +285,6 @@ class TensorRTBackend(Backend):
             import onnx
         except ImportError:  # a device with TensorRT but without the onnx package: no metadata
             return None
-        from edgeseg.manifest import manifest_from_onnx_metadata
 
         model = onnx.load(str(self.path), load_external_data=False)
         props = {p.key: p.value for p in model.metadata_props}
