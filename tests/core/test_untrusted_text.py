@@ -34,7 +34,7 @@ from edgeseg._records import MAX_DEPTH, RecordError
 from edgeseg._text import console, shown
 from tests.helpers import make_dataset
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MARKUP = "[bold red]x[/bold red][/]"
 CONTROL = "\x1b[2J\x1b]0;title\x07\r\x9b31m\u202eZ"
 HOSTILE = MARKUP + CONTROL

@@ -196,7 +196,7 @@ def test_the_per_class_gate_needs_a_judged_class() -> None:
 def test_the_readme_states_the_minimum_the_code_applies() -> None:
     from edgeseg._evidence import MIN_CLASS_PIXELS, MIN_PIXELS
 
-    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8").split())
+    readme = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8").split())
     assert f"**{MIN_PIXELS} pixels**" in readme and f"at least {MIN_CLASS_PIXELS} of them" in readme
 
 

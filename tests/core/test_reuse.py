@@ -23,7 +23,7 @@ import pytest
 from edgeseg.exporters import ExportConfig
 from tests.helpers import make_checkpoint, make_dataset, run_cli
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # ----------------------------------------------------------------------------- the export reuse key
 # For each ExportConfig field: (the base config's overrides, the changed value). The base must be
