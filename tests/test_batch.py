@@ -119,7 +119,7 @@ _LISTS_OTHER_THINGS = {
     "edgeseg/bench/reuse.py": "the bundles in a --bundles folder",
     "edgeseg/_paths.py": "the model files in a folder given as a model, for the message",
     "edgeseg/manifest.py": "a bundle's files",
-    "edgeseg/exporters/__init__.py": "whether a folder is empty",
+    "edgeseg/exporters/run.py": "whether a folder is empty",
     "edgeseg/targets/tensorrt/cache.py": "cached engines",
     "benchmarks/_bench.py": "open file descriptors",
 }

@@ -32,7 +32,7 @@ from edgeseg.exporters.calibset import CALIB_METHODS, CalibrationSet, ort_reader
 from edgeseg.manifest import onnx_metadata
 
 if TYPE_CHECKING:
-    from edgeseg.exporters import ExportJob
+    from edgeseg.exporters.contract import ExportJob
 
 __all__ = ["Int8Quantizer", "conv_nodes", "quantize_qdq", "reduced_precision_graph", "to_fp16"]
 

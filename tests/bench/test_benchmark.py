@@ -214,16 +214,16 @@ def test_unavailable_target_keeps_its_row_with_the_reason(
 def test_failed_export_is_a_row(
     setup: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import edgeseg.exporters as exporters
+    import edgeseg.bench.reuse as reuse
 
-    real = exporters.export
+    real = reuse.export
 
     def failing(checkpoint, config, **kw):  # type: ignore[no-untyped-def]
         if config.target == "openvino":
             raise EdgesegRuntimeError("OpenVINO could not convert the graph: boom")
         return real(checkpoint, config, **kw)
 
-    monkeypatch.setattr(exporters, "export", failing)
+    monkeypatch.setattr(reuse, "export", failing)  # where the benchmark calls it
     _, ckpt, _ = setup
     cfg = BenchmarkConfig(
         targets=("openvino:fp32", "onnx:fp32"), out=str(tmp_path), runs=2, rounds=1, warmup=0, time_budget_s=0

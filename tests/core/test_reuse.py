@@ -176,7 +176,9 @@ def test_benchmark_reuses_a_bundle_only_for_the_same_settings(
         write_manifest(dest, dataclasses.replace(m, source={**m.source, "reuse_key": reuse_key(settings)}))
         return type("Result", (), {"bundle": dest})()
 
-    monkeypatch.setattr(exporters, "export", fake_export)
+    import edgeseg.bench.reuse
+
+    monkeypatch.setattr(edgeseg.bench.reuse, "export", fake_export)  # where the benchmark calls it
     src = open_export_source(tiny_ckpt)
     calib_a, calib_b = make_dataset(tmp_path / "a", n=2), make_dataset(tmp_path / "b", n=2, seed=5)
 

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeseg.errors import EdgesegRuntimeError, InputError, first_line
-from edgeseg.exporters import Artifact, ExportJob
 from edgeseg.exporters.accuracy import Bound, onnx_int8_within
+from edgeseg.exporters.contract import Artifact, ExportJob
 from edgeseg.manifest import Manifest, onnx_metadata
 from edgeseg.targets.executorch.backend import METADATA_METHOD, SEAL_KEY, UNSEALED, seal
 from edgeseg.targets.executorch.quantize import OBSERVERS, SCHEME, conv_modules, quantize_module, quiet

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from edgeseg.exporters import Artifact, ExportJob
+from edgeseg.exporters.contract import Artifact, ExportJob
 from edgeseg.exporters.onnx_quant import reduced_precision_graph
 from edgeseg.exporters.prepost import fused_manifest
 from edgeseg.manifest import onnx_metadata

@@ -25,9 +25,9 @@ from edgeseg._progress import silenced_stdout
 from edgeseg.errors import EdgesegRuntimeError, InputError, MissingDependencyError, first_line
 from edgeseg.evaluation.classwise import ClassParity
 from edgeseg.evaluation.metrics import ConfusionMatrix
-from edgeseg.exporters import Artifact, ExportJob
 from edgeseg.exporters.accuracy import Bound, fail_message
 from edgeseg.exporters.calibset import nncf_dataset
+from edgeseg.exporters.contract import Artifact, ExportJob
 from edgeseg.exporters.prepost import fused_manifest
 from edgeseg.formats import module_version
 from edgeseg.manifest import METADATA_PREFIX, onnx_metadata

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg.errors import EdgesegRuntimeError, InputError
-from edgeseg.exporters import Artifact, ExportJob
+from edgeseg.exporters.contract import Artifact, ExportJob
 from edgeseg.exporters.onnx_quant import reduced_precision_graph
 from edgeseg.exporters.prepost import fused_manifest
 from edgeseg.manifest import onnx_metadata, sha256_file
