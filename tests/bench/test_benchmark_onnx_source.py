@@ -80,7 +80,9 @@ def test_the_size_of_a_source_with_external_data_counts_its_weights(tmp_path: Pa
     total = src.stat().st_size + (tmp_path / "big.weights").stat().st_size
     assert (tmp_path / "big.weights").stat().st_size > 20 * src.stat().st_size
     facts = SourceFacts(classes=3, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), color_order="RGB")
-    config = BenchmarkConfig(targets=("onnx:fp32",), runs=2, rounds=1, warmup=0, out=str(tmp_path / "b"))
+    config = BenchmarkConfig(
+        targets=("onnx:fp32",), runs=2, rounds=1, warmup=0, time_budget_s=0, out=str(tmp_path / "b")
+    )
     report = benchmark(src, config, facts=facts)
     base, fp32 = report.rows[0], report.row("onnx:fp32")
     assert base.reference and base.size_mb == round(total / 1e6, 2) > 0
