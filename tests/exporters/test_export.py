@@ -183,7 +183,9 @@ def test_failed_overwrite_keeps_the_old_bundle(exported, tmp_path: Path, monkeyp
     def broken_parity(*args: object, **kwargs: object) -> None:
         raise RuntimeError("parity crashed")
 
-    monkeypatch.setattr(edgeseg.evaluation.parity, "measure_parity", broken_parity)
+    import edgeseg.exporters.run
+
+    monkeypatch.setattr(edgeseg.exporters.run, "measure_parity", broken_parity)  # where export calls it
     with pytest.raises(RuntimeError, match="parity crashed"):
         export(before.source["checkpoint"], ExportConfig(target="onnx", out=str(old), overwrite=True))
     assert read_manifest(old) == before and [p.name for p in tmp_path.iterdir()] == ["b"]
