@@ -180,7 +180,16 @@ def test_capture_keeps_only_the_newest_frame_of_a_live_source():
     assert capture.dropped > 0 and all(b - a > 1 for a, b in itertools.pairwise(seen))
 
 
-def test_captured_is_frames_plus_dropped_on_a_live_source(bundle: Path):
+def test_captured_is_frames_plus_dropped_on_a_live_source(bundle: Path, monkeypatch: pytest.MonkeyPatch):
+    from edgeseg.segmenter import Segmenter
+
+    call = Segmenter.__call__
+
+    def slow(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        time.sleep(0.03)  # a model slower than the 5 ms camera on any machine: frames must drop
+        return call(self, *args, **kwargs)
+
+    monkeypatch.setattr(Segmenter, "__call__", slow)
     s = run_demo(bundle, config(source=_Scripted(10_000, "end", live=True), max_frames=12, compare=False))
     assert s.frames == 12 and s.dropped > 0 and s.captured == s.frames + s.dropped
 
