@@ -27,25 +27,50 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     )
 
 
-@pytest.fixture(scope="module", params=["resnet18", "mobilenet_v2"])
-def run(request: pytest.FixtureRequest, data: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory):
-    """One epoch, then --resume to two; mobilenet_v2 starts from a FILE of encoder weights."""
+@pytest.fixture(scope="module")
+def runs(data: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory):
+    """encoder -> its run, trained on first use and kept for the module (in whatever order the tests
+    ask): one epoch, then --resume to two; mobilenet_v2 starts from a FILE of encoder weights."""
     import torch
 
     from edgeseg.models.registry import ModelSpec, build_model
 
-    encoder, (train, val) = request.param, data
-    out = tmp_path_factory.mktemp(encoder) / "run"
-    weights = ["--encoder-weights", "none"]
-    if encoder == "mobilenet_v2":
-        torch.manual_seed(3)
-        source = build_model(ModelSpec("smp:unet", 3, 3, {"encoder": encoder}))
-        torch.save(source.encoder.state_dict(), out.parent / "enc.pt")
-        weights = ["--encoder-weights", out.parent / "enc.pt"]
-    args = ["train", "--arch", "smp:unet", "--encoder", encoder, *weights, "--data", train, "--val-data", val]
-    assert main([str(a) for a in [*args, "--epochs", "1", "--out", out, *TINY]]) == 0
-    assert main(["train", "--resume", str(out / "last.pt"), "--epochs", "2", "--quiet"]) == 0
-    return out, encoder, val
+    done: dict[str, tuple[Path, str, Path]] = {}
+
+    def trained(encoder: str) -> tuple[Path, str, Path]:
+        if encoder in done:
+            return done[encoder]
+        train, val = data
+        out = tmp_path_factory.mktemp(encoder) / "run"
+        weights = ["--encoder-weights", "none"]
+        if encoder == "mobilenet_v2":
+            torch.manual_seed(3)
+            source = build_model(ModelSpec("smp:unet", 3, 3, {"encoder": encoder}))
+            torch.save(source.encoder.state_dict(), out.parent / "enc.pt")
+            weights = ["--encoder-weights", out.parent / "enc.pt"]
+        args = [
+            "train",
+            "--arch",
+            "smp:unet",
+            "--encoder",
+            encoder,
+            *weights,
+            "--data",
+            train,
+            "--val-data",
+            val,
+        ]
+        assert main([str(a) for a in [*args, "--epochs", "1", "--out", out, *TINY]]) == 0
+        assert main(["train", "--resume", str(out / "last.pt"), "--epochs", "2", "--quiet"]) == 0
+        done[encoder] = (out, encoder, val)
+        return done[encoder]
+
+    return trained
+
+
+@pytest.fixture(params=["resnet18", "mobilenet_v2"])
+def run(request: pytest.FixtureRequest, runs):
+    return runs(request.param)
 
 
 def test_train_and_resume_record_the_architecture(run, capsys: pytest.CaptureFixture[str]):
@@ -70,9 +95,15 @@ def test_eval_and_segmenter(run, capsys: pytest.CaptureFixture[str]):
         assert seg(np.zeros((48, 80, 3), np.uint8)).mask.shape == (48, 80)
 
 
+# Every CPU target and precision for resnet18; for mobilenet_v2 (depthwise convolutions) the INT8 ones,
+# where its graph differs in what matters (its FP32 path is the same code, covered by resnet18).
+EXPORTS = [("resnet18", t, p) for t in ("onnx", "openvino") for p in ("fp32", "int8")] + [
+    ("mobilenet_v2", t, "int8") for t in ("onnx", "openvino")
+]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize(("target", "precision"), [("onnx", "fp32"), ("onnx", "int8"), ("openvino", "fp32"),
-                                                   ("openvino", "int8")])  # fmt: skip
+@pytest.mark.parametrize(("run", "target", "precision"), EXPORTS, indirect=["run"])
 def test_export(run, target: str, precision: str, capsys: pytest.CaptureFixture[str]):
     pytest.importorskip("openvino") if target == "openvino" else None
     pytest.importorskip("nncf") if (target, precision) == ("openvino", "int8") else None
@@ -105,14 +136,18 @@ def test_tensorrt_int8_graph_is_engine_ready(run, capsys: pytest.CaptureFixture[
 
 
 @pytest.mark.slow
-def test_benchmark(run, capsys: pytest.CaptureFixture[str]):
+@pytest.mark.parametrize(("run", "target", "precision"), [("resnet18", "onnx", "fp32")], indirect=["run"])
+def test_benchmark(run, target: str, precision: str, capsys: pytest.CaptureFixture[str]):
+    """With --bundles, the onnx:fp32 bundle test_export made (it runs first) is reused."""
     out, _, val = run
-    rc, _, err = run_cli(["benchmark", out / "best.pt", "--targets", "onnx:fp32", "--data", val,
+    rc, _, err = run_cli(["benchmark", out / "best.pt", "--targets", f"{target}:{precision}", "--data", val,
                           "--runs", "2", "--warmup", "1", "--time-budget", "0", "--out", out / "bench",
-                          "--json", out / "bench.json"], capsys)  # fmt: skip
+                          "--bundles", out, "--json", out / "bench.json"], capsys)  # fmt: skip
     assert rc == 0, err
     rows = {r["name"]: r for r in json.loads((out / "bench.json").read_text())["rows"]}
     assert rows["onnx:fp32"]["agreement"] >= 0.999, rows["onnx:fp32"]
+    if (out / f"b-{target}-{precision}").is_dir():
+        assert rows["onnx:fp32"]["reused"] and "reusing" in err, err
 
 
 def test_export_size_not_divisible_names_the_nearest(run, capsys: pytest.CaptureFixture[str]):
