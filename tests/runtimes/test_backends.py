@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 from edgeseg.errors import EdgesegRuntimeError, InputError, MissingDependencyError
+from edgeseg.formats import get_target
 from edgeseg.runtimes import (
     Backend,
     TensorSpec,
@@ -527,7 +528,7 @@ ALLOWED_FLOATS = {"fp32": {"fp32"}, "fp16": {"fp16", "fp32"}, "int8": {"fp32"}}
 PRECISION_CASES = [
     (name, kind, precision)
     for name, kind in CASES
-    for precision in (("fp32",) if kind == "checkpoint" else ("fp32", "fp16", "int8"))
+    for precision in (("fp32",) if kind == "checkpoint" else get_target(kind).precisions)  # what it exports
 ]
 
 
