@@ -63,6 +63,7 @@ register_backend(
         kinds=("checkpoint",),
         auto_rank=0,
         packages=("torch",),
+        devices=("cpu", "cuda"),
     )
 )
 for _spec in backend_specs():

@@ -80,6 +80,8 @@ class BackendSpec:
             `peak(model_bytes, x, precision) -> (call, kernels) | None`, None where the runtime does
             not compute that precision natively on this machine; `kernels` names the kernels it
             chose where the runtime says ("" otherwise).
+        devices: the devices it runs models on, the one it needs or uses by default first ("cuda"
+            for TensorRT, whose engines exist only on a GPU).
     """
 
     name: str
@@ -95,6 +97,7 @@ class BackendSpec:
     throughput: Callable[[], dict[str, Any]] | None = None
     graph_steps_unsupported: frozenset[str] = frozenset()
     peak: str | None = None
+    devices: tuple[str, ...] = ("cpu",)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from edgeseg.errors import EdgesegRuntimeError, InputError, MissingDependencyError
-from edgeseg.formats import get_target
+from edgeseg.formats import TARGETS, get_target
 from edgeseg.runtimes import (
     Backend,
     TensorSpec,
@@ -41,8 +41,19 @@ from edgeseg.runtimes import (
 SHAPE = (3, 48, 64)  # C, H, W of the tiny model's export size
 CLASSES = 4
 TOLERANCE = 1e-3  # max |Δlogit| against PyTorch
-# The artifacts the suite can build here, by kind; other kinds (e.g. a TensorRT engine) skip.
-BUILDABLE = ("checkpoint", "onnx", "openvino", "executorch")
+# The artifacts the suite can build on a CPU, by kind: the checkpoint and every target whose own
+# runtime runs on the CPU (a TensorRT engine exists only on a GPU: its cases skip without one).
+BUILDABLE = (
+    "checkpoint",
+    *(t.name for t in TARGETS.values() if t.runtimes and "cpu" in t.runtimes[0].devices),
+)
+
+
+def device_of(name: str) -> str:
+    """The device a backend's cases run on: the one it needs or uses by default."""
+    return backend_entry(name).devices[0]
+
+
 CASES = [(name, kind) for name in registered_backends() for kind in backend_entry(name).kinds]
 
 
@@ -127,7 +138,7 @@ def case(request: pytest.FixtureRequest) -> tuple[str, str]:
 def open_backend(case: tuple[str, str], artifact: Callable[[str, bool], Path], dynamic: bool) -> Backend:
     name, kind = case
     # TensorRT runs on a CUDA device only; every other backend is tested on CPU.
-    return create_backend(name, artifact(kind, dynamic), device="cuda" if name == "tensorrt" else "cpu")
+    return create_backend(name, artifact(kind, dynamic), device=device_of(name))
 
 
 def batch(n: int, shape: tuple[int, ...] = SHAPE, seed: int = 0) -> np.ndarray:
@@ -230,7 +241,7 @@ def variant_backend(
     name, kind = case
     path = fused_artifact(kind) if variant == "fused" else artifact(kind, False)
     options = throughput_options(name) if variant == "throughput" else {}
-    return create_backend(name, path, device="cuda" if name == "tensorrt" else "cpu", **options)
+    return create_backend(name, path, device=device_of(name), **options)
 
 
 def distinct_feed(spec: Any, n: int, seed: int) -> dict[str, np.ndarray]:
@@ -299,7 +310,7 @@ def test_segmenter_shared_by_threads(case, artifact, fused_artifact, variant: st
     name, kind = case
     model = fused_artifact(kind) if variant == "fused" else artifact(kind, False)
     mode = "throughput" if variant == "throughput" else "latency"
-    device = "cuda" if name == "tensorrt" else None
+    device = device_of(name) if device_of(name) != "cpu" else None
     rng = np.random.default_rng(5)
     sizes = [(48, 64), (61, 97), (37, 50), (96, 128)]
     frames = [rng.integers(0, 256, (*sizes[i % 4], 3), dtype=np.uint8) for i in range(THREADS * CALLS)]
@@ -336,7 +347,7 @@ def test_threads_is_every_backends_option(case, artifact, reference):
     try:
         with pytest.raises(InputError, match=r"threads must be a whole number >= 0"):
             create_backend(case[0], artifact(case[1], False), threads=-1)
-        device = "cuda" if case[0] == "tensorrt" else "cpu"
+        device = device_of(case[0])
         with create_backend(case[0], artifact(case[1], False), device=device, threads=1) as backend:
             assert backend.threads == 1
             x = batch(1)
@@ -570,7 +581,7 @@ def test_the_precision_that_runs_follows_the_bundle(
         model, parity = bundle / manifest.model_file, manifest.parity
     if name == "tensorrt" and precision == "int8" and kind == "onnx":
         pytest.skip("TensorRT refuses ONNX Runtime's int8 graph (export --target tensorrt)")
-    with create_backend(name, model, device="cuda" if name == "tensorrt" else "cpu") as backend:
+    with create_backend(name, model, device=device_of(name)) as backend:
         executed = backend.executed_precision
         assert follows_the_rule(executed, precision), f"{name} runs a {precision} {kind} model in {executed}"
     if parity is not None:

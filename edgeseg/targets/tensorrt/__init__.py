@@ -43,6 +43,7 @@ RUNTIME = BackendSpec(
     auto_rank=10,
     packages=("tensorrt", "tensorrt-cu12", "tensorrt-cu11"),
     install_hint=INSTALL_HINT,
+    devices=("cuda",),
 )
 
 TARGET = Target(
