@@ -214,7 +214,7 @@ def test_claim_has_exactly_one_holder_among_racing_threads(tmp_path: Path) -> No
 
 
 def test_two_exports_to_one_destination_one_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import edgeseg.evaluation.parity as parity
+    import edgeseg.exporters.run as parity  # export calls measure_parity there
     from edgeseg.exporters import ExportConfig, export
     from edgeseg.manifest import read_manifest
 
