@@ -171,7 +171,7 @@ def test_resize_in_strips_is_bit_identical(frame_hw, size_wh, channels, monkeypa
     from edgeseg.data import imageio
 
     monkeypatch.setattr(imageio, "_PARALLEL_MIN_PIXELS", 0)
-    monkeypatch.setattr("edgeseg._cpu.usable_cores", lambda: 3)  # three strips even on a 2-core CI box
+    monkeypatch.setattr(imageio, "usable_cores", lambda: 3)  # three strips even on a 2-core CI box
     shape = (*frame_hw, channels) if channels else frame_hw
     img = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
     one, strips = resize_image(img, size_wh), resize_image(img, size_wh, parallel=True)
