@@ -17,6 +17,18 @@ import pytest
 from tests.helpers import CAMVID, make_checkpoint, make_dataset
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (`-n N`) every worker is a process of its own: give each a share of the
+    cores for torch's thread pool, so N workers do not each spin a pool the size of the machine."""
+    import os
+
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    if workers > 1:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
 @pytest.fixture(autouse=True)
 def _no_timed_progress_lines(monkeypatch: pytest.MonkeyPatch) -> None:
     """Where stderr is no terminal, long work prints a progress line every 30 s: on a slow machine
