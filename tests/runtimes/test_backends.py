@@ -456,17 +456,13 @@ def test_explicit_backend_must_run_the_kind():
         resolve_backend("tensorflow", "onnx")
 
 
-@pytest.mark.parametrize(
-    ("name", "kind"),
-    [
-        ("m.onnx", "onnx"),
-        ("m.XML", "openvino"),
-        ("best.pt", "checkpoint"),
-        ("m.pth", "checkpoint"),
-        ("m.engine", "tensorrt"),
-        ("m.pte", "executorch"),
-    ],
-)
+# Every target's model-file suffix (from its descriptor, in any letter case) names its kind.
+ARTIFACT_NAMES = [("best.pt", "checkpoint"), ("m.pth", "checkpoint"), ("m.XML", "openvino")] + [
+    (f"m{t.suffixes[0].upper()}", t.name) for t in TARGETS.values()
+]
+
+
+@pytest.mark.parametrize(("name", "kind"), ARTIFACT_NAMES)
 def test_artifact_kind(name: str, kind: str):
     assert artifact_kind(name) == kind
 
