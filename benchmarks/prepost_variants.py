@@ -39,6 +39,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from resize_speed import _onnxruntime as onnxruntime_resize  # benchmarks/ is on the path as a script
 
 from edgeseg import Segmenter
 from edgeseg._cpu import usable_cores
@@ -70,31 +71,10 @@ def kernels(size: tuple[int, int]) -> dict[str, Kernel]:
         "cv2-area+linear": area_linear,
         "torch": lambda f: resize_image(f, size, kernel="torch"),
     }
-    graph = _onnx_resize(size)
+    graph = onnxruntime_resize(size)
     if graph is not None:
         out["in-graph"] = graph
     return out
-
-
-def _onnx_resize(size: tuple[int, int]) -> Kernel | None:
-    try:
-        import onnxruntime as ort
-        from onnx import TensorProto, helper, numpy_helper
-    except ImportError:
-        return None
-    sizes = numpy_helper.from_array(np.array([size[1], size[0]], np.int64), "sizes")
-    node = helper.make_node(
-        "Resize", ["x", "", "", "sizes"], ["y"], mode="linear", antialias=1, exclude_outside=1,
-        axes=[1, 2], coordinate_transformation_mode="half_pixel",
-    )  # fmt: skip
-    graph = helper.make_graph(
-        [node], "resize",
-        [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, "h", "w", 3])],
-        [helper.make_tensor_value_info("y", TensorProto.UINT8, None)], initializer=[sizes],
-    )  # fmt: skip
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return lambda frame: session.run(None, {"x": frame[None]})[0][0]
 
 
 def frames_from(data: str | None, frame_size: tuple[int, int], n: int) -> tuple[list[np.ndarray], list]:
