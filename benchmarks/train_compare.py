@@ -2,7 +2,8 @@
 per seed the best-epoch and final-epoch val mIoU of both sides, their mean and spread, CPU minutes.
 
     python benchmarks/train_compare.py thin|road|camvid11|synthetic [--size WxH] [--epochs 30]
-        [--seeds 0,1,2] [--sides reference,edgeseg] [--jobs 2] [--set FIELD=VALUE ...] [--tag NAME]
+        [--val-images N] [--seeds 0,1,2] [--sides reference,edgeseg] [--jobs 2]
+        [--set FIELD=VALUE ...] [--tag NAME]
     python benchmarks/train_compare.py --train DIR --val DIR [--ignore-index K] ...
 
 Datasets are built by train_data.py into a cache folder (thin: grayscale thin curves, drawn there;
@@ -169,6 +170,7 @@ def main() -> None:
     p.add_argument("--val", type=Path, help="validation folder (with --train)")
     p.add_argument("--ignore-index", type=int)
     p.add_argument("--size", help="WxH (or N) for a named dataset; default its own (train_data.py)")
+    p.add_argument("--val-images", type=int, help="validation images of a named dataset; default its own")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--sides", default=",".join(SIDES))
@@ -188,9 +190,10 @@ def main() -> None:
         if args.size:
             w, _, h = args.size.lower().partition("x")
             size = (int(w), int(h or w))
-        args.train, args.val, ignore = make_dataset(args.dataset, size=size)
+        args.train, args.val, ignore = make_dataset(args.dataset, size=size, n_val=args.val_images)
         args.ignore_index = ignore if args.ignore_index is None else args.ignore_index
         name = args.dataset + (f"-{size[0]}x{size[1]}" if size else "")
+        name += f"-val{args.val_images}" if args.val_images else ""
     elif args.train and args.val:
         name = f"{args.train.resolve().parent.name}-{args.train.name}"
     else:

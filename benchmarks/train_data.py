@@ -10,7 +10,8 @@ edgeseg's synthetic scenes, written to a cache folder (never into the source dat
               background with unlabelled dark blobs; drawn here (render_thin), not taken from camvid
 
 The sizes are small on purpose: a 40-epoch run of a depth-4, width-16 U-Net takes a few minutes on
-two CPU cores. `make_dataset(name, size=(w, h))` builds a set at another size (its own cache folder).
+two CPU cores. `make_dataset(name, size=(w, h), n_val=N)` builds a set at another size, or with
+another number of validation images (camvid-mini's val/ holds 34 frames), in its own cache folder.
 
 Frames are taken evenly spaced from camvid-mini's train/ and val/ folders, so every run of the
 benchmarks sees the same files.
@@ -140,13 +141,17 @@ def _write_synthetic(dst: Path, n: int, size: tuple[int, int], seed: int) -> Non
 
 
 def make_dataset(
-    name: str, root: Path | None = None, size: tuple[int, int] | None = None
+    name: str, root: Path | None = None, size: tuple[int, int] | None = None, n_val: int | None = None
 ) -> tuple[Path, Path, int | None]:
     """(train folder, val folder, ignore index) of dataset `name` at its SPECS size or `size`
-    (width, height), written once into the cache."""
-    n_train, n_val, default_size, ignore = SPECS[name]
+    (width, height), with its SPECS number of validation images or `n_val` (the training images stay
+    the same), written once into the cache."""
+    n_train, default_val, default_size, ignore = SPECS[name]
     size = tuple(size or default_size)  # type: ignore[assignment]
-    base = (root or cache_root()) / (name if size == default_size else f"{name}-{size[0]}x{size[1]}")
+    n_val = n_val or default_val
+    folder = name if size == default_size else f"{name}-{size[0]}x{size[1]}"
+    folder += "" if n_val == default_val else f"-val{n_val}"
+    base = (root or cache_root()) / folder
     train, val = base / "train", base / "val"
     if not (base / "done").exists():
         if name != "synthetic" and not CAMVID.is_dir():
