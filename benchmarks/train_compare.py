@@ -190,7 +190,10 @@ def main() -> None:
         if args.size:
             w, _, h = args.size.lower().partition("x")
             size = (int(w), int(h or w))
-        args.train, args.val, ignore = make_dataset(args.dataset, size=size, n_val=args.val_images)
+        try:
+            args.train, args.val, ignore = make_dataset(args.dataset, size=size, n_val=args.val_images)
+        except ValueError as exc:
+            p.error(str(exc))
         args.ignore_index = ignore if args.ignore_index is None else args.ignore_index
         name = args.dataset + (f"-{size[0]}x{size[1]}" if size else "")
         name += f"-val{args.val_images}" if args.val_images else ""

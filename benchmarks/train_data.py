@@ -148,7 +148,14 @@ def make_dataset(
     the same), written once into the cache."""
     n_train, default_val, default_size, ignore = SPECS[name]
     size = tuple(size or default_size)  # type: ignore[assignment]
-    n_val = n_val or default_val
+    n_val = default_val if n_val is None else n_val
+    if n_val < 1:
+        raise ValueError(f"a validation set needs at least 1 image; got {n_val}")
+    if name in ("road", "camvid11") and CAMVID.is_dir():
+        # Evenly spaced picks of more frames than there are would repeat some.
+        held = len(list_images(CAMVID / "val" / "images", (".png",)))
+        if n_val > held:
+            raise ValueError(f"{name}: camvid-mini's val/ holds {held} frames; asked for {n_val}")
     folder = name if size == default_size else f"{name}-{size[0]}x{size[1]}"
     folder += "" if n_val == default_val else f"-val{n_val}"
     base = (root or cache_root()) / folder
