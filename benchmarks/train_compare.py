@@ -36,7 +36,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from train_data import DATASETS, make_dataset  # noqa: E402
+from train_data import DATASETS, SPECS, make_dataset  # noqa: E402
 
 SIDES = ("reference", "edgeseg")
 
@@ -196,7 +196,9 @@ def main() -> None:
             p.error(str(exc))
         args.ignore_index = ignore if args.ignore_index is None else args.ignore_index
         name = args.dataset + (f"-{size[0]}x{size[1]}" if size else "")
-        name += f"-val{args.val_images}" if args.val_images else ""
+        # Named like make_dataset's folder: the default number of val images is the same data.
+        default_val = SPECS[args.dataset][1]
+        name += f"-val{args.val_images}" if args.val_images not in (None, default_val) else ""
     elif args.train and args.val:
         name = f"{args.train.resolve().parent.name}-{args.train.name}"
     else:
