@@ -14,9 +14,9 @@ ablation: `--set lr=2e-3 --set batch_size=4`). Each run is its own process with 
 (`--jobs` of them at a time), and writes OUT/<dataset>-e<epochs>-<side><tag>-s<seed>.json; a run
 already there is not repeated, so a table can be built up over several invocations.
 
-edgeseg's figures: `best` is what its best.pt holds (the better of the raw weights and their moving
-average over every epoch), `final` the last epoch's score of the weights the run ends with (the
-moving average when it is on, else the raw weights); `raw` and `ema` give both curves' best/final.
+edgeseg's figures: `best` is what its best.pt holds (the best epoch of the weights' moving average
+when it is on, else of the raw weights), `final` the last epoch's score of those same weights;
+`raw` and `ema` give both curves' best/final.
 """
 
 from __future__ import annotations

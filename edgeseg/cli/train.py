@@ -91,9 +91,10 @@ def train(
         str,
         typer.Option(
             help="Cross-entropy class weights: none, auto (median frequency balancing), sqrt (its "
-            "square root) or w1,w2,..."
+            "square root), sqrt-if-imbalanced (sqrt when some class is 10x rarer than the median "
+            "class, else none) or w1,w2,..."
         ),
-    ] = "none",
+    ] = "sqrt-if-imbalanced",
     patience: Annotated[
         int | None, typer.Option(min=1, help="Stop after N epochs without a better val mIoU.")
     ] = None,
@@ -200,4 +201,4 @@ def train(
 
 def _class_weights_spec(spec: str) -> str:
     spec = spec.strip()
-    return spec.lower() if spec.lower() in ("none", "auto", "sqrt") else spec
+    return spec.lower() if spec.lower() in ("none", "auto", "sqrt", "sqrt-if-imbalanced") else spec

@@ -230,7 +230,7 @@ class _Trainer:
         # channels_last lets oneDNN (CPU) and cuDNN pick their fast NHWC convolutions: ~1.3x here.
         model = new_model(cfg, mcfg) if self.resumed is None else build_model(mcfg)
         self.model = model = model.to(dev, memory_format=torch.channels_last)
-        weights = resolve_class_weights(cfg, self.train_ds, info)
+        self.class_weights = weights = resolve_class_weights(cfg, self.train_ds, info)
         self.loss_fn = DiceCELoss(
             mcfg.classes,
             self.ignore,
@@ -352,6 +352,11 @@ class _Trainer:
             f"batch {self.batch_size} x {self.steps_per_epoch} steps/epoch"
             + (f", {self.dist.world_size} processes" if self.dist.enabled else "")
             + (", bf16 autocast" if cfg.bf16 and self.device.type == "cpu" else "")
+            + (
+                f", class weights ({cfg.class_weights}) " + ",".join(f"{w:.3g}" for w in self.class_weights)
+                if self.class_weights
+                else ""
+            )
         )
 
     def _train_epoch(self, epoch: int) -> float:

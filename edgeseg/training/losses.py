@@ -23,7 +23,10 @@ class DiceCELoss(nn.Module):
     batch's ground truth: a rare class present in a batch counts as much as the background (what
     imbalanced data needs), and a class absent from a batch neither rewards nor punishes it (the CE
     term still penalises predicting it). With ``dice_classes="foreground"`` class 0 is left out of
-    that average (the usual binary-segmentation Dice, on the foreground only). Pixels labelled
+    that average (the usual binary-segmentation Dice, on the foreground only). With
+    ``"all_foreground"`` (MONAI's ``include_background=False``, as the tutorials write it) every
+    class but 0 counts, absent ones too: an absent class's Dice is 1 / (1 + its predicted mass), so
+    predicting it where it is not costs loss. Pixels labelled
     `ignore_index` count in neither term.
     `class_weight` (one value per class) weights the cross-entropy term.
     """
@@ -39,8 +42,10 @@ class DiceCELoss(nn.Module):
         dice_classes: str = "present",
     ) -> None:
         super().__init__()
-        if dice_classes not in ("present", "foreground"):
-            raise ValueError(f"dice_classes must be present or foreground; got {dice_classes!r}")
+        if dice_classes not in ("present", "foreground", "all_foreground"):
+            raise ValueError(
+                f"dice_classes must be present, foreground or all_foreground; got {dice_classes!r}"
+            )
         self.dice_classes = dice_classes
         self.num_classes = num_classes
         self.ignore_index = ignore_index
@@ -68,7 +73,9 @@ class DiceCELoss(nn.Module):
         card = probs.sum(dims) + onehot.sum(dims)
         dice = (2 * inter + self.eps) / (card + self.eps)
         present = onehot.sum(dims) > 0
-        if self.dice_classes == "foreground":
+        if self.dice_classes == "all_foreground":
+            present[:] = True
+        if self.dice_classes != "present":
             present[0] = False
         dice_loss = (1 - dice)[present].mean() if present.any() else dice.sum() * 0
         return self.ce_weight * ce + self.dice_weight * dice_loss
@@ -100,14 +107,15 @@ def median_frequency_weights(
 
 def class_weights_from_spec(spec: str, num_classes: int) -> list[float] | None:
     """`--class-weights` as given: None for 'none', None-free list for 'w1,w2,...' (checked);
-    'auto' and 'sqrt' are resolved by the caller from the data (they need the masks)."""
+    'auto', 'sqrt' and 'sqrt-if-imbalanced' are resolved by the caller from the data (they need the masks)."""
     if spec == "none":
         return None
     try:
         weights = [float(w) for w in spec.split(",")]
     except ValueError:
         raise InputError(
-            f"--class-weights must be none, auto, sqrt or {num_classes} comma-separated numbers; got '{spec}'"
+            f"--class-weights must be none, auto, sqrt, sqrt-if-imbalanced or {num_classes} "
+            f"comma-separated numbers; got '{spec}'"
         ) from None
     if len(weights) != num_classes:
         raise InputError(

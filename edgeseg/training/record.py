@@ -52,13 +52,18 @@ class RunRecord:
 
     def add(self, row: dict[str, Any], scored: dict[str, dict[str, Any]]) -> bool:
         """Record one epoch (`scored`: SegMetrics.to_dict of the raw weights, and of their average
-        under "ema" when there is one); True when either is the new best."""
+        under "ema" when there is one); True when the selected weights' score is the new best.
+
+        With an average, best.pt is chosen on the average alone (as timm's and Ultralytics' trainers
+        do): the raw weights' score swings from epoch to epoch, and the highest swing on a small
+        validation set is luck that the next images do not repeat, while the average's curve is
+        smooth, so its best epoch is one the end of the run stays close to (benchmarks/README.md)."""
         row = {**row, "val": scored["raw"]}
         if "ema" in scored:
             row["ema_val"] = scored["ema"]
         self.history.append(row)
-        # The raw weights win a tie: they need no average to reproduce.
-        weights, val = max(scored.items(), key=lambda kv: (kv[1]["miou"], kv[0] == "raw"))
+        weights = "ema" if "ema" in scored else "raw"
+        val = scored[weights]
         improved = val["miou"] > self.best_miou
         if improved:
             self.best_miou, self.best_epoch, self.best = val["miou"], row["epoch"], val

@@ -46,13 +46,14 @@ def test_lr_decays_only_over_the_last_steps():
     assert [factor(s) for s in range(80, 101)] == sorted((factor(s) for s in range(80, 101)), reverse=True)
 
 
-def test_foreground_dice_leaves_class_0_out():
+def test_dice_classes_choose_which_classes_the_dice_term_averages():
     target = torch.zeros(1, 4, 4, dtype=torch.long)
-    target[0, :2] = 1
-    logits = torch.zeros(1, 2, 4, 4)
+    target[0, :2] = 1  # class 2 is absent from this batch
+    logits = torch.zeros(1, 3, 4, 4)
     logits[0, 1, :2] = 4.0  # class 1 right where it is; the background half-hearted everywhere else
-    present = DiceCELoss(2, dice_classes="present")(logits, target)
-    foreground = DiceCELoss(2, dice_classes="foreground")(logits, target)
+    logits[0, 2, 2:] = 1.0  # some belief in the absent class: a false positive to penalise
+    kinds = ("present", "foreground", "all_foreground")
+    loss = {k: DiceCELoss(3, dice_classes=k)(logits, target) for k in kinds}
     ce = torch.nn.functional.cross_entropy(logits, target)
     probs = logits.softmax(1)
 
@@ -60,10 +61,13 @@ def test_foreground_dice_leaves_class_0_out():
         onehot = (target == c).float()
         return (2 * (probs[:, c] * onehot).sum() + 1) / (probs[:, c].sum() + onehot.sum() + 1)
 
-    assert foreground == pytest.approx(float(ce + 1 - dice(1)), rel=1e-5)
-    assert present == pytest.approx(float(ce + 1 - (dice(0) + dice(1)) / 2), rel=1e-5)
-    with pytest.raises(ValueError, match="present or foreground"):
-        DiceCELoss(2, dice_classes="background")
+    assert loss["present"] == pytest.approx(float(ce + 1 - (dice(0) + dice(1)) / 2), rel=1e-5)
+    assert loss["foreground"] == pytest.approx(float(ce + 1 - dice(1)), rel=1e-5)
+    # MONAI's include_background=False, as the tutorial loop writes it: the absent class counts too
+    assert loss["all_foreground"] == pytest.approx(float(ce + 1 - (dice(1) + dice(2)) / 2), rel=1e-5)
+    assert dice(2) < 0.5  # so that term is no free pass
+    with pytest.raises(ValueError, match="present, foreground or all_foreground"):
+        DiceCELoss(3, dice_classes="background")
 
 
 def test_runs_saved_before_these_options_resume_as_they_were():
@@ -74,7 +78,7 @@ def test_runs_saved_before_these_options_resume_as_they_were():
     assert (old.decay_fraction, old.ema_epochs, old.dice_classes) == (1.0, 0.0, "present")
 
 
-def test_a_run_scores_raw_and_averaged_weights_and_best_pt_holds_the_better(
+def test_a_run_scores_raw_and_averaged_weights_and_best_pt_holds_the_average(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ):
     data = make_dataset(tmp_path / "d", n=8)
@@ -82,21 +86,45 @@ def test_a_run_scores_raw_and_averaged_weights_and_best_pt_holds_the_better(
     run = tmp_path / "run"
     train(data=str(data), val_data=str(val), epochs=3, ema_epochs=1.0, out=str(run), **TINY)
     metrics = json.loads((run / "metrics.json").read_text())
-    scores = [(e["miou"], "raw", e["epoch"]) for e in metrics["epochs"]]
-    scores += [(e["ema"]["miou"], "ema", e["epoch"]) for e in metrics["epochs"]]
-    best = max(scores, key=lambda s: s[0])
-    assert metrics["best_miou"] == pytest.approx(best[0])
-    assert metrics["best_weights"] in ("raw", "ema") and metrics["best_miou"] in {
-        s[0] for s in scores if s[1] == metrics["best_weights"] and s[2] == metrics["best_epoch"]
-    }
+    averaged = [e["ema"]["miou"] for e in metrics["epochs"]]
+    assert all(0 <= e["miou"] <= 1 for e in metrics["epochs"])  # the raw weights are scored too
+    # chosen on the average alone: its first best epoch, whatever the raw weights scored
+    assert metrics["best_weights"] == "ema"
+    assert metrics["best_epoch"] == averaged.index(max(averaged)) + 1
+    assert metrics["best_miou"] == pytest.approx(max(averaged))
+    assert metrics["best"]["miou"] == pytest.approx(max(averaged))
     ckpt = load_checkpoint(run / "best.pt")
-    assert ckpt.training["weights"] == metrics["best_weights"]
+    assert ckpt.training["weights"] == "ema"
     # best.pt's weights score what metrics.json says, with the same command a user runs
     rc, _, err = run_cli(["eval", run / "best.pt", "--data", val, "--json", tmp_path / "e.json"], capsys)
     assert rc == 0, err
     assert json.loads((tmp_path / "e.json").read_text())["miou"] == pytest.approx(metrics["best_miou"])
     last = load_checkpoint(run / "last.pt", with_train_state=True)
     assert last.training["weights"] == "raw" and "ema" in (last.train_state or {})
+
+
+def _epoch(epoch: int, raw: float, ema: float | None) -> tuple[dict, dict]:
+    row = {"epoch": epoch, "train_loss": 1.0, "miou": raw, "dice": raw, "pixel_accuracy": raw, "lr": 1e-3}
+    scored = {"raw": {"miou": raw, "iou_per_class": {}}}
+    if ema is not None:
+        scored["ema"] = {"miou": ema, "iou_per_class": {}}
+    return row, scored
+
+
+@pytest.mark.parametrize(
+    ("ema", "best_epoch", "weights"),
+    [([0.50, 0.55, 0.60, 0.62], 4, "ema"), (None, 2, "raw")],
+)
+def test_best_follows_the_average_not_a_raw_spike(tmp_path: Path, ema, best_epoch: int, weights: str):
+    from edgeseg.training.record import RunRecord
+
+    record = RunRecord(tmp_path, TrainConfig(), {"class_names": []}, {}, write=False)
+    raw = [0.50, 0.71, 0.58, 0.60]  # one lucky epoch, far above what the run ends at
+    improved = [record.add(*_epoch(i + 1, r, None if ema is None else ema[i])) for i, r in enumerate(raw)]
+    assert (record.best_epoch, record.best_weights) == (best_epoch, weights)
+    assert record.best_miou == (ema or raw)[best_epoch - 1]
+    assert improved == ([True, True, True, True] if ema else [True, True, False, False])
+    assert record.since_best() == 4 - best_epoch  # --patience counts from the selected weights' best
 
 
 def test_resume_carries_the_average_on(tmp_path: Path):

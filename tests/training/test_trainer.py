@@ -45,7 +45,7 @@ def test_median_frequency_weights_on_hand_made_masks():
     ("spec", "message"),
     [
         ("1,2", "lists 2 values but the data has 3 classes"),
-        ("1,x,2", "must be none, auto, sqrt or 3 comma-separated numbers"),
+        ("1,x,2", "must be none, auto, sqrt, sqrt-if-imbalanced or 3 comma-separated numbers"),
         ("1,-1,2", "finite, non-negative"),
         ("0,0,0", "not all 0"),
         ("1,nan,1", "finite, non-negative"),
