@@ -13,9 +13,19 @@ from torch.optim.swa_utils import AveragedModel
 __all__ = ["WeightAverage", "ema_decay"]
 
 
-def ema_decay(ema_epochs: float, steps_per_epoch: int) -> float:
-    """The per-step decay whose time constant is `ema_epochs` epochs of `steps_per_epoch` steps."""
-    return max(0.0, 1.0 - 1.0 / max(1.0, ema_epochs * steps_per_epoch))
+# The average's time constant is at most this fraction of the run's optimizer steps: best.pt is
+# chosen on the average, and an average over a large part of a short run lags its rising curve (a
+# 12-step run with a 6-step time constant scored 0.60 val mIoU where its raw weights scored 0.70).
+MAX_RUN_FRACTION = 0.1
+
+
+def ema_decay(ema_epochs: float, steps_per_epoch: int, total_steps: int | None = None) -> float:
+    """The per-step decay whose time constant is `ema_epochs` epochs of `steps_per_epoch` steps,
+    or MAX_RUN_FRACTION of `total_steps` when that is shorter."""
+    steps = ema_epochs * steps_per_epoch
+    if total_steps is not None:
+        steps = min(steps, MAX_RUN_FRACTION * total_steps)
+    return max(0.0, 1.0 - 1.0 / max(1.0, steps))
 
 
 class WeightAverage:

@@ -275,7 +275,7 @@ class _Trainer:
             self.log(f"resuming {cfg.resume} at epoch {self.start_epoch}/{cfg.epochs}")
         self.ema: WeightAverage | None = None
         if cfg.ema_epochs > 0:
-            self.ema = WeightAverage(model, ema_decay(cfg.ema_epochs, self.steps_per_epoch))
+            self.ema = WeightAverage(model, ema_decay(cfg.ema_epochs, self.steps_per_epoch, total))
             if self.resumed is not None and (self.resumed.train_state or {}).get("ema"):
                 self.ema.load_state_dict(self.resumed.train_state["ema"])  # type: ignore[index]
         self.record.open_tensorboard()

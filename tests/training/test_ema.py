@@ -36,6 +36,9 @@ def test_weight_average_warms_up_then_follows_its_decay():
         assert int(avg.module[1].num_batches_tracked) == step + 1  # counters: the latest value
     assert ema_decay(2, 10) == pytest.approx(1 - 1 / 20)
     assert ema_decay(0.01, 10) == 0.0  # a time constant under one step keeps no history
+    # at most a tenth of the run: 3 epochs of 6 steps in a 40-epoch run, but 2 steps in a 20-step one
+    assert ema_decay(3, 6, total_steps=240) == pytest.approx(1 - 1 / 18)
+    assert ema_decay(3, 2, total_steps=20) == pytest.approx(1 - 1 / 2)
 
 
 def test_lr_decays_only_over_the_last_steps():
