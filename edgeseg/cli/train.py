@@ -91,7 +91,7 @@ def train(
         str,
         typer.Option(
             help="Cross-entropy class weights: none, auto (median frequency balancing), sqrt (its "
-            "square root), sqrt-if-imbalanced (sqrt when some class is 10x rarer than the median "
+            "square root), sqrt-if-imbalanced (sqrt when some class is 4x rarer than the median "
             "class, else none) or w1,w2,..."
         ),
     ] = "sqrt-if-imbalanced",

@@ -89,20 +89,21 @@ def test_sqrt_class_weights_are_the_root_of_median_frequency_weights(tmp_path: P
     assert resolve_class_weights(TrainConfig(class_weights="auto"), train, info) == pytest.approx(mfb)
 
 
-@pytest.mark.parametrize(("rare_pixels", "weighted"), [(5, False), (4, True)])
-def test_default_class_weights_are_the_root_only_when_a_class_is_10x_rarer(rare_pixels: int, weighted: bool):
+@pytest.mark.parametrize(("rare_pixels", "weighted"), [(11, False), (9, True)])
+def test_default_class_weights_are_the_root_only_when_a_class_is_4x_rarer(rare_pixels: int, weighted: bool):
     from types import SimpleNamespace
 
     from edgeseg.training.losses import median_frequency_weights
     from edgeseg.training.setup import resolve_class_weights
 
-    # 10x10 masks, every class in every mask: 45 px of class 1, the rest split between 0 and 2
-    flat = np.array([0] * (55 - rare_pixels) + [1] * 45 + [2] * rare_pixels, np.uint8)
+    # 10x10 masks, every class in every mask: 40 px of class 1 (the median class), the rest split
+    # between 0 (the most frequent) and 2
+    flat = np.array([0] * (60 - rare_pixels) + [1] * 40 + [2] * rare_pixels, np.uint8)
     masks = [np.random.default_rng(i).permutation(flat).reshape(10, 10) for i in range(3)]
     train = SimpleNamespace(base=[(None, m) for m in masks], indices=range(3))
     info = {"num_classes": 3, "ignore_index": None}
     mfb = median_frequency_weights(masks, 3)
-    assert max(mfb) == pytest.approx(45 / rare_pixels)  # 9x rarer than the median class, or 11.25x
+    assert max(mfb) == pytest.approx(40 / rare_pixels)  # 3.6x rarer than the median class, or 4.4x
     got = resolve_class_weights(TrainConfig(), train, info)
     assert TrainConfig().class_weights == "sqrt-if-imbalanced"
     if weighted:
