@@ -200,5 +200,7 @@ def train(
 
 
 def _class_weights_spec(spec: str) -> str:
+    from edgeseg.training.setup import CLASS_WEIGHT_NAMES
+
     spec = spec.strip()
-    return spec.lower() if spec.lower() in ("none", "auto", "sqrt", "sqrt-if-imbalanced") else spec
+    return spec.lower() if spec.lower() in CLASS_WEIGHT_NAMES else spec

@@ -31,6 +31,10 @@ DICE_CLASSES = ("present", "foreground", "all_foreground")
 # frames, level on thin curves, 0.5 points lower on the synthetic scenes.
 SQRT_IF_IMBALANCED = "sqrt-if-imbalanced"
 IMBALANCED = 4.0
+# The --class-weights names computed from the training masks, and every name the option takes
+# (besides a list of numbers).
+FROM_MASKS = ("auto", "sqrt", SQRT_IF_IMBALANCED)
+CLASS_WEIGHT_NAMES = ("none", *FROM_MASKS)
 
 
 def auto_batch_size(n_train: int, world_size: int = 1) -> int:
@@ -214,7 +218,7 @@ def resolve_class_weights(cfg: TrainConfig, train: Any, info: dict[str, Any]) ->
     class; else None)."""
     from edgeseg.training.losses import class_weights_from_spec, median_frequency_weights
 
-    if cfg.class_weights not in ("auto", "sqrt", SQRT_IF_IMBALANCED):
+    if cfg.class_weights not in FROM_MASKS:
         return class_weights_from_spec(cfg.class_weights, info["num_classes"])
     masks = (train.base[i][1] for i in train.indices)
     weights = median_frequency_weights(masks, info["num_classes"], info["ignore_index"])
